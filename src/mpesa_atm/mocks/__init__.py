@@ -1,0 +1,6 @@
+"""The mock servers of both roles: a connexion app per role over a shared SQLite store."""
+
+from mpesa_atm.mocks.app import bank_app, create_app, ipg_app
+from mpesa_atm.mocks.store import Store
+
+__all__ = ["Store", "bank_app", "create_app", "ipg_app"]

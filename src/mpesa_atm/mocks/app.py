@@ -1,0 +1,196 @@
+"""The app factory: one connexion AsyncApp per role, its store, rules and error envelopes.
+
+`create_app("ipg" | "bank", settings)` builds a mock; `ipg_app` / `bank_app` build one from the
+environment for uvicorn's `factory=True` workers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from http import HTTPStatus
+from typing import Any
+
+import connexion
+import httpx
+from connexion.exceptions import ProblemException
+from connexion.lifecycle import ConnexionRequest, ConnexionResponse
+from connexion.middleware import MiddlewarePosition
+from connexion.resolver import Resolver
+from starlette.exceptions import HTTPException
+from starlette.types import Scope
+
+from mpesa_atm.codes import ResponseCode, bank_answer, ipg_answer
+from mpesa_atm.mocks.bank import BankRules
+from mpesa_atm.mocks.control import ControlHandlers
+from mpesa_atm.mocks.ingress import BODY_KEY, CONTROL_PREFIX, Ingress
+from mpesa_atm.mocks.ipg import IpgRules
+from mpesa_atm.mocks.store import Store
+from mpesa_atm.mocks.values import bank_date_time, new_bank_transaction_ref, new_insight_reference
+from mpesa_atm.settings import Settings, load_settings
+from mpesa_atm.spec import Role, load_spec
+
+__all__ = ["bank_app", "create_app", "ipg_app"]
+
+_ECHOABLE = re.compile(r"^[!-~]{1,32}$")
+
+
+def _echoed_reference(scope: Scope) -> str:
+    """The request's input_ThirdPartyReference when it can be read and is well formed, else ""."""
+    try:
+        body = json.loads(scope.get(BODY_KEY, b""))
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    value = body.get("input_ThirdPartyReference") if isinstance(body, dict) else None
+    return value if isinstance(value, str) and _ECHOABLE.match(value) else ""
+
+
+class _Envelopes:
+    """Answers to requests that never reach the rules, in the API's own envelope."""
+
+    def __init__(self, role: Role, settings: Settings, served: list[str]) -> None:
+        self.role = role
+        self.settings = settings
+        self.served = ", ".join(f"POST {path}" for path in served)
+
+    def __call__(self, scope: Scope, status: int, reason: str) -> tuple[int, dict[str, Any]]:
+        path: str = scope["path"]
+        if path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/"):
+            return status, {"error": HTTPStatus(status).phrase, "detail": reason}
+        if self.role == "ipg":
+            return status, ipg_answer(
+                ResponseCode.FAILURE,
+                insight_reference=new_insight_reference(),
+                third_party_reference=_echoed_reference(scope),
+                reason=reason,
+            )
+        return status, bank_answer(
+            ResponseCode.FAILURE,
+            bank_transaction_ref=new_bank_transaction_ref(),
+            bank_date_time=bank_date_time(self.settings.clock(), self.settings.timezone),
+            reason=reason,
+        )
+
+    def response(
+        self, request: ConnexionRequest, status: int, reason: str, headers: dict[str, str] | None = None
+    ) -> ConnexionResponse:
+        status, body = self(request.scope, status, reason)
+        return ConnexionResponse(
+            status_code=status,
+            body=json.dumps(body),
+            mimetype="application/json",
+            headers=headers or {},
+        )
+
+    def problem(self, request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+        assert isinstance(exc, ProblemException)
+        if exc.status == 415:
+            reason = "Content-Type must be application/json"
+        elif exc.status == 400:
+            reason = f"invalid request: {_one_line(exc.detail)}"
+        else:
+            reason = _one_line(exc.detail or exc.title or HTTPStatus(exc.status).phrase)
+        return self.response(request, exc.status, reason, dict(exc.headers or {}))
+
+    def not_found(self, request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+        return self.response(request, 404, f"no API at {request.url.path}; this mock serves {self.served}")
+
+    def method_not_allowed(self, request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+        headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
+        allowed = headers.get("Allow") or headers.get("allow") or "POST"
+        return self.response(
+            request, 405, f"{request.method} is not allowed on {request.url.path}; use {allowed}", headers
+        )
+
+    def not_utf8(self, request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+        return self.response(request, 400, "invalid request: the body is not UTF-8")
+
+    def internal(self, request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+        return self.response(request, 500, f"internal error of the mock ({type(exc).__name__})")
+
+
+def _one_line(text: Any) -> str:
+    return " ".join(str(text).split())[:500]
+
+
+def create_app(
+    role: Role,
+    settings: Settings | None = None,
+    *,
+    store: Store | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> connexion.AsyncApp:
+    """A mock of `role` ("ipg" or "bank"). `transport` routes its drivers' outbound calls (tests)."""
+    settings = settings or Settings()
+    store = store or Store(settings.db_path, journal_limit=settings.journal_limit)
+    control = ControlHandlers(role, store, settings, transport)
+    operations: dict[str, Any] = {
+        "health": control.health,
+        "reset": control.reset,
+        "journal": control.journal,
+        "seed_token": control.seed_token,
+        "start_withdrawal": control.start_withdrawal,
+        "start_redemption": control.start_redemption,
+        "start_reversal": control.start_reversal,
+    }
+    spec = load_spec(f"{role}.yaml")
+    if role == "ipg":
+        ipg = IpgRules(store, settings)
+
+        async def token_redemption(body: dict[str, str]) -> tuple[dict[str, str], int]:
+            return ipg.redeem(body), 200
+
+        async def token_reversal(body: dict[str, str]) -> tuple[dict[str, str], int]:
+            return ipg.reverse(body), 200
+
+        operations |= {"token_redemption": token_redemption, "token_reversal": token_reversal}
+    else:
+        bank = BankRules(store, settings)
+
+        async def token_generation(body: dict[str, str]) -> tuple[dict[str, str], int]:
+            return bank.generate(body), 200
+
+        operations["token_generation"] = token_generation
+
+    # Serve each operation at its configured path (the document leaves URLs "TBD").
+    served: dict[str, str] = {}
+    paths: dict[str, Any] = {}
+    for path, item in spec["paths"].items():
+        operation_id = item["post"]["operationId"]
+        configured = settings.paths[operation_id]
+        paths[configured] = item
+        served[configured] = operation_id
+    spec["paths"] = paths
+
+    envelopes = _Envelopes(role, settings, list(served))
+    app = connexion.AsyncApp(__name__)
+    resolver = Resolver(function_resolver=operations.__getitem__)
+    common = {"resolver": resolver, "strict_validation": True, "validate_responses": True}
+    app.add_api(spec, name=role, **common)
+    app.add_api(load_spec("control.yaml", role=role), base_path=CONTROL_PREFIX, name="control", **common)
+    app.add_error_handler(ProblemException, envelopes.problem)
+    app.add_error_handler(404, envelopes.not_found)
+    app.add_error_handler(405, envelopes.method_not_allowed)
+    app.add_error_handler(UnicodeDecodeError, envelopes.not_utf8)
+    app.add_error_handler(Exception, envelopes.internal)
+    app.add_middleware(
+        Ingress,
+        position=MiddlewarePosition.BEFORE_EXCEPTION,
+        role=role,
+        store=store,
+        max_body_bytes=settings.max_body_bytes,
+        control_token=settings.control_token,
+        error_answer=envelopes,
+        operations=served,
+    )
+    return app
+
+
+def ipg_app() -> connexion.AsyncApp:
+    """The iPG mock configured from MPESA_ATM_* variables (uvicorn workers)."""
+    return create_app("ipg", load_settings())
+
+
+def bank_app() -> connexion.AsyncApp:
+    """The bank mock configured from MPESA_ATM_* variables (uvicorn workers)."""
+    return create_app("bank", load_settings())

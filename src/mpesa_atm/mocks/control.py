@@ -1,0 +1,192 @@
+"""The control API under /_harness/ (openapi/control.yaml): health, reset, journal, seeding, drivers.
+
+The drivers play the other side of the withdrawal flow: the iPG mock asks a bank for a token, the
+bank mock redeems or reverses one at the iPG, each through the reference clients, and journals the
+call it sent.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+import httpx
+
+from mpesa_atm.clients import BankClient, Exchange, IpgClient, PartnerError
+from mpesa_atm.mocks.store import IpgToken, Store
+from mpesa_atm.mocks.values import new_third_party_reference, new_transaction_id, normalise_amount
+from mpesa_atm.settings import Settings
+
+__all__ = ["ControlHandlers"]
+
+Answer = tuple[dict[str, Any], int]
+
+
+def _error(status: int, error: str, detail: str) -> Answer:
+    return {"error": error, "detail": detail}, status
+
+
+class ControlHandlers:
+    def __init__(
+        self,
+        role: str,
+        store: Store,
+        settings: Settings,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.role = role
+        self.store = store
+        self.settings = settings
+        self.transport = transport
+
+    async def health(self) -> Answer:
+        return {"status": "ok", "role": self.role}, 200
+
+    async def reset(self) -> Answer:
+        self.store.reset(self.role)
+        return {"reset": self.role}, 200
+
+    async def journal(self, operation: str | None = None, limit: int = 100) -> Answer:
+        entries = self.store.journal(self.role, operation=operation, limit=limit)
+        return {"entries": [entry.as_json() for entry in entries]}, 200
+
+    def _journal_outbound(self, operation: str, exchange: Exchange) -> None:
+        self.store.journal_add(
+            role=self.role,
+            direction="outbound",
+            operation=operation,
+            method="POST",
+            url=exchange.url,
+            status=exchange.status,
+            request=json.dumps(exchange.request),
+            response=json.dumps(exchange.response),
+            duration_ms=exchange.duration_ms,
+        )
+
+    # iPG mock
+    def _bank_for(self, username: str | None) -> Any:
+        if username is None:
+            return self.settings.banks[0]
+        return self.settings.bank(username)
+
+    async def seed_token(self, body: dict[str, str]) -> Answer:
+        account = self._bank_for(body.get("username"))
+        if account is None:
+            return _error(400, "Bad Request", f"no bank {body['username']!r} is configured")
+        token = IpgToken(
+            username=account.username,
+            bank_transaction_ref=body["bank_transaction_ref"],
+            transaction_id=body["transaction_id"],
+            msisdn=body["msisdn"],
+            amount=normalise_amount(body["amount"]),
+            currency=body["currency"],
+            created_at=self.settings.clock().timestamp(),
+            redeemed_at=None,
+            reversed_at=None,
+        )
+        try:
+            with self.store.transaction() as tx:
+                tx.add_ipg_token(token)
+        except sqlite3.IntegrityError:
+            return _error(409, "Conflict", f"{account.username} already has a token with this reference")
+        return {**body, "amount": token.amount, "username": account.username}, 201
+
+    async def start_withdrawal(self, body: dict[str, str]) -> Answer:
+        account = self._bank_for(body.get("username"))
+        if account is None:
+            return _error(400, "Bad Request", f"no bank {body['username']!r} is configured")
+        client = BankClient(
+            account.url or self.settings.bank_url,
+            path=self.settings.paths["token_generation"],
+            timeout=self.settings.outbound_timeout,
+            transport=self.transport,
+        )
+        transaction_id = new_transaction_id()
+        try:
+            result = await client.generate_token(
+                msisdn=body["msisdn"],
+                amount=body["amount"],
+                currency=body["currency"],
+                transaction_id=transaction_id,
+                account_number=body.get("account_number"),
+            )
+        except PartnerError as exc:
+            self._journal_outbound("token_generation", exc.exchange)
+            return _error(502, "Bad Gateway", str(exc))
+        self._journal_outbound("token_generation", result.exchange)
+        if not result.ok or len(result.bank_transaction_ref) != 32:
+            return {
+                "error": "Bad Gateway",
+                "detail": f"the bank answered {result.response_code} {result.description!r}",
+                "bank_response": result.body,
+            }, 502
+        token = IpgToken(
+            username=account.username,
+            bank_transaction_ref=result.bank_transaction_ref,
+            transaction_id=transaction_id,
+            msisdn=body["msisdn"],
+            amount=normalise_amount(body["amount"]),
+            currency=body["currency"],
+            created_at=self.settings.clock().timestamp(),
+            redeemed_at=None,
+            reversed_at=None,
+        )
+        try:
+            with self.store.transaction() as tx:
+                tx.add_ipg_token(token)
+        except sqlite3.IntegrityError:
+            return _error(
+                502, "Bad Gateway", "the bank answered a reference it had already given another token"
+            )
+        return {
+            "transaction_id": transaction_id,
+            "bank_transaction_ref": result.bank_transaction_ref,
+            "bank_response": result.body,
+        }, 201
+
+    # Bank mock
+    async def start_redemption(self, body: dict[str, str]) -> Answer:
+        return await self._drive("token_redemption", body)
+
+    async def start_reversal(self, body: dict[str, str]) -> Answer:
+        return await self._drive("token_reversal", body)
+
+    async def _drive(self, operation: str, body: dict[str, str]) -> Answer:
+        with self.store.transaction() as tx:
+            token = tx.bank_token(body["bank_transaction_ref"])
+        if token is None:
+            return _error(404, "Not Found", "this bank mock generated no token with that reference")
+        settings = self.settings
+        client = IpgClient(
+            settings.ipg_url,
+            username=settings.bank_username,
+            password=settings.bank_password,
+            shortcode=settings.bank_shortcode,
+            redemption_path=settings.paths["token_redemption"],
+            reversal_path=settings.paths["token_reversal"],
+            timeout=settings.outbound_timeout,
+            transport=self.transport,
+        )
+        details = {
+            "msisdn": body.get("msisdn", token.msisdn),
+            "amount": body.get("amount", _plain_amount(token.amount)),
+            "currency": body.get("currency", token.currency),
+            "third_party_reference": body.get("third_party_reference", new_third_party_reference()),
+            "bank_transaction_ref": token.bank_transaction_ref,
+        }
+        try:
+            if operation == "token_redemption":
+                result = await client.redeem_token(**details)
+            else:
+                result = await client.reverse_token(**details, transaction_id=token.transaction_id)
+        except PartnerError as exc:
+            self._journal_outbound(operation, exc.exchange)
+            return _error(502, "Bad Gateway", str(exc))
+        self._journal_outbound(operation, result.exchange)
+        return {"request": result.exchange.request, "ipg_response": result.body}, 200
+
+
+def _plain_amount(amount: str) -> str:
+    """200.00 -> 200, 200.50 -> 200.50: the form the document's samples use."""
+    return amount[:-3] if amount.endswith(".00") else amount

@@ -1,0 +1,115 @@
+"""The iPG mock's rules for Token Redemption and Token Reversal (document section 2).
+
+In this order: authentication (-4), shortcode (-5), duplicate (-3, with the first answer's
+reference), token lookup within the last 2 days (-9; for a reversal also its G2 TransactionID),
+token details (-1), token state (-1), then success (0) committed before it is answered.
+"""
+
+from __future__ import annotations
+
+from mpesa_atm.codes import ResponseCode, ipg_answer
+from mpesa_atm.mocks.store import IpgToken, Store, StoreBusy
+from mpesa_atm.mocks.values import duplicate_key, new_insight_reference, normalise_amount
+from mpesa_atm.settings import Settings
+
+__all__ = ["IpgRules"]
+
+REDEMPTION = "token_redemption"
+REVERSAL = "token_reversal"
+
+_COMPARED = (
+    ("input_CustomerMSISDN", "msisdn"),
+    ("input_Amount", "amount"),
+    ("input_Currency", "currency"),
+)
+
+
+class IpgRules:
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+
+    def redeem(self, request: dict[str, str]) -> dict[str, str]:
+        return self._process(REDEMPTION, request)
+
+    def reverse(self, request: dict[str, str]) -> dict[str, str]:
+        return self._process(REVERSAL, request)
+
+    def _process(self, operation: str, request: dict[str, str]) -> dict[str, str]:
+        third_party_reference = request["input_ThirdPartyReference"]
+
+        def answer(code: ResponseCode, reason: str | None = None, reference: str | None = None) -> dict[str, str]:
+            return ipg_answer(
+                code,
+                insight_reference=reference or new_insight_reference(),
+                third_party_reference=third_party_reference,
+                reason=reason,
+            )
+
+        account = self.settings.bank(request["input_Username"])
+        if account is None or not account.password_matches(request["input_Password"]):
+            return answer(ResponseCode.AUTHENTICATION_FAILED)
+        if request["input_BankShortcode"] not in account.shortcodes:
+            return answer(
+                ResponseCode.BANK_DETAILS_INVALID,
+                f"shortcode {request['input_BankShortcode']} is not linked to {account.username}",
+            )
+
+        amount = normalise_amount(request["input_Amount"])
+        if operation == REDEMPTION:
+            key = duplicate_key(
+                request["input_CustomerMSISDN"], amount, third_party_reference,
+                request["input_Currency"], request["input_BankTransactionRef"],
+            )
+        else:
+            key = duplicate_key(request["input_TransactionID"], third_party_reference)
+        now = self.settings.clock().timestamp()
+        try:
+            with self.store.transaction() as tx:
+                first = tx.first_ipg_answer(operation, account.username, key)
+                if first is not None:
+                    return answer(ResponseCode.DUPLICATE, reference=first)
+                token = tx.ipg_token(account.username, request["input_BankTransactionRef"])
+                if token is None or token.created_at < now - self.settings.token_ttl.total_seconds():
+                    return answer(
+                        ResponseCode.TRANSACTION_DETAILS_NOT_FOUND,
+                        "no token with this input_BankTransactionRef in the last "
+                        f"{_hours(self.settings)} hours",
+                    )
+                if operation == REVERSAL and request["input_TransactionID"] != token.transaction_id:
+                    return answer(
+                        ResponseCode.TRANSACTION_DETAILS_NOT_FOUND,
+                        "input_TransactionID is not the token's G2 TransactionID",
+                    )
+                refusal = _refusal(operation, request, amount, token)
+                if refusal is not None:
+                    return answer(ResponseCode.FAILURE, refusal)
+                reference = new_insight_reference()
+                tx.record_ipg_success(
+                    operation=operation,
+                    token=token,
+                    duplicate_key=key,
+                    insight_reference=reference,
+                    third_party_reference=third_party_reference,
+                    at=now,
+                )
+        except StoreBusy:
+            return answer(ResponseCode.SYSTEM_TOO_BUSY, "the mock's database stayed locked")
+        return answer(ResponseCode.SUCCESS, reference=reference)
+
+
+def _hours(settings: Settings) -> str:
+    return f"{settings.token_ttl.total_seconds() / 3600:g}"
+
+
+def _refusal(operation: str, request: dict[str, str], amount: str, token: IpgToken) -> str | None:
+    """Why a found token cannot be used for this request, or None."""
+    given = {**request, "input_Amount": amount}
+    differing = [field for field, attribute in _COMPARED if given[field] != getattr(token, attribute)]
+    if differing:
+        return f"{', '.join(differing)} {'does' if len(differing) == 1 else 'do'} not match the token"
+    if token.reversed_at is not None:
+        return "the token was already reversed"
+    if operation == REDEMPTION and token.redeemed_at is not None:
+        return "the token was already redeemed"
+    return None

@@ -1,0 +1,52 @@
+"""Bank passwords: scrypt hashes for the config file and constant-time comparison."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+__all__ = ["hash_password", "is_password_hash", "verify_password"]
+
+_PREFIX = "scrypt"
+_N, _R, _P = 2**14, 8, 1
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def hash_password(password: str, *, salt: bytes | None = None) -> str:
+    """`scrypt$N$r$p$salt$hash`, the form `password_hash` takes in the config file."""
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=_N, r=_R, p=_P, dklen=32)
+    return f"{_PREFIX}${_N}${_R}${_P}${_b64(salt)}${_b64(digest)}"
+
+
+def is_password_hash(value: str) -> bool:
+    parts = value.split("$")
+    if len(parts) != 6 or parts[0] != _PREFIX:
+        return False
+    try:
+        int(parts[1]), int(parts[2]), int(parts[3])
+        base64.b64decode(parts[4], validate=True)
+        base64.b64decode(parts[5], validate=True)
+    except ValueError:
+        return False
+    return True
+
+
+def verify_password(stored_hash: str, password: str) -> bool:
+    """Whether `password` matches a hash made by `hash_password`, compared in constant time."""
+    _, n, r, p, salt, expected = stored_hash.split("$")
+    digest = hashlib.scrypt(
+        password.encode("utf-8"),
+        salt=base64.b64decode(salt),
+        n=int(n),
+        r=int(r),
+        p=int(p),
+        dklen=len(base64.b64decode(expected)),
+        maxmem=2**26,
+    )
+    return hmac.compare_digest(digest, base64.b64decode(expected))

@@ -1,0 +1,232 @@
+"""Every setting of the mocks with its default, and how a config file and MPESA_ATM_* variables set them.
+
+Precedence: an explicit flag > an MPESA_ATM_* environment variable > the config file > the default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from mpesa_atm.errors import ConfigError
+from mpesa_atm.passwords import is_password_hash, verify_password
+from mpesa_atm.spec import OPERATION_PATHS
+
+__all__ = ["DOCUMENT_BANK", "BankAccount", "Settings", "load_settings", "utc_now"]
+
+ENV_PREFIX = "MPESA_ATM_"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class BankAccount:
+    """A bank as the iPG knows it: the credentials it was given and the shortcodes linked to them."""
+
+    username: str
+    shortcodes: tuple[str, ...]
+    password: str | None = None
+    password_hash: str | None = None
+    url: str | None = None  # base URL of this bank's Token Generation API; None: Settings.bank_url
+    # sha256 digests of passwords that matched password_hash: scrypt is slow by design, and a
+    # mock checks the same password on every call.
+    _verified: set[bytes] = field(default_factory=set, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if (self.password is None) == (self.password_hash is None):
+            raise ConfigError(f"bank {self.username!r}: give exactly one of password, password_hash")
+        if self.password_hash is not None and not is_password_hash(self.password_hash):
+            raise ConfigError(
+                f"bank {self.username!r}: password_hash is not a hash from 'mpesa-atm hash-password'"
+            )
+        if not self.shortcodes:
+            raise ConfigError(f"bank {self.username!r}: link at least one shortcode")
+
+    def password_matches(self, candidate: str) -> bool:
+        if self.password is not None:
+            return hmac.compare_digest(self.password.encode(), candidate.encode())
+        assert self.password_hash is not None
+        key = hashlib.sha256(candidate.encode()).digest()
+        if key in self._verified:
+            return True
+        if verify_password(self.password_hash, candidate):
+            self._verified.add(key)
+            return True
+        return False
+
+
+# The sample bank of the document (2.1.2.1), so the document's examples work out of the box.
+DOCUMENT_BANK = BankAccount(username="fnb", password="P@ssword123", shortcodes=("49272",))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a mock needs. Public signatures take None for "not set"; the defaults live here."""
+
+    db_path: str = "mpesa-atm.sqlite3"
+    # iPG mock: the banks it knows, and where it calls Token Generation by default.
+    banks: tuple[BankAccount, ...] = (DOCUMENT_BANK,)
+    bank_url: str = "http://127.0.0.1:8002"
+    # Bank mock: the iPG it calls, and the credentials it calls with.
+    ipg_url: str = "http://127.0.0.1:8001"
+    bank_username: str = "fnb"
+    bank_password: str = "P@ssword123"
+    bank_shortcode: str = "49272"
+    timezone: str = "UTC"  # of output_BankDateTime
+    # Both: operation paths, limits, control API.
+    paths: Mapping[str, str] = field(default_factory=lambda: dict(OPERATION_PATHS))
+    token_ttl: timedelta = timedelta(days=2)
+    max_body_bytes: int = 64 * 1024
+    journal_limit: int = 10_000
+    outbound_timeout: float = 10.0
+    control_token: str | None = None
+    clock: Callable[[], datetime] = utc_now
+
+    def __post_init__(self) -> None:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ConfigError(f"timezone {self.timezone!r} is not an IANA time zone") from exc
+        if self.max_body_bytes < 1024:
+            raise ConfigError("max_body_bytes must be at least 1024")
+        if self.journal_limit < 1:
+            raise ConfigError("journal_limit must be at least 1")
+        unknown = set(self.paths) - set(OPERATION_PATHS)
+        if unknown:
+            raise ConfigError(f"paths: unknown operation(s) {sorted(unknown)}")
+        for name in {b.username for b in self.banks}:
+            if sum(b.username == name for b in self.banks) > 1:
+                raise ConfigError(f"bank {name!r} is configured twice")
+
+    def bank(self, username: str) -> BankAccount | None:
+        return next((b for b in self.banks if b.username == username), None)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with the given fields changed; None means "not set" and keeps the current value."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+_TOP_KEYS = {"db", "max_body_bytes", "journal_limit", "token_ttl_hours", "timezone",
+             "control_token", "outbound_timeout", "ipg", "bank", "paths"}
+_IPG_KEYS = {"bank_url", "banks"}
+_BANK_ACCOUNT_KEYS = {"username", "password", "password_hash", "shortcodes", "url"}
+_BANK_KEYS = {"ipg_url", "username", "password", "shortcode"}
+
+
+def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = set(table) - allowed
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+
+
+def _typed(value: Any, kind: type, where: str) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise ConfigError(f"{where} must be a {kind.__name__}, not {value!r}")
+    return value
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    _check_keys(data, _TOP_KEYS, str(path))
+    out: dict[str, Any] = {}
+    simple = {"db": ("db_path", str), "max_body_bytes": ("max_body_bytes", int),
+              "journal_limit": ("journal_limit", int), "timezone": ("timezone", str),
+              "control_token": ("control_token", str), "outbound_timeout": ("outbound_timeout", float)}
+    for key, (name, kind) in simple.items():
+        if key in data:
+            out[name] = _typed(data[key], kind, key)
+    if "token_ttl_hours" in data:
+        out["token_ttl"] = timedelta(hours=_typed(data["token_ttl_hours"], float, "token_ttl_hours"))
+    ipg = _typed(data.get("ipg", {}), dict, "[ipg]")
+    _check_keys(ipg, _IPG_KEYS, "[ipg]")
+    if "bank_url" in ipg:
+        out["bank_url"] = _typed(ipg["bank_url"], str, "ipg.bank_url")
+    if "banks" in ipg:
+        banks = []
+        for i, entry in enumerate(_typed(ipg["banks"], list, "ipg.banks")):
+            where = f"ipg.banks[{i}]"
+            _check_keys(_typed(entry, dict, where), _BANK_ACCOUNT_KEYS, where)
+            if "username" not in entry:
+                raise ConfigError(f"{where}: username is required")
+            shortcodes = _typed(entry.get("shortcodes", []), list, f"{where}.shortcodes")
+            banks.append(BankAccount(
+                username=_typed(entry["username"], str, f"{where}.username"),
+                password=entry.get("password"),
+                password_hash=entry.get("password_hash"),
+                shortcodes=tuple(_typed(s, str, f"{where}.shortcodes") for s in shortcodes),
+                url=entry.get("url"),
+            ))
+        if not banks:
+            raise ConfigError("ipg.banks: configure at least one bank")
+        out["banks"] = tuple(banks)
+    bank = _typed(data.get("bank", {}), dict, "[bank]")
+    _check_keys(bank, _BANK_KEYS, "[bank]")
+    for key, name in (("ipg_url", "ipg_url"), ("username", "bank_username"),
+                      ("password", "bank_password"), ("shortcode", "bank_shortcode")):
+        if key in bank:
+            out[name] = _typed(bank[key], str, f"bank.{key}")
+    if "paths" in data:
+        paths = dict(OPERATION_PATHS)
+        for operation, path in _typed(data["paths"], dict, "[paths]").items():
+            paths[operation.replace("-", "_")] = _typed(path, str, f"paths.{operation}")
+        out["paths"] = paths
+    return out
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    strings = {"DB": "db_path", "BANK_URL": "bank_url", "IPG_URL": "ipg_url",
+               "TIMEZONE": "timezone", "CONTROL_TOKEN": "control_token"}
+    for suffix, name in strings.items():
+        if env.get(ENV_PREFIX + suffix):
+            out[name] = env[ENV_PREFIX + suffix]
+    for suffix, name in (("MAX_BODY_BYTES", "max_body_bytes"), ("JOURNAL_LIMIT", "journal_limit")):
+        raw = env.get(ENV_PREFIX + suffix)
+        if raw:
+            try:
+                out[name] = int(raw)
+            except ValueError:
+                raise ConfigError(f"{ENV_PREFIX}{suffix} must be a whole number, not {raw!r}") from None
+    return out
+
+
+def load_settings(
+    *,
+    config_file: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    **flags: Any,
+) -> Settings:
+    """Settings from flags, then MPESA_ATM_* variables, then the config file, then the defaults.
+
+    The config file is `config_file`, else $MPESA_ATM_CONFIG, else none. Flags that are None are
+    not set.
+    """
+    env = os.environ if env is None else env
+    config_file = config_file or env.get(ENV_PREFIX + "CONFIG") or None
+    merged: dict[str, Any] = {}
+    if config_file:
+        merged |= _from_file(Path(config_file))
+    merged |= _from_env(env)
+    merged |= {k: v for k, v in flags.items() if v is not None}
+    try:
+        return Settings(**merged)
+    except TypeError as exc:  # a flag the Settings do not have: a programming error, said plainly
+        raise ConfigError(str(exc)) from exc

@@ -1,0 +1,100 @@
+"""Loads the OpenAPI documents in openapi/ and bundles each into one self-contained document.
+
+ipg.yaml and bank.yaml reference shared definitions in common.yaml; a served spec must not, so the
+loader copies what is referenced into the document's own components.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+__all__ = ["OPERATION_PATHS", "Role", "SPEC_FILES", "load_spec", "spec_dir", "spec_path"]
+
+Role = Literal["ipg", "bank"]
+
+SPEC_FILES = ("common.yaml", "ipg.yaml", "bank.yaml", "control.yaml")
+
+# operationId -> the path the harness serves it at (the document says "TBD").
+OPERATION_PATHS: dict[str, str] = {
+    "token_generation": "/token-generation",
+    "token_redemption": "/token-redemption",
+    "token_reversal": "/token-reversal",
+}
+
+
+def spec_dir() -> Path:
+    """The folder holding the OpenAPI documents, inside the installed package."""
+    return Path(str(resources.files("mpesa_atm") / "openapi"))
+
+
+def spec_path(name: str) -> Path:
+    return spec_dir() / name
+
+
+@functools.cache
+def _read(name: str) -> dict[str, Any]:
+    with spec_path(name).open(encoding="utf-8") as fh:
+        data: dict[str, Any] = yaml.safe_load(fh)
+    return data
+
+
+def load_spec(name: str, *, role: Role | None = None) -> dict[str, Any]:
+    """The document `name` (e.g. "ipg.yaml") with every external reference bundled in.
+
+    With `role`, operations marked `x-mpesa-role` for the other role are left out (control.yaml
+    describes both mocks' control APIs).
+    """
+    document = copy.deepcopy(_read(name))
+    imported: dict[str, dict[str, Any]] = {}  # kind -> name -> component copied from another file
+
+    def bundle(node: Any, source: str) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                target_file, _, pointer = ref.partition("#")
+                target_file = target_file or source
+                if target_file != name:
+                    _copy_component(target_file, pointer)
+                return {**node, "$ref": f"#{pointer}"}
+            return {key: bundle(value, source) for key, value in node.items()}
+        if isinstance(node, list):
+            return [bundle(item, source) for item in node]
+        return node
+
+    def _copy_component(target_file: str, pointer: str) -> None:
+        parts = pointer.strip("/").split("/")
+        if parts[0] != "components" or len(parts) != 3:
+            raise ValueError(f"only components can be referenced across files, not {pointer}")
+        _, kind, key = parts
+        section = imported.setdefault(kind, {})
+        if key in section:
+            return
+        section[key] = {}  # placeholder first: a component may reference itself
+        section[key] = bundle(_read(target_file)["components"][kind][key], target_file)
+
+    bundled: dict[str, Any] = bundle(document, name)
+    own = bundled.setdefault("components", {})
+    for kind, section in imported.items():
+        own[kind] = section | own.get(kind, {})
+    if role is not None:
+        bundled["paths"] = _paths_for_role(bundled["paths"], role)
+    return bundled
+
+
+def _paths_for_role(paths: dict[str, Any], role: Role) -> dict[str, Any]:
+    kept: dict[str, Any] = {}
+    for path, item in paths.items():
+        operations = {
+            method: operation
+            for method, operation in item.items()
+            if not isinstance(operation, dict) or operation.get("x-mpesa-role", role) == role
+        }
+        if any(isinstance(op, dict) and "operationId" in op for op in operations.values()):
+            kept[path] = operations
+    return kept
