@@ -193,7 +193,12 @@ class IpgClient:
         self._transport = transport
 
     def _body(
-        self, *, msisdn: str, amount: str, currency: str, third_party_reference: str,
+        self,
+        *,
+        msisdn: str,
+        amount: str,
+        currency: str,
+        third_party_reference: str,
         bank_transaction_ref: str,
     ) -> dict[str, str]:
         return {
@@ -219,22 +224,39 @@ class IpgClient:
         )
 
     async def redeem_token(
-        self, *, msisdn: str, amount: str, currency: str, third_party_reference: str,
+        self,
+        *,
+        msisdn: str,
+        amount: str,
+        currency: str,
+        third_party_reference: str,
         bank_transaction_ref: str,
     ) -> IpgResult:
         body = self._body(
-            msisdn=msisdn, amount=amount, currency=currency,
-            third_party_reference=third_party_reference, bank_transaction_ref=bank_transaction_ref,
+            msisdn=msisdn,
+            amount=amount,
+            currency=currency,
+            third_party_reference=third_party_reference,
+            bank_transaction_ref=bank_transaction_ref,
         )
         return await self._call(self.redemption_url, body)
 
     async def reverse_token(
-        self, *, msisdn: str, amount: str, currency: str, third_party_reference: str,
-        bank_transaction_ref: str, transaction_id: str,
+        self,
+        *,
+        msisdn: str,
+        amount: str,
+        currency: str,
+        third_party_reference: str,
+        bank_transaction_ref: str,
+        transaction_id: str,
     ) -> IpgResult:
         body = self._body(
-            msisdn=msisdn, amount=amount, currency=currency,
-            third_party_reference=third_party_reference, bank_transaction_ref=bank_transaction_ref,
+            msisdn=msisdn,
+            amount=amount,
+            currency=currency,
+            third_party_reference=third_party_reference,
+            bank_transaction_ref=bank_transaction_ref,
         )
         body["input_TransactionID"] = transaction_id
         return await self._call(self.reversal_url, body)

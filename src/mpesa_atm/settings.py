@@ -117,8 +117,18 @@ class Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-_TOP_KEYS = {"db", "max_body_bytes", "journal_limit", "token_ttl_hours", "timezone",
-             "control_token", "outbound_timeout", "ipg", "bank", "paths"}
+_TOP_KEYS = {
+    "db",
+    "max_body_bytes",
+    "journal_limit",
+    "token_ttl_hours",
+    "timezone",
+    "control_token",
+    "outbound_timeout",
+    "ipg",
+    "bank",
+    "paths",
+}
 _IPG_KEYS = {"bank_url", "banks"}
 _BANK_ACCOUNT_KEYS = {"username", "password", "password_hash", "shortcodes", "url"}
 _BANK_KEYS = {"ipg_url", "username", "password", "shortcode"}
@@ -133,7 +143,7 @@ def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None
 def _typed(value: Any, kind: type, where: str) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise ConfigError(f"{where} must be a {kind.__name__}, not {value!r}")
     return value
 
@@ -147,9 +157,14 @@ def _from_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     _check_keys(data, _TOP_KEYS, str(path))
     out: dict[str, Any] = {}
-    simple = {"db": ("db_path", str), "max_body_bytes": ("max_body_bytes", int),
-              "journal_limit": ("journal_limit", int), "timezone": ("timezone", str),
-              "control_token": ("control_token", str), "outbound_timeout": ("outbound_timeout", float)}
+    simple = {
+        "db": ("db_path", str),
+        "max_body_bytes": ("max_body_bytes", int),
+        "journal_limit": ("journal_limit", int),
+        "timezone": ("timezone", str),
+        "control_token": ("control_token", str),
+        "outbound_timeout": ("outbound_timeout", float),
+    }
     for key, (name, kind) in simple.items():
         if key in data:
             out[name] = _typed(data[key], kind, key)
@@ -167,20 +182,26 @@ def _from_file(path: Path) -> dict[str, Any]:
             if "username" not in entry:
                 raise ConfigError(f"{where}: username is required")
             shortcodes = _typed(entry.get("shortcodes", []), list, f"{where}.shortcodes")
-            banks.append(BankAccount(
-                username=_typed(entry["username"], str, f"{where}.username"),
-                password=entry.get("password"),
-                password_hash=entry.get("password_hash"),
-                shortcodes=tuple(_typed(s, str, f"{where}.shortcodes") for s in shortcodes),
-                url=entry.get("url"),
-            ))
+            banks.append(
+                BankAccount(
+                    username=_typed(entry["username"], str, f"{where}.username"),
+                    password=entry.get("password"),
+                    password_hash=entry.get("password_hash"),
+                    shortcodes=tuple(_typed(s, str, f"{where}.shortcodes") for s in shortcodes),
+                    url=entry.get("url"),
+                )
+            )
         if not banks:
             raise ConfigError("ipg.banks: configure at least one bank")
         out["banks"] = tuple(banks)
     bank = _typed(data.get("bank", {}), dict, "[bank]")
     _check_keys(bank, _BANK_KEYS, "[bank]")
-    for key, name in (("ipg_url", "ipg_url"), ("username", "bank_username"),
-                      ("password", "bank_password"), ("shortcode", "bank_shortcode")):
+    for key, name in (
+        ("ipg_url", "ipg_url"),
+        ("username", "bank_username"),
+        ("password", "bank_password"),
+        ("shortcode", "bank_shortcode"),
+    ):
         if key in bank:
             out[name] = _typed(bank[key], str, f"bank.{key}")
     if "paths" in data:
@@ -193,8 +214,13 @@ def _from_file(path: Path) -> dict[str, Any]:
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    strings = {"DB": "db_path", "BANK_URL": "bank_url", "IPG_URL": "ipg_url",
-               "TIMEZONE": "timezone", "CONTROL_TOKEN": "control_token"}
+    strings = {
+        "DB": "db_path",
+        "BANK_URL": "bank_url",
+        "IPG_URL": "ipg_url",
+        "TIMEZONE": "timezone",
+        "CONTROL_TOKEN": "control_token",
+    }
     for suffix, name in strings.items():
         if env.get(ENV_PREFIX + suffix):
             out[name] = env[ENV_PREFIX + suffix]

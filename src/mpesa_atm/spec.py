@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import yaml
 
-__all__ = ["OPERATION_PATHS", "Role", "SPEC_FILES", "load_spec", "spec_dir", "spec_path"]
+__all__ = ["OPERATION_PATHS", "SPEC_FILES", "Role", "load_spec", "spec_dir", "spec_path"]
 
 Role = Literal["ipg", "bank"]
 

@@ -1,5 +1,6 @@
 """The mock servers of both roles: a connexion app per role over a shared SQLite store."""
 
+import mpesa_atm._warnings  # noqa: F401  (before connexion is imported)
 from mpesa_atm.mocks.app import bank_app, create_app, ipg_app
 from mpesa_atm.mocks.store import Store
 

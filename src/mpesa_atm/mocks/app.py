@@ -155,7 +155,7 @@ def create_app(
     # Serve each operation at its configured path (the document leaves URLs "TBD").
     served: dict[str, str] = {}
     paths: dict[str, Any] = {}
-    for path, item in spec["paths"].items():
+    for _path, item in spec["paths"].items():
         operation_id = item["post"]["operationId"]
         configured = settings.paths[operation_id]
         paths[configured] = item

@@ -38,7 +38,9 @@ class IpgRules:
     def _process(self, operation: str, request: dict[str, str]) -> dict[str, str]:
         third_party_reference = request["input_ThirdPartyReference"]
 
-        def answer(code: ResponseCode, reason: str | None = None, reference: str | None = None) -> dict[str, str]:
+        def answer(
+            code: ResponseCode, reason: str | None = None, reference: str | None = None
+        ) -> dict[str, str]:
             return ipg_answer(
                 code,
                 insight_reference=reference or new_insight_reference(),
@@ -58,8 +60,11 @@ class IpgRules:
         amount = normalise_amount(request["input_Amount"])
         if operation == REDEMPTION:
             key = duplicate_key(
-                request["input_CustomerMSISDN"], amount, third_party_reference,
-                request["input_Currency"], request["input_BankTransactionRef"],
+                request["input_CustomerMSISDN"],
+                amount,
+                third_party_reference,
+                request["input_Currency"],
+                request["input_BankTransactionRef"],
             )
         else:
             key = duplicate_key(request["input_TransactionID"], third_party_reference)

@@ -7,6 +7,7 @@ BEGIN IMMEDIATE), so it holds across worker processes. A write is committed befo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -126,6 +127,9 @@ class JournalEntry:
             "response": self.response,
             "duration_ms": self.duration_ms,
         }
+
+
+_JOURNAL_FIELDS = [f.name for f in dataclasses.fields(JournalEntry)]
 
 
 def _loads(text: str) -> Any:
@@ -313,9 +317,7 @@ class Store:
                 (cursor.lastrowid - self.journal_limit, role),
             )
 
-    def journal(
-        self, role: str, *, operation: str | None = None, limit: int = 100
-    ) -> list[JournalEntry]:
+    def journal(self, role: str, *, operation: str | None = None, limit: int = 100) -> list[JournalEntry]:
         """Newest first."""
         query = (
             "SELECT id, at, role, direction, operation, method, url, status, request, response,"
@@ -327,7 +329,10 @@ class Store:
             params.append(operation)
         query += " ORDER BY id DESC LIMIT ?"
         params.append(limit)
-        return [
-            JournalEntry(*row[:8], _loads(row[8]), _loads(row[9]), row[10])  # type: ignore[misc]
-            for row in self._db.execute(query, params)
-        ]
+        entries = []
+        for row in self._db.execute(query, params):
+            values = dict(zip(_JOURNAL_FIELDS, row, strict=True))
+            values["request"] = _loads(values["request"])
+            values["response"] = _loads(values["response"])
+            entries.append(JournalEntry(**values))
+        return entries

@@ -1,0 +1,244 @@
+"""The `mpesa-atm` command: serve the mocks and hash bank passwords.
+
+Start-up and usage errors are one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import ipaddress
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mpesa_atm import __version__
+from mpesa_atm.errors import ConfigError, HarnessError, UsageError
+from mpesa_atm.passwords import hash_password
+from mpesa_atm.settings import ENV_PREFIX, Settings, load_settings
+
+__all__ = ["main"]
+
+ROLE_NAMES = {"ipg": "iPG mock", "bank": "bank mock"}
+DEFAULT_PORTS = {"ipg": 8001, "bank": 8002}
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+def _check_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {_url(host, port)}: {exc.strerror or exc}") from None
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--db", metavar="PATH", help="SQLite file, or :memory: (default ./mpesa-atm.sqlite3)")
+    parser.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes per mock")
+    parser.add_argument("--config", metavar="FILE", help="TOML config file (see README)")
+    parser.add_argument(
+        "--control-token",
+        metavar="TOKEN",
+        help="require 'Authorization: Bearer TOKEN' on /_harness/ (needed off loopback)",
+    )
+    parser.add_argument("--max-body-bytes", type=int, metavar="N", help="largest request body (64 KiB)")
+
+
+def _settings_for(args: argparse.Namespace, **urls: Any) -> Settings:
+    return load_settings(
+        config_file=args.config,
+        db_path=args.db,
+        control_token=args.control_token,
+        max_body_bytes=args.max_body_bytes,
+        **urls,
+    )
+
+
+def _validate(args: argparse.Namespace, settings: Settings) -> None:
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if settings.db_path == ":memory:" and args.workers > 1:
+        raise UsageError("--db :memory: cannot be shared by several workers; give a file")
+    if not _is_loopback(args.host) and not settings.control_token:
+        raise UsageError(
+            f"--host {args.host} is not loopback: give --control-token (or {ENV_PREFIX}CONTROL_TOKEN)"
+            " so that strangers cannot reset or read the mock"
+        )
+    if settings.db_path != ":memory:":
+        from mpesa_atm.mocks.store import Store
+
+        try:
+            Store(settings.db_path).close()  # creates the schema once, and proves the path works
+        except Exception as exc:  # sqlite3 says little; say where
+            raise ConfigError(f"cannot open the database {settings.db_path}: {exc}") from exc
+
+
+def _worker_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
+    """What the uvicorn workers read their settings from (they build the app from the environment)."""
+    env = dict(os.environ)
+    if args.config:
+        env[ENV_PREFIX + "CONFIG"] = str(Path(args.config).resolve())
+    db = settings.db_path if settings.db_path == ":memory:" else str(Path(settings.db_path).resolve())
+    env[ENV_PREFIX + "DB"] = db
+    env[ENV_PREFIX + "BANK_URL"] = settings.bank_url
+    env[ENV_PREFIX + "IPG_URL"] = settings.ipg_url
+    env[ENV_PREFIX + "MAX_BODY_BYTES"] = str(settings.max_body_bytes)
+    if settings.control_token:
+        env[ENV_PREFIX + "CONTROL_TOKEN"] = settings.control_token
+    return env
+
+
+def _banner(role: str, url: str, settings: Settings, workers: int) -> str:
+    operations = ("token_redemption", "token_reversal") if role == "ipg" else ("token_generation",)
+    paths = ", ".join(f"POST {settings.paths[op]}" for op in operations)
+    other = (
+        f"calls the bank at {settings.bank_url}" if role == "ipg" else f"calls the iPG at {settings.ipg_url}"
+    )
+    db = settings.db_path if settings.db_path == ":memory:" else str(Path(settings.db_path).resolve())
+    return (
+        f"mpesa-atm {__version__}: {ROLE_NAMES[role]} on {url} ({paths})\n"
+        f"  docs {url}/ui/  spec {url}/openapi.json  control {url}/_harness/\n"
+        f"  store {db}, {workers} worker{'s' if workers > 1 else ''}; {other}"
+    )
+
+
+def _serve_one(args: argparse.Namespace, role: str) -> int:
+    import uvicorn
+
+    port = args.port if args.port is not None else DEFAULT_PORTS[role]
+    settings = _settings_for(args, bank_url=args.bank_url, ipg_url=args.ipg_url)
+    _validate(args, settings)
+    _check_port_free(args.host, port)
+    os.environ.update(_worker_env(args, settings))
+    print(_banner(role, _url(args.host, port), settings, args.workers), flush=True)
+    uvicorn.run(
+        f"mpesa_atm.mocks:{role}_app",
+        factory=True,
+        host=args.host,
+        port=port,
+        workers=args.workers if args.workers > 1 else None,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+def _serve_both(args: argparse.Namespace) -> int:
+    ipg_url, bank_url = _url(args.host, args.ipg_port), _url(args.host, args.bank_port)
+    settings = _settings_for(args, bank_url=args.bank_url or bank_url, ipg_url=args.ipg_url or ipg_url)
+    _validate(args, settings)
+    _check_port_free(args.host, args.ipg_port)
+    _check_port_free(args.host, args.bank_port)
+    common = ["--host", args.host, "--workers", str(args.workers)]
+    children: list[subprocess.Popen[bytes]] = []
+    for role, port in (("ipg", args.ipg_port), ("bank", args.bank_port)):
+        command = [sys.executable, "-m", "mpesa_atm", "serve", role, "--port", str(port), *common]
+        children.append(subprocess.Popen(command, env=_worker_env(args, settings)))
+
+    def stop(*_: Any) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while True:
+            for child in children:
+                try:
+                    code = child.wait(timeout=0.5)
+                except subprocess.TimeoutExpired:
+                    continue
+                stop()
+                for other in children:
+                    other.wait()
+                return code
+    except KeyboardInterrupt:
+        stop()
+        for child in children:
+            child.wait()
+        return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if args.role is None:
+        if args.port is not None:
+            raise UsageError("--port needs a role: mpesa-atm serve ipg|bank --port N")
+        return _serve_both(args)
+    return _serve_one(args, args.role)
+
+
+def _hash_password(args: argparse.Namespace) -> int:
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
+    if not password:
+        raise UsageError("the password is empty")
+    print(hash_password(password))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mpesa-atm",
+        description="Mocks, contract tests and fuzzing for the M-Pesa Generic ATM API.",
+    )
+    parser.add_argument("--version", action="version", version=f"mpesa-atm {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the iPG and bank mocks (or one of them)",
+        description="Run both mocks wired to each other (iPG on 8001, bank on 8002), or one role.",
+    )
+    serve.add_argument("role", nargs="?", choices=("ipg", "bank"), help="run only this role")
+    serve.add_argument("--port", type=int, help="with a role: the port (8001 for ipg, 8002 for bank)")
+    serve.add_argument("--ipg-port", type=int, default=DEFAULT_PORTS["ipg"], metavar="N")
+    serve.add_argument("--bank-port", type=int, default=DEFAULT_PORTS["bank"], metavar="N")
+    serve.add_argument("--bank-url", metavar="URL", help="where the iPG mock calls Token Generation")
+    serve.add_argument("--ipg-url", metavar="URL", help="where the bank mock calls the iPG")
+    _add_common(serve)
+    serve.set_defaults(handler=_serve)
+
+    hashing = commands.add_parser(
+        "hash-password",
+        help="print a scrypt hash of a bank password, for password_hash in the config file",
+    )
+    hashing.add_argument("--password-stdin", action="store_true", help="read it from standard input")
+    hashing.set_defaults(handler=_hash_password)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except HarnessError as exc:
+        print(f"mpesa-atm: error: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
