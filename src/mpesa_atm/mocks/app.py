@@ -132,6 +132,7 @@ def create_app(
         "start_withdrawal": control.start_withdrawal,
         "start_redemption": control.start_redemption,
         "start_reversal": control.start_reversal,
+        "provider_state": control.provider_state,
     }
     spec = load_spec(f"{role}.yaml")
     if role == "ipg":

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from mpesa_atm.clients import BankClient, Exchange, IpgClient, PartnerError
+from mpesa_atm.mocks.provider_states import ProviderStates, UnknownProviderState
 from mpesa_atm.mocks.store import IpgToken, Store
 from mpesa_atm.mocks.values import new_third_party_reference, new_transaction_id, normalise_amount
 from mpesa_atm.settings import Settings
@@ -39,6 +40,7 @@ class ControlHandlers:
         self.store = store
         self.settings = settings
         self.transport = transport
+        self.provider_states = ProviderStates(role, store, settings)
 
     async def health(self) -> Answer:
         return {"status": "ok", "role": self.role}, 200
@@ -50,6 +52,15 @@ class ControlHandlers:
     async def journal(self, operation: str | None = None, limit: int = 100) -> Answer:
         entries = self.store.journal(self.role, operation=operation, limit=limit)
         return {"entries": [entry.as_json() for entry in entries]}, 200
+
+    async def provider_state(self, body: dict[str, Any]) -> Answer:
+        try:
+            produced = self.provider_states.apply(
+                body["state"], body.get("params") or {}, body.get("action", "setup")
+            )
+        except UnknownProviderState as exc:
+            return _error(400, "Bad Request", str(exc))
+        return produced, 200
 
     def _journal_outbound(self, operation: str, exchange: Exchange) -> None:
         self.store.journal_add(
