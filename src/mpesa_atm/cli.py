@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -157,28 +158,30 @@ def _serve_both(args: argparse.Namespace) -> int:
         command = [sys.executable, "-m", "mpesa_atm", "serve", role, "--port", str(port), *common]
         children.append(subprocess.Popen(command, env=_worker_env(args, settings)))
 
+    stopping = False
+
     def stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
         for child in children:
             if child.poll() is None:
                 child.terminate()
 
     signal.signal(signal.SIGTERM, stop)
     try:
-        while True:
-            for child in children:
-                try:
-                    code = child.wait(timeout=0.5)
-                except subprocess.TimeoutExpired:
-                    continue
-                stop()
-                for other in children:
-                    other.wait()
-                return code
+        while not any(child.poll() is not None for child in children):
+            time.sleep(0.2)
     except KeyboardInterrupt:
-        stop()
-        for child in children:
-            child.wait()
+        stopping = True
+    # One mock stopped (or we were told to stop): stop the other too, and say how it went.
+    codes = [child.poll() for child in children]
+    stop()
+    for child in children:
+        child.wait()
+    if stopping:
         return 0
+    failed = next((code for code in codes if code), 0)  # a mock that died on its own
+    return 1 if failed < 0 else failed
 
 
 def _serve(args: argparse.Namespace) -> int:
