@@ -59,7 +59,7 @@ class ControlHandlers:
                 body["state"], body.get("params") or {}, body.get("action", "setup")
             )
         except UnknownProviderState as exc:
-            return _error(400, "Bad Request", str(exc))
+            return _error(404, "Not Found", str(exc))
         return produced, 200
 
     def _journal_outbound(self, operation: str, exchange: Exchange) -> None:
@@ -84,7 +84,7 @@ class ControlHandlers:
     async def seed_token(self, body: dict[str, str]) -> Answer:
         account = self._bank_for(body.get("username"))
         if account is None:
-            return _error(400, "Bad Request", f"no bank {body['username']!r} is configured")
+            return _error(404, "Not Found", f"no bank {body['username']!r} is configured")
         token = IpgToken(
             username=account.username,
             bank_transaction_ref=body["bank_transaction_ref"],
@@ -106,7 +106,7 @@ class ControlHandlers:
     async def start_withdrawal(self, body: dict[str, str]) -> Answer:
         account = self._bank_for(body.get("username"))
         if account is None:
-            return _error(400, "Bad Request", f"no bank {body['username']!r} is configured")
+            return _error(404, "Not Found", f"no bank {body['username']!r} is configured")
         client = BankClient(
             account.url or self.settings.bank_url,
             path=self.settings.paths["token_generation"],
