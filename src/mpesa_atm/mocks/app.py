@@ -26,6 +26,7 @@ from mpesa_atm.mocks.control import ControlHandlers
 from mpesa_atm.mocks.ingress import BODY_KEY, CONTROL_PREFIX, Ingress
 from mpesa_atm.mocks.ipg import IpgRules
 from mpesa_atm.mocks.store import Store
+from mpesa_atm.mocks.validation import VALIDATORS
 from mpesa_atm.mocks.values import bank_date_time, new_bank_transaction_ref, new_insight_reference
 from mpesa_atm.settings import Settings, load_settings
 from mpesa_atm.spec import Role, load_spec
@@ -86,8 +87,10 @@ class _Envelopes:
         assert isinstance(exc, ProblemException)
         if exc.status == 415:
             reason = "Content-Type must be application/json"
+        elif exc.status == 400 and exc.detail == "RequestBody is required":  # connexion's words
+            reason = "invalid request: the body is empty; send a JSON object"
         elif exc.status == 400:
-            reason = f"invalid request: {_one_line(exc.detail)}"
+            reason = f"invalid request: {_one_line(exc.detail)}"  # see mocks/validation.py
         else:
             reason = _one_line(exc.detail or exc.title or HTTPStatus(exc.status).phrase)
         return self.response(request, exc.status, reason, dict(exc.headers or {}))
@@ -166,7 +169,12 @@ def create_app(
     envelopes = _Envelopes(role, settings, list(served))
     app = connexion.AsyncApp(__name__)
     resolver = Resolver(function_resolver=operations.__getitem__)
-    common = {"resolver": resolver, "strict_validation": True, "validate_responses": True}
+    common = {
+        "resolver": resolver,
+        "strict_validation": True,
+        "validate_responses": True,
+        "validator_map": VALIDATORS,
+    }
     app.add_api(spec, name=role, **common)
     app.add_api(load_spec("control.yaml", role=role), base_path=CONTROL_PREFIX, name="control", **common)
     app.add_error_handler(ProblemException, envelopes.problem)

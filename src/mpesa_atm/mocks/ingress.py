@@ -35,7 +35,7 @@ def masked_text(raw: bytes) -> Any:
     """A request body for the journal: parsed JSON with the password masked, else masked text."""
     try:
         parsed = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         text = raw[:_JOURNAL_TEXT_LIMIT].decode("utf-8", errors="replace")
         return _PASSWORD_IN_TEXT.sub(lambda m: m.group(1) + MASK + m.group(3), text)
     return mask_password(parsed)
@@ -84,6 +84,13 @@ class Ingress:
             await _send_json(send, status, answer, close=True)
             return
         scope[BODY_KEY] = body
+        # The body is read whole now: say its length, so that connexion (which looks only at
+        # Content-Length) sees a chunked body too.
+        scope["headers"] = [
+            (name, value)
+            for name, value in scope["headers"]
+            if name not in (b"content-length", b"transfer-encoding")
+        ] + [(b"content-length", str(len(body)).encode())]
         replayed = False
 
         async def replay() -> Message:
