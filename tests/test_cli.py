@@ -1,0 +1,91 @@
+"""`mpesa-atm`: usage errors are one line and exit 2; `serve` runs the document's flow end to end."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from mpesa_atm.cli import main
+from mpesa_atm.passwords import verify_password
+from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mpesa_atm", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_busy_port_is_one_line_and_exit_2(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("serve", "bank", "--port", str(port), "--db", str(tmp_path / "x.sqlite3"))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert f"cannot listen on http://127.0.0.1:{port}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["serve", "--config", "/no/such/file.toml"], "cannot read config file"),
+        (["serve", "--host", "0.0.0.0"], "--control-token"),
+        (["serve", "--db", ":memory:", "--workers", "2"], ":memory: cannot be shared"),
+        (["serve", "--port", "9000"], "--port needs a role"),
+        (["serve", "--db", "/no/such/dir/x.sqlite3"], "cannot open the database"),
+    ],
+)
+def test_usage_and_config_errors_exit_2_with_one_line(capsys, args, message):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mpesa-atm: error:")
+    assert message in err
+    assert err.count("\n") == 1
+
+
+def test_hash_password_prints_a_hash_the_config_accepts():
+    result = subprocess.run(
+        [sys.executable, "-m", "mpesa_atm", "hash-password", "--password-stdin"],
+        input="P@ssword123\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert verify_password(result.stdout.strip(), "P@ssword123")
+
+
+@pytest.mark.network
+def test_quick_start_flow_over_loopback(serve):
+    """The README's promise: the document's example, a withdrawal, its redemption, a replay, the journal."""
+    served = serve()
+    generated = httpx.post(f"{served.bank_url}/token-generation", json=DOCUMENT_GENERATION).json()
+    assert generated["output_ResponseCode"] == "0"
+    assert len(generated["output_BankTransactionRef"]) == 32
+
+    withdrawal = httpx.post(
+        f"{served.ipg_url}/_harness/withdrawals",
+        json={"msisdn": "243843330333", "amount": "200", "currency": "CDF"},
+    )
+    assert withdrawal.status_code == 201, withdrawal.text
+    token_ref = withdrawal.json()["bank_transaction_ref"]
+    redemption = {**DOCUMENT_REDEMPTION, "input_BankTransactionRef": token_ref}
+    first = httpx.post(f"{served.ipg_url}/token-redemption", json=redemption).json()
+    assert first["output_ResponseCode"] == "0"
+    replay = httpx.post(f"{served.ipg_url}/token-redemption", json=redemption).json()
+    assert (replay["output_ResponseCode"], replay["output_InsightReference"]) == (
+        "-3",
+        first["output_InsightReference"],
+    )
+    journal = httpx.get(f"{served.ipg_url}/_harness/journal").text
+    assert "token_redemption" in journal
+    assert "P@ssword123" not in journal
+    banner = served.log()
+    assert f"iPG mock on {served.ipg_url}" in banner
+    assert f"{served.ipg_url}/ui/" in banner

@@ -1,0 +1,123 @@
+"""Settings: the config file, MPESA_ATM_* variables and flags, in that order of strength."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from mpesa_atm.errors import ConfigError
+from mpesa_atm.passwords import hash_password, verify_password
+from mpesa_atm.settings import DOCUMENT_BANK, Settings, load_settings
+
+CONFIG = """
+db = "from-file.sqlite3"
+journal_limit = 50
+token_ttl_hours = 24
+timezone = "Africa/Kinshasa"
+
+[ipg]
+bank_url = "http://bank.example:9000"
+
+[[ipg.banks]]
+username = "equity"
+password_hash = "{hash}"
+shortcodes = ["60001", "60002"]
+url = "http://equity.example"
+
+[bank]
+ipg_url = "http://ipg.example"
+username = "equity"
+password = "S3cret!"
+shortcode = "60001"
+
+[paths]
+token-generation = "/atm/token"
+"""
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / "mocks.toml"
+    path.write_text(CONFIG.replace("{hash}", hash_password("S3cret!")))
+    return path
+
+
+def test_defaults_hold_the_document_bank():
+    settings = load_settings(env={})
+    assert settings.banks == (DOCUMENT_BANK,)
+    assert settings.token_ttl == timedelta(days=2)
+    assert settings.max_body_bytes == 65536
+
+
+def test_config_file_sets_every_section(config_file):
+    settings = load_settings(config_file=config_file, env={})
+    assert settings.db_path == "from-file.sqlite3"
+    assert settings.journal_limit == 50
+    assert settings.token_ttl == timedelta(hours=24)
+    assert settings.timezone == "Africa/Kinshasa"
+    assert settings.bank_url == "http://bank.example:9000"
+    (bank,) = settings.banks
+    assert (bank.username, bank.shortcodes, bank.url) == (
+        "equity",
+        ("60001", "60002"),
+        "http://equity.example",
+    )
+    assert bank.password_matches("S3cret!") and not bank.password_matches("s3cret!")
+    assert (settings.ipg_url, settings.bank_username, settings.bank_shortcode) == (
+        "http://ipg.example",
+        "equity",
+        "60001",
+    )
+    assert settings.paths["token_generation"] == "/atm/token"
+    assert settings.paths["token_redemption"] == "/token-redemption"
+
+
+def test_environment_beats_the_file_and_flags_beat_the_environment(config_file):
+    env = {"MPESA_ATM_DB": "from-env.sqlite3", "MPESA_ATM_JOURNAL_LIMIT": "7"}
+    assert load_settings(config_file=config_file, env=env).db_path == "from-env.sqlite3"
+    assert load_settings(config_file=config_file, env=env).journal_limit == 7
+    assert load_settings(config_file=config_file, env=env, db_path="flag.sqlite3").db_path == "flag.sqlite3"
+
+
+def test_config_file_may_come_from_the_environment(config_file):
+    assert load_settings(env={"MPESA_ATM_CONFIG": str(config_file)}).db_path == "from-file.sqlite3"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("dbb = 'x'", "unknown key(s) dbb"),
+        ("journal_limit = 'ten'", "journal_limit must be a int"),
+        ("[ipg]\nbanks = []", "configure at least one bank"),
+        ("[[ipg.banks]]\nusername = 'a'\nshortcodes = ['1234']", "exactly one of password, password_hash"),
+        ("[[ipg.banks]]\nusername = 'a'\npassword = 'p'\nshortcodes = []", "at least one shortcode"),
+        ("[[ipg.banks]]\nusername = 'a'\npassword_hash = 'plain'\nshortcodes = ['1']", "not a hash"),
+        ("timezone = 'Mars/Olympus'", "not an IANA time zone"),
+        ("[paths]\ntoken-burning = '/x'", "unknown operation"),
+        ("not toml", "not valid TOML"),
+    ],
+)
+def test_bad_config_is_one_clear_error(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_settings(config_file=path, env={})
+
+
+def test_environment_numbers_are_cast_strictly():
+    with pytest.raises(ConfigError, match="MPESA_ATM_MAX_BODY_BYTES must be a whole number"):
+        load_settings(env={"MPESA_ATM_MAX_BODY_BYTES": "64k"})
+
+
+def test_password_hash_round_trip_and_constant_time_compare():
+    hashed = hash_password("P@ssword123")
+    assert hashed.startswith("scrypt$")
+    assert verify_password(hashed, "P@ssword123")
+    assert not verify_password(hashed, "P@ssword124")
+    assert hash_password("P@ssword123") != hashed  # salted
+
+
+def test_settings_replace_keeps_values_that_are_not_set():
+    settings = Settings(journal_limit=3)
+    assert settings.replace(journal_limit=None, db_path="x").journal_limit == 3
