@@ -91,6 +91,10 @@ class Settings:
     journal_limit: int = 10_000
     outbound_timeout: float = 10.0
     control_token: str | None = None
+    # Fault modes at start-up (the control API's /_harness/modes changes them at run time).
+    magic_values: bool = True
+    offline: bool = False
+    max_concurrency: int | None = None
     clock: Callable[[], datetime] = utc_now
 
     def __post_init__(self) -> None:
@@ -117,18 +121,19 @@ class Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-_TOP_KEYS = {
-    "db",
-    "max_body_bytes",
-    "journal_limit",
-    "token_ttl_hours",
-    "timezone",
-    "control_token",
-    "outbound_timeout",
-    "ipg",
-    "bank",
-    "paths",
+# Top-level keys of the config file that set one Settings field: key -> (field, type).
+_SIMPLE: dict[str, tuple[str, type]] = {
+    "db": ("db_path", str),
+    "max_body_bytes": ("max_body_bytes", int),
+    "journal_limit": ("journal_limit", int),
+    "timezone": ("timezone", str),
+    "control_token": ("control_token", str),
+    "outbound_timeout": ("outbound_timeout", float),
+    "magic_values": ("magic_values", bool),
+    "offline": ("offline", bool),
+    "max_concurrency": ("max_concurrency", int),
 }
+_TOP_KEYS = set(_SIMPLE) | {"token_ttl_hours", "ipg", "bank", "paths"}
 _IPG_KEYS = {"bank_url", "banks"}
 _BANK_ACCOUNT_KEYS = {"username", "password", "password_hash", "shortcodes", "url"}
 _BANK_KEYS = {"ipg_url", "username", "password", "shortcode"}
@@ -157,15 +162,7 @@ def _from_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     _check_keys(data, _TOP_KEYS, str(path))
     out: dict[str, Any] = {}
-    simple = {
-        "db": ("db_path", str),
-        "max_body_bytes": ("max_body_bytes", int),
-        "journal_limit": ("journal_limit", int),
-        "timezone": ("timezone", str),
-        "control_token": ("control_token", str),
-        "outbound_timeout": ("outbound_timeout", float),
-    }
-    for key, (name, kind) in simple.items():
+    for key, (name, kind) in _SIMPLE.items():
         if key in data:
             out[name] = _typed(data[key], kind, key)
     if "token_ttl_hours" in data:

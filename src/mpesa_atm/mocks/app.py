@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
 import connexion
 import httpx
+from connexion import request
 from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
-from connexion.middleware import MiddlewarePosition
+from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
 from connexion.resolver import Resolver
 from starlette.exceptions import HTTPException
 from starlette.types import Scope
@@ -23,6 +25,7 @@ from starlette.types import Scope
 from mpesa_atm.codes import ResponseCode, bank_answer, ipg_answer
 from mpesa_atm.mocks.bank import BankRules
 from mpesa_atm.mocks.control import ControlHandlers
+from mpesa_atm.mocks.faults import ConnectionFaults, Faults, Modes
 from mpesa_atm.mocks.ingress import BODY_KEY, CONTROL_PREFIX, Ingress
 from mpesa_atm.mocks.ipg import IpgRules
 from mpesa_atm.mocks.store import Store
@@ -49,28 +52,36 @@ def _echoed_reference(scope: Scope) -> str:
 class _Envelopes:
     """Answers to requests that never reach the rules, in the API's own envelope."""
 
-    def __init__(self, role: Role, settings: Settings, served: list[str]) -> None:
+    def __init__(self, role: Role, settings: Settings) -> None:
         self.role = role
         self.settings = settings
-        self.served = ", ".join(f"POST {path}" for path in served)
+        self.served = ""  # the API's paths, for the 404 answer
 
     def __call__(self, scope: Scope, status: int, reason: str) -> tuple[int, dict[str, Any]]:
         path: str = scope["path"]
         if path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/"):
             return status, {"error": HTTPStatus(status).phrase, "detail": reason}
+        return status, self.answer(ResponseCode.FAILURE, reason, _echoed_reference(scope))
+
+    def answer(self, code: ResponseCode, reason: str | None, third_party_reference: str) -> dict[str, str]:
+        """An API answer that no rule made: a refusal, or a fault."""
         if self.role == "ipg":
-            return status, ipg_answer(
-                ResponseCode.FAILURE,
+            return ipg_answer(
+                code,
                 insight_reference=new_insight_reference(),
-                third_party_reference=_echoed_reference(scope),
+                third_party_reference=third_party_reference,
                 reason=reason,
             )
-        return status, bank_answer(
-            ResponseCode.FAILURE,
+        return bank_answer(
+            code,
             bank_transaction_ref=new_bank_transaction_ref(),
             bank_date_time=bank_date_time(self.settings.clock(), self.settings.timezone),
             reason=reason,
         )
+
+    def for_fault(self, code: ResponseCode, reason: str | None, body: Mapping[str, Any]) -> dict[str, str]:
+        reference = body.get("input_ThirdPartyReference")
+        return self.answer(code, reason, reference if isinstance(reference, str) else "")
 
     def response(
         self, request: ConnexionRequest, status: int, reason: str, headers: dict[str, str] | None = None
@@ -136,25 +147,35 @@ def create_app(
         "start_redemption": control.start_redemption,
         "start_reversal": control.start_reversal,
         "provider_state": control.provider_state,
+        "add_fault": control.add_fault,
+        "list_faults": control.list_faults,
+        "delete_fault": control.delete_fault,
+        "get_modes": control.get_modes,
+        "set_modes": control.set_modes,
     }
     spec = load_spec(f"{role}.yaml")
+    envelopes = _Envelopes(role, settings)
+    faults = Faults(
+        role,
+        store,
+        envelopes.for_fault,
+        Modes(settings.offline, settings.max_concurrency, settings.magic_values),
+    )
+    control.faults = faults
+
+    def api(operation: str, process: Callable[[dict[str, str]], dict[str, str]]) -> Any:
+        async def handler(body: dict[str, str]) -> tuple[dict[str, str], int]:
+            answer = await faults.run(operation, body, request.headers, request.scope, lambda: process(body))
+            return answer, 200
+
+        return handler
+
     if role == "ipg":
         ipg = IpgRules(store, settings)
-
-        async def token_redemption(body: dict[str, str]) -> tuple[dict[str, str], int]:
-            return ipg.redeem(body), 200
-
-        async def token_reversal(body: dict[str, str]) -> tuple[dict[str, str], int]:
-            return ipg.reverse(body), 200
-
-        operations |= {"token_redemption": token_redemption, "token_reversal": token_reversal}
+        operations["token_redemption"] = api("token_redemption", ipg.redeem)
+        operations["token_reversal"] = api("token_reversal", ipg.reverse)
     else:
-        bank = BankRules(store, settings)
-
-        async def token_generation(body: dict[str, str]) -> tuple[dict[str, str], int]:
-            return bank.generate(body), 200
-
-        operations["token_generation"] = token_generation
+        operations["token_generation"] = api("token_generation", BankRules(store, settings).generate)
 
     # Serve each operation at its configured path (the document leaves URLs "TBD").
     served: dict[str, str] = {}
@@ -166,8 +187,10 @@ def create_app(
         served[configured] = operation_id
     spec["paths"] = paths
 
-    envelopes = _Envelopes(role, settings, list(served))
-    app = connexion.AsyncApp(__name__)
+    envelopes.served = ", ".join(f"POST {path}" for path in served)
+    # ConnectionFaults first: it must hold the server's own `send` to break a connection.
+    middlewares = [ConnectionFaults, *ConnexionMiddleware.default_middlewares]
+    app = connexion.AsyncApp(__name__, middlewares=middlewares)
     resolver = Resolver(function_resolver=operations.__getitem__)
     common = {
         "resolver": resolver,

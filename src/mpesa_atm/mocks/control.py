@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from mpesa_atm.clients import BankClient, Exchange, IpgClient, PartnerError
+from mpesa_atm.mocks.faults import FaultError, FaultRule, Faults
 from mpesa_atm.mocks.provider_states import ProviderStates, UnknownProviderState
 from mpesa_atm.mocks.store import IpgToken, Store
 from mpesa_atm.mocks.values import new_third_party_reference, new_transaction_id, normalise_amount
@@ -41,6 +42,7 @@ class ControlHandlers:
         self.settings = settings
         self.transport = transport
         self.provider_states = ProviderStates(role, store, settings)
+        self.faults: Faults  # set by the app factory, which builds the fault layer
 
     async def health(self) -> Answer:
         return {"status": "ok", "role": self.role}, 200
@@ -52,6 +54,27 @@ class ControlHandlers:
     async def journal(self, operation: str | None = None, limit: int = 100) -> Answer:
         entries = self.store.journal(self.role, operation=operation, limit=limit)
         return {"entries": [entry.as_json() for entry in entries]}, 200
+
+    async def add_fault(self, body: dict[str, Any]) -> Answer:
+        try:
+            rule = self.faults.add(FaultRule.parse(self.role, body))
+        except FaultError as exc:
+            return _error(400, "Bad Request", str(exc))
+        return rule.as_json(), 201
+
+    async def list_faults(self) -> Answer:
+        return {"faults": self.faults.rules()}, 200
+
+    async def delete_fault(self, fault_id: str) -> Answer | tuple[None, int]:
+        if not self.faults.delete(fault_id):
+            return _error(404, "Not Found", f"no fault rule {fault_id!r}")
+        return None, 204
+
+    async def get_modes(self) -> Answer:
+        return self.faults.modes().as_json(), 200
+
+    async def set_modes(self, body: dict[str, Any]) -> Answer:
+        return self.faults.set_modes(body).as_json(), 200
 
     async def provider_state(self, body: dict[str, Any]) -> Answer:
         try:
@@ -163,12 +186,13 @@ class ControlHandlers:
     async def start_reversal(self, body: dict[str, str]) -> Answer:
         return await self._drive("token_reversal", body)
 
-    async def _drive(self, operation: str, body: dict[str, str]) -> Answer:
+    async def _drive(self, operation: str, body: dict[str, Any]) -> Answer:
         with self.store.transaction() as tx:
             token = tx.bank_token(body["bank_transaction_ref"])
         if token is None:
             return _error(404, "Not Found", "this bank mock generated no token with that reference")
         settings = self.settings
+        timeout = body["timeout_ms"] / 1000 if "timeout_ms" in body else settings.outbound_timeout
         client = IpgClient(
             settings.ipg_url,
             username=settings.bank_username,
@@ -176,7 +200,7 @@ class ControlHandlers:
             shortcode=settings.bank_shortcode,
             redemption_path=settings.paths["token_redemption"],
             reversal_path=settings.paths["token_reversal"],
-            timeout=settings.outbound_timeout,
+            timeout=timeout,
             transport=self.transport,
         )
         details = {
@@ -193,9 +217,31 @@ class ControlHandlers:
                 result = await client.reverse_token(**details, transaction_id=token.transaction_id)
         except PartnerError as exc:
             self._journal_outbound(operation, exc.exchange)
-            return _error(502, "Bad Gateway", str(exc))
+            if operation != "token_redemption":
+                return _error(502, "Bad Gateway", str(exc))
+            # The customer's funds are in doubt: the redemption may or may not have been made.
+            # As the document intends, the bank reverses the token (with a reference of its own).
+            reversal = await self._reverse_after_lost_answer(client, details, token.transaction_id)
+            return {
+                "error": "Bad Gateway",
+                "detail": f"{exc}; the bank mock sent a Token Reversal",
+                "request": exc.exchange.request,
+                "reversal": reversal,
+            }, 502
         self._journal_outbound(operation, result.exchange)
         return {"request": result.exchange.request, "ipg_response": result.body}, 200
+
+    async def _reverse_after_lost_answer(
+        self, client: IpgClient, details: dict[str, str], transaction_id: str
+    ) -> dict[str, Any]:
+        reversal = {**details, "third_party_reference": new_third_party_reference()}
+        try:
+            result = await client.reverse_token(**reversal, transaction_id=transaction_id)
+        except PartnerError as exc:
+            self._journal_outbound("token_reversal", exc.exchange)
+            return {"request": exc.exchange.request, "ipg_response": None, "error": str(exc)}
+        self._journal_outbound("token_reversal", result.exchange)
+        return {"request": result.exchange.request, "ipg_response": result.body}
 
 
 def _plain_amount(amount: str) -> str:

@@ -67,6 +67,19 @@ CREATE TABLE IF NOT EXISTS journal (
     duration_ms REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS journal_role ON journal (role, id);
+-- Fault rules and modes of the control API: in the store so that every worker sees them, and a
+-- rule with `times` fires exactly that often whatever the number of workers.
+CREATE TABLE IF NOT EXISTS faults (
+    id TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    remaining INTEGER,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS modes (
+    role TEXT PRIMARY KEY,
+    modes TEXT NOT NULL
+);
 """
 
 _ROLE_TABLES = {"bank": ("bank_tokens",), "ipg": ("ipg_tokens", "ipg_transactions")}
@@ -288,6 +301,51 @@ class Store:
             for table in _ROLE_TABLES[role]:
                 self._db.execute(f"DELETE FROM {table}")
             self._db.execute("DELETE FROM journal WHERE role = ?", (role,))
+            self._db.execute("DELETE FROM faults WHERE role = ?", (role,))
+            self._db.execute("DELETE FROM modes WHERE role = ?", (role,))
+
+    # Faults and modes (mocks/faults.py)
+    def fault_add(self, role: str, rule_id: str, spec: str, times: int | None, at: float) -> None:
+        with self._write_lock():
+            self._db.execute("INSERT INTO faults VALUES (?, ?, ?, ?, ?)", (rule_id, role, spec, times, at))
+
+    def fault_list(self, role: str) -> list[tuple[str, int | None]]:
+        """(spec, remaining) of every rule, oldest first, spent ones included."""
+        return self._db.execute(
+            "SELECT spec, remaining FROM faults WHERE role = ? ORDER BY created_at, id", (role,)
+        ).fetchall()
+
+    def fault_candidates(self, role: str) -> list[tuple[str, str, int | None]]:
+        """(id, spec, remaining) of the rules that may still fire, oldest first."""
+        return self._db.execute(
+            "SELECT id, spec, remaining FROM faults"
+            " WHERE role = ? AND (remaining IS NULL OR remaining > 0) ORDER BY created_at, id",
+            (role,),
+        ).fetchall()
+
+    def fault_claim(self, rule_id: str) -> bool:
+        """Takes one firing of a counted rule; False when another call took the last one."""
+        with self._write_lock():
+            cursor = self._db.execute(
+                "UPDATE faults SET remaining = remaining - 1 WHERE id = ? AND remaining > 0", (rule_id,)
+            )
+        return cursor.rowcount == 1
+
+    def fault_delete(self, role: str, rule_id: str) -> bool:
+        with self._write_lock():
+            cursor = self._db.execute("DELETE FROM faults WHERE role = ? AND id = ?", (role, rule_id))
+        return cursor.rowcount == 1
+
+    def modes_get(self, role: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT modes FROM modes WHERE role = ?", (role,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def modes_set(self, role: str, modes: dict[str, Any]) -> None:
+        with self._write_lock():
+            self._db.execute(
+                "INSERT INTO modes VALUES (?, ?) ON CONFLICT (role) DO UPDATE SET modes = excluded.modes",
+                (role, json.dumps(modes)),
+            )
 
     # Journal
     def journal_add(

@@ -1,0 +1,388 @@
+"""Fault injection: every error path of the API on demand, the way payment sandboxes offer it.
+
+A fault is decided per API call, after the request was validated, from (first match wins): the
+"offline" mode (-8), the concurrency limit (-7), the X-Mpesa-Atm-Fault header, the fault rules set
+through the control API (shared by all workers in the store, so `times: 1` fires exactly once), and
+the magic MSISDNs. A fault answers a response code in the envelope, waits, or breaks the connection;
+the connection itself is broken by `ConnectionFaults`, the outermost ASGI layer, which alone holds
+the server's transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import socket
+import struct
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mpesa_atm.codes import ResponseCode
+from mpesa_atm.mocks.store import Store
+
+__all__ = [
+    "CONNECTION_FAULTS",
+    "FAULT_HEADER",
+    "MAGIC_MSISDNS",
+    "ConnectionFaults",
+    "FaultError",
+    "FaultRule",
+    "Faults",
+]
+
+FAULT_HEADER = "X-Mpesa-Atm-Fault"
+SLOT_KEY = "mpesa_atm.fault"
+# WireMock's names in brackets: CONNECTION_RESET_BY_PEER, EMPTY_RESPONSE, MALFORMED_RESPONSE_CHUNK.
+CONNECTION_FAULTS = ("reset", "empty", "malformed", "hang")
+# Operations as the control API names them (paths of the document's APIs) -> operationIds.
+OPERATIONS = {
+    "token-generation": "token_generation",
+    "token-redemption": "token_redemption",
+    "token-reversal": "token_reversal",
+}
+ROLE_OPERATIONS = {"bank": {"token_generation"}, "ipg": {"token_redemption", "token_reversal"}}
+# Codes a fault may answer. The iPG's -3, -4, -5 and -9 come from its real rules and state.
+ROLE_CODES = {
+    "ipg": {"-1", "-2", "-6", "-7", "-8"},
+    "bank": {code.value for code in ResponseCode} - {"0"},
+}
+
+# Magic MSISDNs, on unless switched off: 24390000000N answers -N (N = 1..9) on either mock;
+# 2439000000NN breaks the call in a given way. Shown in the README's fault table.
+MAGIC_MSISDNS: dict[str, dict[str, Any]] = {
+    **{f"24390000000{n}": {"response_code": f"-{n}"} for n in range(1, 10)},
+    "243900000010": {"connection": "reset"},
+    "243900000011": {"connection": "empty"},
+    "243900000012": {"connection": "malformed"},
+    "243900000013": {"connection": "hang"},
+    "243900000014": {"delay_ms": 2000},
+}
+_MSISDN_FIELD = "input_CustomerMSISDN"
+_HANG_SECONDS = 30.0  # longer than any sane client time-out, short enough to end by itself
+
+
+class FaultError(ValueError):
+    """A fault rule or header that cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class Delay:
+    """Fixed, uniform or log-normal, as WireMock's delayDistribution."""
+
+    fixed_ms: float = 0
+    distribution: str | None = None
+    lower_ms: float = 0
+    upper_ms: float = 0
+    median_ms: float = 0
+    sigma: float = 0
+
+    def seconds(self, rng: random.Random) -> float:
+        if self.distribution == "uniform":
+            return rng.uniform(self.lower_ms, self.upper_ms) / 1000
+        if self.distribution == "lognormal":
+            return self.median_ms * math.exp(rng.gauss(0, self.sigma)) / 1000
+        return self.fixed_ms / 1000
+
+    def as_json(self) -> dict[str, Any]:
+        if self.distribution == "uniform":
+            spec = {"distribution": "uniform", "lower_ms": self.lower_ms, "upper_ms": self.upper_ms}
+        elif self.distribution == "lognormal":
+            spec = {"distribution": "lognormal", "median_ms": self.median_ms, "sigma": self.sigma}
+        else:
+            return {"delay_ms": self.fixed_ms}
+        return {"delay_distribution": spec}
+
+
+@dataclass(frozen=True)
+class FaultRule:
+    """What to do to a call: answer a code, wait, break the connection; to which calls, how often."""
+
+    operation: str | None = None  # operationId; None: every operation of this mock
+    response_code: str | None = None
+    description: str | None = None
+    delay: Delay | None = None
+    connection: str | None = None
+    processed: bool = False  # with a connection fault: the call is processed, its answer lost
+    times: int | None = None  # None: until deleted or reset
+    probability: float = 1.0
+    match: Mapping[str, str] = field(default_factory=dict)
+    id: str = ""
+
+    @classmethod
+    def parse(cls, role: str, data: Mapping[str, Any], *, any_code: bool = False) -> FaultRule:
+        """A rule from the control API's JSON (already schema-checked), a header or a magic value."""
+        operation = data.get("operation")
+        if operation is not None:
+            operation = OPERATIONS.get(operation, operation)
+            if operation not in ROLE_OPERATIONS[role]:
+                mine = ", ".join(name for name, op in OPERATIONS.items() if op in ROLE_OPERATIONS[role])
+                raise FaultError(f"the {role} mock has no operation {data['operation']!r} (it has {mine})")
+        code = data.get("response_code")
+        if code is not None and not any_code and code not in ROLE_CODES[role]:
+            allowed = ", ".join(sorted(ROLE_CODES[role], key=lambda c: -int(c)))
+            raise FaultError(f"the {role} mock can be told to answer {allowed}, not {code!r}")
+        connection = data.get("connection")
+        if connection is not None and connection not in CONNECTION_FAULTS:
+            raise FaultError(f"connection must be one of {', '.join(CONNECTION_FAULTS)}, not {connection!r}")
+        delay = _parse_delay(data)
+        if code is None and delay is None and connection is None:
+            raise FaultError("a fault needs response_code, delay_ms, delay_distribution or connection")
+        if code is not None and connection is not None:
+            raise FaultError("give either response_code or connection: a broken call answers nothing")
+        times = data.get("times")
+        if times is not None and (not isinstance(times, int) or times < 1):
+            raise FaultError("times must be a whole number of at least 1")
+        probability = float(data.get("probability", 1.0))
+        if not 0 < probability <= 1:
+            raise FaultError("probability must be above 0 and at most 1")
+        return cls(
+            operation=operation,
+            response_code=code,
+            description=data.get("description"),
+            delay=delay,
+            connection=connection,
+            processed=bool(data.get("processed", False)),
+            times=times,
+            probability=probability,
+            match=dict(data.get("match") or {}),
+            id=data.get("id", ""),
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        """The rule as the control API takes it (and as the store keeps it), with its id."""
+        names = {op: name for name, op in OPERATIONS.items()}
+        out: dict[str, Any] = {"id": self.id}
+        if self.operation is not None:
+            out["operation"] = names[self.operation]
+        for key in ("response_code", "description", "connection"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.delay is not None:
+            out |= self.delay.as_json()
+        out |= {"processed": self.processed, "times": self.times, "probability": self.probability}
+        if self.match:
+            out["match"] = dict(self.match)
+        return out
+
+    def matches(self, operation: str, body: Mapping[str, Any]) -> bool:
+        if self.operation is not None and self.operation != operation:
+            return False
+        return all(body.get(key) == value for key, value in self.match.items())
+
+
+def _parse_delay(data: Mapping[str, Any]) -> Delay | None:
+    if "delay_ms" in data and "delay_distribution" in data:
+        raise FaultError("give delay_ms or delay_distribution, not both")
+    if "delay_ms" in data:
+        fixed = float(data["delay_ms"])
+        if not 0 <= fixed <= 120_000:
+            raise FaultError("delay_ms must be from 0 to 120000")
+        return Delay(fixed_ms=fixed)
+    spec = data.get("delay_distribution")
+    if spec is None:
+        return None
+    kind = spec.get("distribution")
+    if kind == "uniform":
+        lower, upper = float(spec.get("lower_ms", 0)), float(spec.get("upper_ms", 0))
+        if not 0 <= lower <= upper <= 120_000:
+            raise FaultError("uniform delay needs 0 <= lower_ms <= upper_ms <= 120000")
+        return Delay(distribution="uniform", lower_ms=lower, upper_ms=upper)
+    if kind == "lognormal":
+        median, sigma = float(spec.get("median_ms", 0)), float(spec.get("sigma", 0))
+        if not (0 < median <= 120_000 and 0 <= sigma <= 5):
+            raise FaultError("lognormal delay needs 0 < median_ms <= 120000 and 0 <= sigma <= 5")
+        return Delay(distribution="lognormal", median_ms=median, sigma=sigma)
+    raise FaultError("delay_distribution.distribution must be uniform or lognormal")
+
+
+def parse_header(value: str) -> dict[str, Any]:
+    """`response_code=-7`, `delay_ms=1500`, `connection=reset;processed=true`: pairs split by ';'."""
+    data: dict[str, Any] = {}
+    for pair in value.split(";"):
+        key, sep, raw = (part.strip() for part in pair.partition("="))
+        if not sep or not key:
+            raise FaultError(f"{FAULT_HEADER}: {pair.strip()!r} is not key=value")
+        if key not in {"response_code", "description", "delay_ms", "connection", "processed"}:
+            raise FaultError(f"{FAULT_HEADER}: unknown key {key!r}")
+        data[key] = raw.lower() == "true" if key == "processed" else raw
+    return data
+
+
+@dataclass(frozen=True)
+class Modes:
+    offline: bool = False
+    max_concurrency: int | None = None
+    magic_values: bool = True
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "offline": self.offline,
+            "max_concurrency": self.max_concurrency,
+            "magic_values": self.magic_values,
+        }
+
+
+Process = Callable[[], dict[str, str]]
+Envelope = Callable[[ResponseCode, str | None, Mapping[str, Any]], dict[str, str]]
+
+
+class Faults:
+    """Decides, per API call, whether a fault applies, and applies it."""
+
+    def __init__(self, role: str, store: Store, envelope: Envelope, defaults: Modes) -> None:
+        self.role = role
+        self.store = store
+        self.envelope = envelope
+        self.defaults = defaults
+        self.in_flight = 0  # this worker's calls under way (the concurrency limit is per worker)
+        self._rng = random.Random()
+
+    # Control API
+    def add(self, rule: FaultRule) -> FaultRule:
+        stored = FaultRule(**{**rule.__dict__, "id": uuid.uuid4().hex})
+        self.store.fault_add(self.role, stored.id, json.dumps(stored.as_json()), stored.times, time.time())
+        return stored
+
+    def rules(self) -> list[dict[str, Any]]:
+        return [
+            {**json.loads(spec), "remaining": remaining}
+            for spec, remaining in self.store.fault_list(self.role)
+        ]
+
+    def delete(self, rule_id: str) -> bool:
+        return self.store.fault_delete(self.role, rule_id)
+
+    def modes(self) -> Modes:
+        stored = self.store.modes_get(self.role)
+        return Modes(**stored) if stored is not None else self.defaults
+
+    def set_modes(self, changes: Mapping[str, Any]) -> Modes:
+        modes = Modes(**{**self.modes().__dict__, **changes})
+        self.store.modes_set(self.role, modes.as_json())
+        return modes
+
+    # Per call
+    def _decide(self, operation: str, body: Mapping[str, Any], header: str | None) -> FaultRule | None:
+        if header is not None:
+            return FaultRule.parse(self.role, parse_header(header))
+        for rule_id, spec, remaining in self.store.fault_candidates(self.role):
+            rule = FaultRule.parse(self.role, json.loads(spec))
+            if not rule.matches(operation, body):
+                continue
+            if rule.probability < 1 and self._rng.random() >= rule.probability:
+                continue
+            if remaining is None or self.store.fault_claim(rule_id):
+                return rule
+        if self.modes().magic_values:
+            magic = MAGIC_MSISDNS.get(str(body.get(_MSISDN_FIELD)))
+            if magic is not None:
+                return FaultRule.parse(self.role, magic, any_code=True)
+        return None
+
+    async def run(
+        self,
+        operation: str,
+        body: Mapping[str, Any],
+        headers: Mapping[str, str],
+        scope: Scope,
+        process: Process,
+    ) -> dict[str, str]:
+        """The answer to an API call: `process()` unless a fault says otherwise."""
+        modes = self.modes()
+        if modes.offline:
+            return self.envelope(ResponseCode.API_OFFLINE, "the mock is set offline", body)
+        if modes.max_concurrency is not None and self.in_flight >= modes.max_concurrency:
+            reason = f"more than {modes.max_concurrency} calls under way"
+            return self.envelope(ResponseCode.SYSTEM_TOO_BUSY, reason, body)
+        self.in_flight += 1
+        try:
+            try:
+                rule = self._decide(operation, body, headers.get(FAULT_HEADER.lower()))
+            except FaultError as exc:
+                return self.envelope(ResponseCode.FAILURE, f"bad {FAULT_HEADER} header: {exc}", body)
+            if rule is None:
+                return process()
+            if rule.delay is not None:
+                await asyncio.sleep(rule.delay.seconds(self._rng))
+            if rule.response_code is not None:
+                code = ResponseCode(rule.response_code)
+                return self.envelope(code, rule.description or "fault injected by the harness", body)
+            if rule.connection is None:
+                return process()
+            answer = process() if rule.processed else None
+            if rule.connection == "hang":
+                await asyncio.sleep(_HANG_SECONDS)
+            else:
+                slot = scope.get(SLOT_KEY)
+                if slot is not None:
+                    slot["connection"] = rule.connection
+            if answer is not None:
+                return answer
+            return self.envelope(ResponseCode.FAILURE, f"connection fault {rule.connection}", body)
+        finally:
+            self.in_flight -= 1
+
+
+_MALFORMED = b'{"output_ResponseCode": "0", "output_Respon'
+
+
+class ConnectionFaults:
+    """Outermost ASGI layer: breaks the connection when a fault asked for it.
+
+    It needs the server's transport, which uvicorn's `send` carries; elsewhere (in-process test
+    clients) a broken connection is raised as ConnectionResetError.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        slot: dict[str, str] = {}
+        scope[SLOT_KEY] = slot
+        dropped = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal dropped
+            fault = slot.get("connection")
+            if fault is None:
+                await send(message)
+            elif fault == "malformed":
+                await _send_malformed(send, message)
+            elif not dropped:
+                dropped = True
+                await _drop(send, reset=fault == "reset")
+
+        await self.app(scope, receive, guarded_send)
+
+
+async def _send_malformed(send: Send, message: Message) -> None:
+    """A 200 whose JSON body stops half-way (the Content-Length matches what is sent)."""
+    if message["type"] == "http.response.start":
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(_MALFORMED)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+    elif message["type"] == "http.response.body" and not message.get("more_body", False):
+        await send({"type": "http.response.body", "body": _MALFORMED})
+
+
+async def _drop(send: Send, *, reset: bool) -> None:
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    if transport is None:
+        raise ConnectionResetError("connection fault injected by the harness")
+    if reset:  # RST instead of FIN: the peer sees "connection reset by peer"
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+    else:  # EMPTY_RESPONSE: closed without a byte of answer
+        transport.close()
+    await asyncio.sleep(0)  # let the server see the connection gone before the app returns

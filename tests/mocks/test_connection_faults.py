@@ -1,0 +1,132 @@
+"""Faults that need a real socket: reset, empty answer, malformed body, hang; `times: 1` across two
+workers; and the bank's reversal when a redemption's answer is lost."""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+import httpx
+import pytest
+
+from tests.fixtures.mocks import DOCUMENT_REDEMPTION, DOCUMENT_TOKEN
+
+pytestmark = pytest.mark.network
+
+
+@pytest.fixture(scope="module")
+def both(serve_for_module):
+    return serve_for_module()
+
+
+@pytest.fixture
+def served(both):
+    for url in both.urls.values():
+        httpx.post(f"{url}/_harness/reset").raise_for_status()
+    assert httpx.post(f"{both.ipg_url}/_harness/tokens", json=DOCUMENT_TOKEN).status_code == 201
+    return both
+
+
+def add_fault(url, **rule):
+    response = httpx.post(f"{url}/_harness/faults", json=rule)
+    assert response.status_code == 201, response.text
+
+
+def redeem(url, timeout=5.0, **changes):
+    return httpx.post(f"{url}/token-redemption", json={**DOCUMENT_REDEMPTION, **changes}, timeout=timeout)
+
+
+def test_connection_reset_is_seen_by_the_client_and_the_server_keeps_serving(served):
+    add_fault(served.ipg_url, operation="token-redemption", connection="reset", times=1)
+    with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
+        redeem(served.ipg_url)
+    assert redeem(served.ipg_url).json()["output_ResponseCode"] == "0"  # not processed: still unspent
+
+
+def test_empty_response_closes_without_an_answer(served):
+    with pytest.raises(httpx.RemoteProtocolError):
+        redeem(served.ipg_url, input_CustomerMSISDN="243900000011")  # magic: empty
+    assert redeem(served.ipg_url).json()["output_ResponseCode"] == "0"
+
+
+def test_malformed_response_is_a_200_whose_json_stops_half_way(served):
+    add_fault(served.ipg_url, connection="malformed", times=1)
+    response = redeem(served.ipg_url)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    with pytest.raises(ValueError):
+        response.json()
+
+
+def test_hang_outlasts_the_client_timeout(served):
+    add_fault(served.ipg_url, connection="hang", times=1)
+    with pytest.raises(httpx.ReadTimeout):
+        redeem(served.ipg_url, timeout=0.5)
+
+
+def test_processed_reset_commits_the_redemption_and_loses_its_answer(served):
+    add_fault(served.ipg_url, connection="reset", processed=True, times=1)
+    with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
+        redeem(served.ipg_url)
+    assert redeem(served.ipg_url).json()["output_ResponseCode"] == "-3"  # it was made
+
+
+def test_rule_with_times_one_fires_exactly_once_across_two_workers(serve):
+    served = serve("--workers", "2", role="bank")
+    url = served.urls["bank"]
+    add_fault(url, response_code="-7", times=1)
+
+    def generate(i):
+        body = {
+            "input_CustomerMSISDN": "243843330333",
+            "input_Amount": "200",
+            "input_Currency": "CDF",
+            "input_TransactionID": f"TX{i}",
+        }
+        return httpx.post(f"{url}/token-generation", json=body, timeout=10).json()["output_ResponseCode"]
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
+        codes = list(pool.map(generate, range(40)))
+    assert codes.count("-7") == 1
+    assert codes.count("0") == 39
+
+
+def test_bank_reverses_when_the_redemption_answer_is_lost(served):
+    withdrawal = httpx.post(
+        f"{served.ipg_url}/_harness/withdrawals",
+        json={"msisdn": "243843330333", "amount": "200", "currency": "CDF"},
+    ).json()
+    add_fault(served.ipg_url, operation="token-redemption", connection="reset", processed=True, times=1)
+    response = httpx.post(
+        f"{served.bank_url}/_harness/redemptions",
+        json={"bank_transaction_ref": withdrawal["bank_transaction_ref"], "timeout_ms": 2000},
+        timeout=10,
+    )
+    assert response.status_code == 502
+    outcome = response.json()
+    assert outcome["reversal"]["ipg_response"]["output_ResponseCode"] == "0"
+    assert outcome["reversal"]["request"]["input_TransactionID"] == withdrawal["transaction_id"]
+    # The bank's journal shows the whole sequence: the redemption without an answer, then the reversal.
+    sent = httpx.get(f"{served.bank_url}/_harness/journal").json()["entries"]
+    assert [(e["direction"], e["operation"], e["status"]) for e in sent[:2]] == [
+        ("outbound", "token_reversal", 200),
+        ("outbound", "token_redemption", None),
+    ]
+    # The iPG redeemed, then reversed the token: it is spent.
+    received = httpx.get(f"{served.ipg_url}/_harness/journal").json()["entries"]
+    assert [e["response"]["output_ResponseCode"] for e in received[:1]] == ["0"]
+
+
+def test_bank_reverses_when_the_redemption_times_out(served):
+    withdrawal = httpx.post(
+        f"{served.ipg_url}/_harness/withdrawals",
+        json={"msisdn": "243843330333", "amount": "200", "currency": "CDF"},
+    ).json()
+    add_fault(served.ipg_url, operation="token-redemption", connection="hang", times=1)
+    response = httpx.post(
+        f"{served.bank_url}/_harness/redemptions",
+        json={"bank_transaction_ref": withdrawal["bank_transaction_ref"], "timeout_ms": 500},
+        timeout=10,
+    )
+    assert response.status_code == 502
+    assert "did not answer within 0.5 s" in response.json()["detail"]
+    assert response.json()["reversal"]["ipg_response"]["output_ResponseCode"] == "0"
