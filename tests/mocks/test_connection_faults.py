@@ -4,6 +4,7 @@ workers; and the bank's reversal when a redemption's answer is lost."""
 from __future__ import annotations
 
 import concurrent.futures
+import time
 
 import httpx
 import pytest
@@ -130,3 +131,14 @@ def test_bank_reverses_when_the_redemption_times_out(served):
     assert response.status_code == 502
     assert "did not answer within 0.5 s" in response.json()["detail"]
     assert response.json()["reversal"]["ipg_response"]["output_ResponseCode"] == "0"
+
+
+def test_calls_beyond_the_concurrency_limit_are_system_too_busy(served):
+    httpx.put(f"{served.ipg_url}/_harness/modes", json={"max_concurrency": 1}).raise_for_status()
+    add_fault(served.ipg_url, operation="token-redemption", delay_ms=1000, times=1)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        slow = pool.submit(redeem, served.ipg_url)
+        time.sleep(0.3)  # the slow call is under way
+        busy = redeem(served.ipg_url, input_ThirdPartyReference="second").json()
+        assert busy["output_ResponseCode"] == "-7"
+        assert slow.result().json()["output_ResponseCode"] == "0"
