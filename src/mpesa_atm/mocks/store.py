@@ -275,6 +275,13 @@ class Store:
     def close(self) -> None:
         self._db.close()
 
+    def __del__(self) -> None:
+        # An app built in a test is dropped without a shutdown; close rather than leave it to the
+        # connection's own finaliser (which warns on Python 3.13).
+        db = getattr(self, "_db", None)
+        if db is not None:
+            db.close()
+
     @contextlib.contextmanager
     def _write_lock(self) -> Iterator[None]:
         try:
