@@ -229,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     hashing.add_argument("--password-stdin", action="store_true", help="read it from standard input")
     hashing.set_defaults(handler=_hash_password)
 
+    # Imported here, not at the top: pact's FFI loads slowly, and `serve` does not need it.
+    from mpesa_atm.contracts.command import register as register_verify
+
+    register_verify(commands)
     return parser
 
 

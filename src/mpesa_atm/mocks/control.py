@@ -15,7 +15,11 @@ import httpx
 
 from mpesa_atm.clients import BankClient, Exchange, IpgClient, PartnerError
 from mpesa_atm.mocks.faults import FaultError, FaultRule, Faults
-from mpesa_atm.mocks.provider_states import ProviderStates, UnknownProviderState
+from mpesa_atm.mocks.provider_states import (
+    ProviderStates,
+    UnknownProviderState,
+    UnsatisfiableProviderState,
+)
 from mpesa_atm.mocks.store import IpgToken, Store
 from mpesa_atm.mocks.values import new_third_party_reference, new_transaction_id, normalise_amount
 from mpesa_atm.settings import Settings
@@ -83,6 +87,8 @@ class ControlHandlers:
             )
         except UnknownProviderState as exc:
             return _error(404, "Not Found", str(exc))
+        except UnsatisfiableProviderState as exc:
+            return _error(409, "Conflict", str(exc))
         return produced, 200
 
     def _journal_outbound(self, operation: str, exchange: Exchange) -> None:

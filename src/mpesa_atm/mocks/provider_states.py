@@ -1,33 +1,110 @@
 """Pact provider states: each named state a contract's interaction needs, set up on this mock's store.
 
 The Pact verifier calls POST /_harness/provider-states before each interaction (and after, with
-action "teardown"). A state name this mock does not know is refused, never ignored.
+action "teardown"). A state name this mock does not know, or parameters it cannot satisfy, are
+refused with the reason, never ignored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import decimal
+import sqlite3
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from mpesa_atm.mocks.store import Store
+from mpesa_atm.mocks.ipg import REDEMPTION, REVERSAL
+from mpesa_atm.mocks.store import BankToken, IpgToken, Store
+from mpesa_atm.mocks.values import (
+    bank_date_time,
+    duplicate_key,
+    new_bank_transaction_ref,
+    new_insight_reference,
+    normalise_amount,
+)
 from mpesa_atm.settings import Settings
 
-__all__ = ["ProviderStates", "UnknownProviderState"]
+__all__ = [
+    "A_TOKEN_EXISTS",
+    "A_TOKEN_WAS_GENERATED",
+    "NO_TOKEN_EXISTS",
+    "NO_TOKEN_WAS_GENERATED",
+    "STATE_NAMES",
+    "THE_BANK_IS_REGISTERED",
+    "THE_REDEMPTION_WAS_MADE",
+    "THE_REVERSAL_WAS_MADE",
+    "ProviderStates",
+    "UnknownProviderState",
+    "UnsatisfiableProviderState",
+]
+
+# The names the contracts give their states (mpesa_atm.contracts writes the same strings into the
+# pact files; tests/contracts checks that the two agree). Plain strings: the mocks do not import
+# the contracts.
+THE_BANK_IS_REGISTERED = "the bank is registered"
+A_TOKEN_EXISTS = "a token exists"
+NO_TOKEN_EXISTS = "no token exists"
+THE_REDEMPTION_WAS_MADE = "the redemption was already made"
+THE_REVERSAL_WAS_MADE = "the reversal was already made"
+A_TOKEN_WAS_GENERATED = "a token was generated for the transaction"
+NO_TOKEN_WAS_GENERATED = "no token was generated for the transaction"
+
+STATE_NAMES: Mapping[str, frozenset[str]] = {
+    "ipg": frozenset(
+        {
+            THE_BANK_IS_REGISTERED,
+            A_TOKEN_EXISTS,
+            NO_TOKEN_EXISTS,
+            THE_REDEMPTION_WAS_MADE,
+            THE_REVERSAL_WAS_MADE,
+        }
+    ),
+    "bank": frozenset({A_TOKEN_WAS_GENERATED, NO_TOKEN_WAS_GENERATED}),
+}
 
 
 class UnknownProviderState(LookupError):
-    pass
+    """This mock has no provider state of that name."""
+
+
+class UnsatisfiableProviderState(ValueError):
+    """A state this mock knows, asked with parameters it cannot satisfy (missing, or not what the mock
+    is configured with); the control API refuses it with 409 and the reason."""
 
 
 StateHandler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class ProviderStates:
+    """The states of one role. Setting up a state that seeds tokens ("a token exists", "no token
+    exists" and the bank's two) first empties the role's store, so that what the mock held before
+    verification cannot change an interaction's outcome; the states that build on a token ("the
+    redemption was already made", ...) come after it in the interaction and keep it. Teardown empties
+    the store."""
+
     def __init__(self, role: str, store: Store, settings: Settings) -> None:
         self.role = role
         self.store = store
         self.settings = settings
-        self._setups: dict[str, StateHandler] = {}
+        setups: dict[str, dict[str, StateHandler]] = {
+            "ipg": {
+                THE_BANK_IS_REGISTERED: self._bank_is_registered,
+                A_TOKEN_EXISTS: self._token_exists,
+                NO_TOKEN_EXISTS: self._no_token_exists,
+                THE_REDEMPTION_WAS_MADE: self._redemption_was_made,
+                THE_REVERSAL_WAS_MADE: self._reversal_was_made,
+            },
+            "bank": {
+                A_TOKEN_WAS_GENERATED: self._token_was_generated,
+                NO_TOKEN_WAS_GENERATED: self._no_token_was_generated,
+            },
+        }
+        self._setups = setups[role]
+        assert frozenset(self._setups) == STATE_NAMES[role]
+
+    @property
+    def names(self) -> frozenset[str]:
+        """The states this role can set up."""
+        return frozenset(self._setups)
 
     def apply(self, state: str, params: dict[str, Any], action: str) -> dict[str, Any]:
         if action == "teardown":
@@ -41,3 +118,162 @@ class ProviderStates:
                 f"the {self.role} mock has no provider state {state!r} (known: {known})"
             ) from None
         return setup(params)
+
+    # iPG mock
+    def _bank_is_registered(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Checks the configuration: a mock cannot register a bank at run time (its workers share
+        the settings they started with), so a contract's bank must be configured."""
+        given = _strings(THE_BANK_IS_REGISTERED, params, ("username", "password", "shortcode"))
+        account = self.settings.bank(given["username"])
+        if account is None:
+            raise UnsatisfiableProviderState(
+                f"{THE_BANK_IS_REGISTERED!r}: the iPG mock has no bank {given['username']!r}"
+                " (configure it under [[ipg.banks]])"
+            )
+        if not account.password_matches(given["password"]):
+            raise UnsatisfiableProviderState(
+                f"{THE_BANK_IS_REGISTERED!r}: the iPG mock's bank {account.username!r} has another password"
+            )
+        if given["shortcode"] not in account.shortcodes:
+            raise UnsatisfiableProviderState(
+                f"{THE_BANK_IS_REGISTERED!r}: shortcode {given['shortcode']} is not linked to"
+                f" {account.username!r} in the iPG mock (linked: {', '.join(account.shortcodes)})"
+            )
+        return {}
+
+    def _configured_bank(self, state: str, username: str) -> str:
+        if self.settings.bank(username) is None:
+            raise UnsatisfiableProviderState(f"{state!r}: the iPG mock has no bank {username!r}")
+        return username
+
+    def _token_exists(self, params: dict[str, Any]) -> dict[str, Any]:
+        given = _strings(
+            A_TOKEN_EXISTS,
+            params,
+            ("username", "bank_transaction_ref", "transaction_id", "msisdn", "amount", "currency"),
+        )
+        token = IpgToken(
+            username=self._configured_bank(A_TOKEN_EXISTS, given["username"]),
+            bank_transaction_ref=given["bank_transaction_ref"],
+            transaction_id=given["transaction_id"],
+            msisdn=given["msisdn"],
+            amount=_amount(A_TOKEN_EXISTS, given["amount"]),
+            currency=given["currency"],
+            created_at=self.settings.clock().timestamp(),
+            redeemed_at=None,
+            reversed_at=None,
+        )
+        self.store.reset(self.role)
+        with self.store.transaction() as tx:
+            tx.add_ipg_token(token)
+        return {}
+
+    def _no_token_exists(self, params: dict[str, Any]) -> dict[str, Any]:
+        given = _strings(NO_TOKEN_EXISTS, params, ("username", "bank_transaction_ref"))
+        self._configured_bank(NO_TOKEN_EXISTS, given["username"])
+        self.store.reset(self.role)
+        return {}
+
+    def _redemption_was_made(self, params: dict[str, Any]) -> dict[str, Any]:
+        given = _strings(
+            THE_REDEMPTION_WAS_MADE, params, ("username", "bank_transaction_ref", "third_party_reference")
+        )
+        return self._record_success(THE_REDEMPTION_WAS_MADE, REDEMPTION, given)
+
+    def _reversal_was_made(self, params: dict[str, Any]) -> dict[str, Any]:
+        given = _strings(
+            THE_REVERSAL_WAS_MADE, params, ("username", "bank_transaction_ref", "third_party_reference")
+        )
+        return self._record_success(THE_REVERSAL_WAS_MADE, REVERSAL, given)
+
+    def _record_success(self, state: str, operation: str, given: dict[str, str]) -> dict[str, Any]:
+        """Records the success that a first call would have left, with the token's details."""
+        reference = new_insight_reference()
+        third_party_reference = given["third_party_reference"]
+        try:
+            with self.store.transaction() as tx:
+                token = tx.ipg_token(given["username"], given["bank_transaction_ref"])
+                if token is None:
+                    raise UnsatisfiableProviderState(
+                        f"{state!r}: the iPG mock has no token {given['bank_transaction_ref']!r} for"
+                        f" {given['username']!r} (set up {A_TOKEN_EXISTS!r} before this state)"
+                    )
+                # The same duplicate keys as the rules in mocks/ipg.py (the document's fields).
+                if operation == REDEMPTION:
+                    key = duplicate_key(
+                        token.msisdn,
+                        token.amount,
+                        third_party_reference,
+                        token.currency,
+                        token.bank_transaction_ref,
+                    )
+                else:
+                    key = duplicate_key(token.transaction_id, third_party_reference)
+                tx.record_ipg_success(
+                    operation=operation,
+                    token=token,
+                    duplicate_key=key,
+                    insight_reference=reference,
+                    third_party_reference=third_party_reference,
+                    at=self.settings.clock().timestamp(),
+                )
+        except sqlite3.IntegrityError:
+            raise UnsatisfiableProviderState(
+                f"{state!r}: token {given['bank_transaction_ref']!r} already has this operation recorded"
+            ) from None
+        return {"insight_reference": reference}
+
+    # Bank mock
+    def _token_was_generated(self, params: dict[str, Any]) -> dict[str, Any]:
+        given = _strings(
+            A_TOKEN_WAS_GENERATED,
+            params,
+            ("transaction_id", "msisdn", "amount", "currency"),
+            optional=("account_number",),
+        )
+        moment = self.settings.clock()
+        token = BankToken(
+            bank_transaction_ref=new_bank_transaction_ref(),
+            transaction_id=given["transaction_id"],
+            msisdn=given["msisdn"],
+            amount=_amount(A_TOKEN_WAS_GENERATED, given["amount"]),
+            currency=given["currency"],
+            account_number=given.get("account_number"),
+            bank_date_time=bank_date_time(moment, self.settings.timezone),
+        )
+        self.store.reset(self.role)
+        with self.store.transaction() as tx:
+            tx.add_bank_token(token, moment.timestamp())
+        return {"bank_transaction_ref": token.bank_transaction_ref, "bank_date_time": token.bank_date_time}
+
+    def _no_token_was_generated(self, params: dict[str, Any]) -> dict[str, Any]:
+        _strings(NO_TOKEN_WAS_GENERATED, params, ("transaction_id",))
+        self.store.reset(self.role)
+        return {}
+
+
+def _strings(
+    state: str, params: dict[str, Any], required: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> dict[str, str]:
+    """The state's parameters, each a non-empty string; a missing or unexpected one is refused."""
+    missing = [name for name in required if not isinstance(params.get(name), str) or not params[name]]
+    if missing:
+        raise UnsatisfiableProviderState(
+            f"{state!r} needs the parameter(s) {', '.join(missing)} as non-empty strings"
+        )
+    unexpected = sorted(set(params) - set(required) - set(optional))
+    if unexpected:
+        raise UnsatisfiableProviderState(f"{state!r} has no parameter(s) {', '.join(unexpected)}")
+    for name in optional:
+        if name in params and not isinstance(params[name], str):
+            raise UnsatisfiableProviderState(f"{state!r}: the parameter {name} must be a string")
+    return {name: params[name] for name in (*required, *optional) if name in params}
+
+
+def _amount(state: str, amount: str) -> str:
+    try:
+        if decimal.Decimal(amount).is_finite():
+            return normalise_amount(amount)
+    except decimal.InvalidOperation:
+        pass
+    raise UnsatisfiableProviderState(f"{state!r}: amount {amount!r} is not a number")

@@ -1,0 +1,164 @@
+"""`mpesa-atm verify ipg|bank --url BASE`: the contracts replayed against a provider, for a partner's CI.
+
+Exit 0 when every interaction is verified, 1 when one is not, 2 on a usage error or a provider that
+cannot be reached (one line on stderr, like every start-up error of the CLI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from typing import TYPE_CHECKING
+
+from mpesa_atm.contracts.pacticipants import PROVIDER_NAMES
+from mpesa_atm.errors import UsageError
+from mpesa_atm.settings import ENV_PREFIX
+
+if TYPE_CHECKING:
+    from mpesa_atm.contracts.verify import Broker
+
+__all__ = ["register"]
+
+_DESCRIPTION = """\
+Replay the Pact contracts of the Generic ATM API against a running provider: the iPG (Token
+Redemption and Token Reversal, as the bank calls them) or a bank (Token Generation, as the iPG
+calls it). Before each interaction the verifier sets up the provider state it names by POSTing
+{"state", "params", "action"} to the provider-states URL, and tears it down after.
+
+Broker credentials may come from PACT_BROKER_TOKEN, or PACT_BROKER_USERNAME and
+PACT_BROKER_PASSWORD; the control token from MPESA_ATM_CONTROL_TOKEN.
+Exit status: 0 every interaction verified, 1 a mismatch, 2 a usage error or an unreachable provider.
+"""
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Adds the `verify` subcommand to the CLI's subparsers."""
+    verify = commands.add_parser(
+        "verify",
+        help="replay the Pact contracts against a provider (an iPG or a bank)",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verify.add_argument("role", choices=tuple(PROVIDER_NAMES), help="which side the provider plays")
+    verify.add_argument("--url", required=True, metavar="BASE", help="the provider's base URL")
+    verify.add_argument(
+        "--pacts", metavar="DIR", help="pact files, a folder or one file (default: the contracts shipped)"
+    )
+    verify.add_argument(
+        "--path",
+        action="append",
+        type=_path_mapping,
+        default=[],
+        metavar="OPERATION=PATH",
+        help="the provider's own path of an operation (token_generation, token_redemption, token_reversal)",
+    )
+    verify.add_argument(
+        "--provider-states-url",
+        metavar="URL",
+        help="where to set up provider states (default: BASE/_harness/provider-states)",
+    )
+    verify.add_argument(
+        "--control-token",
+        metavar="TOKEN",
+        default=os.environ.get(ENV_PREFIX + "CONTROL_TOKEN") or None,
+        help="sent as 'Authorization: Bearer TOKEN' with each provider-state change",
+    )
+    verify.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="per request (10)")
+    broker = verify.add_argument_group("Pact Broker")
+    broker.add_argument("--broker-url", metavar="URL", help="read the pacts from this Pact Broker")
+    broker.add_argument("--broker-token", metavar="TOKEN", help="bearer token (or PACT_BROKER_TOKEN)")
+    broker.add_argument("--broker-username", metavar="NAME", help="basic auth (or PACT_BROKER_USERNAME)")
+    broker.add_argument("--broker-password", metavar="PASSWORD", help="basic auth (or PACT_BROKER_PASSWORD)")
+    broker.add_argument("--publish-results", action="store_true", help="publish the results to the broker")
+    broker.add_argument("--provider-version", metavar="VERSION", help="with --publish-results (required)")
+    broker.add_argument("--provider-branch", metavar="BRANCH", help="with --publish-results")
+    broker.add_argument("--build-url", metavar="URL", help="with --publish-results: the CI build's URL")
+    verify.add_argument(
+        "-v", "--verbose", action="store_true", help="also print the Pact verifier's own report"
+    )
+    verify.set_defaults(handler=_run)
+
+
+def _path_mapping(text: str) -> tuple[str, str]:
+    """OPERATION=PATH, as `mpesa-atm fuzz --path` takes it."""
+    operation, sep, path = text.partition("=")
+    if not sep or not operation or not path:
+        raise argparse.ArgumentTypeError(
+            f"expected OPERATION=PATH, e.g. token_generation=/atm/tokens, not {text!r}"
+        )
+    return operation.strip().replace("-", "_"), path.strip()
+
+
+def _broker(args: argparse.Namespace) -> Broker | None:
+    from mpesa_atm.contracts.verify import Broker
+
+    if not args.broker_url:
+        given = [
+            option
+            for option, value in (
+                ("--broker-token", args.broker_token),
+                ("--broker-username", args.broker_username),
+                ("--broker-password", args.broker_password),
+            )
+            if value
+        ]
+        if given:
+            raise UsageError(f"{given[0]} needs --broker-url")
+        return None
+    if args.broker_token and (args.broker_username or args.broker_password):
+        raise UsageError("give --broker-token or --broker-username/--broker-password, not both")
+    token = args.broker_token
+    username, password = args.broker_username, args.broker_password
+    # The environment fills in what the flags leave out, one way of authenticating only.
+    if not (token or username or password):
+        token = os.environ.get("PACT_BROKER_TOKEN") or None
+        if not token:
+            username = os.environ.get("PACT_BROKER_USERNAME") or None
+            password = os.environ.get("PACT_BROKER_PASSWORD") or None
+    return Broker(args.broker_url, token=token, username=username, password=password)
+
+
+def _run(args: argparse.Namespace) -> int:
+    # Imported here: `mpesa-atm serve` builds the same parser and needs none of it.
+    from mpesa_atm.contracts.verify import Publication, VerificationError, verify_provider
+
+    _quiet_pact_logs()
+
+    publish = None
+    if args.publish_results:
+        if not args.provider_version:
+            raise UsageError("--publish-results needs --provider-version")
+        publish = Publication(args.provider_version, branch=args.provider_branch, build_url=args.build_url)
+    else:
+        for option, value in (
+            ("--provider-version", args.provider_version),
+            ("--provider-branch", args.provider_branch),
+            ("--build-url", args.build_url),
+        ):
+            if value:
+                raise UsageError(f"{option} is only used with --publish-results")
+    broker = _broker(args)
+    report = verify_provider(
+        args.role,
+        args.url,
+        pacts=args.pacts,
+        paths=dict(args.path),
+        provider_states_url=args.provider_states_url,
+        broker=broker,
+        publish=publish,
+        control_token=args.control_token,
+        timeout=args.timeout,
+    )
+    print(report.render(verbose=args.verbose), flush=True)
+    if report.publish_errors and report.ok:
+        raise VerificationError(f"the results were not published: {report.publish_errors[0]}")
+    return 0 if report.ok else 1
+
+
+def _quiet_pact_logs() -> None:
+    """Pact's core logs what our report already says (a failed state change, a mismatch); with no
+    logging configured, Python would print those records on stderr."""
+    logger = logging.getLogger("pact")
+    if not any(isinstance(handler, logging.NullHandler) for handler in logger.handlers):
+        logger.addHandler(logging.NullHandler())

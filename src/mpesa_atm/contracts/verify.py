@@ -1,0 +1,507 @@
+"""The provider side: replays the contracts against a running provider with Pact's verifier and
+reports each interaction, with the mismatches themselves when one fails.
+
+Provider-state changes go through a small relay on loopback: it forwards each to the provider's
+state endpoint (with the control token, if any), and keeps the endpoint's reason when it refuses one,
+which Pact's own report leaves out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import socket
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+
+from mpesa_atm.contracts.generate import pact_dir
+from mpesa_atm.contracts.pacticipants import PROVIDER_NAMES
+from mpesa_atm.errors import HarnessError, UsageError
+from mpesa_atm.spec import OPERATION_PATHS
+
+__all__ = [
+    "STATES_PATH",
+    "Broker",
+    "InteractionOutcome",
+    "ProviderUnreachable",
+    "Publication",
+    "Report",
+    "StateFailure",
+    "VerificationError",
+    "verify_provider",
+]
+
+# Where the mocks serve provider states; the default --provider-states-url is BASE + this.
+STATES_PATH = "/_harness/provider-states"
+_ROLE_OPERATIONS = {"ipg": ("token_redemption", "token_reversal"), "bank": ("token_generation",)}
+
+
+class ProviderUnreachable(HarnessError):
+    """Nothing answers at the provider's address (or at its provider-states endpoint)."""
+
+
+class VerificationError(HarnessError):
+    """The verifier could not run (a broker that cannot be read, a pact it cannot load, ...)."""
+
+
+@dataclass(frozen=True)
+class Broker:
+    """A Pact Broker to read the pacts from: a token, or a username and password, or neither."""
+
+    url: str
+    token: str | None = None
+    username: str | None = None
+    password: str | None = None
+
+
+@dataclass(frozen=True)
+class Publication:
+    """Publish the results to the broker as this version (and branch) of the provider."""
+
+    provider_version: str
+    branch: str | None = None
+    build_url: str | None = None
+
+
+@dataclass(frozen=True)
+class StateFailure:
+    """A provider-state change that the provider's endpoint refused or did not answer."""
+
+    state: str
+    action: str
+    params: dict[str, Any]
+    detail: str
+
+    def __str__(self) -> str:
+        params = json.dumps(self.params, sort_keys=True)
+        return f"{self.action} of provider state {self.state!r} {params}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class InteractionOutcome:
+    consumer: str
+    description: str
+    states: tuple[str, ...]
+    status: Literal["verified", "failed", "pending"]  # pending: failed, but the broker marks it pending
+    problems: tuple[str, ...] = ()
+
+
+@dataclass
+class Report:
+    provider: str
+    url: str
+    sources: list[str]
+    states_url: str
+    interactions: list[InteractionOutcome] = field(default_factory=list)
+    state_failures: list[StateFailure] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    publish_errors: list[str] = field(default_factory=list)
+    pact_output: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.interactions) and all(i.status != "failed" for i in self.interactions)
+
+    @property
+    def failed(self) -> list[InteractionOutcome]:
+        return [i for i in self.interactions if i.status == "failed"]
+
+    def render(self, *, verbose: bool = False) -> str:
+        lines = [
+            f"Verifying {self.provider} at {self.url}",
+            *(f"  pacts: {source}" for source in self.sources),
+            f"  provider states: {self.states_url}",
+            "",
+        ]
+        marks = {"verified": "ok     ", "failed": "FAILED ", "pending": "pending"}
+        for outcome in self.interactions:
+            lines.append(f"  {marks[outcome.status]} {outcome.description}  (consumer {outcome.consumer})")
+            if outcome.status != "verified":
+                if outcome.states:
+                    lines.append(f"            given: {'; '.join(outcome.states)}")
+                lines.extend(f"            {problem}" for problem in outcome.problems)
+        lines.extend(f"  note: {notice}" for notice in self.notices)
+        lines.extend(f"  error: {error}" for error in self.publish_errors)
+        counts = {status: sum(i.status == status for i in self.interactions) for status in marks}
+        total = len(self.interactions)
+        summary = (
+            f"{total} interaction{'' if total == 1 else 's'}:"
+            f" {counts['verified']} verified, {counts['failed']} failed"
+        )
+        if counts["pending"]:
+            summary += f", {counts['pending']} pending"
+        lines += ["", summary]
+        if verbose and self.pact_output:
+            lines += ["", "Pact verifier's own report:", self.pact_output.rstrip()]
+        return "\n".join(lines)
+
+
+def _check_url(option: str, url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"{option} {url!r} is not an http:// or https:// URL")
+    try:
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        raise UsageError(f"{option} {url!r} has an invalid port") from None
+    return url.rstrip("/")
+
+
+def _check_reachable(what: str, url: str, timeout: float) -> None:
+    """A TCP connection, no request: a state endpoint must not be called outside a verification."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    assert parts.hostname is not None
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ProviderUnreachable(f"cannot reach {what} at {url}: {reason}") from None
+
+
+def _read_pact(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path} is not a readable pact file: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("provider"), dict):
+        raise UsageError(f"{path} is not a pact file (it names no provider)")
+    return data
+
+
+def _local_pacts(source: Path, provider: str) -> list[Path]:
+    """The pact files at `source` (a file or a folder of them) whose provider is `provider`."""
+    if source.is_dir():
+        candidates = sorted(source.glob("*.json"))
+    elif source.is_file():
+        candidates = [source]
+    else:
+        raise UsageError(f"--pacts {source}: no such file or directory")
+    found = {path: _read_pact(path)["provider"].get("name") for path in candidates}
+    chosen = [path for path, name in found.items() if name == provider]
+    if not chosen:
+        others = ", ".join(sorted({str(name) for name in found.values()})) or "no pact files"
+        raise UsageError(f"--pacts {source}: no pact has provider {provider!r} (found: {others})")
+    return chosen
+
+
+class _StateRelay:
+    """A loopback HTTP server the verifier sends its state changes to; each is forwarded to the
+    provider's endpoint. A refusal is answered 400, so that the verifier fails the interaction at
+    once (it retries a 5xx for minutes), and kept with its reason."""
+
+    def __init__(self, target: str, headers: dict[str, str], timeout: float) -> None:
+        self.target = target
+        self.failures: list[StateFailure] = []
+        self._client = httpx.Client(headers=headers, timeout=timeout)
+        relay = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                status, body = relay.forward(self.rfile.read(length))
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # the report says what matters
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="provider-state relay")
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/"
+
+    def __enter__(self) -> _StateRelay:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._thread.join()
+        self._server.server_close()
+        self._client.close()
+
+    def forward(self, raw: bytes) -> tuple[int, bytes]:
+        try:
+            change = json.loads(raw)
+        except ValueError:
+            return 400, b'{"error": "the state change is not JSON"}'
+        state, action = str(change.get("state")), str(change.get("action", "setup"))
+        params = change.get("params") if isinstance(change.get("params"), dict) else {}
+        try:
+            response = self._client.post(self.target, json=change)
+        except httpx.HTTPError as exc:
+            detail = f"could not reach {self.target}: {exc or type(exc).__name__}"
+        else:
+            if response.is_success:
+                # Values the state produced, for provider-state generators.
+                try:
+                    produced = response.json()
+                except ValueError:
+                    produced = {}
+                return 200, json.dumps(produced if isinstance(produced, dict) else {}).encode()
+            detail = f"HTTP {response.status_code} {_reason(response)}"
+        self.failures.append(StateFailure(state, action, params, detail))
+        return 400, json.dumps({"error": detail}).encode()
+
+
+def _reason(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return " ".join(response.text.split())[:300]
+    if isinstance(body, dict) and isinstance(body.get("detail"), str):
+        return body["detail"]
+    return json.dumps(body)[:300]
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class _ErrorLog(logging.Handler):
+    """Keeps the errors Pact's core logs while it verifies: some (publishing the results) it reports
+    nowhere else."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(_ANSI.sub("", record.getMessage()))
+
+    @contextlib.contextmanager
+    def attached(self, logger: logging.Logger) -> Iterator[_ErrorLog]:
+        logger.addHandler(self)
+        try:
+            yield self
+        finally:
+            logger.removeHandler(self)
+
+
+@contextlib.contextmanager
+def _stdout_silenced() -> Iterator[None]:
+    """Pact's core prints its own report on file descriptor 1; ours replaces it."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+# Pact words a value mismatch "Expected <received> (<type>) to <what the contract wants>".
+_PACT_VALUE_MISMATCH = re.compile(r"Expected (?:'.*?'|\S+)(?: \(\w+\))? (to .*)$", re.DOTALL)
+
+
+def _received(item: dict[str, Any], text: str) -> str:
+    """A body mismatch as received / expected: `received "-1", the contract expects it to be ...`."""
+    wanted = _PACT_VALUE_MISMATCH.match(text)
+    if item.get("actual") is None or wanted is None:
+        return text
+    return f"received {item['actual']}, the contract expects it {wanted.group(1)}"
+
+
+def _problems(mismatch: dict[str, Any]) -> list[str]:
+    if mismatch.get("type") == "error":
+        return [str(mismatch.get("message", "error"))]
+    problems = []
+    for item in mismatch.get("mismatches", []):
+        kind = item.get("type")
+        text = item.get("mismatch") or f"expected {item.get('expected')}, received {item.get('actual')}"
+        if kind == "BodyMismatch":
+            problems.append(f"{item.get('path') or 'body'}: {_received(item, text)}")
+        elif kind == "StatusMismatch":
+            problems.append(f"status: {text}")
+        elif kind == "HeaderMismatch":
+            problems.append(f"header {item.get('key')}: {text}")
+        else:
+            problems.append(f"{kind}: {text}")
+    return problems
+
+
+def _outcomes(results: dict[str, Any], failures: list[StateFailure]) -> list[InteractionOutcome]:
+    outcomes = []
+    for entry in results.get("interactionResults", []):
+        states = tuple(str(state) for state in entry.get("providerStates", []))
+        mismatch = entry.get("mismatch")
+        if not mismatch:
+            outcomes.append(
+                InteractionOutcome(entry.get("consumer", ""), entry["description"], states, "verified")
+            )
+            continue
+        problems = _problems(mismatch)
+        if mismatch.get("type") == "error":
+            # Pact says only that "a state change handler has failed": add the endpoint's reasons.
+            reasons = dict.fromkeys(str(f) for f in failures if f.state in states)
+            problems.extend(reasons)
+        status: Literal["failed", "pending"] = "pending" if entry.get("pending") else "failed"
+        outcomes.append(
+            InteractionOutcome(
+                entry.get("consumer", ""), entry["description"], states, status, tuple(problems)
+            )
+        )
+    return outcomes
+
+
+def _renamed_paths(role: str, paths: Mapping[str, str]) -> dict[str, str]:
+    """The contracts' path -> the provider's, for the operations given another path."""
+    operations = _ROLE_OPERATIONS[role]
+    renames = {}
+    for operation, path in paths.items():
+        if operation not in operations:
+            raise UsageError(f"--path {operation}: the {role} serves {', '.join(operations)}")
+        if not path.startswith("/"):
+            raise UsageError(f"--path {operation}={path}: a path starts with /")
+        if path != OPERATION_PATHS[operation]:
+            renames[OPERATION_PATHS[operation]] = path
+    return renames
+
+
+def _with_paths(files: list[Path], renames: dict[str, str], folder: Path) -> list[Path]:
+    """Copies of the pact files, in `folder`, whose requests go to the provider's paths."""
+    copies = []
+    for path in files:
+        pact = _read_pact(path)
+        for interaction in pact.get("interactions", []):
+            request = interaction.get("request")
+            if isinstance(request, dict) and request.get("path") in renames:
+                request["path"] = renames[request["path"]]
+        copy = folder / path.name
+        copy.write_text(json.dumps(pact, indent=2), encoding="utf-8")
+        copies.append(copy)
+    return copies
+
+
+def verify_provider(
+    role: str,
+    url: str,
+    *,
+    pacts: Path | str | None = None,
+    paths: Mapping[str, str] | None = None,
+    provider_states_url: str | None = None,
+    broker: Broker | None = None,
+    publish: Publication | None = None,
+    control_token: str | None = None,
+    timeout: float = 10.0,
+) -> Report:
+    """Replays the contracts whose provider is `role` ("ipg" or "bank") against the provider at `url`.
+
+    The pacts are `pacts` (a file or folder), the broker's, or, when neither is given, the contracts
+    shipped with the harness; `paths` maps an operation (e.g. "token_generation") to the provider's
+    own path. Raises UsageError, ProviderUnreachable or VerificationError when no verification could
+    be made; a mismatch is in the report, not raised.
+    """
+    if role not in PROVIDER_NAMES:
+        raise UsageError(f"no provider role {role!r}: use one of {', '.join(PROVIDER_NAMES)}")
+    provider = PROVIDER_NAMES[role]
+    base = _check_url("--url", url)
+    states_url = _check_url("--provider-states-url", provider_states_url or base + STATES_PATH)
+    if timeout <= 0:
+        raise UsageError("--timeout must be more than 0 seconds")
+    renames = _renamed_paths(role, paths or {})
+    if publish is not None and broker is None:
+        raise UsageError("--publish-results publishes to a Pact Broker: give --broker-url")
+    if broker is not None:
+        _check_url("--broker-url", broker.url)
+        if broker.token and (broker.username or broker.password):
+            raise UsageError("give a broker token or a broker username and password, not both")
+        if bool(broker.username) != bool(broker.password):
+            raise UsageError("a broker username needs its password, and a password its username")
+        if renames:
+            raise UsageError("--path rewrites local pact files: it cannot change the broker's")
+    local = _local_pacts(Path(pacts) if pacts else pact_dir(), provider) if pacts or not broker else []
+    _check_reachable("the provider", base, timeout)
+    _check_reachable("the provider-states endpoint", states_url, timeout)
+
+    sources = [str(path) for path in local] + ([f"Pact Broker {broker.url}"] if broker else [])
+    if renames:
+        sources = [
+            f"{source} (requests to {', '.join(f'{old} sent to {new}' for old, new in renames.items())})"
+            for source in sources
+        ]
+    report = Report(provider, base, sources, states_url)
+    with contextlib.ExitStack() as stack:
+        if renames:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mpesa-atm-pacts-")))
+            local = _with_paths(local, renames, folder)
+        _run(report, local, broker, publish, control_token, timeout)
+    return report
+
+
+def _run(
+    report: Report,
+    local: list[Path],
+    broker: Broker | None,
+    publish: Publication | None,
+    control_token: str | None,
+    timeout: float,
+) -> None:
+    """Runs Pact's verifier and fills the report from its results."""
+    os.environ["PACT_DO_NOT_TRACK"] = "true"  # before Pact's core is loaded
+    from pact import Verifier
+
+    verifier = Verifier(report.provider, host=urlsplit(report.url).hostname)
+    verifier.add_transport(url=report.url)
+    verifier.set_request_timeout(int(timeout * 1000))
+    verifier.set_coloured_output(enabled=False)
+    for path in local:
+        verifier.add_source(path)
+    if broker is not None:
+        if broker.token:
+            verifier.broker_source(broker.url, token=broker.token, use_env=False)
+        elif broker.username and broker.password:
+            verifier.broker_source(
+                broker.url, username=broker.username, password=broker.password, use_env=False
+            )
+        else:
+            verifier.broker_source(broker.url, use_env=False)
+    if publish is not None:
+        verifier.set_publish_options(publish.provider_version, url=publish.build_url, branch=publish.branch)
+    headers = {"Authorization": f"Bearer {control_token}"} if control_token else {}
+    errors = _ErrorLog()
+    with (
+        _StateRelay(report.states_url, headers, timeout) as relay,
+        errors.attached(logging.getLogger("pact")),
+    ):
+        verifier.state_handler(relay.url, teardown=True, body=True)
+        # A failure raises a bare RuntimeError ("failed to execute"): what failed is in the results.
+        with _stdout_silenced(), contextlib.suppress(RuntimeError):
+            verifier.verify()
+    results = verifier.results
+    if publish is not None:
+        # Pact's core logs a failed publication and carries on: the one place it is said.
+        report.publish_errors = [m for m in errors.messages if "publish" in m.lower()]
+    report.state_failures = relay.failures
+    report.interactions = _outcomes(results, relay.failures)
+    report.notices = [str(n.get("text", n)) for n in results.get("notices", []) if isinstance(n, dict)]
+    report.pact_output = verifier.output(strip_ansi=True)
+    if not report.interactions:
+        reasons = "; ".join(
+            _ANSI.sub("", str((e.get("mismatch") or {}).get("message") or e.get("interaction") or e))
+            for e in results.get("errors", [])
+        )
+        raise VerificationError(
+            f"no interaction of {report.provider} was verified" + (f": {reasons}" if reasons else "")
+        )

@@ -1,0 +1,143 @@
+"""The "Verify against the contracts" docs against the code: their commands parse, their tables are
+the pacts', their Python runs. Checked in docs/contracts.md and in the README's copy of the section."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mpesa_atm.cli import build_parser
+from mpesa_atm.contracts import BANK, IPG, pact_dir
+from mpesa_atm.contracts.generate import pact_file_name, read_pact
+
+ROOT = Path(__file__).resolve().parents[2]
+HEADING = "## Verify against the contracts"
+ROLES = {IPG: "iPG", BANK: "bank"}
+
+
+def sections() -> dict[str, str]:
+    """The section in each file that has it: docs/contracts.md, and the README once it is pasted there."""
+    found = {}
+    for name in ("docs/contracts.md", "README.md"):
+        path = ROOT / name
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        if HEADING in text:
+            section = text.split(HEADING, 1)[1]
+            found[name] = re.split(r"^## ", section, maxsplit=1, flags=re.MULTILINE)[0]
+    return found
+
+
+SECTIONS = sections()
+DOCS = pytest.mark.parametrize("doc", list(SECTIONS.values()), ids=list(SECTIONS))
+
+
+def blocks(doc: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", doc, flags=re.DOTALL)
+
+
+def yaml_commands(doc: str) -> list[str]:
+    commands = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("run", "script"):
+                    commands.extend([value] if isinstance(value, str) else value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    for block in blocks(doc, "yaml"):
+        walk(yaml.safe_load(block))
+    return commands
+
+
+def verify_commands(doc: str) -> list[list[str]]:
+    lines = [line for block in blocks(doc, "sh") for line in block.splitlines()] + yaml_commands(doc)
+    return [shlex.split(line)[1:] for line in lines if line.startswith("mpesa-atm verify")]
+
+
+def table(doc: str, heading: str) -> list[list[str]]:
+    """The rows of the first table after `heading`, cells stripped of backticks."""
+    text = doc.split(heading, 1)[1]
+    rows = re.findall(r"^\|(.*)\|$", text.split("\n#", 1)[0], flags=re.MULTILINE)
+    cells = [[cell.strip().replace("`", "") for cell in row.split("|")] for row in rows]
+    return cells[2:]  # after the header and its rule
+
+
+def committed() -> list[tuple[str, str, dict]]:
+    """(consumer, provider, interaction) of every committed pact."""
+    return [
+        (consumer, provider, interaction)
+        for consumer, provider in ((BANK, IPG), (IPG, BANK))
+        for interaction in read_pact(pact_dir() / pact_file_name(consumer, provider))["interactions"]
+    ]
+
+
+def test_the_section_is_in_docs_contracts_md():
+    assert "docs/contracts.md" in SECTIONS
+
+
+@DOCS
+def test_the_doc_shows_verify_commands_for_both_roles_in_shell_and_ci(doc):
+    commands = verify_commands(doc)
+    assert {argv[1] for argv in commands} == {"ipg", "bank"}
+    assert len(yaml_commands(doc)) >= 4
+
+
+@DOCS
+def test_every_verify_command_of_the_doc_is_one_the_cli_accepts(doc):
+    for argv in verify_commands(doc):
+        args = build_parser().parse_args(argv)
+        assert args.command == "verify", argv
+
+
+@DOCS
+def test_the_interactions_table_is_the_pacts(doc):
+    documented = {(row[0], row[1], row[2], row[3]) for row in table(doc, "### The interactions")}
+    in_pacts = {
+        (
+            f"{ROLES[consumer]} → {ROLES[provider]}",
+            interaction["description"],
+            "; ".join(state["name"] for state in interaction["providerStates"]),
+            interaction["response"]["body"]["content"]["output_ResponseCode"],
+        )
+        for consumer, provider, interaction in committed()
+    }
+    assert documented == in_pacts
+
+
+@DOCS
+def test_the_provider_states_table_is_the_pacts(doc):
+    documented = {(row[0], row[1], row[2]) for row in table(doc, "### Provider states your service sets up")}
+    in_pacts = {
+        (ROLES[provider], state["name"], ", ".join(state["params"]))
+        for _, provider, interaction in committed()
+        for state in interaction["providerStates"]
+    }
+    # The table lists the parameters in a reading order; the pact sorts them.
+    normalised = {(role, name, ", ".join(sorted(params.split(", ")))) for role, name, params in documented}
+    assert normalised == {
+        (role, name, ", ".join(sorted(params.split(", ")))) for role, name, params in in_pacts
+    }
+
+
+@DOCS
+def test_the_sample_report_lists_the_ipg_interactions_in_the_order_verify_prints_them(doc):
+    (sample,) = blocks(doc, "text")
+    listed = re.findall(r"^  (?:ok|FAILED) +(.*?)  \(consumer", sample, flags=re.MULTILINE)
+    assert listed == [i["description"] for c, _, i in committed() if c == BANK]
+
+
+@DOCS
+@pytest.mark.network
+def test_the_python_snippet_verifies_the_served_ipg_mock(doc, serve):
+    (snippet,) = blocks(doc, "python")
+    served = serve(role="ipg")
+    exec(snippet.replace("http://127.0.0.1:8001", served.ipg_url), {})
