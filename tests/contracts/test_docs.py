@@ -1,5 +1,5 @@
-"""The "Verify against the contracts" docs against the code: their commands parse, their tables are
-the pacts', their Python runs. Checked in docs/contracts.md and in the README's copy of the section."""
+"""The README's "Verify against the contracts" against the code: its commands parse, its tables are
+the pacts', its Python runs."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ ROLES = {IPG: "iPG", BANK: "bank"}
 
 
 def sections() -> dict[str, str]:
-    """The section in each file that has it: docs/contracts.md, and the README once it is pasted there."""
+    """The section, in the README."""
     found = {}
-    for name in ("docs/contracts.md", "README.md"):
+    for name in ("README.md",):
         path = ROOT / name
         text = path.read_text(encoding="utf-8") if path.exists() else ""
         if HEADING in text:
@@ -80,8 +80,8 @@ def committed() -> list[tuple[str, str, dict]]:
     ]
 
 
-def test_the_section_is_in_docs_contracts_md():
-    assert "docs/contracts.md" in SECTIONS
+def test_the_section_is_in_the_readme():
+    assert "README.md" in SECTIONS
 
 
 @DOCS
