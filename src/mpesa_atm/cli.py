@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from mpesa_atm import __version__
+from mpesa_atm.contracts.command import register as register_verify
 from mpesa_atm.errors import ConfigError, HarnessError, UsageError
+from mpesa_atm.fuzz.command import register as register_fuzz
 from mpesa_atm.passwords import hash_password
 from mpesa_atm.settings import ENV_PREFIX, Settings, load_settings
 
@@ -229,9 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     hashing.add_argument("--password-stdin", action="store_true", help="read it from standard input")
     hashing.set_defaults(handler=_hash_password)
 
-    # Imported here, not at the top: pact's FFI loads slowly, and `serve` does not need it.
-    from mpesa_atm.contracts.command import register as register_verify
-
+    register_fuzz(commands)
     register_verify(commands)
     return parser
 

@@ -136,3 +136,10 @@ def test_configured_path_serves_the_operation(make_mocks):
     )
     assert mocks.bank.post("/atm/v1/token", json=DOCUMENT_GENERATION).json()["output_ResponseCode"] == "0"
     assert mocks.bank.post("/token-generation", json=DOCUMENT_GENERATION).status_code == 404
+
+
+@pytest.mark.parametrize("field", ["input_CustomerMSISDN", "input_Amount", "input_TransactionID"])
+def test_a_newline_after_a_field_is_not_in_its_format(mocks, field):
+    response = generate(mocks, **{field: DOCUMENT_GENERATION[field] + "\n"})
+    assert response.status_code == 400
+    assert field in response.json()["output_ResponseDesc"]

@@ -133,7 +133,10 @@ def test_bank_reverses_when_the_redemption_times_out(served):
     assert response.json()["reversal"]["ipg_response"]["output_ResponseCode"] == "0"
 
 
-def test_calls_beyond_the_concurrency_limit_are_system_too_busy(served):
+def test_calls_beyond_the_concurrency_limit_are_system_too_busy(serve):
+    # A server of its own: a hang left by another test would count as a call under way.
+    served = serve(role="ipg")
+    assert httpx.post(f"{served.ipg_url}/_harness/tokens", json=DOCUMENT_TOKEN).status_code == 201
     httpx.put(f"{served.ipg_url}/_harness/modes", json={"max_concurrency": 1}).raise_for_status()
     add_fault(served.ipg_url, operation="token-redemption", delay_ms=1000, times=1)
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:

@@ -68,8 +68,9 @@ def test_rule_matches_on_request_fields(seeded):
 def test_rule_with_a_probability_fires_on_some_calls(mocks):
     add_fault(mocks.bank, response_code="-7", probability=0.5)
     codes = [
-        mocks.bank.post("/token-generation", json={**DOCUMENT_GENERATION, "input_TransactionID": f"T{i}"})
-        .json()["output_ResponseCode"]
+        mocks.bank.post(
+            "/token-generation", json={**DOCUMENT_GENERATION, "input_TransactionID": f"T{i}"}
+        ).json()["output_ResponseCode"]
         for i in range(60)
     ]
     assert 10 < codes.count("-7") < 50  # binomial(60, 0.5): outside this, p < 1e-6

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import AsyncGenerator
+import re
+from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
 from connexion.datastructures import MediaTypeDict
@@ -16,6 +17,7 @@ from connexion.exceptions import BadRequestProblem
 from connexion.json_schema import Draft4RequestValidator, Draft4Validator
 from connexion.validators import VALIDATOR_MAP, JSONRequestBodyValidator
 from jsonschema.exceptions import ValidationError, best_match
+from jsonschema.validators import extend
 from starlette.types import Scope
 
 __all__ = ["VALIDATORS", "explain"]
@@ -83,10 +85,29 @@ _TYPE_WORDS = {
 }
 
 
+@functools.cache
+def _ecma_regex(pattern: str) -> re.Pattern[str]:
+    r"""`pattern` as JSON Schema means it (ECMA 262): Python's `$` also matches before a final
+    newline, so "200\n" would pass "^...$"; `\Z` does not."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + "\\Z"
+    return re.compile(pattern)
+
+
+def _pattern(
+    validator: Any, pattern: str, instance: Any, schema: dict[str, Any]
+) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and not _ecma_regex(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_RequestValidator = extend(Draft4RequestValidator, {"pattern": _pattern})
+
+
 class ReadableJSONBodyValidator(JSONRequestBodyValidator):
     @functools.cached_property
     def _validator(self) -> Any:  # one validator per operation, not one per request
-        return Draft4RequestValidator(self._schema, format_checker=Draft4Validator.FORMAT_CHECKER)
+        return _RequestValidator(self._schema, format_checker=Draft4Validator.FORMAT_CHECKER)
 
     async def _parse(self, stream: AsyncGenerator[bytes, None], scope: Scope) -> Any:
         raw = b"".join([message async for message in stream])

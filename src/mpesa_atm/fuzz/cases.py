@@ -1,0 +1,153 @@
+"""What a campaign sends: realistic valid requests, schemathesis's schema-valid and schema-invalid ones,
+and the token lifecycles of the stateful run.
+
+Realistic means what a strict partner answers with a business outcome rather than a refusal: the
+document's kind of MSISDN (243...), amounts, currencies and reference shapes, the iPG credentials
+given to the campaign, and references that are new in every case. References come from the seed and
+the case's number, not from Hypothesis, so that they never repeat within a run and the same seed
+gives the same cases.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import string
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from hypothesis import strategies as st
+
+__all__ = [
+    "DEFAULT_CURRENCIES",
+    "Draft",
+    "Fresh",
+    "Lifecycle",
+    "drafts",
+    "lifecycles",
+]
+
+# The document's sample currencies (2.1.2.1: "USD, CDF").
+DEFAULT_CURRENCIES = ("CDF", "USD")
+
+TokenMode = Literal["exists", "other_amount", "unknown"]
+Action = Literal["redeem", "reverse", "replay", "redeem_other_amount"]
+
+_UPPER_ALNUM = string.ascii_uppercase + string.digits
+
+
+class Fresh:
+    """New reference values, derived from the seed, a stream name and a counter: unique and repeatable."""
+
+    def __init__(self, seed: int, stream: str) -> None:
+        self.seed = seed
+        self.stream = stream
+        self.count = 0
+
+    def _digest(self, field: str) -> bytes:
+        self.count += 1
+        return hashlib.sha256(f"{self.seed}/{self.stream}/{self.count}/{field}".encode()).digest()
+
+    def __call__(self, field: str) -> str:
+        digest = self._digest(field)
+        if field == "input_TransactionID":
+            # A G2 TransactionID: 10 upper-case letters and digits (document: BVA12369A).
+            return "".join(_UPPER_ALNUM[b % len(_UPPER_ALNUM)] for b in digest[:10])
+        if field == "input_BankTransactionRef":
+            return digest.hex()[:32]  # 32 characters, like 12345678123412341234123456789abc
+        return digest.hex()[:20]  # like the document's 71c6d1f93910052de053
+
+
+@dataclass(frozen=True)
+class Draft:
+    """The drawn part of a realistic request; the campaign adds references and credentials."""
+
+    msisdn: str
+    amount: str
+    currency: str
+    account_number: str | None
+    token: TokenMode
+
+    def body(self, operation_id: str, fresh: Fresh, credentials: Any) -> dict[str, str]:
+        if operation_id == "token_generation":
+            body = {
+                "input_CustomerMSISDN": self.msisdn,
+                "input_Amount": self.amount,
+                "input_Currency": self.currency,
+                "input_TransactionID": fresh("input_TransactionID"),
+            }
+            if self.account_number is not None:
+                body = {"input_AccountNumber": self.account_number, **body}
+            return body
+        body = {
+            "input_Username": credentials.username,
+            "input_Password": credentials.password,
+            "input_CustomerMSISDN": self.msisdn,
+            "input_Currency": self.currency,
+            "input_BankShortcode": credentials.shortcode,
+            "input_Amount": self.amount,
+            "input_ThirdPartyReference": fresh("input_ThirdPartyReference"),
+            "input_BankTransactionRef": fresh("input_BankTransactionRef"),
+        }
+        if operation_id == "token_reversal":
+            body["input_TransactionID"] = fresh("input_TransactionID")
+        return body
+
+
+def _amounts() -> st.SearchStrategy[str]:
+    whole = st.integers(min_value=1, max_value=5000).map(str)  # "200"
+    cents = st.builds(
+        lambda units, hundredths: f"{units}.{hundredths:02d}", st.integers(0, 5000), st.integers(1, 99)
+    )
+    return st.one_of(whole, cents)
+
+
+def _msisdns() -> st.SearchStrategy[str]:
+    # 243 (DR Congo) then a 9-digit mobile number starting 8, like the document's 243843330333; this
+    # keeps clear of the mocks' magic MSISDNs (2439000000xx), which answer faults on purpose.
+    return st.integers(min_value=810_000_000, max_value=899_999_999).map(lambda n: f"243{n}")
+
+
+def drafts(currencies: tuple[str, ...] = DEFAULT_CURRENCIES) -> st.SearchStrategy[Draft]:
+    account_numbers = st.one_of(
+        st.none(),
+        st.integers(10**13, 10**14 - 1).map(str),  # 14 digits, like 85000001222840
+    )
+    tokens: st.SearchStrategy[TokenMode] = st.sampled_from(("exists", "exists", "other_amount", "unknown"))
+    return st.builds(
+        Draft,
+        msisdn=_msisdns(),
+        amount=_amounts(),
+        currency=st.sampled_from(currencies),
+        account_number=account_numbers,
+        token=tokens,
+    )
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """One token's story in the stateful run: its details, then the calls made with it, in order."""
+
+    msisdn: str
+    amount: str
+    currency: str
+    actions: tuple[Action, ...]
+
+
+def lifecycles(currencies: tuple[str, ...] = DEFAULT_CURRENCIES) -> st.SearchStrategy[Lifecycle]:
+    actions: st.SearchStrategy[Action] = st.sampled_from(
+        ("redeem", "reverse", "replay", "redeem_other_amount")
+    )
+    return st.builds(
+        Lifecycle,
+        msisdn=_msisdns(),
+        amount=_amounts(),
+        currency=st.sampled_from(currencies),
+        actions=st.lists(actions, min_size=1, max_size=5).map(tuple),
+    )
+
+
+def other_amount(amount: str) -> str:
+    """A different amount of the same shape, for a request whose details do not match the token."""
+    units, _, cents = amount.partition(".")
+    changed = str(int(units) + 1)
+    return f"{changed}.{cents}" if cents else changed

@@ -1,0 +1,180 @@
+"""`mpesa-atm fuzz ipg|bank --url BASE`: a campaign against a partner's running implementation.
+
+Exit 0 when no check failed, 1 when one did, 2 for a usage error or an unreachable target (one line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+from typing import Any
+
+from mpesa_atm.errors import UsageError
+from mpesa_atm.settings import ENV_PREFIX, Settings
+
+__all__ = ["register"]
+
+_ENV_CREDENTIALS = {"username": "USERNAME", "password": "PASSWORD", "shortcode": "SHORTCODE"}
+
+
+def _path_mapping(text: str) -> tuple[str, str]:
+    operation, sep, path = text.partition("=")
+    if not sep or not operation or not path:
+        raise argparse.ArgumentTypeError(
+            f"expected OPERATION=PATH, e.g. token_generation=/atm/tokens, not {text!r}"
+        )
+    return operation.strip().replace("-", "_"), path.strip()
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
+    return value
+
+
+def register(commands: Any) -> None:
+    """Adds the `fuzz` subcommand to the `mpesa-atm` parser's subcommands."""
+    fuzz = commands.add_parser(
+        "fuzz",
+        help="fuzz a partner's Token Generation (bank) or Token Redemption/Reversal (iPG) endpoints",
+        description=(
+            "Run a property-based campaign from the OpenAPI documents against a partner at URL and check "
+            "every answer against the document's rules. Exit 0: nothing found; 1: a check failed; "
+            "2: usage error or target unreachable."
+        ),
+    )
+    fuzz.add_argument("role", choices=("ipg", "bank"), help="the side the partner implements")
+    fuzz.add_argument(
+        "--url", required=True, metavar="BASE", help="the partner's base URL (paths are appended)"
+    )
+    fuzz.add_argument(
+        "--path",
+        action="append",
+        type=_path_mapping,
+        default=[],
+        metavar="OPERATION=PATH",
+        help="the partner's own path of an operation (token_generation, token_redemption, token_reversal)",
+    )
+    fuzz.add_argument(
+        "--max-examples", type=_positive, default=100, metavar="N", help="cases per operation (100)"
+    )
+    fuzz.add_argument(
+        "--seed", type=_seed, metavar="N", help="same seed, same cases (default: random, printed)"
+    )
+    fuzz.add_argument(
+        "--workers", type=_positive, default=1, metavar="N", help="operations fuzzed at once (1)"
+    )
+    fuzz.add_argument("--junit-xml", metavar="FILE", help="also write the results as JUnit XML")
+    fuzz.add_argument(
+        "--timeout", type=float, default=10.0, metavar="S", help="seconds to wait for an answer (10)"
+    )
+    fuzz.add_argument(
+        "--currency",
+        action="append",
+        metavar="CODE",
+        help="currency of the realistic cases; repeat for several (default: CDF and USD, the document's)",
+    )
+    fuzz.add_argument("--check", action="append", metavar="NAME", help="run only this check; repeatable")
+    fuzz.add_argument(
+        "--no-harness",
+        action="store_true",
+        help="do not use the mock's /_harness control API even if the target has one",
+    )
+    credentials = fuzz.add_argument_group(
+        "iPG targets",
+        f"the bank's credentials at the iPG (also {ENV_PREFIX}USERNAME, ...PASSWORD, ...SHORTCODE)",
+    )
+    credentials.add_argument("--username", help="the bank's username (default: the document's, fnb)")
+    credentials.add_argument(
+        "--password", help=f"prefer {ENV_PREFIX}PASSWORD: a flag shows in the process list"
+    )
+    credentials.add_argument("--shortcode", help="a shortcode linked to the username (default: 49272)")
+    credentials.add_argument(
+        "--other-shortcode", metavar="CODE", help="a shortcode NOT linked to the username (default: derived)"
+    )
+    fuzz.set_defaults(handler=_fuzz)
+
+
+def _credentials(args: argparse.Namespace) -> Any:
+    from mpesa_atm.fuzz.checks import Credentials
+
+    defaults = Settings()
+    fallback = {
+        "username": defaults.bank_username,
+        "password": defaults.bank_password,
+        "shortcode": defaults.bank_shortcode,
+    }
+    values = {}
+    for name, suffix in _ENV_CREDENTIALS.items():
+        flag = getattr(args, name)
+        values[name] = flag if flag is not None else os.environ.get(ENV_PREFIX + suffix) or fallback[name]
+    if not values["shortcode"].isdigit():
+        raise UsageError(f"--shortcode must be digits, not {values['shortcode']!r}")
+    return Credentials(other_shortcode=args.other_shortcode, **values)
+
+
+def _fuzz(args: argparse.Namespace) -> int:
+    from mpesa_atm.fuzz.campaign import Progress, Target, run_campaign
+    from mpesa_atm.fuzz.cases import DEFAULT_CURRENCIES
+    from mpesa_atm.fuzz.report import render_finding, render_summary, write_junit
+
+    if not args.url.startswith(("http://", "https://")):
+        raise UsageError(f"--url must be an http:// or https:// URL, not {args.url!r}")
+    if args.timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    paths = dict(args.path)
+    target = Target(
+        role=args.role,
+        url=args.url,
+        paths=paths,
+        credentials=_credentials(args) if args.role == "ipg" else None,
+        timeout=args.timeout,
+    )
+
+    def progress(event: Progress) -> None:
+        found = f", {event.findings} finding(s) so far" if event.findings else ""
+        print(f"  {event.unit}: {event.done}/{event.total} cases{found}", flush=True)
+
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
+    print(
+        f"mpesa-atm fuzz {args.role}: {args.url}, {args.max_examples} examples per operation, seed {seed}",
+        flush=True,
+    )
+    result = run_campaign(
+        target,
+        max_examples=args.max_examples,
+        seed=seed,
+        workers=args.workers,
+        checks=args.check,
+        currencies=tuple(args.currency or DEFAULT_CURRENCIES),
+        use_harness=not args.no_harness,
+        progress=progress,
+    )
+    for note in result.notes:
+        print(f"  note: {note}")
+    for finding in result.findings:
+        print()
+        print(render_finding(finding))
+    if result.findings:
+        print()
+    if args.junit_xml:
+        write_junit(result, args.junit_xml)
+    print(render_summary(result), flush=True)
+    sys.stdout.flush()
+    return result.exit_code

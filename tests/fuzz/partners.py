@@ -1,0 +1,336 @@
+"""Deliberately broken partners: the harness's correct mock with exactly one fault, each a bug seen in
+real integrations, so the fuzzer must find that fault and name the check that covers it.
+
+A fault rewrites the request before the mock reads it, or the answer before the client gets it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mpesa_atm.mocks import create_app
+from mpesa_atm.settings import Settings
+
+Body = dict[str, Any]
+Headers = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: Headers
+    content: bytes
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.content)
+        except ValueError:
+            return None
+
+
+RequestFault = Callable[[Body], Body]
+AnswerFault = Callable[[Body | None, Answer], Answer]
+
+
+class Faulty:
+    """ASGI middleware: the mock behind it, with `on_request` and/or `on_answer` applied to API calls."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        on_request: RequestFault | None = None,
+        on_answer: AnswerFault | None = None,
+    ) -> None:
+        self.app = app
+        self.on_request = on_request
+        self.on_answer = on_answer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/_harness"):
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        raw = b"".join(chunks)
+        try:
+            request: Body | None = json.loads(raw)
+        except ValueError:
+            request = None
+        if not isinstance(request, dict):
+            request = None
+        if request is not None and self.on_request is not None:
+            raw = json.dumps(self.on_request(dict(request))).encode()
+            scope = {
+                **scope,
+                "headers": [(k, v) for k, v in scope["headers"] if k != b"content-length"]
+                + [(b"content-length", str(len(raw)).encode())],
+            }
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            return await receive()
+
+        status = 500
+        headers: Headers = {}
+        body_chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal status, headers
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in message.get("headers", [])}
+            elif message["type"] == "http.response.body":
+                body_chunks.append(message.get("body", b""))
+
+        await self.app(scope, replay, capture)
+        answer = Answer(status, headers, b"".join(body_chunks))
+        if self.on_answer is not None:
+            answer = self.on_answer(request, answer)
+        out_headers = {k: v for k, v in answer.headers.items() if k.lower() != "content-length"}
+        out_headers["content-length"] = str(len(answer.content))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": answer.status,
+                "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in out_headers.items()],
+            }
+        )
+        await send({"type": "http.response.body", "body": answer.content})
+
+
+def _json_answer(answer: Answer, changes: Body, status: int | None = None) -> Answer:
+    body = answer.json()
+    if not isinstance(body, dict):
+        return answer
+    return Answer(status or answer.status, answer.headers, json.dumps({**body, **changes}).encode())
+
+
+def _code(answer: Answer) -> Any:
+    body = answer.json()
+    return body.get("output_ResponseCode") if isinstance(body, dict) else None
+
+
+# Bank faults -------------------------------------------------------------------------------------
+
+
+def short_reference(request: Body | None, answer: Answer) -> Answer:
+    """Drops the reference's last character: 31 characters instead of 32."""
+    body = answer.json()
+    if not isinstance(body, dict) or "output_BankTransactionRef" not in body:
+        return answer
+    return _json_answer(answer, {"output_BankTransactionRef": body["output_BankTransactionRef"][:31]})
+
+
+def impossible_date(request: Body | None, answer: Answer) -> Answer:
+    """Writes the date-time with day 30 of February: the right shape, not a calendar date."""
+    body = answer.json()
+    if not isinstance(body, dict) or "output_BankDateTime" not in body:
+        return answer
+    return _json_answer(answer, {"output_BankDateTime": "20190230 " + body["output_BankDateTime"][9:]})
+
+
+def no_duplicate_check(request: Body) -> Body:
+    """Never sees a repeat: each call is made unique before the duplicate check could notice."""
+    transaction_id = request.get("input_TransactionID")
+    if isinstance(transaction_id, str) and re.fullmatch(r"[A-Za-z0-9]{1,32}", transaction_id):
+        request["input_TransactionID"] = uuid.uuid4().hex[:12].upper()
+    return request
+
+
+def duplicate_with_new_reference(request: Body | None, answer: Answer) -> Answer:
+    """Detects the duplicate but answers it with a new reference instead of the first one."""
+    if _code(answer) != "-3":
+        return answer
+    body = answer.json()
+    if "output_BankTransactionRef" in body:
+        return _json_answer(answer, {"output_BankTransactionRef": uuid.uuid4().hex})
+    return _json_answer(answer, {"output_InsightReference": uuid.uuid4().hex[:19]})
+
+
+def needs_account_number(request: Body | None, answer: Answer) -> Answer:
+    """Crashes (500) when the optional input_AccountNumber is left out of a valid-looking request."""
+    if request is None or "input_AccountNumber" in request or _code(answer) not in ("0", "-3"):
+        return answer
+    return Answer(
+        500, {"content-type": "text/plain"}, b"Internal Server Error: KeyError 'input_AccountNumber'"
+    )
+
+
+def plain_text_errors(request: Body | None, answer: Answer) -> Answer:
+    """Answers refusals with a bare text body, outside the envelope."""
+    if answer.status < 400:
+        return answer
+    return Answer(answer.status, {"content-type": "text/plain"}, b"Bad Request")
+
+
+def iso8583_success(request: Body | None, answer: Answer) -> Answer:
+    """Says success with ISO 8583's "00" instead of the document's "0"."""
+    if _code(answer) != "0":
+        return answer
+    return _json_answer(answer, {"output_ResponseCode": "00"})
+
+
+def accepts_invalid(request: Body | None, answer: Answer) -> Answer:
+    """Answers a request it could not validate with HTTP 200 and 0 Success."""
+    if answer.status != 400:
+        return answer
+    return _json_answer(answer, {"output_ResponseCode": "0", "output_ResponseDesc": "Success"}, status=200)
+
+
+def refuses_with_422(request: Body | None, answer: Answer) -> Answer:
+    """Refuses invalid requests with HTTP 422, which the document does not list."""
+    if answer.status != 400:
+        return answer
+    return Answer(422, answer.headers, answer.content)
+
+
+def refuses_with_200(request: Body | None, answer: Answer) -> Answer:
+    """Refuses invalid requests with HTTP 200 (and -1), as if they were business outcomes."""
+    if answer.status != 400:
+        return answer
+    return Answer(200, answer.headers, answer.content)
+
+
+def text_content_type(request: Body | None, answer: Answer) -> Answer:
+    """Sends the JSON envelope labelled text/plain."""
+    return Answer(
+        answer.status, {**answer.headers, "content-type": "text/plain; charset=utf-8"}, answer.content
+    )
+
+
+def extra_output_field(request: Body | None, answer: Answer) -> Answer:
+    """Adds an undocumented output field."""
+    return _json_answer(answer, {"output_ServerName": "atm-gw-01"})
+
+
+def crashes_on_cents(request: Body | None, answer: Answer) -> Answer:
+    """Crashes (500) on amounts with decimals, e.g. 200.50."""
+    if request is None or "." not in str(request.get("input_Amount", "")):
+        return answer
+    return Answer(500, {"content-type": "application/json"}, b'{"error": "NumberFormatException"}')
+
+
+# iPG faults --------------------------------------------------------------------------------------
+
+
+def echoes_bank_reference(request: Body | None, answer: Answer) -> Answer:
+    """Echoes input_BankTransactionRef where input_ThirdPartyReference belongs."""
+    if request is None or answer.status != 200 or "input_BankTransactionRef" not in request:
+        return answer
+    return _json_answer(answer, {"output_ThirdPartyReference": str(request["input_BankTransactionRef"])[:32]})
+
+
+def ignores_password(request: Body) -> Body:
+    """Checks the username only: any password is taken as the right one."""
+    if request.get("input_Username") == "fnb":
+        request["input_Password"] = "P@ssword123"
+    return request
+
+
+def ignores_shortcode(request: Body) -> Body:
+    """Never compares the shortcode with the ones linked to the username."""
+    if request.get("input_Username") == "fnb":
+        request["input_BankShortcode"] = "49272"
+    return request
+
+
+def redeems_twice(request: Body | None, answer: Answer) -> Answer:
+    """Pays out a token that was already redeemed (the state check answers, and is overruled)."""
+    body = answer.json()
+    if not isinstance(body, dict) or "already redeemed" not in str(body.get("output_ResponseDesc", "")):
+        return answer
+    return _json_answer(answer, {"output_ResponseCode": "0", "output_ResponseDesc": "Success"})
+
+
+@dataclass(frozen=True)
+class Broken:
+    """A broken partner: its role, its one fault, and the checks that must (and may) report it."""
+
+    name: str
+    role: str
+    expected: str
+    also: frozenset[str] = field(default_factory=frozenset)
+    on_request: RequestFault | None = None
+    on_answer: AnswerFault | None = None
+
+    def app(self, settings: Settings) -> ASGIApp:
+        if self.role == "ipg":
+            bank = create_app("bank", settings)
+            inner = create_app("ipg", settings, transport=httpx.ASGITransport(app=bank))
+        else:
+            inner = create_app("bank", settings)
+        return Faulty(inner, on_request=self.on_request, on_answer=self.on_answer)
+
+
+SCHEMA = "response_schema_conformance"
+BROKEN: tuple[Broken, ...] = (
+    Broken(
+        "short_reference", "bank", "bank_reference_length", frozenset({SCHEMA}), on_answer=short_reference
+    ),
+    Broken("impossible_date", "bank", "bank_date_time_format", on_answer=impossible_date),
+    Broken("no_duplicate_check", "bank", "replay_is_duplicate", on_request=no_duplicate_check),
+    Broken("duplicate_new_reference", "bank", "replay_is_duplicate", on_answer=duplicate_with_new_reference),
+    Broken(
+        "needs_account_number",
+        "bank",
+        "optional_field_left_out",
+        frozenset({"not_a_server_error", "status_code_conformance", "json_envelope", SCHEMA}),
+        on_answer=needs_account_number,
+    ),
+    Broken(
+        "plain_text_errors",
+        "bank",
+        "json_envelope",
+        frozenset({SCHEMA, "content_type_conformance"}),
+        on_answer=plain_text_errors,
+    ),
+    Broken("iso8583_success", "bank", "mapped_response_code", frozenset({SCHEMA}), on_answer=iso8583_success),
+    Broken(
+        "accepts_invalid",
+        "bank",
+        "invalid_request_not_success",
+        # Its replay of an invalid request is answered 0 again, not -3.
+        frozenset({"negative_data_rejection", SCHEMA, "replay_is_duplicate"}),
+        on_answer=accepts_invalid,
+    ),
+    Broken("refuses_with_422", "bank", "status_code_conformance", on_answer=refuses_with_422),
+    Broken(
+        "refuses_with_200", "bank", "negative_data_rejection", frozenset({SCHEMA}), on_answer=refuses_with_200
+    ),
+    Broken("text_content_type", "bank", "content_type_conformance", on_answer=text_content_type),
+    Broken("extra_output_field", "bank", SCHEMA, on_answer=extra_output_field),
+    Broken(
+        "crashes_on_cents",
+        "bank",
+        "not_a_server_error",
+        frozenset({"status_code_conformance", "json_envelope", SCHEMA}),
+        on_answer=crashes_on_cents,
+    ),
+    Broken("echoes_bank_reference", "ipg", "third_party_reference_echoed", on_answer=echoes_bank_reference),
+    Broken("ignores_password", "ipg", "wrong_password_rejected", on_request=ignores_password),
+    Broken("ignores_shortcode", "ipg", "other_shortcode_rejected", on_request=ignores_shortcode),
+    Broken(
+        "ipg_duplicate_new_reference", "ipg", "replay_is_duplicate", on_answer=duplicate_with_new_reference
+    ),
+    # A second redemption answered 0 is not a success it remembers, so its replay is no duplicate either.
+    Broken(
+        "redeems_twice", "ipg", "token_lifecycle", frozenset({"replay_is_duplicate"}), on_answer=redeems_twice
+    ),
+)

@@ -1,0 +1,177 @@
+"""`mpesa-atm fuzz` end to end over loopback: exit codes, the report, JUnit XML, paths, credentials."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import httpx
+import pytest
+
+from mpesa_atm.cli import main
+from mpesa_atm.mocks import create_app
+from mpesa_atm.settings import BankAccount, Settings
+from mpesa_atm.spec import OPERATION_PATHS
+from tests.fixtures.servers import free_port
+from tests.fuzz.partners import BROKEN
+
+
+@pytest.fixture(autouse=True)
+def _no_credentials_from_the_environment(monkeypatch):
+    for name in ("USERNAME", "PASSWORD", "SHORTCODE"):
+        monkeypatch.delenv(f"MPESA_ATM_{name}", raising=False)
+
+
+@pytest.mark.network
+def test_fuzz_of_the_running_mocks_exits_0_with_progress_and_junit(serve, tmp_path, capsys):
+    served = serve()
+    junit = tmp_path / "fuzz.xml"
+
+    bank = main(["fuzz", "bank", "--url", served.bank_url, "--max-examples", "30", "--seed", "1"])
+    bank_out = capsys.readouterr().out
+    ipg = main(
+        [
+            "fuzz",
+            "ipg",
+            "--url",
+            served.ipg_url,
+            "--max-examples",
+            "30",
+            "--seed",
+            "1",
+            "--junit-xml",
+            str(junit),
+        ]
+    )
+    ipg_out = capsys.readouterr().out
+
+    assert (bank, ipg) == (0, 0), bank_out + ipg_out
+    assert "\nFAILED " not in bank_out + ipg_out
+    assert "POST /token-generation fuzz: 30/30 cases" in bank_out
+    assert "token lifecycle stateful: 30/30 cases" in ipg_out
+    assert ipg_out.rstrip().splitlines()[-1].startswith("mpesa-atm fuzz ipg: ")
+    assert "; seed 1" in ipg_out.rstrip().splitlines()[-1]
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None
+    failed = {case.get("name") for case in suite.iter("testcase") if case.find("failure") is not None}
+    assert failed == set()
+    names = {(case.get("classname"), case.get("name")) for case in suite.iter("testcase")}
+    assert ("POST /token-reversal", "wrong_password_rejected") in names
+
+
+@pytest.mark.network
+def test_fuzz_of_a_broken_partner_exits_1_and_shows_the_finding(serve_app, tmp_path, capsys):
+    broken = next(b for b in BROKEN if b.name == "short_reference")
+    url = serve_app(broken.app(Settings(db_path=str(tmp_path / "partner.sqlite3"))))
+    junit = tmp_path / "fuzz.xml"
+
+    code = main(
+        ["fuzz", "bank", "--url", url, "--max-examples", "10", "--seed", "2", "--junit-xml", str(junit)]
+    )
+
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAILED bank_reference_length: POST /token-generation" in out
+    assert "Received: '" in out and "(31 characters)" in out
+    assert "Documented: 32 characters" in out
+    assert (
+        f"curl -sS -X POST {url}/token-generation -H 'Content-Type: application/json' --data-raw '{{" in out
+    )
+    summary = out.rstrip().splitlines()[-1]
+    assert summary.endswith("; seed 2")
+    assert "FAILED bank_reference_length, " in summary and "response_schema_conformance" in summary
+    failures = [case.find("failure") for case in ET.parse(junit).getroot().iter("testcase")]
+    assert {f.get("type") for f in failures if f is not None} == {
+        "bank_reference_length",
+        "response_schema_conformance",
+    }
+
+
+def test_unreachable_target_exits_2_with_one_line(capsys):
+    url = f"http://127.0.0.1:{free_port()}"
+
+    code = main(["fuzz", "bank", "--url", url, "--max-examples", "5"])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().splitlines() == [
+        f"mpesa-atm: error: cannot reach the bank at {url}: connection refused"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--url", "ftp://x"], "--url must be an http:// or https:// URL"),
+        (["--url", "http://127.0.0.1:1", "--path", "token_redemption=/x"], "no operation token_redemption"),
+        (["--url", "http://127.0.0.1:1", "--check", "nope"], "unknown check(s): nope"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(args, message, capsys):
+    code = main(["fuzz", "bank", *args])
+
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and message in err[0]
+
+
+@pytest.mark.network
+def test_path_option_sends_an_operation_to_the_partners_own_path(serve_app, tmp_path, capsys):
+    paths = {**OPERATION_PATHS, "token_generation": "/atm/v1/tokens"}
+    url = serve_app(create_app("bank", Settings(db_path=str(tmp_path / "bank.sqlite3"), paths=paths)))
+
+    code = main(
+        ["fuzz", "bank", "--url", url, "--path", "token_generation=/atm/v1/tokens", "--max-examples", "10"]
+    )
+
+    out = capsys.readouterr().out
+    assert "\nFAILED " not in out, out
+    assert "POST /atm/v1/tokens fuzz: 10/10 cases" in out
+    assert code == 0
+
+
+@pytest.mark.network
+def test_ipg_credentials_come_from_the_environment(serve_app, tmp_path, capsys, monkeypatch):
+    bank = BankAccount(username="acme", password="s3cret!", shortcodes=("600100",))
+    url = serve_app(create_app("ipg", Settings(db_path=str(tmp_path / "ipg.sqlite3"), banks=(bank,))))
+    monkeypatch.setenv("MPESA_ATM_USERNAME", "acme")
+    monkeypatch.setenv("MPESA_ATM_SHORTCODE", "600100")
+
+    monkeypatch.setenv("MPESA_ATM_PASSWORD", "wrong")
+    refused = main(["fuzz", "ipg", "--url", url, "--max-examples", "5", "--seed", "3"])
+    refused_err = capsys.readouterr().err
+    monkeypatch.setenv("MPESA_ATM_PASSWORD", "s3cret!")
+    accepted = main(["fuzz", "ipg", "--url", url, "--max-examples", "10", "--seed", "3"])
+    accepted_out = capsys.readouterr().out
+
+    assert refused == 2
+    assert "refused the credentials of 'acme' (-4 Authentication Failed)" in refused_err
+    assert accepted == 0, accepted_out
+    assert "s3cret!" not in accepted_out
+
+
+@pytest.mark.network
+def test_partner_that_drops_the_connection_is_a_finding(serve, capsys):
+    served = serve(role="bank")
+    rule = {"operation": "token-generation", "connection": "reset", "times": 1}
+    assert httpx.post(f"{served.bank_url}/_harness/faults", json=rule, timeout=5).status_code == 201
+
+    code = main(["fuzz", "bank", "--url", served.bank_url, "--max-examples", "10", "--seed", "4"])
+
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAILED not_a_server_error: POST /token-generation (fuzz)" in out
+    assert "The partner did not answer" in out
+    assert "Received: no answer (connection reset by peer)" in out
+
+
+def test_building_the_parser_does_not_load_schemathesis():
+    code = (
+        "import sys; from mpesa_atm.cli import build_parser; build_parser(); "
+        "print('schemathesis' in sys.modules)"
+    )
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+    assert done.stdout.strip() == "False"
