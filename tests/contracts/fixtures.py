@@ -4,14 +4,8 @@ or with one rule altered, or a fake Pact Broker) served by uvicorn in a thread, 
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
-import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -119,29 +113,3 @@ class FakeBroker:
 
     async def _ok(self, request: Request) -> JSONResponse:
         return await self._hal(request, {})
-
-
-@pytest.fixture
-def serve_app() -> Iterator[Callable[[ASGIApp], str]]:
-    """Serves an ASGI app on 127.0.0.1 in a thread of the test process; returns its base URL."""
-    running: list[tuple[uvicorn.Server, threading.Thread]] = []
-
-    def start(app: ASGIApp) -> str:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))  # bound before the server starts: no race for the port
-        port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        running.append((server, thread))
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the provider did not start")
-            time.sleep(0.02)
-        return f"http://127.0.0.1:{port}"
-
-    yield start
-    for server, thread in running:
-        server.should_exit = True
-        thread.join(10)
