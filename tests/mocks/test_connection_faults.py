@@ -145,3 +145,64 @@ def test_calls_beyond_the_concurrency_limit_are_system_too_busy(serve):
         busy = redeem(served.ipg_url, input_ThirdPartyReference="second").json()
         assert busy["output_ResponseCode"] == "-7"
         assert slow.result().json()["output_ResponseCode"] == "0"
+
+
+MAGIC = {
+    "reset": "243900000010",
+    "empty": "243900000011",
+    "malformed": "243900000012",
+    "hang": "243900000013",
+}
+
+
+def _expect_broken(kind, call):
+    if kind == "malformed":
+        response = call()
+        assert response.status_code == 200
+        with pytest.raises(ValueError):
+            response.json()
+    elif kind == "hang":
+        with pytest.raises(httpx.ReadTimeout):
+            call()
+    else:
+        with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
+            call()
+
+
+@pytest.mark.parametrize("kind", sorted(MAGIC))
+@pytest.mark.parametrize("trigger", ["rule", "header", "magic"])
+def test_each_connection_fault_by_each_trigger(served, kind, trigger):
+    url = served.ipg_url
+    body = dict(DOCUMENT_REDEMPTION)
+    headers = {}
+    if trigger == "rule":
+        add_fault(url, connection=kind, times=1)
+    elif trigger == "header":
+        headers["X-Mpesa-Atm-Fault"] = f"connection={kind}"
+    else:
+        body["input_CustomerMSISDN"] = MAGIC[kind]
+    _expect_broken(
+        kind, lambda: httpx.post(f"{url}/token-redemption", json=body, headers=headers, timeout=0.5)
+    )
+    # The next call is answered normally: the fault was for that call only.
+    assert redeem(url).json()["output_ResponseCode"] == "0"
+
+
+@pytest.mark.parametrize("trigger", ["rule", "header", "magic"])
+def test_delay_by_each_trigger(served, trigger):
+    url = served.ipg_url
+    body = dict(DOCUMENT_REDEMPTION)
+    headers = {}
+    if trigger == "rule":
+        add_fault(url, delay_ms=2000, times=1)
+    elif trigger == "header":
+        headers["X-Mpesa-Atm-Fault"] = "delay_ms=2000"
+    else:
+        body["input_CustomerMSISDN"] = "243900000014"
+    started = time.monotonic()
+    response = httpx.post(f"{url}/token-redemption", json=body, headers=headers, timeout=10)
+    assert time.monotonic() - started >= 2.0
+    assert response.json()["output_ResponseCode"] in (
+        "0",
+        "-1",
+    )  # answered; -1: the magic MSISDN is not the token's
