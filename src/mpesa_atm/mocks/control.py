@@ -114,13 +114,24 @@ class ControlHandlers:
         account = self._bank_for(body.get("username"))
         if account is None:
             return _error(404, "Not Found", f"no bank {body['username']!r} is configured")
+        token = self._record_token(
+            account.username, body["bank_transaction_ref"], body["transaction_id"], body
+        )
+        if token is None:
+            return _error(409, "Conflict", f"{account.username} already has a token with this reference")
+        return {**body, "amount": token.amount, "username": account.username}, 201
+
+    def _record_token(
+        self, username: str, bank_transaction_ref: str, transaction_id: str, details: dict[str, str]
+    ) -> IpgToken | None:
+        """Records a token the iPG mock now knows; None if the bank already has one with that reference."""
         token = IpgToken(
-            username=account.username,
-            bank_transaction_ref=body["bank_transaction_ref"],
-            transaction_id=body["transaction_id"],
-            msisdn=body["msisdn"],
-            amount=normalise_amount(body["amount"]),
-            currency=body["currency"],
+            username=username,
+            bank_transaction_ref=bank_transaction_ref,
+            transaction_id=transaction_id,
+            msisdn=details["msisdn"],
+            amount=normalise_amount(details["amount"]),
+            currency=details["currency"],
             created_at=self.settings.clock().timestamp(),
             redeemed_at=None,
             reversed_at=None,
@@ -129,8 +140,8 @@ class ControlHandlers:
             with self.store.transaction() as tx:
                 tx.add_ipg_token(token)
         except sqlite3.IntegrityError:
-            return _error(409, "Conflict", f"{account.username} already has a token with this reference")
-        return {**body, "amount": token.amount, "username": account.username}, 201
+            return None
+        return token
 
     async def start_withdrawal(self, body: dict[str, str]) -> Answer:
         account = self._bank_for(body.get("username"))
@@ -161,21 +172,7 @@ class ControlHandlers:
                 "detail": f"the bank answered {result.response_code} {result.description!r}",
                 "bank_response": result.body,
             }, 502
-        token = IpgToken(
-            username=account.username,
-            bank_transaction_ref=result.bank_transaction_ref,
-            transaction_id=transaction_id,
-            msisdn=body["msisdn"],
-            amount=normalise_amount(body["amount"]),
-            currency=body["currency"],
-            created_at=self.settings.clock().timestamp(),
-            redeemed_at=None,
-            reversed_at=None,
-        )
-        try:
-            with self.store.transaction() as tx:
-                tx.add_ipg_token(token)
-        except sqlite3.IntegrityError:
+        if self._record_token(account.username, result.bank_transaction_ref, transaction_id, body) is None:
             return _error(
                 502, "Bad Gateway", "the bank answered a reference it had already given another token"
             )
