@@ -11,6 +11,7 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
+from mpesa_atm.argtypes import path_mapping
 from mpesa_atm.contracts.pacticipants import PROVIDER_NAMES
 from mpesa_atm.errors import UsageError
 from mpesa_atm.settings import ENV_PREFIX
@@ -48,7 +49,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     verify.add_argument(
         "--path",
         action="append",
-        type=_path_mapping,
+        type=path_mapping,
         default=[],
         metavar="OPERATION=PATH",
         help="the provider's own path of an operation (token_generation, token_redemption, token_reversal)",
@@ -78,16 +79,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "-v", "--verbose", action="store_true", help="also print the Pact verifier's own report"
     )
     verify.set_defaults(handler=_run)
-
-
-def _path_mapping(text: str) -> tuple[str, str]:
-    """OPERATION=PATH, as `mpesa-atm fuzz --path` takes it."""
-    operation, sep, path = text.partition("=")
-    if not sep or not operation or not path:
-        raise argparse.ArgumentTypeError(
-            f"expected OPERATION=PATH, e.g. token_generation=/atm/tokens, not {text!r}"
-        )
-    return operation.strip().replace("-", "_"), path.strip()
 
 
 def _broker(args: argparse.Namespace) -> Broker | None:

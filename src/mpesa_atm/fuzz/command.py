@@ -11,21 +11,13 @@ import random
 import sys
 from typing import Any
 
+from mpesa_atm.argtypes import path_mapping
 from mpesa_atm.errors import UsageError
 from mpesa_atm.settings import ENV_PREFIX, Settings
 
 __all__ = ["register"]
 
 _ENV_CREDENTIALS = {"username": "USERNAME", "password": "PASSWORD", "shortcode": "SHORTCODE"}
-
-
-def _path_mapping(text: str) -> tuple[str, str]:
-    operation, sep, path = text.partition("=")
-    if not sep or not operation or not path:
-        raise argparse.ArgumentTypeError(
-            f"expected OPERATION=PATH, e.g. token_generation=/atm/tokens, not {text!r}"
-        )
-    return operation.strip().replace("-", "_"), path.strip()
 
 
 def _positive(text: str) -> int:
@@ -66,7 +58,7 @@ def register(commands: Any) -> None:
     fuzz.add_argument(
         "--path",
         action="append",
-        type=_path_mapping,
+        type=path_mapping,
         default=[],
         metavar="OPERATION=PATH",
         help="the partner's own path of an operation (token_generation, token_redemption, token_reversal)",
