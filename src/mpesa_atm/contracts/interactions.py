@@ -67,6 +67,10 @@ _TOKEN: dict[str, object] = {
     key: SAMPLE[key]
     for key in ("username", "bank_transaction_ref", "transaction_id", "msisdn", "amount", "currency")
 }
+# The request already made, as the iPG's "was already made" states name it.
+_MADE_REQUEST: dict[str, object] = {
+    key: SAMPLE[key] for key in ("username", "bank_transaction_ref", "third_party_reference")
+}
 _GENERATION_REQUEST = {
     "input_AccountNumber": SAMPLE["account_number"],
     "input_CustomerMSISDN": SAMPLE["msisdn"],
@@ -128,17 +132,24 @@ Call = Callable[[str], Coroutine[Any, Any, Result]]
 CLIENT_TIMEOUT = 10.0
 
 
+def _ipg_client(
+    base_url: str, *, password: str = SAMPLE["password"], shortcode: str = SAMPLE["shortcode"]
+) -> IpgClient:
+    """The sample bank's client of the iPG."""
+    return IpgClient(
+        base_url,
+        username=SAMPLE["username"],
+        password=password,
+        shortcode=shortcode,
+        timeout=CLIENT_TIMEOUT,
+    )
+
+
 def _redeem(
     *, password: str = SAMPLE["password"], shortcode: str = SAMPLE["shortcode"], ref: str = ""
 ) -> Call:
     async def call(base_url: str) -> Result:
-        client = IpgClient(
-            base_url,
-            username=SAMPLE["username"],
-            password=password,
-            shortcode=shortcode,
-            timeout=CLIENT_TIMEOUT,
-        )
+        client = _ipg_client(base_url, password=password, shortcode=shortcode)
         return await client.redeem_token(
             msisdn=SAMPLE["msisdn"],
             amount=SAMPLE["amount"],
@@ -152,13 +163,7 @@ def _redeem(
 
 def _reverse() -> Call:
     async def call(base_url: str) -> Result:
-        client = IpgClient(
-            base_url,
-            username=SAMPLE["username"],
-            password=SAMPLE["password"],
-            shortcode=SAMPLE["shortcode"],
-            timeout=CLIENT_TIMEOUT,
-        )
+        client = _ipg_client(base_url)
         return await client.reverse_token(
             msisdn=SAMPLE["msisdn"],
             amount=SAMPLE["amount"],
@@ -233,12 +238,7 @@ def repeated_redemption(pact: Pact) -> object:
         pact.upon_receiving("a token redemption that repeats one already made")
         .given(THE_BANK_IS_REGISTERED, _BANK_ACCOUNT)
         .given(A_TOKEN_EXISTS, _TOKEN)
-        .given(
-            THE_REDEMPTION_WAS_MADE,
-            username=SAMPLE["username"],
-            bank_transaction_ref=SAMPLE["bank_transaction_ref"],
-            third_party_reference=SAMPLE["third_party_reference"],
-        )
+        .given(THE_REDEMPTION_WAS_MADE, _MADE_REQUEST)
         .with_request("POST", REDEMPTION_PATH)
         .with_body(_REDEMPTION_REQUEST, content_type=JSON)
         .will_respond_with(200)
@@ -313,12 +313,7 @@ def repeated_reversal(pact: Pact) -> object:
         pact.upon_receiving("a token reversal that repeats one already made")
         .given(THE_BANK_IS_REGISTERED, _BANK_ACCOUNT)
         .given(A_TOKEN_EXISTS, _TOKEN)
-        .given(
-            THE_REVERSAL_WAS_MADE,
-            username=SAMPLE["username"],
-            bank_transaction_ref=SAMPLE["bank_transaction_ref"],
-            third_party_reference=SAMPLE["third_party_reference"],
-        )
+        .given(THE_REVERSAL_WAS_MADE, _MADE_REQUEST)
         .with_request("POST", REVERSAL_PATH)
         .with_body(_REVERSAL_REQUEST, content_type=JSON)
         .will_respond_with(200)

@@ -365,66 +365,79 @@ def replay_is_duplicate(ctx: CheckContext, response: Response, case: Case) -> bo
     return None
 
 
-@schemathesis.check
-def wrong_password_rejected(ctx: CheckContext, response: Response, case: Case) -> bool | None:
-    """iPG: a valid request with a wrong password is -4 Authentication Failed."""
+def _probe_with(
+    check: str,
+    case: Case,
+    field: str,
+    value: Callable[[Credentials], str],
+    expected: ResponseCode,
+    *,
+    title: str,
+    received: str,
+    documented: str,
+) -> bool | None:
+    """Sends a valid iPG request made with the campaign's credentials again with `field` set to
+    `value(credentials)` and fails unless the answer is `expected`; skips (True) any other case.
+
+    `received` may quote {answer} (the code and description) and {value}; `documented`, {expected}.
+    """
     probe = _PROBE.get()
     if probe is None or not probe.probes_enabled or _role(case) != "ipg" or not is_valid_request(case):
         return True
     if not _with_credentials(case, probe):
         return True
     assert probe.credentials is not None and isinstance(case.body, dict)
+    changed = value(probe.credentials)
+    # A new input_ThirdPartyReference, so that the iPG does not take the variant for a duplicate.
     body = {
         **case.body,
-        "input_Password": probe.credentials.wrong_password(),
+        field: changed,
         "input_ThirdPartyReference": probe.fresh("input_ThirdPartyReference"),
     }
     variant = _derived(case, body)
-    answer_response = probe.send(variant)
-    answer = _answer(answer_response)
+    answer = _answer(probe.send(variant))
     code = _text(answer, "output_ResponseCode")
-    if code != ResponseCode.AUTHENTICATION_FAILED:
+    if code != expected:
         _fail(
-            "wrong_password_rejected",
+            check,
             case,
-            "A request with a wrong password is not answered Authentication Failed",
-            f"{_describe(code, answer)} to the same request with input_Password {body['input_Password']!r}",
-            f"{_documented_code(ResponseCode.AUTHENTICATION_FAILED)}: "
-            "Bank's username and password is incorrect (section 4)",
+            title,
+            received.format(answer=_describe(code, answer), value=changed),
+            documented.format(expected=_documented_code(expected)),
             *_steps(probe, variant),
         )
     return None
+
+
+@schemathesis.check
+def wrong_password_rejected(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+    """iPG: a valid request with a wrong password is -4 Authentication Failed."""
+    return _probe_with(
+        "wrong_password_rejected",
+        case,
+        "input_Password",
+        Credentials.wrong_password,
+        ResponseCode.AUTHENTICATION_FAILED,
+        title="A request with a wrong password is not answered Authentication Failed",
+        received="{answer} to the same request with input_Password {value!r}",
+        documented="{expected}: Bank's username and password is incorrect (section 4)",
+    )
 
 
 @schemathesis.check
 def other_shortcode_rejected(ctx: CheckContext, response: Response, case: Case) -> bool | None:
     """iPG: the right credentials with a shortcode not linked to them is -5 Bank Details Invalid."""
-    probe = _PROBE.get()
-    if probe is None or not probe.probes_enabled or _role(case) != "ipg" or not is_valid_request(case):
-        return True
-    if not _with_credentials(case, probe):
-        return True
-    assert probe.credentials is not None and isinstance(case.body, dict)
-    body = {
-        **case.body,
-        "input_BankShortcode": probe.credentials.unlinked_shortcode(),
-        "input_ThirdPartyReference": probe.fresh("input_ThirdPartyReference"),
-    }
-    variant = _derived(case, body)
-    answer_response = probe.send(variant)
-    answer = _answer(answer_response)
-    code = _text(answer, "output_ResponseCode")
-    if code != ResponseCode.BANK_DETAILS_INVALID:
-        _fail(
-            "other_shortcode_rejected",
-            case,
-            "The right credentials with another shortcode are not answered Bank Details Invalid",
-            f"{_describe(code, answer)} with input_BankShortcode {body['input_BankShortcode']!r}",
-            f"{_documented_code(ResponseCode.BANK_DETAILS_INVALID)}: Bank shortcode does not match "
-            "shortcode linked to username and password (section 4)",
-            *_steps(probe, variant),
-        )
-    return None
+    return _probe_with(
+        "other_shortcode_rejected",
+        case,
+        "input_BankShortcode",
+        Credentials.unlinked_shortcode,
+        ResponseCode.BANK_DETAILS_INVALID,
+        title="The right credentials with another shortcode are not answered Bank Details Invalid",
+        received="{answer} with input_BankShortcode {value!r}",
+        documented="{expected}: Bank shortcode does not match shortcode linked to username and password"
+        " (section 4)",
+    )
 
 
 @schemathesis.check
