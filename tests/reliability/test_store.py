@@ -1,0 +1,60 @@
+"""The store under sustained writes: the WAL is copied back and started over (it does not grow without
+bound), and a writer that cannot get the lock gives up after the busy timeout instead of hanging."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from mpesa_atm.mocks.store import Store, StoreBusy
+
+
+def journal_one(store: Store, i: int) -> None:
+    store.journal_add(
+        role="bank",
+        direction="inbound",
+        operation="token_generation",
+        method="POST",
+        url="/token-generation",
+        status=200,
+        request=json.dumps({"input_TransactionID": f"T{i}", "pad": "x" * 300}),
+        response=json.dumps({"output_ResponseCode": "0"}),
+        duration_ms=1.0,
+    )
+
+
+def test_wal_is_started_over_under_sustained_writes(tmp_path):
+    path = tmp_path / "busy.sqlite3"
+    store = Store(str(path))
+    wal = tmp_path / "busy.sqlite3-wal"
+    largest = 0
+    try:
+        for i in range(8000):  # about 100 MB of WAL frames if it were never started over
+            journal_one(store, i)
+            if i % 100 == 0:
+                largest = max(largest, wal.stat().st_size)
+                time.sleep(0.001)  # what a server between requests gives the checkpoint thread
+    finally:
+        store.close()
+    assert largest < 40 * 1024 * 1024, f"the WAL reached {largest} bytes"  # restarted past 16 MiB
+
+
+def test_writer_gives_up_after_the_busy_timeout_when_the_lock_is_held(tmp_path):
+    fcntl = pytest.importorskip("fcntl")  # the lock file is Unix only
+    path = tmp_path / "held.sqlite3"
+    store = Store(str(path), busy_timeout_ms=300)
+    holder = os.open(f"{path}.lock", os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # another writer, stuck mid-transaction
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreBusy):
+            journal_one(store, 1)
+        assert 0.3 <= time.monotonic() - started < 2
+    finally:
+        os.close(holder)
+    journal_one(store, 2)  # released: writes go through again
+    assert [entry.request["input_TransactionID"] for entry in store.journal("bank")] == ["T2"]
+    store.close()
