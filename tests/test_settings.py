@@ -121,3 +121,24 @@ def test_password_hash_round_trip_and_constant_time_compare():
 def test_settings_replace_keeps_values_that_are_not_set():
     settings = Settings(journal_limit=3)
     assert settings.replace(journal_limit=None, db_path="x").journal_limit == 3
+
+
+def test_hashed_password_is_checked_once_per_candidate_right_or_wrong(monkeypatch):
+    import mpesa_atm.settings as settings_module
+    from mpesa_atm.settings import BankAccount
+
+    account = BankAccount(username="fnb", password_hash=hash_password("P@ssword123"), shortcodes=("49272",))
+    calls = []
+
+    def counting(stored, candidate):
+        calls.append(candidate)
+        return verify_password(stored, candidate)
+
+    monkeypatch.setattr(settings_module, "verify_password", counting)
+    assert [account.password_matches(p) for p in ["wrong", "wrong", "P@ssword123", "P@ssword123"]] == [
+        False,
+        False,
+        True,
+        True,
+    ]
+    assert calls == ["wrong", "P@ssword123"]

@@ -24,6 +24,7 @@ from mpesa_atm.spec import OPERATION_PATHS
 __all__ = ["DOCUMENT_BANK", "BankAccount", "Settings", "load_settings", "utc_now"]
 
 ENV_PREFIX = "MPESA_ATM_"
+_CHECKED_LIMIT = 1024  # passwords remembered per hashed bank
 
 
 def utc_now() -> datetime:
@@ -39,9 +40,9 @@ class BankAccount:
     password: str | None = None
     password_hash: str | None = None
     url: str | None = None  # base URL of this bank's Token Generation API; None: Settings.bank_url
-    # sha256 digests of passwords that matched password_hash: scrypt is slow by design, and a
-    # mock checks the same password on every call.
-    _verified: set[bytes] = field(default_factory=set, compare=False, repr=False)
+    # sha256 digests of passwords checked against password_hash, and the outcome: scrypt is slow by
+    # design (tens of ms on the event loop), and clients repeat the same password, right or wrong.
+    _checked: dict[bytes, bool] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if (self.password is None) == (self.password_hash is None):
@@ -58,12 +59,11 @@ class BankAccount:
             return hmac.compare_digest(self.password.encode(), candidate.encode())
         assert self.password_hash is not None
         key = hashlib.sha256(candidate.encode()).digest()
-        if key in self._verified:
-            return True
-        if verify_password(self.password_hash, candidate):
-            self._verified.add(key)
-            return True
-        return False
+        if key not in self._checked:
+            if len(self._checked) >= _CHECKED_LIMIT:  # bounded: forget the oldest
+                del self._checked[next(iter(self._checked))]
+            self._checked[key] = verify_password(self.password_hash, candidate)
+        return self._checked[key]
 
 
 # The sample bank of the document (2.1.2.1), so the document's examples work out of the box.

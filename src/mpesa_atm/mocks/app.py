@@ -43,7 +43,7 @@ def _echoed_reference(scope: Scope) -> str:
     """The request's input_ThirdPartyReference when it can be read and is well formed, else ""."""
     try:
         body = json.loads(scope.get(BODY_KEY, b""))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return ""
     value = body.get("input_ThirdPartyReference") if isinstance(body, dict) else None
     return value if isinstance(value, str) and _ECHOABLE.match(value) else ""

@@ -118,13 +118,18 @@ class ReadableJSONBodyValidator(JSONRequestBodyValidator):
         if not text:
             return None
         try:
-            return json.loads(text, parse_constant=_reject_constant)
+            parsed = json.loads(text, parse_constant=_reject_constant)
         except json.JSONDecodeError as exc:
             raise BadRequestProblem(detail=f"the body is not JSON: {exc}") from None
         except ValueError as exc:  # NaN, Infinity: not JSON
             raise BadRequestProblem(detail=f"the body is not JSON: {exc}") from None
         except RecursionError:
             raise BadRequestProblem(detail="the body is nested too deeply") from None
+        if "\\u" in text and _has_lone_surrogate(parsed):
+            # JSON may escape half of a UTF-16 pair ("\ud800"); that is no text, and nothing
+            # downstream (password hashing, SQLite) can encode it.
+            raise BadRequestProblem(detail="a string holds a lone surrogate (\\ud800-\\udfff), not text")
+        return parsed
 
     def _validate(self, body: Any) -> dict[str, Any] | None:
         if body is None:  # JSON null (an empty body is refused before parsing)
@@ -133,6 +138,14 @@ class ReadableJSONBodyValidator(JSONRequestBodyValidator):
         if error is not None:
             raise BadRequestProblem(detail=explain(error))
         return None
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _reject_constant(name: str) -> Any:
