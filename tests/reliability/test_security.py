@@ -3,6 +3,7 @@ the journal, the database or the logs; loopback by default; the control token; a
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import secrets
@@ -190,6 +191,6 @@ def test_journal_keeps_only_its_configured_size(serve, tmp_path):
         assert httpx.post(f"{url}/token-generation", json=body).status_code == 200
     entries = httpx.get(f"{url}/_harness/journal", params={"limit": 100}).json()["entries"]
     assert [e["request"]["input_TransactionID"] for e in entries] == ids[::-1][:5]
-    with sqlite3.connect(served.db_path) as db:
+    with contextlib.closing(sqlite3.connect(served.db_path)) as db:  # `with connect()` does not close
         (rows,) = db.execute("SELECT COUNT(*) FROM journal").fetchone()
     assert rows == 5
