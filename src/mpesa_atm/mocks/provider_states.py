@@ -37,9 +37,7 @@ __all__ = [
     "UnsatisfiableProviderState",
 ]
 
-# The names the contracts give their states (mpesa_atm.contracts writes the same strings into the
-# pact files; tests/contracts checks that the two agree). Plain strings: the mocks do not import
-# the contracts.
+# The states' names, which the contracts (mpesa_atm.contracts) import and write into the pact files.
 THE_BANK_IS_REGISTERED = "the bank is registered"
 A_TOKEN_EXISTS = "a token exists"
 NO_TOKEN_EXISTS = "no token exists"

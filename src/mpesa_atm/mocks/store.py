@@ -295,18 +295,17 @@ class Transaction:
 
     # Bank mock
     def bank_token_by_transaction_id(self, transaction_id: str) -> BankToken | None:
-        row = self._db.execute(
-            "SELECT bank_transaction_ref, transaction_id, msisdn, amount, currency, account_number,"
-            " bank_date_time FROM bank_tokens WHERE transaction_id = ?",
-            (transaction_id,),
-        ).fetchone()
-        return BankToken(*row) if row else None
+        return self._bank_token_where("transaction_id", transaction_id)
 
     def bank_token(self, bank_transaction_ref: str) -> BankToken | None:
+        return self._bank_token_where("bank_transaction_ref", bank_transaction_ref)
+
+    def _bank_token_where(self, column: str, value: str) -> BankToken | None:
+        # `column` is one of the two unique columns above, never the caller's text.
         row = self._db.execute(
             "SELECT bank_transaction_ref, transaction_id, msisdn, amount, currency, account_number,"
-            " bank_date_time FROM bank_tokens WHERE bank_transaction_ref = ?",
-            (bank_transaction_ref,),
+            f" bank_date_time FROM bank_tokens WHERE {column} = ?",
+            (value,),
         ).fetchone()
         return BankToken(*row) if row else None
 
