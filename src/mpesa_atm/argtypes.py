@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
-__all__ = ["path_mapping"]
+__all__ = ["path_mapping", "whole_number"]
 
 
 def path_mapping(text: str) -> tuple[str, str]:
@@ -15,3 +16,18 @@ def path_mapping(text: str) -> tuple[str, str]:
             f"expected OPERATION=PATH, e.g. token_generation=/atm/tokens, not {text!r}"
         )
     return operation.strip().replace("-", "_"), path.strip()
+
+
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """A whole number of at least `minimum`."""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
+
+    return convert

@@ -11,7 +11,7 @@ import random
 import sys
 from typing import Any
 
-from mpesa_atm.argtypes import path_mapping
+from mpesa_atm.argtypes import path_mapping, whole_number
 from mpesa_atm.errors import UsageError
 from mpesa_atm.settings import ENV_PREFIX, Settings
 
@@ -20,24 +20,8 @@ __all__ = ["register"]
 _ENV_CREDENTIALS = {"username": "USERNAME", "password": "PASSWORD", "shortcode": "SHORTCODE"}
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
-    return value
+_positive = whole_number(1)
+_seed = whole_number(0)
 
 
 def register(commands: Any) -> None:
