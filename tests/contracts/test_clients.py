@@ -11,6 +11,7 @@ import pytest
 
 from mpesa_atm.clients import BankClient, IpgClient, PartnerError
 from mpesa_atm.codes import ResponseCode
+from tests.fixtures.mocks import DOCUMENT_REDEMPTION
 
 
 def answering(status: int, body: object, seen: list[httpx.Request] | None = None) -> httpx.MockTransport:
@@ -59,16 +60,7 @@ def test_redemption_posts_the_documents_body_and_parses_the_envelope():
     result = redeem(ipg(answering(200, answer, seen)))
     (request,) = seen
     assert str(request.url) == "http://ipg.test/base/token-redemption"
-    assert json.loads(request.content) == {
-        "input_Username": "fnb",
-        "input_Password": "P@ssword123",
-        "input_CustomerMSISDN": "243843330333",
-        "input_Currency": "CDF",
-        "input_BankShortcode": "49272",
-        "input_Amount": "200",
-        "input_ThirdPartyReference": "71c6d1f93910052de053",
-        "input_BankTransactionRef": "12345678123412341234123456789abc",
-    }
+    assert json.loads(request.content) == DOCUMENT_REDEMPTION  # the document's example (2.1.2.2)
     assert (result.code, result.ok, result.insight_reference) == (
         ResponseCode.DUPLICATE,
         False,
