@@ -138,10 +138,10 @@ def test_calls_beyond_the_concurrency_limit_are_system_too_busy(serve):
     served = serve(role="ipg")
     assert httpx.post(f"{served.ipg_url}/_harness/tokens", json=DOCUMENT_TOKEN).status_code == 201
     httpx.put(f"{served.ipg_url}/_harness/modes", json={"max_concurrency": 1}).raise_for_status()
-    add_fault(served.ipg_url, operation="token-redemption", delay_ms=1000, times=1)
+    add_fault(served.ipg_url, operation="token-redemption", delay_ms=3000, times=1)
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         slow = pool.submit(redeem, served.ipg_url)
-        time.sleep(0.3)  # the slow call is under way
+        time.sleep(1.0)  # the slow call is under way (generous: CI machines are busy)
         busy = redeem(served.ipg_url, input_ThirdPartyReference="second").json()
         assert busy["output_ResponseCode"] == "-7"
         assert slow.result().json()["output_ResponseCode"] == "0"
