@@ -20,15 +20,12 @@ ROLES = {IPG: "iPG", BANK: "bank"}
 
 
 def sections() -> dict[str, str]:
-    """The section, in the README."""
-    found = {}
-    for name in ("README.md",):
-        path = ROOT / name
-        text = path.read_text(encoding="utf-8") if path.exists() else ""
-        if HEADING in text:
-            section = text.split(HEADING, 1)[1]
-            found[name] = re.split(r"^## ", section, maxsplit=1, flags=re.MULTILINE)[0]
-    return found
+    """The section, from its heading to the next section, by the file it is in."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    if HEADING not in text:
+        return {}
+    section = text.split(HEADING, 1)[1]
+    return {"README.md": re.split(r"^## ", section, maxsplit=1, flags=re.MULTILINE)[0]}
 
 
 SECTIONS = sections()
