@@ -17,6 +17,7 @@ import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mpesa_atm.mocks import create_app
+from mpesa_atm.mocks.ingress import replaying
 from mpesa_atm.settings import Settings
 
 Body = dict[str, Any]
@@ -78,14 +79,7 @@ class Faulty:
                 "headers": [(k, v) for k, v in scope["headers"] if k != b"content-length"]
                 + [(b"content-length", str(len(raw)).encode())],
             }
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": raw, "more_body": False}
-            return await receive()
+        replay = replaying(raw, receive)
 
         status = 500
         headers: Headers = {}

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mpesa_atm.clients import MASK
 from mpesa_atm.mocks.store import JournalRecord, Store, StoreBusy
 
-__all__ = ["BODY_KEY", "BODY_TIMEOUT", "CONTROL_PREFIX", "Ingress", "masked_text"]
+__all__ = ["BODY_KEY", "BODY_TIMEOUT", "CONTROL_PREFIX", "Ingress", "masked_text", "replaying"]
 
 BODY_KEY = "mpesa_atm.body"
 CONTROL_PREFIX = "/_harness"
@@ -199,14 +199,7 @@ class Ingress:
             # explicitly, because connexion would validate it as JSON, then hand it on as bytes.
             headers.append((b"content-type", b"application/octet-stream"))
         scope["headers"] = headers
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
+        replay = replaying(body, receive)
 
         status = 0
         chunks: list[bytes] = []
@@ -297,6 +290,20 @@ class Ingress:
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
         )
         await self._journal_batch.add(record)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives the already-read `body` whole, then the client's own messages."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 async def _send_json(send: Send, status: int, payload: Any, *, close: bool = False) -> None:
