@@ -2,6 +2,10 @@
 
 connexion's own validator answers with jsonschema's message (for an enum, all 170 currencies) and
 lets a body nested too deeply for the JSON parser escape as a 500; this one does neither.
+
+Bodies are checked first by a compiled validator (fastjsonschema), about fifteen times faster than
+jsonschema, for schemas whose every keyword both read alike; jsonschema then words the refusal of a
+body the compiled one refuses. Responses are checked the same way.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ import re
 from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
+import fastjsonschema
 from connexion.datastructures import MediaTypeDict
 from connexion.exceptions import BadRequestProblem
 from connexion.json_schema import Draft4RequestValidator, Draft4Validator
-from connexion.validators import VALIDATOR_MAP, JSONRequestBodyValidator
+from connexion.validators import VALIDATOR_MAP, JSONRequestBodyValidator, JSONResponseBodyValidator
 from jsonschema.exceptions import ValidationError, best_match
 from jsonschema.validators import extend
 from starlette.types import Scope
@@ -103,10 +108,80 @@ def _pattern(
 
 _RequestValidator = extend(Draft4RequestValidator, {"pattern": _pattern})
 
+# Keywords that fastjsonschema and jsonschema (Draft 4, as connexion extends it) read alike, with
+# the values these specs give them; `format` is handled apart, `properties` and `pattern` below.
+_PORTABLE = {"type", "required", "additionalProperties", "enum", "minLength", "maxLength"}
+_ANNOTATIONS = {"description", "example", "title"}
+_PORTABLE_TYPES = {"object", "string"}
+
+
+def _portable(schema: Any, *, top: bool = False) -> dict[str, Any] | None:
+    """`schema` for fastjsonschema, meaning exactly what jsonschema makes of it; None when it uses
+    anything outside the few keywords whose meaning is checked to be the same (nullable, $ref,
+    numbers, formats jsonschema checks...)."""
+    if not isinstance(schema, dict):
+        return None
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _ANNOTATIONS or (top and key == "components"):  # components: for $refs only
+            continue
+        if key == "format":
+            if value in Draft4Validator.FORMAT_CHECKER.checkers:
+                return None
+            continue  # a format jsonschema does not check (password): no constraint
+        if key == "pattern" and isinstance(value, str):
+            out[key] = _ecma_regex(value).pattern
+        elif key == "properties" and isinstance(value, dict):
+            properties = {name: _portable(sub) for name, sub in value.items()}
+            if any(sub is None for sub in properties.values()):
+                return None
+            out[key] = properties
+        elif key in _PORTABLE and _portable_value(key, value):
+            out[key] = value
+        else:
+            return None
+    return out
+
+
+def _portable_value(key: str, value: Any) -> bool:
+    if key == "additionalProperties":
+        return isinstance(value, bool)  # a schema for the other fields: not looked into
+    if key == "type":
+        return value in _PORTABLE_TYPES
+    return True
+
+
+_COMPILED: dict[int, tuple[dict[str, Any], Any]] = {}
+
+
+def _compiled(schema: dict[str, Any]) -> Any:
+    """The compiled validator of `schema` (None: jsonschema only), one per schema of the spec.
+
+    connexion hands each request the same schema object of its operation, so the cache is keyed by
+    identity, and holds the schema so that its id is not reused."""
+    entry = _COMPILED.get(id(schema))
+    if entry is None or entry[0] is not schema:
+        portable = _portable(schema, top=True)
+        entry = (schema, fastjsonschema.compile(portable) if portable is not None else None)
+        _COMPILED[id(schema)] = entry
+    return entry[1]
+
+
+def _passes(schema: dict[str, Any], body: Any) -> bool:
+    """True when the compiled validator accepts `body`; False: ask jsonschema."""
+    validate = _compiled(schema)
+    if validate is None:
+        return False
+    try:
+        validate(body)
+    except fastjsonschema.JsonSchemaException:
+        return False
+    return True
+
 
 class ReadableJSONBodyValidator(JSONRequestBodyValidator):
-    @functools.cached_property
-    def _validator(self) -> Any:  # one validator per operation, not one per request
+    @property
+    def _validator(self) -> Any:
         return _RequestValidator(self._schema, format_checker=Draft4Validator.FORMAT_CHECKER)
 
     async def _parse(self, stream: AsyncGenerator[bytes, None], scope: Scope) -> Any:
@@ -134,6 +209,8 @@ class ReadableJSONBodyValidator(JSONRequestBodyValidator):
     def _validate(self, body: Any) -> dict[str, Any] | None:
         if body is None:  # JSON null (an empty body is refused before parsing)
             raise BadRequestProblem(detail="the body must be an object, not null")
+        if _passes(self._schema, body):
+            return None
         error = best_match(self._validator.iter_errors(body))
         if error is not None:
             raise BadRequestProblem(detail=explain(error))
@@ -152,7 +229,14 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
+class CompiledJSONResponseBodyValidator(JSONResponseBodyValidator):
+    def _validate(self, body: dict[str, Any]) -> None:
+        if not _passes(self._schema, body):
+            super()._validate(body)  # raises, in connexion's words, when jsonschema agrees
+
+
 VALIDATORS = {
     **VALIDATOR_MAP,
     "body": MediaTypeDict({**VALIDATOR_MAP["body"], "*/*json": ReadableJSONBodyValidator}),
+    "response": MediaTypeDict({**VALIDATOR_MAP["response"], "*/*json": CompiledJSONResponseBodyValidator}),
 }
