@@ -112,3 +112,25 @@ def test_redemptions_racing_reversals_never_redeem_a_reversed_token(seeded):
     assert len(redeemed.get("0", [])) <= 1  # and redeemed at most once
     for refused in redeemed.get("-1", []):
         assert "already" in refused["output_ResponseDesc"], refused
+
+
+def _generations(prefix: str) -> list[dict[str, str]]:
+    return [{**DOCUMENT_GENERATION, "input_TransactionID": f"{prefix}{n:04d}"} for n in range(N)]
+
+
+def _codes(url: str, bodies: list[dict[str, str]]) -> list[str]:
+    return [body["output_ResponseCode"] for body in answers(asyncio.run(burst(url, bodies)))]
+
+
+def test_fault_rules_and_modes_set_through_one_worker_hold_on_every_worker(served):
+    """Each worker keeps a copy of the rules and modes: a change made through either is seen by all."""
+    url = f"{served.bank_url}/token-generation"
+    assert _codes(url, _generations("A")) == ["0"] * N  # both workers now hold a copy (no rules)
+    rule = {"operation": "token-generation", "response_code": "-9", "times": 3}
+    assert httpx.post(f"{served.bank_url}/_harness/faults", json=rule).status_code == 201
+    codes = _codes(url, _generations("B"))
+    assert (codes.count("-9"), codes.count("0")) == (3, N - 3), codes
+    assert httpx.put(f"{served.bank_url}/_harness/modes", json={"offline": True}).status_code == 200
+    assert _codes(url, _generations("C")) == ["-8"] * N
+    assert httpx.post(f"{served.bank_url}/_harness/reset").status_code == 200
+    assert _codes(url, _generations("D")) == ["0"] * N

@@ -233,8 +233,20 @@ Process = Callable[[], dict[str, str]]
 Envelope = Callable[[ResponseCode, str | None, Mapping[str, Any]], dict[str, str]]
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """The modes and the rules that may still fire, as the store had them at `version`."""
+
+    version: int
+    modes: Modes
+    rules: tuple[tuple[str, FaultRule, int | None], ...]  # (id, rule, remaining), oldest first
+
+
 class Faults:
-    """Decides, per API call, whether a fault applies, and applies it."""
+    """Decides, per API call, whether a fault applies, and applies it.
+
+    Each worker keeps the modes and rules it read from the store until the store's config_version
+    says another change was made (by any worker): a call reads one shared counter, not the store."""
 
     def __init__(self, role: str, store: Store, envelope: Envelope, defaults: Modes) -> None:
         self.role = role
@@ -243,6 +255,18 @@ class Faults:
         self.defaults = defaults
         self.in_flight = 0  # this worker's calls under way (the concurrency limit is per worker)
         self._rng = random.Random()
+        self._settings: _Settings | None = None
+
+    def _current(self) -> _Settings:
+        version = self.store.config_version()
+        if self._settings is None or self._settings.version != version:
+            # Read after the version: a change made meanwhile shows as a newer version next call.
+            rules = tuple(
+                (rule_id, FaultRule.parse(self.role, json.loads(spec)), remaining)
+                for rule_id, spec, remaining in self.store.fault_candidates(self.role)
+            )
+            self._settings = _Settings(version, self.modes(), rules)
+        return self._settings
 
     # Control API
     def add(self, rule: FaultRule) -> FaultRule:
@@ -269,18 +293,19 @@ class Faults:
         return modes
 
     # Per call
-    def _decide(self, operation: str, body: Mapping[str, Any], header: str | None) -> FaultRule | None:
+    def _decide(
+        self, operation: str, body: Mapping[str, Any], header: str | None, settings: _Settings
+    ) -> FaultRule | None:
         if header is not None:
             return FaultRule.parse(self.role, parse_header(header))
-        for rule_id, spec, remaining in self.store.fault_candidates(self.role):
-            rule = FaultRule.parse(self.role, json.loads(spec))
+        for rule_id, rule, remaining in settings.rules:
             if not rule.matches(operation, body):
                 continue
             if rule.probability < 1 and self._rng.random() >= rule.probability:
                 continue
-            if remaining is None or self.store.fault_claim(rule_id):
+            if remaining is None or self.store.fault_claim(rule_id):  # the store counts, not the copy
                 return rule
-        if self.modes().magic_values:
+        if settings.modes.magic_values:
             magic = MAGIC_MSISDNS.get(str(body.get(_MSISDN_FIELD)))
             if magic is not None:
                 return FaultRule.parse(self.role, magic, any_code=True)
@@ -295,7 +320,8 @@ class Faults:
         process: Process,
     ) -> dict[str, str]:
         """The answer to an API call: `process()` unless a fault says otherwise."""
-        modes = self.modes()
+        settings = self._current()
+        modes = settings.modes
         if modes.offline:
             return self.envelope(ResponseCode.API_OFFLINE, "the mock is set offline", body)
         if modes.max_concurrency is not None and self.in_flight >= modes.max_concurrency:
@@ -304,7 +330,7 @@ class Faults:
         self.in_flight += 1
         try:
             try:
-                rule = self._decide(operation, body, headers.get(FAULT_HEADER.lower()))
+                rule = self._decide(operation, body, headers.get(FAULT_HEADER.lower()), settings)
             except FaultError as exc:
                 return self.envelope(ResponseCode.FAILURE, f"bad {FAULT_HEADER} header: {exc}", body)
             if rule is None:

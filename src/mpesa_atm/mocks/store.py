@@ -3,7 +3,9 @@
 Uniqueness is the database's job (primary keys and UNIQUE constraints, one writer at a time through
 BEGIN IMMEDIATE), so it holds across worker processes. A write is committed before its answer is sent.
 Writers queue on a lock file beside the database, and the WAL is copied back from a thread of its own,
-so that no request sleeps in SQLite's busy handler or waits for a checkpoint's fsync.
+so that no request sleeps in SQLite's busy handler or waits for a checkpoint's fsync. The lock file
+also holds a counter of changes to the fault rules and modes, which every worker reads (from shared
+memory, without a query) to know when the copy it keeps of them is out of date.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import mmap
 import os
 import sqlite3
 import threading
@@ -131,6 +134,13 @@ class _WriterLock:
     def release(self) -> None:
         assert fcntl is not None and self.fd is not None
         fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def shared_counter(self) -> mmap.mmap:
+        """The lock file's first 8 bytes, mapped: a counter all processes see, changed under the lock."""
+        assert self.fd is not None
+        if os.fstat(self.fd).st_size < 8:
+            os.ftruncate(self.fd, 8)  # another process doing the same at once: same size, no harm
+        return mmap.mmap(self.fd, 8)
 
     def close(self) -> None:
         if self.fd is not None:
@@ -407,8 +417,12 @@ class Store:
         self._db.executescript(_SCHEMA)  # idempotent; executescript commits on its own
         self._lock: _WriterLock | None = None
         self._checkpointer: _Checkpointer | None = None
+        # Changes to fault rules and modes: shared by the processes on one file, else this one's.
+        self._config_counter: mmap.mmap | None = None
+        self._config_changes = 0
         if path != ":memory:" and fcntl is not None:  # elsewhere, SQLite's locking and checkpoints
             self._lock = _WriterLock(path, busy_timeout_ms / 1000)
+            self._config_counter = self._lock.shared_counter()
             self._db.execute("PRAGMA wal_autocheckpoint = 0")  # _Checkpointer's job
             self._checkpointer = _Checkpointer(path, busy_timeout_ms / 1000)
 
@@ -417,6 +431,10 @@ class Store:
         self._release_helpers()
 
     def _release_helpers(self) -> None:
+        counter = getattr(self, "_config_counter", None)
+        if counter is not None:
+            counter.close()
+            self._config_counter = None
         if self._checkpointer is not None:
             self._checkpointer.stop()
         if self._lock is not None:
@@ -431,8 +449,15 @@ class Store:
         if hasattr(self, "_lock"):
             self._release_helpers()
 
+    def config_version(self) -> int:
+        """A number that changes whenever any process changes fault rules or modes in this file."""
+        if self._config_counter is None:
+            return self._config_changes
+        return int.from_bytes(self._config_counter[:8], "little")
+
     @contextlib.contextmanager
-    def _write_lock(self) -> Iterator[None]:
+    def _write_lock(self, *, config: bool = False) -> Iterator[None]:
+        """One write transaction; `config`: it changes fault rules or modes (see config_version)."""
         if self._lock is not None:
             self._lock.acquire()
         try:
@@ -448,6 +473,10 @@ class Store:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+            if config:  # after the commit, so that whoever sees the new number reads the change
+                self._config_changes += 1
+                if self._config_counter is not None:  # under the writer lock: one writer at a time
+                    self._config_counter[:8] = (self.config_version() + 1).to_bytes(8, "little")
         finally:
             if self._lock is not None:
                 self._lock.release()
@@ -461,7 +490,7 @@ class Store:
             yield Transaction(self._db)
 
     def reset(self, role: str) -> None:
-        with self._write_lock():
+        with self._write_lock(config=True):
             for table in _ROLE_TABLES[role]:
                 self._db.execute(f"DELETE FROM {table}")
             self._db.execute("DELETE FROM journal WHERE role = ?", (role,))
@@ -470,7 +499,7 @@ class Store:
 
     # Faults and modes (mocks/faults.py)
     def fault_add(self, role: str, rule_id: str, spec: str, times: int | None, at: float) -> None:
-        with self._write_lock():
+        with self._write_lock(config=True):
             self._db.execute("INSERT INTO faults VALUES (?, ?, ?, ?, ?)", (rule_id, role, spec, times, at))
 
     def fault_list(self, role: str) -> list[tuple[str, int | None]]:
@@ -489,14 +518,14 @@ class Store:
 
     def fault_claim(self, rule_id: str) -> bool:
         """Takes one firing of a counted rule; False when another call took the last one."""
-        with self._write_lock():
+        with self._write_lock(config=True):
             cursor = self._db.execute(
                 "UPDATE faults SET remaining = remaining - 1 WHERE id = ? AND remaining > 0", (rule_id,)
             )
         return cursor.rowcount == 1
 
     def fault_delete(self, role: str, rule_id: str) -> bool:
-        with self._write_lock():
+        with self._write_lock(config=True):
             cursor = self._db.execute("DELETE FROM faults WHERE role = ? AND id = ?", (role, rule_id))
         return cursor.rowcount == 1
 
@@ -505,7 +534,7 @@ class Store:
         return json.loads(row[0]) if row else None
 
     def modes_set(self, role: str, modes: dict[str, Any]) -> None:
-        with self._write_lock():
+        with self._write_lock(config=True):
             self._db.execute(
                 "INSERT INTO modes VALUES (?, ?) ON CONFLICT (role) DO UPDATE SET modes = excluded.modes",
                 (role, json.dumps(modes)),
