@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from mpesa_atm.mocks.store import Store, StoreBusy
+from mpesa_atm.mocks.store import BankToken, Store, StoreBusy
 
 
 def journal_one(store: Store, i: int) -> None:
@@ -58,3 +58,32 @@ def test_writer_gives_up_after_the_busy_timeout_when_the_lock_is_held(tmp_path):
     journal_one(store, 2)  # released: writes go through again
     assert [entry.request["input_TransactionID"] for entry in store.journal("bank")] == ["T2"]
     store.close()
+
+
+def test_journal_past_its_limit_is_pruned_in_steps_and_never_shown(tmp_path):
+    store = Store(str(tmp_path / "journal.sqlite3"), journal_limit=300)  # prunes every 3 entries
+    try:
+        for i in range(1000):
+            journal_one(store, i)
+            shown = store.journal("bank", limit=1000)
+            assert len(shown) == min(i + 1, 300)
+            assert shown[0].request["input_TransactionID"] == f"T{i}"
+            (rows,) = store._db.execute("SELECT COUNT(*) FROM journal").fetchone()
+            assert rows <= 300 + 3
+        assert [e.request["input_TransactionID"] for e in store.journal("bank", limit=2)] == ["T999", "T998"]
+        assert len(store.journal("bank", operation="token_generation", limit=1000)) == 300
+    finally:
+        store.close()
+
+
+def test_a_token_generation_repeated_by_another_process_store_adds_one_token(tmp_path):
+    path = str(tmp_path / "tokens.sqlite3")
+    first, second = Store(path), Store(path)
+    try:
+        token = BankToken("a" * 32, "TX1", "243843330333", "200.00", "CDF", None, "20190611 223210")
+        assert first.add_bank_token_once(token, 0.0) is None
+        again = second.add_bank_token_once(BankToken("b" * 32, *[*vars(token).values()][1:]), 1.0)
+        assert again == token  # the first one, whichever store asks
+    finally:
+        first.close()
+        second.close()

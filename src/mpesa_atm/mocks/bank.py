@@ -36,10 +36,7 @@ class BankRules:
             bank_date_time=date_time,
         )
         try:
-            with self.store.transaction() as tx:
-                first = tx.bank_token_by_transaction_id(token.transaction_id)
-                if first is None:
-                    tx.add_bank_token(token, moment.timestamp())
+            first = self.store.add_bank_token_once(token, moment.timestamp())
         except StoreBusy:
             return bank_answer(
                 ResponseCode.SYSTEM_TOO_BUSY,

@@ -297,6 +297,18 @@ def _loads(text: str) -> Any:
         return text
 
 
+def _bank_token_row(token: BankToken) -> tuple[str | None, ...]:
+    return (
+        token.bank_transaction_ref,
+        token.transaction_id,
+        token.msisdn,
+        token.amount,
+        token.currency,
+        token.account_number,
+        token.bank_date_time,
+    )
+
+
 class Transaction:
     """Reads and writes inside one BEGIN IMMEDIATE transaction (see Store.transaction)."""
 
@@ -321,17 +333,7 @@ class Transaction:
 
     def add_bank_token(self, token: BankToken, created_at: float) -> None:
         self._db.execute(
-            "INSERT INTO bank_tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                token.bank_transaction_ref,
-                token.transaction_id,
-                token.msisdn,
-                token.amount,
-                token.currency,
-                token.account_number,
-                token.bank_date_time,
-                created_at,
-            ),
+            "INSERT INTO bank_tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (*_bank_token_row(token), created_at)
         )
 
     # iPG mock
@@ -404,6 +406,8 @@ class Store:
     def __init__(self, path: str, *, journal_limit: int = 10_000, busy_timeout_ms: int = 5000) -> None:
         self.path = path
         self.journal_limit = journal_limit
+        self._prune_every = max(1, journal_limit // 100)
+        self._unpruned: dict[str, int] = {}  # role -> entries journalled since this store last pruned
         # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE.
         self._db = sqlite3.connect(
             path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
@@ -456,17 +460,27 @@ class Store:
         return int.from_bytes(self._config_counter[:8], "little")
 
     @contextlib.contextmanager
-    def _write_lock(self, *, config: bool = False) -> Iterator[None]:
-        """One write transaction; `config`: it changes fault rules or modes (see config_version)."""
+    def _writer_turn(self) -> Iterator[None]:
+        """This process's turn to write (the lock file), for one transaction."""
         if self._lock is not None:
             self._lock.acquire()
         try:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if "locked" in str(exc) or "busy" in str(exc):
-                    raise StoreBusy(str(exc)) from exc
-                raise
+            yield
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreBusy(str(exc)) from exc
+            raise
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
+
+    @contextlib.contextmanager
+    def _write_lock(self, *, config: bool = False) -> Iterator[None]:
+        """One write transaction; `config`: it changes fault rules or modes (see config_version)."""
+        with self._writer_turn():
+            self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield
             except BaseException:
@@ -477,17 +491,31 @@ class Store:
                 self._config_changes += 1
                 if self._config_counter is not None:  # under the writer lock: one writer at a time
                     self._config_counter[:8] = (self.config_version() + 1).to_bytes(8, "little")
-        finally:
-            if self._lock is not None:
-                self._lock.release()
-        if self._checkpointer is not None:
-            self._checkpointer.committed()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Transaction]:
         """One writer at a time across every process; committed when the block ends without error."""
         with self._write_lock():
             yield Transaction(self._db)
+
+    def add_bank_token_once(self, token: BankToken, created_at: float) -> BankToken | None:
+        """Adds `token` unless its TransactionID has one already, and then returns that one.
+
+        One statement, committed on its own (a third of the calls to SQLite of a transaction with a
+        read first); tokens never change, so the one that was there is read after the commit."""
+        while True:
+            with self._writer_turn():
+                added = self._db.execute(
+                    "INSERT INTO bank_tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (transaction_id) DO NOTHING",
+                    (*_bank_token_row(token), created_at),
+                ).rowcount
+            if added:
+                return None
+            first = Transaction(self._db).bank_token_by_transaction_id(token.transaction_id)
+            if first is not None:
+                return first
+            # A reset took the first one away between the two statements: this one is the first.
 
     def reset(self, role: str) -> None:
         with self._write_lock(config=True):
@@ -559,42 +587,59 @@ class Store:
         )
 
     def journal_add_many(self, records: Sequence[JournalRecord]) -> None:
-        """Journals the records in one transaction, then drops what is past journal_limit."""
+        """Journals the records in one transaction, and now and then drops what is past journal_limit.
+
+        Entries past the limit are deleted once a role has about 1% of the limit new ones (every call
+        when the limit is under 200), which keeps a DELETE off most writes; reads never show them."""
         at = datetime.now(UTC).isoformat(timespec="milliseconds")
-        newest: dict[str, int] = {}
+        rows = [
+            (
+                at,
+                r.role,
+                r.direction,
+                r.operation,
+                r.method,
+                r.url,
+                r.status,
+                r.request,
+                r.response,
+                r.duration_ms,
+            )
+            for r in records
+        ]
+        due = []
+        for r in records:
+            self._unpruned[r.role] = self._unpruned.get(r.role, 0) + 1
+            if self._unpruned[r.role] >= self._prune_every and r.role not in due:
+                due.append(r.role)
         with self._write_lock():
-            for r in records:
-                cursor = self._db.execute(
-                    "INSERT INTO journal (at, role, direction, operation, method, url, status, request,"
-                    " response, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        at,
-                        r.role,
-                        r.direction,
-                        r.operation,
-                        r.method,
-                        r.url,
-                        r.status,
-                        r.request,
-                        r.response,
-                        r.duration_ms,
-                    ),
-                )
-                assert cursor.lastrowid is not None
-                newest[r.role] = cursor.lastrowid
-            # Bounded: entries older than the newest journal_limit go (ids only grow).
-            for role, last in newest.items():
-                self._db.execute(
-                    "DELETE FROM journal WHERE id <= ? AND role = ?", (last - self.journal_limit, role)
-                )
+            self._db.executemany(
+                "INSERT INTO journal (at, role, direction, operation, method, url, status, request,"
+                " response, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            for role in due:
+                cutoff = self._journal_cutoff(role)
+                if cutoff:
+                    self._db.execute("DELETE FROM journal WHERE role = ? AND id <= ?", (role, cutoff))
+        for role in due:
+            self._unpruned[role] = 0
+
+    def _journal_cutoff(self, role: str) -> int:
+        """The id of the newest entry of `role` past journal_limit (0: none is)."""
+        row = self._db.execute(
+            "SELECT id FROM journal WHERE role = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+            (role, self.journal_limit),
+        ).fetchone()
+        return row[0] if row else 0
 
     def journal(self, role: str, *, operation: str | None = None, limit: int = 100) -> list[JournalEntry]:
         """Newest first."""
         query = (
             "SELECT id, at, role, direction, operation, method, url, status, request, response,"
-            " duration_ms FROM journal WHERE role = ?"
+            " duration_ms FROM journal WHERE role = ? AND id > ?"
         )
-        params: list[Any] = [role]
+        params: list[Any] = [role, self._journal_cutoff(role)]  # not yet deleted: not shown
         if operation is not None:
             query += " AND operation = ?"
             params.append(operation)
