@@ -3,9 +3,11 @@ bound), and a writer that cannot get the lock gives up after the busy timeout in
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
+from typing import Any
 
 import pytest
 
@@ -81,9 +83,64 @@ def test_a_token_generation_repeated_by_another_process_store_adds_one_token(tmp
     first, second = Store(path), Store(path)
     try:
         token = BankToken("a" * 32, "TX1", "243843330333", "200.00", "CDF", None, "20190611 223210")
-        assert first.add_bank_token_once(token, 0.0) is None
-        again = second.add_bank_token_once(BankToken("b" * 32, *[*vars(token).values()][1:]), 1.0)
+        with first.transaction() as tx:
+            assert tx.add_bank_token_once(token, 0.0) is None
+        with second.transaction() as tx:
+            again = tx.add_bank_token_once(BankToken("b" * 32, *[*vars(token).values()][1:]), 1.0)
         assert again == token  # the first one, whichever store asks
     finally:
         first.close()
         second.close()
+
+
+def test_writes_queued_in_one_turn_share_one_transaction_and_fail_alone(tmp_path):
+    store = Store(str(tmp_path / "turn.sqlite3"))
+    commits: list[str] = []
+    store._db.set_trace_callback(
+        lambda statement: commits.append(statement) if statement == "COMMIT" else None
+    )
+
+    def token(n: int) -> BankToken:
+        return BankToken(
+            f"{n:032d}", "SAME" if n < 3 else f"TX{n}", "243843330333", "200.00", "CDF", None, "x"
+        )
+
+    def broken(tx: Any) -> None:
+        raise ValueError("this write alone")
+
+    async def turn() -> list[Any]:
+        futures = [
+            store.in_next_write(lambda tx, n=n: tx.add_bank_token_once(token(n), 0.0)) for n in range(5)
+        ]
+        futures.insert(2, store.in_next_write(broken))
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+    try:
+        first, second, failed, third, fourth, fifth = asyncio.run(turn())
+        assert commits == ["COMMIT"]
+        assert first is None and fourth is None and fifth is None  # added
+        assert second == third == token(0)  # the same TransactionID, answered with the first token
+        assert isinstance(failed, ValueError)
+        (rows,) = store._db.execute("SELECT COUNT(*) FROM bank_tokens").fetchone()
+        assert rows == 3
+    finally:
+        store.close()
+
+
+def test_writes_queued_in_one_turn_all_fail_when_the_store_stays_locked(tmp_path):
+    path = str(tmp_path / "locked.sqlite3")
+    store = Store(path, busy_timeout_ms=100)
+    holder = Store(path)
+    assert holder._lock is not None
+    holder._lock.acquire()
+    try:
+
+        async def turn() -> list[Any]:
+            futures = [store.in_next_write(lambda tx: tx.add_bank_token_once(BankToken(*"abcdefg"), 0.0))] * 2
+            return await asyncio.gather(*futures, return_exceptions=True)
+
+        assert [type(outcome) for outcome in asyncio.run(turn())] == [StoreBusy, StoreBusy]
+    finally:
+        holder._lock.release()
+        holder.close()
+        store.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -36,6 +36,7 @@ from mpesa_atm.spec import Role, load_spec
 
 __all__ = ["bank_app", "create_app", "ipg_app"]
 
+Answer = dict[str, str]
 _ECHOABLE = re.compile(r"^[!-~]{1,32}$")
 
 
@@ -163,7 +164,7 @@ def create_app(
     )
     control.faults = faults
 
-    def api(operation: str, process: Callable[[dict[str, str]], dict[str, str]]) -> Any:
+    def api(operation: str, process: Callable[[dict[str, str]], Answer | Awaitable[Answer]]) -> Any:
         async def handler(body: dict[str, str]) -> tuple[dict[str, str], int]:
             answer = await faults.run(operation, body, request.headers, request.scope, lambda: process(body))
             return answer, 200

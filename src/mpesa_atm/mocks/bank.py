@@ -23,7 +23,7 @@ class BankRules:
     def now(self) -> str:
         return bank_date_time(self.settings.clock(), self.settings.timezone)
 
-    def generate(self, request: dict[str, str]) -> dict[str, str]:
+    async def generate(self, request: dict[str, str]) -> dict[str, str]:
         moment = self.settings.clock()
         date_time = bank_date_time(moment, self.settings.timezone)
         token = BankToken(
@@ -36,7 +36,10 @@ class BankRules:
             bank_date_time=date_time,
         )
         try:
-            first = self.store.add_bank_token_once(token, moment.timestamp())
+            # One INSERT ... ON CONFLICT, in the write transaction shared by this turn's calls.
+            first = await self.store.in_next_write(
+                lambda tx: tx.add_bank_token_once(token, moment.timestamp())
+            )
         except StoreBusy:
             return bank_answer(
                 ResponseCode.SYSTEM_TOO_BUSY,

@@ -11,6 +11,7 @@ the server's transport.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import math
 import random
@@ -18,7 +19,7 @@ import socket
 import struct
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -229,7 +230,7 @@ class Modes:
         }
 
 
-Process = Callable[[], dict[str, str]]
+Process = Callable[[], dict[str, str] | Awaitable[dict[str, str]]]
 Envelope = Callable[[ResponseCode, str | None, Mapping[str, Any]], dict[str, str]]
 
 
@@ -334,15 +335,15 @@ class Faults:
             except FaultError as exc:
                 return self.envelope(ResponseCode.FAILURE, f"bad {FAULT_HEADER} header: {exc}", body)
             if rule is None:
-                return process()
+                return await _answer(process)
             if rule.delay is not None:
                 await asyncio.sleep(rule.delay.seconds(self._rng))
             if rule.response_code is not None:
                 code = ResponseCode(rule.response_code)
                 return self.envelope(code, rule.description or "fault injected by the harness", body)
             if rule.connection is None:
-                return process()
-            answer = process() if rule.processed else None
+                return await _answer(process)
+            answer = await _answer(process) if rule.processed else None
             if rule.connection == "hang":
                 await asyncio.sleep(_HANG_SECONDS)
             else:
@@ -354,6 +355,12 @@ class Faults:
             return self.envelope(ResponseCode.FAILURE, f"connection fault {rule.connection}", body)
         finally:
             self.in_flight -= 1
+
+
+async def _answer(process: Process) -> dict[str, str]:
+    """What the rules answer: the iPG's right away, the bank's once its write is committed."""
+    answer = process()
+    return await answer if inspect.isawaitable(answer) else answer
 
 
 _MALFORMED = b'{"output_ResponseCode": "0", "output_Respon'

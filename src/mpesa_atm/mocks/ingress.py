@@ -9,7 +9,6 @@ error handlers is still answered in the envelope.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import json
 import logging
@@ -148,43 +147,6 @@ class _BodyDeadlines:
         self._timer = self._loop.call_later(self._period, self._check) if self.reading else None
 
 
-class _JournalBatch:
-    """The journal entries of the answers that end in one turn of the event loop, written in one
-    transaction; each answer's last byte waits for it, so a client that has its answer finds it in
-    the journal. Under load several answers end per turn (about 3 with 10 connections on 2 workers)
-    and share the transaction's cost."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.pending: list[tuple[JournalRecord, asyncio.Future[None]]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def add(self, record: JournalRecord) -> asyncio.Future[None]:
-        loop = asyncio.get_running_loop()
-        if self.pending and self._loop is not loop:  # the loop that was to write them is gone
-            self._write()
-        written: asyncio.Future[None] = loop.create_future()
-        if not self.pending:
-            self._loop = loop
-            loop.call_soon(self._write)
-        self.pending.append((record, written))
-        return written
-
-    def _write(self) -> None:
-        batch, self.pending = self.pending, []
-        if not batch:
-            return
-        try:
-            self.store.journal_add_many([record for record, _ in batch])
-        except (StoreBusy, sqlite3.Error) as exc:
-            # The answers (committed already, if successes) matter more than their journal entries.
-            log.warning("%d journal entries lost: %s", len(batch), exc)
-        for _, written in batch:
-            if not written.done():
-                with contextlib.suppress(RuntimeError):  # its event loop was closed meanwhile
-                    written.set_result(None)
-
-
 class Ingress:
     def __init__(
         self,
@@ -207,7 +169,6 @@ class Ingress:
         self.operations = operations  # path -> operationId
         self.body_timeout = BODY_TIMEOUT if body_timeout is None else body_timeout
         self._deadlines = _BodyDeadlines(self.body_timeout)
-        self._journal_batch = _JournalBatch(store)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -343,7 +304,13 @@ class Ingress:
             response=_journal_text(answer),
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
         )
-        await self._journal_batch.add(record)
+        try:
+            # In the write that follows this turn of the event loop, with the other answers and
+            # token writes of the turn; the answer's last byte waits for it.
+            await self.store.in_next_write(lambda tx: self.store.write_journal([record]))
+        except (StoreBusy, sqlite3.Error) as exc:
+            # The answer (committed already, if a success) matters more than its journal entry.
+            log.warning("journal entry lost: %s", exc)
 
 
 def replaying(body: bytes, receive: Receive) -> Receive:
