@@ -16,6 +16,7 @@ import connexion
 from connexion.resolver import Resolver
 
 from mpesa_atm.codes import ResponseCode, bank_answer, ipg_answer
+from mpesa_atm.mocks.app import served
 from mpesa_atm.mocks.validation import VALIDATORS
 from mpesa_atm.spec import OPERATION_PATHS, Role, load_spec
 
@@ -67,8 +68,8 @@ def ceiling_app(role: Role) -> connexion.AsyncApp:
 
 
 def bank_ceiling() -> connexion.AsyncApp:
-    return ceiling_app("bank")
+    return served(ceiling_app("bank"))  # as the mocks' workers do
 
 
 def ipg_ceiling() -> connexion.AsyncApp:
-    return ceiling_app("ipg")
+    return served(ceiling_app("ipg"))

@@ -6,6 +6,7 @@ environment for uvicorn's `factory=True` workers.
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -34,7 +35,7 @@ from mpesa_atm.mocks.values import bank_date_time, new_bank_transaction_ref, new
 from mpesa_atm.settings import Settings, load_settings
 from mpesa_atm.spec import Role, load_spec
 
-__all__ = ["bank_app", "create_app", "ipg_app"]
+__all__ = ["bank_app", "create_app", "ipg_app", "served"]
 
 Answer = dict[str, str]
 _ECHOABLE = re.compile(r"^[!-~]{1,32}$")
@@ -219,11 +220,23 @@ def create_app(
     return app
 
 
+def served(app: connexion.AsyncApp) -> connexion.AsyncApp:
+    """`app`, with what was built so far kept out of the garbage collector's sight (gc.freeze).
+
+    The modules, spec, validators and routes (about 56,000 objects) live as long as the worker;
+    without this, the collections of the older generations walk them all again and again, pauses
+    that the calls under way wait for (bank mock, 2 workers, benchmarks/load.py: p99 13.6 ms
+    without, 7.8 ms with)."""
+    gc.collect()
+    gc.freeze()
+    return app
+
+
 def ipg_app() -> connexion.AsyncApp:
     """The iPG mock configured from MPESA_ATM_* variables (uvicorn workers)."""
-    return create_app("ipg", load_settings())
+    return served(create_app("ipg", load_settings()))
 
 
 def bank_app() -> connexion.AsyncApp:
     """The bank mock configured from MPESA_ATM_* variables (uvicorn workers)."""
-    return create_app("bank", load_settings())
+    return served(create_app("bank", load_settings()))
