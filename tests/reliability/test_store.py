@@ -93,7 +93,7 @@ def test_a_token_generation_repeated_by_another_process_store_adds_one_token(tmp
         second.close()
 
 
-def test_writes_queued_in_one_turn_share_one_transaction_and_fail_alone(tmp_path):
+def test_writes_queued_in_one_turn_share_one_transaction_and_are_undone_alone(tmp_path):
     store = Store(str(tmp_path / "turn.sqlite3"))
     commits: list[str] = []
     store._db.set_trace_callback(
@@ -106,7 +106,8 @@ def test_writes_queued_in_one_turn_share_one_transaction_and_fail_alone(tmp_path
         )
 
     def broken(tx: Any) -> None:
-        raise ValueError("this write alone")
+        tx.add_bank_token(token(9), 0.0)  # undone with the rest of this work
+        raise ValueError("this work alone")
 
     async def turn() -> list[Any]:
         futures = [

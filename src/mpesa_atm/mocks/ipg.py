@@ -8,7 +8,7 @@ token details (-1), token state (-1), then success (0) committed before it is an
 from __future__ import annotations
 
 from mpesa_atm.codes import ResponseCode, ipg_answer
-from mpesa_atm.mocks.store import IpgToken, Store, StoreBusy
+from mpesa_atm.mocks.store import IpgToken, Store, StoreBusy, Transaction
 from mpesa_atm.mocks.values import duplicate_key, new_insight_reference, normalise_amount
 from mpesa_atm.settings import Settings
 
@@ -29,13 +29,13 @@ class IpgRules:
         self.store = store
         self.settings = settings
 
-    def redeem(self, request: dict[str, str]) -> dict[str, str]:
-        return self._process(REDEMPTION, request)
+    async def redeem(self, request: dict[str, str]) -> dict[str, str]:
+        return await self._process(REDEMPTION, request)
 
-    def reverse(self, request: dict[str, str]) -> dict[str, str]:
-        return self._process(REVERSAL, request)
+    async def reverse(self, request: dict[str, str]) -> dict[str, str]:
+        return await self._process(REVERSAL, request)
 
-    def _process(self, operation: str, request: dict[str, str]) -> dict[str, str]:
+    async def _process(self, operation: str, request: dict[str, str]) -> dict[str, str]:
         third_party_reference = request["input_ThirdPartyReference"]
 
         def answer(
@@ -69,38 +69,42 @@ class IpgRules:
         else:
             key = duplicate_key(request["input_TransactionID"], third_party_reference)
         now = self.settings.clock().timestamp()
-        try:
-            with self.store.transaction() as tx:
-                first = tx.first_ipg_answer(operation, account.username, key)
-                if first is not None:
-                    return answer(ResponseCode.DUPLICATE, reference=first)
-                token = tx.ipg_token(account.username, request["input_BankTransactionRef"])
-                if token is None or token.created_at < now - self.settings.token_ttl.total_seconds():
-                    return answer(
-                        ResponseCode.TRANSACTION_DETAILS_NOT_FOUND,
-                        "no token with this input_BankTransactionRef in the last "
-                        f"{_hours(self.settings)} hours",
-                    )
-                if operation == REVERSAL and request["input_TransactionID"] != token.transaction_id:
-                    return answer(
-                        ResponseCode.TRANSACTION_DETAILS_NOT_FOUND,
-                        "input_TransactionID is not the token's G2 TransactionID",
-                    )
-                refusal = _refusal(operation, request, amount, token)
-                if refusal is not None:
-                    return answer(ResponseCode.FAILURE, refusal)
-                reference = new_insight_reference()
-                tx.record_ipg_success(
-                    operation=operation,
-                    token=token,
-                    duplicate_key=key,
-                    insight_reference=reference,
-                    third_party_reference=third_party_reference,
-                    at=now,
+
+        def decide(tx: Transaction) -> dict[str, str]:
+            first = tx.first_ipg_answer(operation, account.username, key)
+            if first is not None:
+                return answer(ResponseCode.DUPLICATE, reference=first)
+            token = tx.ipg_token(account.username, request["input_BankTransactionRef"])
+            if token is None or token.created_at < now - self.settings.token_ttl.total_seconds():
+                return answer(
+                    ResponseCode.TRANSACTION_DETAILS_NOT_FOUND,
+                    f"no token with this input_BankTransactionRef in the last {_hours(self.settings)} hours",
                 )
+            if operation == REVERSAL and request["input_TransactionID"] != token.transaction_id:
+                return answer(
+                    ResponseCode.TRANSACTION_DETAILS_NOT_FOUND,
+                    "input_TransactionID is not the token's G2 TransactionID",
+                )
+            refusal = _refusal(operation, request, amount, token)
+            if refusal is not None:
+                return answer(ResponseCode.FAILURE, refusal)
+            reference = new_insight_reference()
+            tx.record_ipg_success(
+                operation=operation,
+                token=token,
+                duplicate_key=key,
+                insight_reference=reference,
+                third_party_reference=third_party_reference,
+                at=now,
+            )
+            return answer(ResponseCode.SUCCESS, reference=reference)
+
+        try:
+            # In the write transaction shared by this turn's calls, after those queued before it: a
+            # token spent by one of them is spent for this one.
+            return await self.store.in_next_write(decide)
         except StoreBusy:
             return answer(ResponseCode.SYSTEM_TOO_BUSY, "the mock's database stayed locked")
-        return answer(ResponseCode.SUCCESS, reference=reference)
 
 
 def _hours(settings: Settings) -> str:

@@ -1,8 +1,9 @@
 """The mocks' state: one SQLite file in WAL mode that every worker of both roles shares.
 
 Uniqueness is the database's job (primary keys and UNIQUE constraints, one writer at a time through
-BEGIN IMMEDIATE), so it holds across worker processes. A write is committed before its answer is sent.
-Writers queue on a lock file beside the database, and the WAL is copied back from a thread of its own,
+BEGIN IMMEDIATE), so it holds across worker processes. A write is committed before its answer is sent;
+the writes a worker queues in one turn of its event loop share one transaction (in_next_write). Writers
+queue on a lock file beside the database, and the WAL is copied back from a thread of its own,
 so that no request sleeps in SQLite's busy handler or waits for a checkpoint's fsync. The lock file
 also holds a counter of changes to the fault rules and modes, which every worker reads (from shared
 memory, without a query) to know when the copy it keeps of them is out of date.
@@ -431,6 +432,18 @@ class _TurnWrites:
         self.pending.append((work, done))
         return done
 
+    def _run(self, tx: Transaction, work: Callable[[Transaction], Any]) -> tuple[Any, BaseException | None]:
+        db = self.store._db
+        db.execute("SAVEPOINT work")
+        try:
+            value = work(tx)
+        except Exception as exc:
+            db.execute("ROLLBACK TO work")
+            db.execute("RELEASE work")
+            return None, exc
+        db.execute("RELEASE work")
+        return value, None
+
     def write(self) -> None:
         batch, self.pending = self.pending, []
         if not batch:
@@ -439,10 +452,7 @@ class _TurnWrites:
         try:
             with self.store.transaction() as tx:
                 for work, _ in batch:
-                    try:
-                        outcomes.append((work(tx), None))
-                    except Exception as exc:  # that write alone fails; SQLite undid its statement
-                        outcomes.append((None, exc))
+                    outcomes.append(self._run(tx, work))
         except Exception as exc:  # StoreBusy, a failed COMMIT: nothing was written
             outcomes = [(None, exc)] * len(batch)
         for (_, done), (value, error) in zip(batch, outcomes, strict=True):
@@ -559,8 +569,8 @@ class Store:
         with whatever else this store queued in the turn; the future is done after the COMMIT.
 
         Under load several calls end their turn together (about 3 with 10 connections on 2
-        workers) and share one BEGIN, lock turn and COMMIT. `work` makes one write at most, so
-        that one failing (its exception goes to its future alone) leaves nothing half done."""
+        workers) and share one BEGIN, lock turn and COMMIT. Each work runs in a savepoint: one
+        that raises is undone alone, and its exception goes to its future alone."""
         return self._turn_writes.add(work)
 
     def reset(self, role: str) -> None:
