@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mpesa_atm.mocks.store import BankToken, Store, StoreBusy
+from mpesa_atm.mocks.store import BankToken, JournalRecord, Store, StoreBusy
 
 
 def journal_one(store: Store, i: int) -> None:
@@ -109,16 +109,23 @@ def test_writes_queued_in_one_turn_share_one_transaction_and_are_undone_alone(tm
         tx.add_bank_token(token(9), 0.0)  # undone with the rest of this work
         raise ValueError("this work alone")
 
+    entry = JournalRecord(
+        "bank", "inbound", "token_generation", "POST", "/token-generation", 200, "{}", "{}", 1.0
+    )
+
     async def turn() -> list[Any]:
         futures = [
             store.in_next_write(lambda tx, n=n: tx.add_bank_token_once(token(n), 0.0)) for n in range(5)
         ]
         futures.insert(2, store.in_next_write(broken))
+        futures += [store.journal_in_next_write(entry), store.journal_in_next_write(entry)]
         return await asyncio.gather(*futures, return_exceptions=True)
 
     try:
-        first, second, failed, third, fourth, fifth = asyncio.run(turn())
+        first, second, failed, third, fourth, fifth, *journalled = asyncio.run(turn())
         assert commits == ["COMMIT"]
+        assert journalled == [None, None]
+        assert len(store.journal("bank")) == 2
         assert first is None and fourth is None and fifth is None  # added
         assert second == third == token(0)  # the same TransactionID, answered with the first token
         assert isinstance(failed, ValueError)

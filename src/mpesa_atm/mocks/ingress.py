@@ -307,7 +307,7 @@ class Ingress:
         try:
             # In the write that follows this turn of the event loop, with the other answers and
             # token writes of the turn; the answer's last byte waits for it.
-            await self.store.in_next_write(lambda tx: self.store.write_journal([record]))
+            await self.store.journal_in_next_write(record)
         except (StoreBusy, sqlite3.Error) as exc:
             # The answer (committed already, if a success) matters more than its journal entry.
             log.warning("journal entry lost: %s", exc)

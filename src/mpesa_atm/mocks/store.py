@@ -419,18 +419,28 @@ class _TurnWrites:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.pending: list[tuple[Callable[[Transaction], Any], asyncio.Future[Any]]] = []
+        self.journal: list[tuple[JournalRecord, asyncio.Future[None]]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def add(self, work: Callable[[Transaction], T]) -> asyncio.Future[T]:
-        loop = asyncio.get_running_loop()
-        if self.pending and self._loop is not loop:  # the loop that was to write them is gone
-            self.write()
-        done: asyncio.Future[T] = loop.create_future()
-        if not self.pending:
-            self._loop = loop
-            loop.call_soon(self.write)
+        done: asyncio.Future[T] = self._future()
         self.pending.append((work, done))
         return done
+
+    def add_journal(self, record: JournalRecord) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = self._future()
+        self.journal.append((record, done))
+        return done
+
+    def _future(self) -> asyncio.Future[Any]:
+        """A future of the next write, which this schedules if nothing has yet in this turn."""
+        loop = asyncio.get_running_loop()
+        if (self.pending or self.journal) and self._loop is not loop:  # their loop is gone
+            self.write()
+        if not (self.pending or self.journal):
+            self._loop = loop
+            loop.call_soon(self.write)
+        return loop.create_future()
 
     def _run(self, tx: Transaction, work: Callable[[Transaction], Any]) -> tuple[Any, BaseException | None]:
         db = self.store._db
@@ -446,16 +456,23 @@ class _TurnWrites:
 
     def write(self) -> None:
         batch, self.pending = self.pending, []
-        if not batch:
+        journal, self.journal = self.journal, []
+        if not (batch or journal):
             return
         outcomes: list[tuple[Any, BaseException | None]] = []
+        journalled: BaseException | None = None
         try:
             with self.store.transaction() as tx:
                 for work, _ in batch:
                     outcomes.append(self._run(tx, work))
+                if journal:  # one INSERT for the entries of the turn
+                    _, journalled = self._run(tx, lambda _: self.store.write_journal([r for r, _ in journal]))
         except Exception as exc:  # StoreBusy, a failed COMMIT: nothing was written
             outcomes = [(None, exc)] * len(batch)
-        for (_, done), (value, error) in zip(batch, outcomes, strict=True):
+            journalled = exc
+        futures = [done for _, done in batch] + [done for _, done in journal]
+        results = outcomes + [(None, journalled)] * len(journal)
+        for done, (value, error) in zip(futures, results, strict=True):
             if done.done():
                 continue
             with contextlib.suppress(RuntimeError):  # its event loop was closed meanwhile
@@ -572,6 +589,11 @@ class Store:
         workers) and share one BEGIN, lock turn and COMMIT. Each work runs in a savepoint: one
         that raises is undone alone, and its exception goes to its future alone."""
         return self._turn_writes.add(work)
+
+    def journal_in_next_write(self, record: JournalRecord) -> asyncio.Future[None]:
+        """Journals `record` in the write that follows this turn (see in_next_write), with the other
+        entries of the turn in one INSERT."""
+        return self._turn_writes.add_journal(record)
 
     def reset(self, role: str) -> None:
         with self._write_lock(config=True):
