@@ -13,6 +13,7 @@ part out and should come close to `ceiling`.
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import signal
 import socket
@@ -42,7 +43,8 @@ _CONSTANT = bank_answer(
 
 def _without_faults() -> None:
     async def run(self: Any, operation: str, body: Any, headers: Any, scope: Any, process: Any) -> Any:
-        return process()
+        answer = process()
+        return await answer if inspect.isawaitable(answer) else answer
 
     faults.Faults.run = run  # type: ignore[method-assign]
 
