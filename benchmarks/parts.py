@@ -112,7 +112,7 @@ def measure(wrk: str, point: str, workers: int, seconds: float, folder: Path) ->
     """(requests/s, server cores) of one run."""
     port = load.free_port()
     db = folder / f"{point}-{time.monotonic_ns()}.sqlite3"
-    Store(str(db)).close()  # the schema and WAL mode once, as `mpesa-atm serve` does before its workers
+    Store(str(db)).close()  # the schema once, as `mpesa-atm serve` does before its workers
     env = dict(os.environ, MPESA_ATM_DB=str(db))
     env[VARIABLE] = "" if point in ("mock", "ceiling") else point
     env["PYTHONPATH"] = os.pathsep.join(

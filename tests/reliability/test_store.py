@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import time
 from typing import Any
 
 import pytest
 
-from mpesa_atm.mocks.store import BankToken, JournalRecord, Store, StoreBusy
+from mpesa_atm.mocks.store import BankToken, JournalRecord, Store, StoreBusy, _while_locked
 
 
 def journal_one(store: Store, i: int) -> None:
@@ -152,3 +153,22 @@ def test_writes_queued_in_one_turn_all_fail_when_the_store_stays_locked(tmp_path
         holder._lock.release()
         holder.close()
         store.close()
+
+
+def test_opening_a_new_file_is_tried_again_while_another_process_makes_it_wal():
+    """Workers opening a new file at once race to set WAL mode; the loser may hear "locked" at once."""
+    answers = iter([sqlite3.OperationalError("database is locked")] * 3 + [None])
+
+    def action() -> None:
+        answer = next(answers)
+        if answer is not None:
+            raise answer
+
+    _while_locked(action, timeout=1)
+    assert next(answers, "spent") == "spent"
+
+    def broken() -> None:
+        raise sqlite3.OperationalError("no such table: x")
+
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):  # other errors at once
+        _while_locked(broken, timeout=1)

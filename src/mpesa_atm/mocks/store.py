@@ -413,6 +413,22 @@ class Transaction:
 T = TypeVar("T")
 
 
+def _while_locked(action: Callable[[], Any], timeout: float) -> None:
+    """Runs `action`, again every 10 ms for up to `timeout` while SQLite answers "database is locked".
+
+    Processes opening a new file at once (the workers of `uvicorn --workers N`) race to make it a WAL
+    database, and the loser can be told "locked" at once, without SQLite's busy handler waiting."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            action()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.01)
+
+
 class _TurnWrites:
     """The writes one store queued in a turn of the event loop, made in one transaction after it."""
 
@@ -496,12 +512,13 @@ class Store:
             path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
         )
         self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        timeout = busy_timeout_ms / 1000
         if path != ":memory:":
-            self._db.execute("PRAGMA journal_mode = WAL")
+            _while_locked(lambda: self._db.execute("PRAGMA journal_mode = WAL"), timeout)
         # NORMAL in WAL mode: a commit survives the process being killed (it is in the OS's hands);
         # only a power cut may lose the last commits.
         self._db.execute("PRAGMA synchronous = NORMAL")
-        self._db.executescript(_SCHEMA)  # idempotent; executescript commits on its own
+        _while_locked(lambda: self._db.executescript(_SCHEMA), timeout)  # idempotent; commits itself
         self._lock: _WriterLock | None = None
         self._checkpointer: _Checkpointer | None = None
         # Changes to fault rules and modes: shared by the processes on one file, else this one's.
