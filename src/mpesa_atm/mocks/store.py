@@ -508,11 +508,9 @@ class Store:
         self._prune_every = max(1, journal_limit // 100)
         self._unpruned: dict[str, int] = {}  # role -> entries journalled since this store last pruned
         # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE.
-        self._db = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
-        )
-        self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         timeout = busy_timeout_ms / 1000
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=timeout)
+        self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         if path != ":memory:":
             _while_locked(lambda: self._db.execute("PRAGMA journal_mode = WAL"), timeout)
         # NORMAL in WAL mode: a commit survives the process being killed (it is in the OS's hands);
@@ -525,10 +523,10 @@ class Store:
         self._config_counter: mmap.mmap | None = None
         self._config_changes = 0
         if path != ":memory:" and fcntl is not None:  # elsewhere, SQLite's locking and checkpoints
-            self._lock = _WriterLock(path, busy_timeout_ms / 1000)
+            self._lock = _WriterLock(path, timeout)
             self._config_counter = self._lock.shared_counter()
             self._db.execute("PRAGMA wal_autocheckpoint = 0")  # _Checkpointer's job
-            self._checkpointer = _Checkpointer(path, busy_timeout_ms / 1000)
+            self._checkpointer = _Checkpointer(path, timeout)
 
     def close(self) -> None:
         self._db.close()
@@ -560,26 +558,12 @@ class Store:
         return int.from_bytes(self._config_counter[:8], "little")
 
     @contextlib.contextmanager
-    def _writer_turn(self) -> Iterator[None]:
-        """This process's turn to write (the lock file), for one transaction."""
+    def _write_lock(self, *, config: bool = False) -> Iterator[None]:
+        """One write transaction, in this process's turn on the lock file; `config`: it changes
+        fault rules or modes (see config_version)."""
         if self._lock is not None:
             self._lock.acquire()
         try:
-            yield
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise StoreBusy(str(exc)) from exc
-            raise
-        finally:
-            if self._lock is not None:
-                self._lock.release()
-        if self._checkpointer is not None:
-            self._checkpointer.committed()
-
-    @contextlib.contextmanager
-    def _write_lock(self, *, config: bool = False) -> Iterator[None]:
-        """One write transaction; `config`: it changes fault rules or modes (see config_version)."""
-        with self._writer_turn():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield
@@ -591,6 +575,15 @@ class Store:
                 self._config_changes += 1
                 if self._config_counter is not None:  # under the writer lock: one writer at a time
                     self._config_counter[:8] = (self.config_version() + 1).to_bytes(8, "little")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreBusy(str(exc)) from exc
+            raise
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Transaction]:
