@@ -1,5 +1,6 @@
 """The store under sustained writes: the WAL is copied back and started over (it does not grow without
-bound), and a writer that cannot get the lock gives up after the busy timeout instead of hanging."""
+bound), a writer that cannot get the lock gives up after the busy timeout instead of hanging, and the
+writes of one turn share a transaction."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from mpesa_atm.mocks.store import BankToken, JournalRecord, Store, StoreBusy, _while_locked
+from mpesa_atm.mocks.journal import JournalRecord
+from mpesa_atm.mocks.store import BankToken, Store, StoreBusy, _while_locked
 
 
 def journal_one(store: Store, i: int) -> None:
@@ -36,7 +38,9 @@ def test_wal_is_started_over_under_sustained_writes(tmp_path):
     largest = 0
     try:
         for i in range(8000):  # about 100 MB of WAL frames if it were never started over
-            journal_one(store, i)
+            token = BankToken(f"{i:032d}", f"TX{i}", "243843330333", "200.00", "CDF", "x" * 300, "x")
+            with store.transaction() as tx:
+                tx.add_bank_token(token, 0.0)
             if i % 100 == 0:
                 largest = max(largest, wal.stat().st_size)
                 time.sleep(0.001)  # what a server between requests gives the checkpoint thread
@@ -61,22 +65,6 @@ def test_writer_gives_up_after_the_busy_timeout_when_the_lock_is_held(tmp_path):
     journal_one(store, 2)  # released: writes go through again
     assert [entry.request["input_TransactionID"] for entry in store.journal("bank")] == ["T2"]
     store.close()
-
-
-def test_journal_past_its_limit_is_pruned_in_steps_and_never_shown(tmp_path):
-    store = Store(str(tmp_path / "journal.sqlite3"), journal_limit=300)  # prunes every 3 entries
-    try:
-        for i in range(1000):
-            journal_one(store, i)
-            shown = store.journal("bank", limit=1000)
-            assert len(shown) == min(i + 1, 300)
-            assert shown[0].request["input_TransactionID"] == f"T{i}"
-            (rows,) = store._db.execute("SELECT COUNT(*) FROM journal").fetchone()
-            assert rows <= 300 + 3
-        assert [e.request["input_TransactionID"] for e in store.journal("bank", limit=2)] == ["T999", "T998"]
-        assert len(store.journal("bank", operation="token_generation", limit=1000)) == 300
-    finally:
-        store.close()
 
 
 def test_a_token_generation_repeated_by_another_process_store_adds_one_token(tmp_path):
@@ -145,10 +133,15 @@ def test_writes_queued_in_one_turn_all_fail_when_the_store_stays_locked(tmp_path
     try:
 
         async def turn() -> list[Any]:
-            futures = [store.in_next_write(lambda tx: tx.add_bank_token_once(BankToken(*"abcdefg"), 0.0))] * 2
+            entry = JournalRecord("bank", "inbound", None, "POST", "/", 200, "{}", "{}", 1.0)
+            futures = [
+                store.in_next_write(lambda tx: tx.add_bank_token_once(BankToken(*"abcdefg"), 0.0)),
+                store.in_next_write(lambda tx: tx.add_bank_token_once(BankToken(*"hijklmn"), 0.0)),
+                store.journal_in_next_write(entry),
+            ]
             return await asyncio.gather(*futures, return_exceptions=True)
 
-        assert [type(outcome) for outcome in asyncio.run(turn())] == [StoreBusy, StoreBusy]
+        assert [type(outcome) for outcome in asyncio.run(turn())] == [StoreBusy, StoreBusy, StoreBusy]
     finally:
         holder._lock.release()
         holder.close()

@@ -13,7 +13,6 @@ import hmac
 import json
 import logging
 import re
-import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +20,8 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mpesa_atm.clients import MASK
-from mpesa_atm.mocks.store import JournalRecord, Store, StoreBusy
+from mpesa_atm.mocks.journal import JournalRecord
+from mpesa_atm.mocks.store import Store, StoreBusy
 
 __all__ = ["BODY_KEY", "BODY_TIMEOUT", "CONTROL_PREFIX", "Ingress", "masked_text", "replaying"]
 
@@ -308,7 +308,7 @@ class Ingress:
             # In the write that follows this turn of the event loop, with the other answers and
             # token writes of the turn; the answer's last byte waits for it.
             await self.store.journal_in_next_write(record)
-        except (StoreBusy, sqlite3.Error) as exc:
+        except (StoreBusy, OSError) as exc:
             # The answer (committed already, if a success) matters more than its journal entry.
             log.warning("journal entry lost: %s", exc)
 

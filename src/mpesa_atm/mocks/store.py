@@ -5,15 +5,16 @@ BEGIN IMMEDIATE), so it holds across worker processes. A write is committed befo
 the writes a worker queues in one turn of its event loop share one transaction (in_next_write). Writers
 queue on a lock file beside the database, and the WAL is copied back from a thread of its own,
 so that no request sleeps in SQLite's busy handler or waits for a checkpoint's fsync. The lock file
-also holds a counter of changes to the fault rules and modes, which every worker reads (from shared
-memory, without a query) to know when the copy it keeps of them is out of date.
+also holds counters that every worker reads from shared memory, without a query: one of changes to
+the fault rules and modes (to know when the copy a worker keeps of them is out of date) and the
+journal's (mocks/journal.py: the request journal is in files of its own, appended in the same turns
+on the lock).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import mmap
 import os
@@ -22,15 +23,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeVar
+
+from mpesa_atm.mocks.journal import Journal, JournalEntry, JournalRecord, SharedCounters
 
 try:
     import fcntl
 except ImportError:  # not on Windows: SQLite's own locking alone
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["BankToken", "IpgToken", "JournalEntry", "JournalRecord", "Store", "StoreBusy", "Transaction"]
+__all__ = ["BankToken", "IpgToken", "Store", "StoreBusy", "Transaction"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS bank_tokens (
@@ -68,20 +70,8 @@ CREATE TABLE IF NOT EXISTS ipg_transactions (
     UNIQUE (operation, username, duplicate_key),
     UNIQUE (operation, username, bank_transaction_ref)
 );
-CREATE TABLE IF NOT EXISTS journal (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at TEXT NOT NULL,
-    role TEXT NOT NULL,
-    direction TEXT NOT NULL,
-    operation TEXT,
-    method TEXT NOT NULL,
-    url TEXT NOT NULL,
-    status INTEGER,
-    request TEXT NOT NULL,
-    response TEXT NOT NULL,
-    duration_ms REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS journal_role ON journal (role, id);
+-- The journal was a table here before it moved to files of its own (mocks/journal.py).
+DROP TABLE IF EXISTS journal;
 -- Fault rules and modes of the control API: in the store so that every worker sees them, and a
 -- rule with `times` fires exactly that often whatever the number of workers.
 CREATE TABLE IF NOT EXISTS faults (
@@ -137,12 +127,12 @@ class _WriterLock:
         assert fcntl is not None and self.fd is not None
         fcntl.flock(self.fd, fcntl.LOCK_UN)
 
-    def shared_counter(self) -> mmap.mmap:
-        """The lock file's first 8 bytes, mapped: a counter all processes see, changed under the lock."""
+    def shared_memory(self, size: int) -> mmap.mmap:
+        """The lock file's first `size` bytes, mapped: memory all processes see, changed under the lock."""
         assert self.fd is not None
-        if os.fstat(self.fd).st_size < 8:
-            os.ftruncate(self.fd, 8)  # another process doing the same at once: same size, no harm
-        return mmap.mmap(self.fd, 8)
+        if os.fstat(self.fd).st_size < size:
+            os.ftruncate(self.fd, size)  # another process doing the same at once: same size, no harm
+        return mmap.mmap(self.fd, size)
 
     def close(self) -> None:
         if self.fd is not None:
@@ -243,60 +233,6 @@ class IpgToken:
     created_at: float
     redeemed_at: float | None
     reversed_at: float | None
-
-
-@dataclass(frozen=True)
-class JournalEntry:
-    id: int
-    at: str
-    role: str
-    direction: str
-    operation: str | None
-    method: str
-    url: str
-    status: int | None
-    request: Any
-    response: Any
-    duration_ms: float
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "at": self.at,
-            "direction": self.direction,
-            "operation": self.operation,
-            "method": self.method,
-            "url": self.url,
-            "status": self.status,
-            "request": self.request,
-            "response": self.response,
-            "duration_ms": self.duration_ms,
-        }
-
-
-_JOURNAL_FIELDS = [f.name for f in dataclasses.fields(JournalEntry)]
-
-
-@dataclass(frozen=True)
-class JournalRecord:
-    """An exchange to journal: request and response as JSON text (or text, when not JSON)."""
-
-    role: str
-    direction: str
-    operation: str | None
-    method: str
-    url: str
-    status: int | None
-    request: str
-    response: str
-    duration_ms: float
-
-
-def _loads(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 def _bank_token_row(token: BankToken) -> tuple[str | None, ...]:
@@ -458,7 +394,13 @@ class _TurnWrites:
             loop.call_soon(self.write)
         return loop.create_future()
 
-    def _run(self, tx: Transaction, work: Callable[[Transaction], Any]) -> tuple[Any, BaseException | None]:
+    def _run(
+        self, tx: Transaction, work: Callable[[Transaction], Any], *, alone: bool
+    ) -> tuple[Any, BaseException | None]:
+        """`work`'s value or exception. In a savepoint, so that one that raises is undone alone,
+        unless it is `alone` in the transaction: then it raises, and the ROLLBACK undoes it."""
+        if alone:
+            return work(tx), None
         db = self.store._db
         db.execute("SAVEPOINT work")
         try:
@@ -478,12 +420,20 @@ class _TurnWrites:
         outcomes: list[tuple[Any, BaseException | None]] = []
         journalled: BaseException | None = None
         try:
-            with self.store.transaction() as tx:
-                for work, _ in batch:
-                    outcomes.append(self._run(tx, work))
-                if journal:  # one INSERT for the entries of the turn
-                    _, journalled = self._run(tx, lambda _: self.store.write_journal([r for r, _ in journal]))
-        except Exception as exc:  # StoreBusy, a failed COMMIT: nothing was written
+            with self.store._writer_turn():
+                if batch:
+                    try:
+                        with self.store._sqlite_write():
+                            tx = Transaction(self.store._db)
+                            outcomes = [self._run(tx, work, alone=len(batch) == 1) for work, _ in batch]
+                    except Exception as exc:  # a failed COMMIT, or the one work raised: nothing written
+                        outcomes = [(None, exc)] * len(batch)
+                if journal:  # one write to each role's file for the entries of the turn
+                    try:
+                        self.store._journal.append([r for r, _ in journal])
+                    except OSError as exc:
+                        journalled = exc
+        except StoreBusy as exc:  # another process held the writer lock for too long: nothing written
             outcomes = [(None, exc)] * len(batch)
             journalled = exc
         futures = [done for _, done in batch] + [done for _, done in journal]
@@ -505,8 +455,6 @@ class Store:
         self.path = path
         self.journal_limit = journal_limit
         self._turn_writes = _TurnWrites(self)
-        self._prune_every = max(1, journal_limit // 100)
-        self._unpruned: dict[str, int] = {}  # role -> entries journalled since this store last pruned
         # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE.
         timeout = busy_timeout_ms / 1000
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=timeout)
@@ -519,24 +467,29 @@ class Store:
         _while_locked(lambda: self._db.executescript(_SCHEMA), timeout)  # idempotent; commits itself
         self._lock: _WriterLock | None = None
         self._checkpointer: _Checkpointer | None = None
-        # Changes to fault rules and modes: shared by the processes on one file, else this one's.
-        self._config_counter: mmap.mmap | None = None
-        self._config_changes = 0
+        # Shared by the processes on one file, else this process's own (see SharedCounters).
+        self._shared: mmap.mmap | None = None
         if path != ":memory:" and fcntl is not None:  # elsewhere, SQLite's locking and checkpoints
             self._lock = _WriterLock(path, timeout)
-            self._config_counter = self._lock.shared_counter()
+            self._shared = self._lock.shared_memory(SharedCounters.SIZE)
             self._db.execute("PRAGMA wal_autocheckpoint = 0")  # _Checkpointer's job
             self._checkpointer = _Checkpointer(path, timeout)
+        self._counters = SharedCounters(self._shared)
+        self._journal = Journal(path, journal_limit, self._counters)
 
     def close(self) -> None:
         self._db.close()
         self._release_helpers()
 
     def _release_helpers(self) -> None:
-        counter = getattr(self, "_config_counter", None)
-        if counter is not None:
-            counter.close()
-            self._config_counter = None
+        journal = getattr(self, "_journal", None)
+        if journal is not None:
+            journal.close()
+        shared = getattr(self, "_shared", None)
+        if shared is not None:
+            self._counters = SharedCounters()  # the mapping goes: no reader may keep using it
+            shared.close()
+            self._shared = None
         if self._checkpointer is not None:
             self._checkpointer.stop()
         if self._lock is not None:
@@ -553,16 +506,24 @@ class Store:
 
     def config_version(self) -> int:
         """A number that changes whenever any process changes fault rules or modes in this file."""
-        if self._config_counter is None:
-            return self._config_changes
-        return int.from_bytes(self._config_counter[:8], "little")
+        return self._counters[0]
 
     @contextlib.contextmanager
-    def _write_lock(self, *, config: bool = False) -> Iterator[None]:
-        """One write transaction, in this process's turn on the lock file; `config`: it changes
-        fault rules or modes (see config_version)."""
+    def _writer_turn(self) -> Iterator[None]:
+        """This process's turn on the lock file: one writer at a time, of the database and the
+        journal, across every process (StoreBusy past the busy timeout)."""
         if self._lock is not None:
             self._lock.acquire()
+        try:
+            yield
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+    @contextlib.contextmanager
+    def _sqlite_write(self, *, config: bool = False) -> Iterator[None]:
+        """One write transaction, in the writer's turn; `config`: it changes fault rules or modes
+        (see config_version)."""
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -571,19 +532,20 @@ class Store:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
-            if config:  # after the commit, so that whoever sees the new number reads the change
-                self._config_changes += 1
-                if self._config_counter is not None:  # under the writer lock: one writer at a time
-                    self._config_counter[:8] = (self.config_version() + 1).to_bytes(8, "little")
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise StoreBusy(str(exc)) from exc
             raise
-        finally:
-            if self._lock is not None:
-                self._lock.release()
+        if config:  # after the commit, so that whoever sees the new number reads the change
+            self._counters[0] += 1
         if self._checkpointer is not None:
             self._checkpointer.committed()
+
+    @contextlib.contextmanager
+    def _write_lock(self, *, config: bool = False) -> Iterator[None]:
+        """One write transaction, in this process's turn on the lock file."""
+        with self._writer_turn(), self._sqlite_write(config=config):
+            yield
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -601,15 +563,15 @@ class Store:
         return self._turn_writes.add(work)
 
     def journal_in_next_write(self, record: JournalRecord) -> asyncio.Future[None]:
-        """Journals `record` in the write that follows this turn (see in_next_write), with the other
-        entries of the turn in one INSERT."""
+        """Journals `record` in the writer's turn that follows this turn of the event loop (see
+        in_next_write), with the other entries of the turn in one write."""
         return self._turn_writes.add_journal(record)
 
     def reset(self, role: str) -> None:
         with self._write_lock(config=True):
             for table in _ROLE_TABLES[role]:
                 self._db.execute(f"DELETE FROM {table}")
-            self._db.execute("DELETE FROM journal WHERE role = ?", (role,))
+            self._journal.clear(role)
             self._db.execute("DELETE FROM faults WHERE role = ?", (role,))
             self._db.execute("DELETE FROM modes WHERE role = ?", (role,))
 
@@ -656,7 +618,7 @@ class Store:
                 (role, json.dumps(modes)),
             )
 
-    # Journal
+    # Journal (mocks/journal.py)
     def journal_add(
         self,
         *,
@@ -675,69 +637,12 @@ class Store:
         )
 
     def journal_add_many(self, records: Sequence[JournalRecord]) -> None:
-        """Journals the records in one transaction (see write_journal)."""
-        with self._write_lock():
-            self.write_journal(records)
-
-    def write_journal(self, records: Sequence[JournalRecord]) -> None:
-        """Journals the records in the open write transaction, and now and then drops what is past
-        journal_limit.
-
-        Entries past the limit are deleted once a role has about 1% of the limit new ones (every call
-        when the limit is under 200), which keeps a DELETE off most writes; reads never show them."""
-        at = datetime.now(UTC).isoformat(timespec="milliseconds")
-        rows = [
-            (
-                at,
-                r.role,
-                r.direction,
-                r.operation,
-                r.method,
-                r.url,
-                r.status,
-                r.request,
-                r.response,
-                r.duration_ms,
-            )
-            for r in records
-        ]
-        self._db.executemany(
-            "INSERT INTO journal (at, role, direction, operation, method, url, status, request,"
-            " response, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-        for r in records:
-            self._unpruned[r.role] = self._unpruned.get(r.role, 0) + 1
-            if self._unpruned[r.role] >= self._prune_every:
-                cutoff = self._journal_cutoff(r.role)
-                if cutoff:
-                    self._db.execute("DELETE FROM journal WHERE role = ? AND id <= ?", (r.role, cutoff))
-                self._unpruned[r.role] = 0
-
-    def _journal_cutoff(self, role: str) -> int:
-        """The id of the newest entry of `role` past journal_limit (0: none is)."""
-        row = self._db.execute(
-            "SELECT id FROM journal WHERE role = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
-            (role, self.journal_limit),
-        ).fetchone()
-        return row[0] if row else 0
+        """Journals the records, now (in a server, journal_in_next_write)."""
+        with self._writer_turn():
+            self._journal.append(records)
 
     def journal(self, role: str, *, operation: str | None = None, limit: int = 100) -> list[JournalEntry]:
-        """Newest first."""
-        query = (
-            "SELECT id, at, role, direction, operation, method, url, status, request, response,"
-            " duration_ms FROM journal WHERE role = ? AND id > ?"
-        )
-        params: list[Any] = [role, self._journal_cutoff(role)]  # not yet deleted: not shown
-        if operation is not None:
-            query += " AND operation = ?"
-            params.append(operation)
-        query += " ORDER BY id DESC LIMIT ?"
-        params.append(limit)
-        entries = []
-        for row in self._db.execute(query, params):
-            values = dict(zip(_JOURNAL_FIELDS, row, strict=True))
-            values["request"] = _loads(values["request"])
-            values["response"] = _loads(values["response"])
-            entries.append(JournalEntry(**values))
-        return entries
+        """Newest first, of the newest journal_limit entries."""
+        with self._writer_turn():  # a copy with no append or new file half done
+            snapshot = self._journal.snapshot(role)
+        return self._journal.entries(snapshot, role, operation, limit)

@@ -1,0 +1,104 @@
+"""The journal files: bounded on disk and in what a read shows, ordered and whole across the processes
+that append to them, cleared by a reset from any of them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mpesa_atm.mocks.journal import JournalRecord
+from mpesa_atm.mocks.store import Store
+
+
+def record(name: str, role: str = "bank", operation: str = "token_generation") -> JournalRecord:
+    request = json.dumps({"input_TransactionID": name, "pad": "x" * 100})
+    return JournalRecord(role, "inbound", operation, "POST", "/token-generation", 200, request, "{}", 1.0)
+
+
+def shown(store: Store, role: str = "bank", **options: object) -> list[str]:
+    return [entry.request["input_TransactionID"] for entry in store.journal(role, limit=1000, **options)]
+
+
+def lines_on_disk(store: Store, role: str) -> int:
+    files = [Path(path) for path in store._journal.paths(role)]
+    return sum(file.read_bytes().count(b"\n") for file in files if file.exists())
+
+
+@pytest.mark.parametrize("path", ["journal.sqlite3", ":memory:"])
+def test_a_read_shows_the_newest_entries_up_to_the_limit_and_the_disk_holds_at_most_twice_that(
+    tmp_path, path
+):
+    store = Store(path if path == ":memory:" else str(tmp_path / path), journal_limit=30)
+    try:
+        for i in range(100):
+            store.journal_add_many([record(f"T{i}")])
+            assert shown(store) == [f"T{n}" for n in range(i, max(i - 30, -1), -1)]
+            if path != ":memory:":
+                assert lines_on_disk(store, "bank") <= 60
+        assert shown(store, operation="token_generation")[:2] == ["T99", "T98"]
+        assert shown(store, operation="token_reversal") == []
+        assert [e.request["input_TransactionID"] for e in store.journal("bank", limit=2)] == ["T99", "T98"]
+        assert shown(store, "ipg") == []
+    finally:
+        store.close()
+
+
+def test_workers_appending_in_turn_keep_one_order_through_new_files(tmp_path):
+    """Two stores on one file are two workers: one starts a new file, the other must write to it."""
+    path = str(tmp_path / "shared.sqlite3")
+    first, second = Store(path, journal_limit=7), Store(path, journal_limit=7)
+    try:
+        for i in range(40):
+            (first if i % 3 else second).journal_add_many([record(f"T{i}")])
+        expected = [f"T{n}" for n in range(39, 32, -1)]
+        assert shown(first) == shown(second) == expected
+        ids = [entry.id for entry in first.journal("bank", limit=1000)]
+        assert ids == sorted(ids, reverse=True) and len(set(ids)) == 7
+        assert lines_on_disk(first, "bank") <= 14
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_reset_by_one_worker_clears_the_journal_the_other_appends_to(tmp_path):
+    path = str(tmp_path / "reset.sqlite3")
+    first, second = Store(path), Store(path)
+    try:
+        first.journal_add_many([record("before"), record("other", role="ipg")])
+        second.reset("bank")
+        first.journal_add_many([record("after")])
+        assert shown(second) == ["after"]
+        assert shown(first, "ipg") == ["other"]  # the other role's journal stays
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_torn_line_is_skipped_and_the_entries_around_it_are_read(tmp_path):
+    """A power cut can leave half a line; the next append then follows it on the same line."""
+    store = Store(str(tmp_path / "torn.sqlite3"))
+    try:
+        store.journal_add_many([record("whole")])
+        with open(store._journal.paths("bank")[0], "ab") as file:
+            file.write(b'{"id": 99, "at": "2026-')
+        store.journal_add_many([record("lost with the torn line"), record("next")])
+        assert shown(store) == ["next", "whole"]
+    finally:
+        store.close()
+
+
+def test_a_store_opened_again_carries_on_numbering_and_reading(tmp_path):
+    path = str(tmp_path / "again.sqlite3")
+    store = Store(path)
+    store.journal_add_many([record("first")])
+    store.close()
+    store = Store(path)
+    try:
+        store.journal_add_many([record("second")])
+        entries = store.journal("bank")
+        assert [e.request["input_TransactionID"] for e in entries] == ["second", "first"]
+        assert entries[0].id > entries[1].id
+    finally:
+        store.close()
