@@ -211,15 +211,24 @@ class Ingress:
 
         status = 0
         chunks: list[bytes] = []
+        held: Message | None = None  # an API answer's start, sent with its body
 
         async def journalled_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, held
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if not is_control:
+                    # Held until the body is journalled: headers and body then leave together, and
+                    # the client reads them in one go (not the headers, then a turn later the body).
+                    held = message
+                    return
             elif message["type"] == "http.response.body" and not is_control:
                 chunks.append(message.get("body", b""))
                 if not message.get("more_body", False):
                     await self._journal(scope, body, status, b"".join(chunks), started)
+                if held is not None:
+                    await send(held)
+                    held = None
             await send(message)
 
         try:
@@ -229,7 +238,7 @@ class Ingress:
             # envelope unless the answer had begun. Not raised again: the server's own last-resort
             # handler would answer a bare 500.
             log.exception("%s %s failed", scope["method"], path)
-            if status == 0:
+            if status == 0 or held is not None:  # nothing of the answer sent yet
                 status, answer = self._internal_error(scope, exc)
                 if not is_control:
                     await self._journal(scope, body, status, _json_bytes(answer), started)
