@@ -42,7 +42,7 @@ _CONSTANT = bank_answer(
 
 
 def _without_faults() -> None:
-    async def run(self: Any, operation: str, body: Any, headers: Any, scope: Any, process: Any) -> Any:
+    async def run(self: Any, operation: str, body: Any, scope: Any, process: Any) -> Any:
         answer = process()
         return await answer if inspect.isawaitable(answer) else answer
 

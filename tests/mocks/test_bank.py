@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from mpesa_atm.mocks.values import bank_date_time
 from tests.fixtures.mocks import DOCUMENT_GENERATION
 
 
@@ -143,3 +146,13 @@ def test_a_newline_after_a_field_is_not_in_its_format(mocks, field):
     response = generate(mocks, **{field: DOCUMENT_GENERATION[field] + "\n"})
     assert response.status_code == 400
     assert field in response.json()["output_ResponseDesc"]
+
+
+@pytest.mark.parametrize("timezone", ["UTC", "Africa/Kinshasa", "Europe/London"])
+def test_bank_date_time_is_the_moment_in_the_zone_to_the_second_across_a_clock_change(timezone):
+    """bank_date_time remembers recent seconds; each is still read in the zone it was asked in."""
+    start = datetime(2026, 10, 25, 0, 59, 58, 700_000, tzinfo=UTC)  # London leaves summer time at 01:00
+    for step in range(0, 4000, 250):
+        moment = start + timedelta(milliseconds=step)
+        expected = moment.astimezone(ZoneInfo(timezone)).strftime("%Y%m%d %H%M%S")
+        assert bank_date_time(moment, timezone) == expected

@@ -15,7 +15,6 @@ from typing import Any
 
 import connexion
 import httpx
-from connexion import request
 from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
@@ -27,7 +26,7 @@ from mpesa_atm.codes import ResponseCode, bank_answer, ipg_answer
 from mpesa_atm.mocks.bank import BankRules
 from mpesa_atm.mocks.control import ControlHandlers
 from mpesa_atm.mocks.faults import ConnectionFaults, Faults, Modes
-from mpesa_atm.mocks.ingress import BODY_KEY, CONTROL_PREFIX, Ingress
+from mpesa_atm.mocks.ingress import BODY_KEY, CALL_SCOPE, CONTROL_PREFIX, Ingress
 from mpesa_atm.mocks.ipg import IpgRules
 from mpesa_atm.mocks.store import Store
 from mpesa_atm.mocks.validation import VALIDATORS
@@ -167,7 +166,7 @@ def create_app(
 
     def api(operation: str, process: Callable[[dict[str, str]], Answer | Awaitable[Answer]]) -> Any:
         async def handler(body: dict[str, str]) -> tuple[dict[str, str], int]:
-            answer = await faults.run(operation, body, request.headers, request.scope, lambda: process(body))
+            answer = await faults.run(operation, body, CALL_SCOPE.get(), lambda: process(body))
             return answer, 200
 
         return handler

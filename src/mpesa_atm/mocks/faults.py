@@ -316,11 +316,10 @@ class Faults:
         self,
         operation: str,
         body: Mapping[str, Any],
-        headers: Mapping[str, str],
         scope: Scope,
         process: Process,
     ) -> dict[str, str]:
-        """The answer to an API call: `process()` unless a fault says otherwise."""
+        """The answer to the API call of `scope`: `process()` unless a fault says otherwise."""
         settings = self._current()
         modes = settings.modes
         if modes.offline:
@@ -331,7 +330,7 @@ class Faults:
         self.in_flight += 1
         try:
             try:
-                rule = self._decide(operation, body, headers.get(FAULT_HEADER.lower()), settings)
+                rule = self._decide(operation, body, _fault_header(scope), settings)
             except FaultError as exc:
                 return self.envelope(ResponseCode.FAILURE, f"bad {FAULT_HEADER} header: {exc}", body)
             if rule is None:
@@ -355,6 +354,17 @@ class Faults:
             return self.envelope(ResponseCode.FAILURE, f"connection fault {rule.connection}", body)
         finally:
             self.in_flight -= 1
+
+
+_FAULT_HEADER_NAME = FAULT_HEADER.lower().encode()
+
+
+def _fault_header(scope: Scope) -> str | None:
+    """The first X-Mpesa-Atm-Fault header of the call, if any."""
+    for name, value in scope["headers"]:
+        if name == _FAULT_HEADER_NAME:
+            return value.decode("latin-1")
+    return None
 
 
 async def _answer(process: Process) -> dict[str, str]:

@@ -9,6 +9,7 @@ error handlers is still answered in the envelope.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hmac
 import json
 import logging
@@ -23,9 +24,12 @@ from mpesa_atm.clients import MASK
 from mpesa_atm.mocks.journal import JournalRecord
 from mpesa_atm.mocks.store import Store, StoreBusy
 
-__all__ = ["BODY_KEY", "BODY_TIMEOUT", "CONTROL_PREFIX", "Ingress", "masked_text", "replaying"]
+__all__ = ["BODY_KEY", "BODY_TIMEOUT", "CALL_SCOPE", "CONTROL_PREFIX", "Ingress", "masked_text", "replaying"]
 
 BODY_KEY = "mpesa_atm.body"
+# The scope of the call under way, as Ingress passes it on: for the handlers, which read it here
+# rather than through connexion's `request` proxy (a few microseconds a call).
+CALL_SCOPE: contextvars.ContextVar[Scope] = contextvars.ContextVar("mpesa_atm.call_scope")
 CONTROL_PREFIX = "/_harness"
 # How long a client may take to send its body once its headers are in: a stalled upload is
 # answered 408 and its connection closed, instead of holding the connection for ever.
@@ -231,6 +235,7 @@ class Ingress:
                     held = None
             await send(message)
 
+        CALL_SCOPE.set(scope)
         try:
             await self.app(scope, replay, journalled_send)
         except Exception as exc:
