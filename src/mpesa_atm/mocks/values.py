@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import random
 import secrets
 import string
 from datetime import datetime
@@ -24,19 +25,25 @@ __all__ = [
 _G2_ALPHABET = string.ascii_uppercase + string.digits
 
 
+def _hex(digits: int) -> str:
+    """References need to be unique and unpredictable to a test, not secret: random's generator,
+    seeded from the OS in each process (again after a fork), not a system call per reference."""
+    return f"{random.getrandbits(4 * digits):0{digits}x}"
+
+
 def new_bank_transaction_ref() -> str:
     """32 characters, like the document's 12345678123412341234123456789abc."""
-    return secrets.token_hex(16)
+    return _hex(32)
 
 
 def new_insight_reference() -> str:
     """19 lower-case characters, like the document's 12sdxq3634dadsas242."""
-    return secrets.token_hex(10)[:19]
+    return _hex(19)
 
 
 def new_third_party_reference() -> str:
     """20 characters, like the document's 71c6d1f93910052de053."""
-    return secrets.token_hex(10)
+    return _hex(20)
 
 
 def new_transaction_id() -> str:
