@@ -1,6 +1,7 @@
 """Load benchmark of the mocks: unique valid requests per operation from wrk (10 connections),
-against `mpesa-atm serve <role> --workers N` and, in the same run, against the ceiling (the same
-connexion app, spec, validation and workers answering a constant body: benchmarks/ceiling.py).
+against `mpesa-atm serve <role> --workers N` and, in the same run, against the ceiling (the mock's
+own connexion app, spec, validation and workers, its handlers answering a constant body without
+touching the store: benchmarks/ceiling.py) and, with --bare, connexion alone with the same spec.
 
 Prints requests/s, p50 and p99 latency, the ratio to the ceiling, the share of calls answered 0
 (read back from the store), and the CPU the server and everything else on the machine used.
@@ -79,7 +80,7 @@ end
 @dataclass
 class Point:
     operation: str
-    target: str  # "mock" or "ceiling"
+    target: str  # "mock", "ceiling" or "bare"
     workers: int
     requests_per_s: float
     p50_ms: float
@@ -92,6 +93,7 @@ class Point:
     other_cores: float  # CPU everything else on the machine used meanwhile
     connections_per_worker: str = ""
     ratio_to_ceiling: float | None = None
+    ratio_to_bare: float | None = None
 
 
 def ensure_wrk() -> str:
@@ -151,13 +153,16 @@ def machine_busy_seconds() -> float:
 
 @contextlib.contextmanager
 def server(target: str, role: str, workers: int, db: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`mpesa-atm serve <role>` or the ceiling under uvicorn, with the same uvicorn settings."""
+    """`mpesa-atm serve <role>`, or a ceiling under uvicorn with the same uvicorn settings."""
     port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MPESA_ATM_")}
     if target == "mock":
         command = [sys.executable, "-m", "mpesa_atm", "serve", role, "--port", str(port)]
         command += ["--workers", str(workers), "--db", str(db)]
     else:  # as cli.py runs uvicorn: log level warning, no access log
-        command = [sys.executable, "-m", "uvicorn", f"ceiling:{role}_ceiling", "--factory"]
+        factory = f"ceiling:{role}_ceiling" if target == "ceiling" else f"ceiling:bare_{role}_ceiling"
+        command = [sys.executable, "-m", "uvicorn", factory, "--factory"]
+        env["MPESA_ATM_DB"] = str(db)  # the ceiling's app opens its store, and never writes to it
         command += [
             "--port",
             str(port),
@@ -167,7 +172,6 @@ def server(target: str, role: str, workers: int, db: Path) -> Iterator[tuple[str
             "warning",
             "--no-access-log",
         ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MPESA_ATM_")}
     log = db.with_suffix(".log").open("wb")
     process = subprocess.Popen(
         command, cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -344,17 +348,18 @@ def median_point(points: list[Point]) -> Point:
 def print_table(points: list[Point]) -> None:
     header = (
         f"{'operation':17} {'target':8} {'workers':>7} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'vs ceiling':>10} {'answered 0':>10} {'connections':>11} {'server cores':>12} {'others':>6} "
-        f"{'errors':>6}"
+        f"{'vs ceiling':>10} {'vs bare':>7} {'answered 0':>10} {'connections':>11} {'server cores':>12} "
+        f"{'others':>6} {'errors':>6}"
     )
     print(header)
     print("-" * len(header))
     for p in points:
         ratio = f"{p.ratio_to_ceiling:.0%}" if p.ratio_to_ceiling is not None else "-"
+        bare = f"{p.ratio_to_bare:.0%}" if p.ratio_to_bare is not None else "-"
         answered = f"{p.answered_0:.1%}" if p.answered_0 is not None else "-"
         print(
             f"{p.operation:17} {p.target:8} {p.workers:>7} {p.requests_per_s:>8.0f} {p.p50_ms:>7.2f} "
-            f"{p.p99_ms:>7.2f} {ratio:>10} {answered:>10} {p.connections_per_worker:>11} "
+            f"{p.p99_ms:>7.2f} {ratio:>10} {bare:>7} {answered:>10} {p.connections_per_worker:>11} "
             f"{p.server_cores:>12.2f} {p.other_cores:>6.2f} {p.errors + p.non_2xx:>6}"
         )
 
@@ -393,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
         "--repeat", type=int, default=1, help="runs a point, ceiling and mock in turn; the median is shown"
     )
     parser.add_argument("--no-ceiling", action="store_true", help="measure the mocks only")
+    parser.add_argument(
+        "--bare", action="store_true", help="also measure connexion alone with the spec (ceiling.py)"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write every run as JSON")
     parser.add_argument("--check", action="store_true", help="exit 1 when the bank mock misses a goal")
     args = parser.parse_args(argv)
@@ -402,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown operation(s) {sorted(unknown)}; choose from {', '.join(OPERATIONS)}")
     workers = [int(w) for w in args.workers.split(",")]
     targets = ["mock"] if args.no_ceiling else ["ceiling", "mock"]
+    if args.bare:
+        targets.insert(0, "bare")
     wrk = ensure_wrk()
     wrk_version = subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout.splitlines()[0]
     print(
@@ -431,9 +441,11 @@ def main(argv: list[str] | None = None) -> int:
                             flush=True,
                         )
                 chosen = {t: median_point(ps) for t, ps in by_target.items()}
+                mock = chosen["mock"]
                 if "ceiling" in chosen:
-                    ratio = chosen["mock"].requests_per_s / chosen["ceiling"].requests_per_s
-                    chosen["mock"].ratio_to_ceiling = ratio
+                    mock.ratio_to_ceiling = mock.requests_per_s / chosen["ceiling"].requests_per_s
+                if "bare" in chosen:
+                    mock.ratio_to_bare = mock.requests_per_s / chosen["bare"].requests_per_s
                 shown.extend(chosen[t] for t in targets)
     print()
     print_table(shown)
