@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import random
 import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from mpesa_atm.mocks.values import bank_date_time
+from mpesa_atm.mocks.values import bank_date_time, new_bank_transaction_ref
 from tests.fixtures.mocks import DOCUMENT_GENERATION
 
 
@@ -156,3 +158,22 @@ def test_bank_date_time_is_the_moment_in_the_zone_to_the_second_across_a_clock_c
         moment = start + timedelta(milliseconds=step)
         expected = moment.astimezone(ZoneInfo(timezone)).strftime("%Y%m%d %H%M%S")
         assert bank_date_time(moment, timezone) == expected
+
+
+def test_references_do_not_repeat_when_random_is_seeded_again_or_the_process_forks():
+    """Hypothesis (and tests) seed random's shared generator; a forked worker starts from its parent's."""
+    random.seed(7)
+    first = new_bank_transaction_ref()
+    random.seed(7)
+    assert new_bank_transaction_ref() != first
+    if not hasattr(os, "fork"):
+        return
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child)
+        os.write(write, new_bank_transaction_ref().encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    assert os.read(read, 64).decode() != new_bank_transaction_ref()
+    os.close(read)
+    os.close(write)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import random
 import secrets
 import string
@@ -23,12 +24,16 @@ __all__ = [
 ]
 
 _G2_ALPHABET = string.ascii_uppercase + string.digits
+# References need to be unique and unpredictable to a test, not secret: a generator of their own,
+# seeded from the OS (and again in a forked child), instead of a system call per reference. Not
+# random's shared one: a test or Hypothesis seeding it would make the mock repeat its references.
+_references = random.Random()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_references.seed)
 
 
 def _hex(digits: int) -> str:
-    """References need to be unique and unpredictable to a test, not secret: random's generator,
-    seeded from the OS in each process (again after a fork), not a system call per reference."""
-    return f"{random.getrandbits(4 * digits):0{digits}x}"
+    return f"{_references.getrandbits(4 * digits):0{digits}x}"
 
 
 def new_bank_transaction_ref() -> str:
