@@ -4,6 +4,7 @@ that append to them, cleared by a reset from any of them."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 from pathlib import Path
 
 import pytest
@@ -100,5 +101,40 @@ def test_a_store_opened_again_carries_on_numbering_and_reading(tmp_path):
         entries = store.journal("bank")
         assert [e.request["input_TransactionID"] for e in entries] == ["second", "first"]
         assert entries[0].id > entries[1].id
+    finally:
+        store.close()
+
+
+def _append_many(path: str, name: str, count: int) -> None:
+    store = Store(path, journal_limit=20_000)
+    try:
+        for i in range(count):
+            store.journal_add_many([record(f"{name}{i}")])
+    finally:
+        store.close()
+
+
+def test_processes_appending_at_once_get_distinct_ids_in_file_order(tmp_path):
+    """Workers append in turns on the journal's lock: no id is given twice, none is out of order."""
+    path = str(tmp_path / "racing.sqlite3")
+    Store(path).close()
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_append_many, args=(path, name, 5000)) for name in "AB"]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    store = Store(path, journal_limit=20_000)
+    try:
+        entries = store.journal("bank", limit=20_000)
+        ids = [entry.id for entry in entries]
+        assert len(entries) == 10_000
+        assert ids == sorted(set(ids), reverse=True)
+        for name in "AB":  # each worker's own entries in the order it wrote them
+            names = [entry.request["input_TransactionID"] for entry in reversed(entries)]
+            assert [written for written in names if written.startswith(name)] == [
+                f"{name}{i}" for i in range(5000)
+            ]
     finally:
         store.close()
