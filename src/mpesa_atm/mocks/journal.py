@@ -1,14 +1,15 @@
 """The request journal: what each mock was asked and answered, kept in files beside the database.
 
 Each role has one append-only file of JSON lines, `<db>.journal-<role>.jsonl`, which every worker
-appends to in its turn on the store's writer lock: the order of the lines is the order of the ids,
+appends to in its turn on `<db>.journal.lock` (Store): the order of the lines is the order of the ids,
 and an append is one `write` to the file, which a killed process leaves whole. Past `limit`
 entries the file becomes `<db>.journal-<role>.1.jsonl` (replacing the one before) and a new one
 starts, so the disk holds at most about twice `limit` entries a role and a read shows the newest
-`limit`. Counters that the processes share (ids, and which file is current) live in the lock file.
+`limit`. Counters that the processes share (ids, and which file is current) live in the store's
+lock file, mapped (SharedCounters). Without fcntl (Windows) there are no lock files: one worker.
 
-A SQLite row a call cost about 60 us of CPU more than a line here (the INSERT, its index and pages
-in every COMMIT, and the other worker's changes read back: benchmarks/README.md).
+A SQLite row a call cost more CPU than a line here (the INSERT, its index and pages in every COMMIT,
+and its share of the turns on the writer lock: benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ _SLOTS = 2 + 2 * len(ROLES)
 
 class SharedCounters:
     """8-byte counters in memory that the processes on one database share (the lock file, mapped),
-    or this process's own; they are changed only in the writer's turn."""
+    or this process's own; each is changed only in a turn on the lock that guards it."""
 
     SIZE = 8 * 8
 
@@ -102,7 +103,7 @@ def _loads(text: str) -> Any:
 
 class Journal:
     """The journal files of one database (in memory for `:memory:`). Appending, rotating and
-    clearing happen in the caller's turn on the writer lock; so does taking a snapshot to read."""
+    clearing happen in the caller's turn on the journal's lock; so does taking a snapshot to read."""
 
     def __init__(self, db_path: str, limit: int, counters: SharedCounters) -> None:
         self.limit = limit

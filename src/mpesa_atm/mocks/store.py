@@ -7,8 +7,8 @@ queue on a lock file beside the database, and the WAL is copied back from a thre
 so that no request sleeps in SQLite's busy handler or waits for a checkpoint's fsync. The lock file
 also holds counters that every worker reads from shared memory, without a query: one of changes to
 the fault rules and modes (to know when the copy a worker keeps of them is out of date) and the
-journal's (mocks/journal.py: the request journal is in files of its own, appended in the same turns
-on the lock).
+journal's (mocks/journal.py: the request journal is in files of its own, appended in turns on a
+lock file of its own, `<db>.journal.lock`).
 """
 
 from __future__ import annotations
