@@ -159,16 +159,14 @@ class Journal:
         self._next_file(role)
 
     def snapshot(self, role: str) -> bytes:
-        """The role's lines, oldest first (take it in the writer's turn: no append is half done)."""
+        """The role's lines, oldest first (take it in a turn on the journal's lock: no append or new
+        file is half done)."""
         if self._memory is not None:
-            return bytes(b"".join(self._memory[role]))
+            return b"".join(self._memory[role])
         data = []
         for path in reversed(self._paths[role]):
-            try:
-                with open(path, "rb") as file:
-                    data.append(file.read())
-            except FileNotFoundError:
-                pass
+            with contextlib.suppress(FileNotFoundError), open(path, "rb") as file:
+                data.append(file.read())
         return b"".join(data)
 
     def entries(self, snapshot: bytes, role: str, operation: str | None, limit: int) -> list[JournalEntry]:
