@@ -1,7 +1,7 @@
 """The outermost layer of a mock: body size limit, control-token check, and the request journal.
 
 It reads the body itself (refusing one over the limit before reading it all), keeps it in the scope
-for the error handlers, replays it to connexion, and journals each API exchange before its last byte
+for the error handlers, replays it to connexion, and journals each API exchange before its answer
 is sent, so a client that has its answer can already read it in the journal. Whatever escapes the
 error handlers is still answered in the envelope.
 """
@@ -319,8 +319,8 @@ class Ingress:
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
         )
         try:
-            # In the write that follows this turn of the event loop, with the other answers and
-            # token writes of the turn; the answer's last byte waits for it.
+            # In the append that follows this turn of the event loop, with the other entries of the
+            # turn; the answer waits for it.
             await self.store.journal_in_next_write(record)
         except (StoreBusy, OSError) as exc:
             # The answer (committed already, if a success) matters more than its journal entry.

@@ -367,7 +367,8 @@ def _while_locked(action: Callable[[], Any], timeout: float) -> None:
 
 
 class _TurnWrites:
-    """The writes one store queued in a turn of the event loop, made in one transaction after it."""
+    """The writes one store queued in a turn of the event loop, made after it: the rules' work in one
+    transaction, the journal entries in one append."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -422,8 +423,7 @@ class _TurnWrites:
         journalled: BaseException | None = None
         if batch:
             try:
-                with self.store._write_lock():
-                    tx = Transaction(self.store._db)
+                with self.store.transaction() as tx:
                     outcomes = [self._run(tx, work, alone=len(batch) == 1) for work, _ in batch]
             except Exception as exc:  # StoreBusy, a failed COMMIT, or the one work raised: nothing written
                 outcomes = [(None, exc)] * len(batch)
@@ -555,8 +555,8 @@ class Store:
         with whatever else this store queued in the turn; the future is done after the COMMIT.
 
         Under load several calls end their turn together (about 3 with 10 connections on 2
-        workers) and share one BEGIN, lock turn and COMMIT. Each work runs in a savepoint: one
-        that raises is undone alone, and its exception goes to its future alone."""
+        workers) and share one BEGIN, lock turn and COMMIT. When there are several, each work runs
+        in a savepoint: one that raises is undone alone, and its exception goes to its future alone."""
         return self._turn_writes.add(work)
 
     def journal_in_next_write(self, record: JournalRecord) -> asyncio.Future[None]:
