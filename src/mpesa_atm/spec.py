@@ -29,8 +29,9 @@ OPERATION_PATHS: dict[str, str] = {
 
 
 def spec_dir() -> Path:
-    """The folder holding the OpenAPI documents, inside the installed package."""
-    return Path(str(resources.files("mpesa_atm") / "openapi"))
+    """The folder holding the OpenAPI documents: `openapi/` of the checkout, installed as the data
+    package `mpesa_atm.openapi`."""
+    return Path(str(resources.files("mpesa_atm.openapi")))
 
 
 def spec_path(name: str) -> Path:

@@ -16,6 +16,7 @@ from mpesa_atm.contracts import (
     IPG,
     ConsumerContractError,
     exercise,
+    generate,
     generate_pacts,
     pact_dir,
 )
@@ -60,6 +61,34 @@ def test_regenerating_the_pacts_leaves_the_committed_files_unchanged(tmp_path):
         assert normalised(fresh) == normalised(of_record), (
             f"{path.name} changed: run `python -m mpesa_atm.contracts` and commit the pact files"
         )
+
+
+@pytest.mark.network  # Pact's mock server listens on loopback
+def test_the_command_writes_where_out_says(tmp_path, capsys):
+    assert generate.main(["--out", str(tmp_path / "pacts")]) == 0
+    written = sorted(path.name for path in (tmp_path / "pacts").glob("*.json"))
+    assert written == sorted(path.name for path in pact_dir().glob("*.json"))
+    assert capsys.readouterr().out.split() == [str(tmp_path / "pacts" / name) for name in written]
+
+
+def test_the_checkout_is_where_the_pact_files_of_record_are():
+    # The suite runs from a checkout (pip install -e .) or against an installed copy (tox).
+    checkout = generate.checkout_pact_dir()
+    if checkout is not None:
+        assert checkout == pact_dir()
+        assert (checkout.parent.parent / "openapi" / "ipg.yaml").is_file()
+
+
+def test_an_installed_copy_asks_for_out_instead_of_writing_into_itself(monkeypatch, capsys):
+    monkeypatch.setattr(generate, "checkout_pact_dir", lambda: None)
+    before = {path: path.read_bytes() for path in pact_dir().glob("*.json")}
+    with pytest.raises(SystemExit) as stopped:
+        generate.main([])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert f"it would write into {pact_dir()}" in err
+    assert "give --out DIR" in err
+    assert {path: path.read_bytes() for path in pact_dir().glob("*.json")} == before
 
 
 def test_normalising_ignores_only_the_pact_library_versions():

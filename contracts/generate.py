@@ -38,8 +38,18 @@ class ConsumerContractError(AssertionError):
 
 
 def pact_dir() -> Path:
-    """The committed pact files, inside the installed package."""
+    """The pact files of record: `contracts/pacts/` of the checkout, installed with the package."""
     return Path(str(resources.files("mpesa_atm.contracts") / "pacts"))
+
+
+def checkout_pact_dir() -> Path | None:
+    """`contracts/pacts/` when this package runs from a checkout (an editable install), else None:
+    a wheel's copy in site-packages is not where pact files of record are written."""
+    folder = pact_dir()
+    root = folder.parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "openapi").is_dir():
+        return folder
+    return None
 
 
 def pact_file_name(consumer: str, provider: str) -> str:
@@ -122,9 +132,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m mpesa_atm.contracts",
         description="Run the consumer side of the contracts and (re)write the pact files.",
     )
-    parser.add_argument("directory", nargs="?", type=Path, help="where to write (default: the package's)")
+    parser.add_argument(
+        "--out", metavar="DIR", type=Path, help="where to write (default: contracts/pacts/ of the checkout)"
+    )
     args = parser.parse_args(argv)
-    target: Path = args.directory or pact_dir()
+    target: Path | None = args.out or checkout_pact_dir()
+    if target is None:
+        parser.exit(
+            2,
+            f"{parser.prog}: error: the package runs from an installed copy, not a checkout; it would"
+            f" write into {pact_dir()}: give --out DIR (e.g. contracts/pacts of your checkout)\n",
+        )
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         # Written elsewhere first: a failing interaction leaves the files of record as they were.
