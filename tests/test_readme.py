@@ -1,4 +1,5 @@
-"""Every curl snippet of the README, sent to the mocks in process: the docs show what the mocks do."""
+"""Every curl snippet of the README and of docs/, sent to the mocks in process: the docs show what the
+mocks do."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ import re
 import shlex
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 
 
-def curl_snippets() -> list[list[str]]:
-    """The README's curl commands, split as a shell would split them."""
-    text = README.read_text(encoding="utf-8")
+def curl_snippets(page: Path) -> list[list[str]]:
+    """The page's curl commands in ```sh blocks, split as a shell would split them."""
+    text = page.read_text(encoding="utf-8")
     commands = []
     for block in re.findall(r"```sh\n(.*?)```", text, flags=re.DOTALL):
         lines = [line for line in block.splitlines() if not line.startswith("#")]
@@ -20,6 +25,9 @@ def curl_snippets() -> list[list[str]]:
         for command in re.findall(r"^curl .*?(?=^\S|\Z)", joined + "\n", flags=re.MULTILINE | re.DOTALL):
             commands.append(shlex.split(command))
     return commands
+
+
+WITH_CURL = [page for page in PAGES if curl_snippets(page)]
 
 
 def send(mocks, argv: list[str], substitutions: dict[str, str]):
@@ -31,17 +39,27 @@ def send(mocks, argv: list[str], substitutions: dict[str, str]):
     data = argv[argv.index("-d") + 1]
     for placeholder, value in substitutions.items():
         data = data.replace(placeholder, value)
+    # A placeholder no earlier snippet of the page filled would be sent as is, and refused.
+    assert not re.search(r"<[a-z_]+>", data), (argv, substitutions)
     return client.post(path, content=data, headers={"Content-Type": "application/json"})
 
 
-def test_readme_has_the_snippets_this_test_expects():
-    paths = [next(a for a in argv if a.startswith("http")) for argv in curl_snippets()]
-    assert len(paths) >= 4, paths
+def test_the_readme_walks_through_a_withdrawal_with_curl():
+    paths = [
+        re.sub(r"http://[^/]+", "", next(a for a in argv if a.startswith("http")))
+        for argv in curl_snippets(README)
+    ]
+    assert paths == ["/token-generation", "/_harness/withdrawals", "/token-redemption"]
 
 
-def test_every_readme_curl_snippet_gets_the_answer_the_readme_describes(mocks):
+def test_the_pages_with_curl_snippets_are_the_readme_and_the_mocks_page():
+    assert [page.relative_to(ROOT).as_posix() for page in WITH_CURL] == ["README.md", "docs/mocks.md"]
+
+
+@pytest.mark.parametrize("page", WITH_CURL, ids=[page.relative_to(ROOT).as_posix() for page in WITH_CURL])
+def test_every_curl_snippet_of_the_page_gets_the_answer_the_page_describes(mocks, page):
     substitutions: dict[str, str] = {}
-    for argv in curl_snippets():
+    for argv in curl_snippets(page):
         response = send(mocks, argv, substitutions)
         assert response.status_code in (200, 201), (argv, response.text)
         body = response.json()
@@ -50,4 +68,3 @@ def test_every_readme_curl_snippet_gets_the_answer_the_readme_describes(mocks):
         if "output_ResponseCode" in body:
             assert body["output_ResponseCode"] == "0", (argv, body)
         assert "P@ssword123" not in json.dumps(body)
-    assert "<bank_transaction_ref>" in substitutions

@@ -12,11 +12,9 @@ import pytest
 
 from mpesa_atm.fuzz import CHECKS, curl_command
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-# The README's "Fuzz your implementation" section, up to the next section.
-DOCS = re.split(
-    r"^## ", README.read_text(encoding="utf-8").split("## Fuzz your implementation", 1)[1], flags=re.MULTILINE
-)[0]
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "fuzzing.md"
+DOCS = PAGE.read_text(encoding="utf-8")
+SNIPPETS = re.findall(r"```python\n(.*?)```", DOCS, flags=re.DOTALL)
 # A stand-in for curl: prints its arguments one per line, then its standard input.
 _FAKE_CURL = 'curl() { printf "%s\\n" "$@"; if [ "${@: -1}" = "@-" ]; then cat; fi; }; '
 
@@ -76,13 +74,18 @@ def _table_names(text: str) -> list[str]:
 
 
 def test_docs_table_lists_every_check_the_campaign_runs():
-    names = _table_names(DOCS.split("### The checks", 1)[1])
+    assert "\n## The checks\n" in DOCS, f"{PAGE} has no section '## The checks'"
+    names = _table_names(DOCS.split("\n## The checks\n", 1)[1])
 
     assert sorted(names) == sorted(info.name for info in CHECKS)
 
 
-@pytest.mark.parametrize("snippet", re.findall(r"```python\n(.*?)```", DOCS, flags=re.DOTALL))
+def test_docs_have_a_python_snippet():
+    assert SNIPPETS, f"{PAGE} has no python snippet"
+
+
+@pytest.mark.parametrize("snippet", SNIPPETS)
 def test_docs_python_snippet_runs(snippet, capsys):
-    exec(compile(snippet, str(README), "exec"), {})
+    exec(compile(snippet, str(PAGE), "exec"), {})
 
     assert "mpesa-atm fuzz bank: 26 cases" in capsys.readouterr().out
