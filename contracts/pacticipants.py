@@ -1,12 +1,13 @@
 """The names both sides of the contracts share: the pacticipants, and the provider states.
 
 A Pact Broker, the pact files and `mpesa-atm verify` all identify the two sides by these names;
-the state names are imported from the mocks, whose provider-states endpoint serves them.
+the state names are `mpesa_atm.states`', which the mocks' provider-states endpoint serves.
 """
 
 from __future__ import annotations
 
-from mpesa_atm.mocks.provider_states import (
+from mpesa_atm.operations import Role
+from mpesa_atm.states import (
     A_TOKEN_EXISTS,
     A_TOKEN_WAS_GENERATED,
     NO_TOKEN_EXISTS,
@@ -35,8 +36,4 @@ BANK = "generic-atm-bank"
 IPG = "generic-atm-ipg"
 
 # role (as `mpesa-atm serve` and `mpesa-atm verify` name it) -> pacticipant name
-PROVIDER_NAMES = {"ipg": IPG, "bank": BANK}
-
-# Provider states: the names the mocks implement them under (contracts may import the mocks, never
-# the other way round). iPG: THE_BANK_IS_REGISTERED, A_TOKEN_EXISTS, NO_TOKEN_EXISTS,
-# THE_REDEMPTION_WAS_MADE, THE_REVERSAL_WAS_MADE; bank: A_TOKEN_WAS_GENERATED, NO_TOKEN_WAS_GENERATED.
+PROVIDER_NAMES: dict[Role, str] = {"ipg": IPG, "bank": BANK}

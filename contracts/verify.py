@@ -29,6 +29,7 @@ import httpx
 from mpesa_atm.contracts.generate import pact_dir
 from mpesa_atm.contracts.pacticipants import PROVIDER_NAMES
 from mpesa_atm.errors import HarnessError, UsageError
+from mpesa_atm.operations import CONTROL_PREFIX, Role, operations_of
 from mpesa_atm.spec import OPERATION_PATHS
 
 __all__ = [
@@ -44,8 +45,7 @@ __all__ = [
 ]
 
 # Where the mocks serve provider states; the default --provider-states-url is BASE + this.
-STATES_PATH = "/_harness/provider-states"
-_ROLE_OPERATIONS = {"ipg": ("token_redemption", "token_reversal"), "bank": ("token_generation",)}
+STATES_PATH = f"{CONTROL_PREFIX}/provider-states"
 
 
 class ProviderUnreachable(HarnessError):
@@ -365,9 +365,9 @@ def _outcomes(results: dict[str, Any], failures: list[StateFailure]) -> list[Int
     return outcomes
 
 
-def _renamed_paths(role: str, paths: Mapping[str, str]) -> dict[str, str]:
+def _renamed_paths(role: Role, paths: Mapping[str, str]) -> dict[str, str]:
     """The contracts' path -> the provider's, for the operations given another path."""
-    operations = _ROLE_OPERATIONS[role]
+    operations = tuple(op.id for op in operations_of(role))
     renames = {}
     for operation, path in paths.items():
         if operation not in operations:

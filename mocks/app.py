@@ -26,11 +26,12 @@ from mpesa_atm.codes import ResponseCode, bank_answer, ipg_answer
 from mpesa_atm.mocks.bank import BankRules
 from mpesa_atm.mocks.control import ControlHandlers
 from mpesa_atm.mocks.faults import ConnectionFaults, Faults, Modes
-from mpesa_atm.mocks.ingress import BODY_KEY, CALL_SCOPE, CONTROL_PREFIX, Ingress
+from mpesa_atm.mocks.ingress import BODY_KEY, CALL_SCOPE, Ingress
 from mpesa_atm.mocks.ipg import IpgRules
 from mpesa_atm.mocks.store import Store
 from mpesa_atm.mocks.validation import VALIDATORS
 from mpesa_atm.mocks.values import bank_date_time, new_bank_transaction_ref, new_insight_reference
+from mpesa_atm.operations import CONTROL_PREFIX
 from mpesa_atm.settings import Settings, load_settings
 from mpesa_atm.spec import Role, load_spec
 

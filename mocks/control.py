@@ -22,6 +22,7 @@ from mpesa_atm.mocks.provider_states import (
 )
 from mpesa_atm.mocks.store import IpgToken, Store
 from mpesa_atm.mocks.values import new_third_party_reference, new_transaction_id, normalise_amount
+from mpesa_atm.operations import Role
 from mpesa_atm.settings import Settings
 
 __all__ = ["ControlHandlers"]
@@ -36,7 +37,7 @@ def _error(status: int, error: str, detail: str) -> Answer:
 class ControlHandlers:
     def __init__(
         self,
-        role: str,
+        role: Role,
         store: Store,
         settings: Settings,
         transport: httpx.AsyncBaseTransport | None = None,

@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mpesa_atm.codes import ResponseCode
 from mpesa_atm.mocks.store import Store
+from mpesa_atm.operations import Role, by_slug, operations, operations_of
 
 __all__ = [
     "CONNECTION_FAULTS",
@@ -42,13 +43,6 @@ FAULT_HEADER = "X-Mpesa-Atm-Fault"
 SLOT_KEY = "mpesa_atm.fault"
 # WireMock's names in brackets: CONNECTION_RESET_BY_PEER, EMPTY_RESPONSE, MALFORMED_RESPONSE_CHUNK.
 CONNECTION_FAULTS = ("reset", "empty", "malformed", "hang")
-# Operations as the control API names them (paths of the document's APIs) -> operationIds.
-OPERATIONS = {
-    "token-generation": "token_generation",
-    "token-redemption": "token_redemption",
-    "token-reversal": "token_reversal",
-}
-ROLE_OPERATIONS = {"bank": {"token_generation"}, "ipg": {"token_redemption", "token_reversal"}}
 # Codes a fault may answer. The iPG's -3, -4, -5 and -9 come from its real rules and state.
 ROLE_CODES = {
     "ipg": {"-1", "-2", "-6", "-7", "-8"},
@@ -117,14 +111,15 @@ class FaultRule:
     id: str = ""
 
     @classmethod
-    def parse(cls, role: str, data: Mapping[str, Any], *, any_code: bool = False) -> FaultRule:
+    def parse(cls, role: Role, data: Mapping[str, Any], *, any_code: bool = False) -> FaultRule:
         """A rule from the control API's JSON (already schema-checked), a header or a magic value."""
         operation = data.get("operation")
         if operation is not None:
-            operation = OPERATIONS.get(operation, operation)
-            if operation not in ROLE_OPERATIONS[role]:
-                mine = ", ".join(name for name, op in OPERATIONS.items() if op in ROLE_OPERATIONS[role])
-                raise FaultError(f"the {role} mock has no operation {data['operation']!r} (it has {mine})")
+            named = by_slug(operation)
+            if named is None or named.role != role:
+                mine = ", ".join(op.slug for op in operations_of(role))
+                raise FaultError(f"the {role} mock has no operation {operation!r} (it has {mine})")
+            operation = named.id
         code = data.get("response_code")
         if code is not None and not any_code and code not in ROLE_CODES[role]:
             allowed = ", ".join(sorted(ROLE_CODES[role], key=lambda c: -int(c)))
@@ -158,10 +153,9 @@ class FaultRule:
 
     def as_json(self) -> dict[str, Any]:
         """The rule as the control API takes it (and as the store keeps it), with its id."""
-        names = {op: name for name, op in OPERATIONS.items()}
         out: dict[str, Any] = {"id": self.id}
         if self.operation is not None:
-            out["operation"] = names[self.operation]
+            out["operation"] = operations()[self.operation].slug
         for key in ("response_code", "description", "connection"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
@@ -249,7 +243,7 @@ class Faults:
     Each worker keeps the modes and rules it read from the store until the store's config_version
     says another change was made (by any worker): a call reads one shared counter, not the store."""
 
-    def __init__(self, role: str, store: Store, envelope: Envelope, defaults: Modes) -> None:
+    def __init__(self, role: Role, store: Store, envelope: Envelope, defaults: Modes) -> None:
         self.role = role
         self.store = store
         self.envelope = envelope

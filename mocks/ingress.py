@@ -23,19 +23,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mpesa_atm.clients import MASK
 from mpesa_atm.mocks.journal import JournalRecord
 from mpesa_atm.mocks.store import Store, StoreBusy
+from mpesa_atm.operations import CONTROL_PREFIX
 
-__all__ = ["BODY_KEY", "BODY_TIMEOUT", "CALL_SCOPE", "CONTROL_PREFIX", "Ingress", "masked_text", "replaying"]
+__all__ = ["BODY_KEY", "BODY_TIMEOUT", "CALL_SCOPE", "Ingress", "masked_text", "replaying"]
 
 BODY_KEY = "mpesa_atm.body"
 # The scope of the call under way, as Ingress passes it on: for the handlers, which read it here
 # rather than through connexion's `request` proxy (a few microseconds a call).
 CALL_SCOPE: contextvars.ContextVar[Scope] = contextvars.ContextVar("mpesa_atm.call_scope")
-CONTROL_PREFIX = "/_harness"
 # How long a client may take to send its body once its headers are in: a stalled upload is
 # answered 408 and its connection closed, instead of holding the connection for ever.
 BODY_TIMEOUT = 10.0
 # Control paths open to all: health checks come from load balancers and start-up scripts.
-_OPEN_CONTROL = {"/_harness/health"}
+_OPEN_CONTROL = {f"{CONTROL_PREFIX}/health"}
 _JOURNAL_TEXT_LIMIT = 4096
 _PASSWORD_KEY = "input_Password"
 # In text that is not JSON (a broken body, a query string): the value after input_Password, quoted

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import decimal
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from mpesa_atm.mocks.ipg import REDEMPTION, REVERSAL
@@ -21,7 +21,18 @@ from mpesa_atm.mocks.values import (
     new_insight_reference,
     normalise_amount,
 )
+from mpesa_atm.operations import Role
 from mpesa_atm.settings import Settings
+from mpesa_atm.states import (
+    A_TOKEN_EXISTS,
+    A_TOKEN_WAS_GENERATED,
+    NO_TOKEN_EXISTS,
+    NO_TOKEN_WAS_GENERATED,
+    STATE_NAMES,
+    THE_BANK_IS_REGISTERED,
+    THE_REDEMPTION_WAS_MADE,
+    THE_REVERSAL_WAS_MADE,
+)
 
 __all__ = [
     "A_TOKEN_EXISTS",
@@ -36,28 +47,6 @@ __all__ = [
     "UnknownProviderState",
     "UnsatisfiableProviderState",
 ]
-
-# The states' names, which the contracts (mpesa_atm.contracts) import and write into the pact files.
-THE_BANK_IS_REGISTERED = "the bank is registered"
-A_TOKEN_EXISTS = "a token exists"
-NO_TOKEN_EXISTS = "no token exists"
-THE_REDEMPTION_WAS_MADE = "the redemption was already made"
-THE_REVERSAL_WAS_MADE = "the reversal was already made"
-A_TOKEN_WAS_GENERATED = "a token was generated for the transaction"
-NO_TOKEN_WAS_GENERATED = "no token was generated for the transaction"
-
-STATE_NAMES: Mapping[str, frozenset[str]] = {
-    "ipg": frozenset(
-        {
-            THE_BANK_IS_REGISTERED,
-            A_TOKEN_EXISTS,
-            NO_TOKEN_EXISTS,
-            THE_REDEMPTION_WAS_MADE,
-            THE_REVERSAL_WAS_MADE,
-        }
-    ),
-    "bank": frozenset({A_TOKEN_WAS_GENERATED, NO_TOKEN_WAS_GENERATED}),
-}
 
 
 class UnknownProviderState(LookupError):
@@ -79,7 +68,7 @@ class ProviderStates:
     redemption was already made", ...) come after it in the interaction and keep it. Teardown empties
     the store."""
 
-    def __init__(self, role: str, store: Store, settings: Settings) -> None:
+    def __init__(self, role: Role, store: Store, settings: Settings) -> None:
         self.role = role
         self.store = store
         self.settings = settings

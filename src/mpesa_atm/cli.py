@@ -22,13 +22,14 @@ from mpesa_atm import __version__
 from mpesa_atm.contracts.command import register as register_verify
 from mpesa_atm.errors import ConfigError, HarnessError, UsageError
 from mpesa_atm.fuzz.command import register as register_fuzz
+from mpesa_atm.operations import CONTROL_PREFIX, ROLES, Role, operations_of
 from mpesa_atm.passwords import hash_password
 from mpesa_atm.settings import ENV_PREFIX, Settings, load_settings
 
 __all__ = ["main"]
 
-ROLE_NAMES = {"ipg": "iPG mock", "bank": "bank mock"}
-DEFAULT_PORTS = {"ipg": 8001, "bank": 8002}
+ROLE_NAMES: dict[Role, str] = {"ipg": "iPG mock", "bank": "bank mock"}
+DEFAULT_PORTS: dict[Role, int] = {"ipg": 8001, "bank": 8002}
 
 
 def _is_loopback(host: str) -> bool:
@@ -63,7 +64,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--control-token",
         metavar="TOKEN",
-        help="require 'Authorization: Bearer TOKEN' on /_harness/ (needed off loopback)",
+        help=f"require 'Authorization: Bearer TOKEN' on {CONTROL_PREFIX}/ (needed off loopback)",
     )
     parser.add_argument("--max-body-bytes", type=int, metavar="N", help="largest request body (64 KiB)")
 
@@ -112,21 +113,20 @@ def _worker_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
     return env
 
 
-def _banner(role: str, url: str, settings: Settings, workers: int) -> str:
-    operations = ("token_redemption", "token_reversal") if role == "ipg" else ("token_generation",)
-    paths = ", ".join(f"POST {settings.paths[op]}" for op in operations)
+def _banner(role: Role, url: str, settings: Settings, workers: int) -> str:
+    paths = ", ".join(f"POST {settings.paths[op.id]}" for op in operations_of(role))
     other = (
         f"calls the bank at {settings.bank_url}" if role == "ipg" else f"calls the iPG at {settings.ipg_url}"
     )
     db = settings.db_path if settings.db_path == ":memory:" else str(Path(settings.db_path).resolve())
     return (
         f"mpesa-atm {__version__}: {ROLE_NAMES[role]} on {url} ({paths})\n"
-        f"  docs {url}/ui/  spec {url}/openapi.json  control {url}/_harness/\n"
+        f"  docs {url}/ui/  spec {url}/openapi.json  control {url}{CONTROL_PREFIX}/\n"
         f"  store {db}, {workers} worker{'s' if workers > 1 else ''}; {other}"
     )
 
 
-def _serve_one(args: argparse.Namespace, role: str) -> int:
+def _serve_one(args: argparse.Namespace, role: Role) -> int:
     import uvicorn
 
     port = args.port if args.port is not None else DEFAULT_PORTS[role]
@@ -156,7 +156,8 @@ def _serve_both(args: argparse.Namespace) -> int:
     _check_port_free(args.host, args.bank_port)
     common = ["--host", args.host, "--workers", str(args.workers)]
     children: list[subprocess.Popen[bytes]] = []
-    for role, port in (("ipg", args.ipg_port), ("bank", args.bank_port)):
+    ports: dict[Role, int] = {"ipg": args.ipg_port, "bank": args.bank_port}
+    for role, port in ports.items():
         command = [sys.executable, "-m", "mpesa_atm", "serve", role, "--port", str(port), *common]
         children.append(subprocess.Popen(command, env=_worker_env(args, settings)))
 
@@ -215,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the iPG and bank mocks (or one of them)",
         description="Run both mocks wired to each other (iPG on 8001, bank on 8002), or one role.",
     )
-    serve.add_argument("role", nargs="?", choices=("ipg", "bank"), help="run only this role")
+    serve.add_argument("role", nargs="?", choices=ROLES, help="run only this role")
     serve.add_argument("--port", type=int, help="with a role: the port (8001 for ipg, 8002 for bank)")
     serve.add_argument("--ipg-port", type=int, default=DEFAULT_PORTS["ipg"], metavar="N")
     serve.add_argument("--bank-port", type=int, default=DEFAULT_PORTS["bank"], metavar="N")

@@ -40,7 +40,8 @@ from mpesa_atm.fuzz.checks import (
     probing,
 )
 from mpesa_atm.fuzz.report import curl_command
-from mpesa_atm.spec import OPERATION_PATHS, Role, load_spec
+from mpesa_atm.operations import CONTROL_PREFIX, ROLES, Role, operations_of
+from mpesa_atm.spec import OPERATION_PATHS, load_spec
 
 __all__ = [
     "KINDS",
@@ -56,11 +57,8 @@ __all__ = [
 Kind = Literal["realistic", "positive", "negative"]
 KINDS: tuple[Kind, ...] = ("realistic", "positive", "negative")
 PHASES = ("fuzz", "stateful")
-OPERATIONS: dict[Role, tuple[str, ...]] = {
-    "ipg": ("token_redemption", "token_reversal"),
-    "bank": ("token_generation",),
-}
-HARNESS = "/_harness"
+OPERATIONS: dict[Role, tuple[str, ...]] = {role: tuple(op.id for op in operations_of(role)) for role in ROLES}
+HARNESS = CONTROL_PREFIX
 _ASGI_BASE = f"http://{asgi.HOST}"
 
 

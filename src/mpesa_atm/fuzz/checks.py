@@ -21,6 +21,7 @@ from schemathesis import Case, CheckContext, Response
 from schemathesis.core.failures import Failure, Severity
 
 from mpesa_atm.codes import DESCRIPTIONS, ResponseCode
+from mpesa_atm.operations import Role, operations
 
 __all__ = [
     "BUILTIN_CHECKS",
@@ -34,7 +35,7 @@ __all__ = [
     "probing",
 ]
 
-ROLE_OF_OPERATION = {"token_generation": "bank", "token_redemption": "ipg", "token_reversal": "ipg"}
+ROLE_OF_OPERATION: dict[str, Role] = {op.id: op.role for op in operations().values()}
 MAPPED_CODES = frozenset(code.value for code in ResponseCode)
 _REFERENCE = re.compile(r"^[!-~]{1,32}$")
 _DATE_TIME = re.compile(r"^[0-9]{8} [0-9]{6}$")
