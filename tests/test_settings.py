@@ -142,3 +142,35 @@ def test_hashed_password_is_checked_once_per_candidate_right_or_wrong(monkeypatc
         True,
     ]
     assert calls == ["wrong", "P@ssword123"]
+
+
+def test_the_timeouts_are_settings_from_file_and_environment(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("busy_timeout = 2\nhang_seconds = 0.5\nclient_timeout = 3\n")
+    settings = load_settings(
+        config_file=config, env={"MPESA_ATM_BODY_TIMEOUT": "1.5", "MPESA_ATM_BUSY_TIMEOUT": "4"}
+    )
+    assert (settings.busy_timeout, settings.hang_seconds, settings.client_timeout) == (4.0, 0.5, 3.0)
+    assert settings.body_timeout == 1.5
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon"])
+def test_a_timeout_that_is_not_a_positive_number_is_refused(value):
+    with pytest.raises(ConfigError, match=r"HANG_SECONDS|hang_seconds"):
+        load_settings(env={"MPESA_ATM_HANG_SECONDS": value})
+
+
+def test_the_bank_credentials_come_from_the_environment():
+    settings = load_settings(
+        env={"MPESA_ATM_USERNAME": "acme", "MPESA_ATM_PASSWORD": "pw", "MPESA_ATM_SHORTCODE": "123"}
+    )
+    assert (settings.bank_username, settings.bank_password, settings.bank_shortcode) == ("acme", "pw", "123")
+
+
+def test_replace_keeps_what_is_none_and_clears_what_it_is_told():
+    settings = Settings(control_token="secret", max_concurrency=3)
+    assert settings.replace(control_token=None).control_token == "secret"
+    cleared = settings.replace(clear=("control_token", "max_concurrency"))
+    assert (cleared.control_token, cleared.max_concurrency) == (None, None)
+    with pytest.raises(ValueError, match="db_path cannot be cleared"):
+        settings.replace(clear=("db_path",))

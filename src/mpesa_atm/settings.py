@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -89,7 +89,11 @@ class Settings:
     token_ttl: timedelta = timedelta(days=2)
     max_body_bytes: int = 64 * 1024
     journal_limit: int = 10_000
-    outbound_timeout: float = 10.0
+    outbound_timeout: float = 10.0  # the mock's own calls to the other side (its drivers)
+    client_timeout: float = 10.0  # fuzz and verify: seconds to wait for a partner's answer
+    body_timeout: float = 10.0  # a request body that has not arrived by then is answered 408
+    busy_timeout: float = 5.0  # a write waits this long for another process's lock, then -7
+    hang_seconds: float = 30.0  # a "hang" fault holds the connection this long, then closes it
     control_token: str | None = None
     # Fault modes at start-up (the control API's /_harness/modes changes them at run time).
     magic_values: bool = True
@@ -106,6 +110,9 @@ class Settings:
             raise ConfigError("max_body_bytes must be at least 1024")
         if self.journal_limit < 1:
             raise ConfigError("journal_limit must be at least 1")
+        for name in _SECONDS:
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be more than 0 seconds, not {getattr(self, name)!r}")
         unknown = set(self.paths) - set(OPERATION_PATHS)
         if unknown:
             raise ConfigError(f"paths: unknown operation(s) {sorted(unknown)}")
@@ -116,9 +123,20 @@ class Settings:
     def bank(self, username: str) -> BankAccount | None:
         return next((b for b in self.banks if b.username == username), None)
 
-    def replace(self, **changes: Any) -> Settings:
-        """A copy with the given fields changed; None means "not set" and keeps the current value."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+    def replace(self, *, clear: Iterable[str] = (), **changes: Any) -> Settings:
+        """A copy with the given fields changed. None means "not set" and keeps the current value;
+        the fields named in `clear` become None (`clear=("control_token",)`)."""
+        kept = {k: v for k, v in changes.items() if v is not None}
+        for name in clear:
+            if name not in _OPTIONAL:
+                raise ValueError(f"{name} cannot be cleared: it has no 'not set' value")
+            kept[name] = None
+        return dataclasses.replace(self, **kept)
+
+
+# Fields that may be None ("not set"), and fields that are a number of seconds.
+_OPTIONAL = frozenset({"control_token", "max_concurrency"})
+_SECONDS = ("outbound_timeout", "client_timeout", "body_timeout", "busy_timeout", "hang_seconds")
 
 
 # Top-level keys of the config file that set one Settings field: key -> (field, type).
@@ -128,7 +146,7 @@ _SIMPLE: dict[str, tuple[str, type]] = {
     "journal_limit": ("journal_limit", int),
     "timezone": ("timezone", str),
     "control_token": ("control_token", str),
-    "outbound_timeout": ("outbound_timeout", float),
+    **{name: (name, float) for name in _SECONDS},
     "magic_values": ("magic_values", bool),
     "offline": ("offline", bool),
     "max_concurrency": ("max_concurrency", int),
@@ -217,6 +235,10 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         "IPG_URL": "ipg_url",
         "TIMEZONE": "timezone",
         "CONTROL_TOKEN": "control_token",
+        # The bank's credentials at the iPG: the bank mock calls with them, fuzz sends them.
+        "USERNAME": "bank_username",
+        "PASSWORD": "bank_password",
+        "SHORTCODE": "bank_shortcode",
     }
     for suffix, name in strings.items():
         if env.get(ENV_PREFIX + suffix):
@@ -228,6 +250,14 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
                 out[name] = int(raw)
             except ValueError:
                 raise ConfigError(f"{ENV_PREFIX}{suffix} must be a whole number, not {raw!r}") from None
+    for name in _SECONDS:
+        suffix = name.upper()
+        raw = env.get(ENV_PREFIX + suffix)
+        if raw:
+            try:
+                out[name] = float(raw)
+            except ValueError:
+                raise ConfigError(f"{ENV_PREFIX}{suffix} must be a number of seconds, not {raw!r}") from None
     return out
 
 
