@@ -13,19 +13,18 @@ import contextvars
 import hmac
 import json
 import logging
-import re
 import time
 from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mpesa_atm.clients import MASK
+from mpesa_atm.masking import masked_body, masked_text
 from mpesa_atm.mocks.journal import JournalRecord
 from mpesa_atm.mocks.store import Store, StoreBusy
 from mpesa_atm.operations import CONTROL_PREFIX
 
-__all__ = ["BODY_KEY", "BODY_TIMEOUT", "CALL_SCOPE", "Ingress", "masked_text", "replaying"]
+__all__ = ["BODY_KEY", "BODY_TIMEOUT", "CALL_SCOPE", "Ingress", "replaying"]
 
 BODY_KEY = "mpesa_atm.body"
 # The scope of the call under way, as Ingress passes it on: for the handlers, which read it here
@@ -37,14 +36,6 @@ BODY_TIMEOUT = 10.0
 # Control paths open to all: health checks come from load balancers and start-up scripts.
 _OPEN_CONTROL = {f"{CONTROL_PREFIX}/health"}
 _JOURNAL_TEXT_LIMIT = 4096
-_PASSWORD_KEY = "input_Password"
-# In text that is not JSON (a broken body, a query string): the value after input_Password, quoted
-# (up to its closing quote or the cut at _JOURNAL_TEXT_LIMIT) or bare (up to a separator).
-_PASSWORD_IN_TEXT = re.compile(
-    r"""(["']?input_Password["']?\s*[:=]\s*)"""
-    r"""("(?:[^"\\]|\\.)*(?:"|\\?$)|'[^']*(?:'|$)|[^\s,;&}]*)"""
-)
-
 ErrorAnswer = Callable[[Scope, int, str], tuple[int, dict[str, Any]]]
 
 log = logging.getLogger("mpesa_atm.mocks")
@@ -52,31 +43,6 @@ log = logging.getLogger("mpesa_atm.mocks")
 
 class _ClientGone(Exception):
     """The client disconnected before its body was complete: there is no one left to answer."""
-
-
-def _masked(value: Any) -> Any:
-    """`value` with input_Password masked wherever it is (a hostile body may nest it)."""
-    if isinstance(value, dict):
-        return {k: MASK if k == _PASSWORD_KEY else _masked(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_masked(item) for item in value]
-    return value
-
-
-def masked_text(raw: bytes) -> Any:
-    """A request body for the journal: parsed JSON with the password masked, else masked text."""
-    try:
-        parsed = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return _masked_text(raw[:_JOURNAL_TEXT_LIMIT].decode("utf-8", errors="replace"))
-    try:
-        return _masked(parsed)
-    except RecursionError:  # parsed, but too deep to walk: keep only its shape
-        return "<JSON nested too deeply to journal>"
-
-
-def _masked_text(text: str) -> str:
-    return _PASSWORD_IN_TEXT.sub(lambda m: m.group(1) + MASK, text)
 
 
 def _journal_text(raw: bytes) -> str:
@@ -91,7 +57,7 @@ def _journal_text(raw: bytes) -> str:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
             pass
-    return json.dumps(masked_text(raw))
+    return json.dumps(masked_body(raw, limit=_JOURNAL_TEXT_LIMIT))
 
 
 def _json_bytes(value: Any) -> bytes:
@@ -306,7 +272,7 @@ class Ingress:
         path = scope["path"]
         url = path
         if scope["query_string"]:
-            url += "?" + _masked_text(scope["query_string"].decode("latin-1"))
+            url += "?" + masked_text(scope["query_string"].decode("latin-1"))
         record = JournalRecord(
             role=self.role,
             direction="inbound",

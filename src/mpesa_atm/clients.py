@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from mpesa_atm.codes import ResponseCode
+from mpesa_atm.masking import masked
 from mpesa_atm.spec import OPERATION_PATHS
 
 __all__ = [
@@ -22,17 +23,7 @@ __all__ = [
     "IpgResult",
     "PartnerError",
     "TokenGenerationResult",
-    "mask_password",
 ]
-
-MASK = "********"
-
-
-def mask_password(body: Any) -> Any:
-    """A copy of a request body with input_Password masked, for journals and logs."""
-    if isinstance(body, dict) and "input_Password" in body:
-        return {**body, "input_Password": MASK}
-    return body
 
 
 @dataclass(frozen=True)
@@ -94,7 +85,7 @@ async def _post(
 
     def exchange(status: int | None, response: Any) -> Exchange:
         elapsed = (time.perf_counter() - started) * 1000
-        return Exchange(url, mask_password(body), status, response, round(elapsed, 3))
+        return Exchange(url, masked(body), status, response, round(elapsed, 3))
 
     try:
         async with httpx.AsyncClient(timeout=timeout, transport=transport) as client:
