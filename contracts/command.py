@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from mpesa_atm.argtypes import path_mapping
 from mpesa_atm.contracts.pacticipants import PROVIDER_NAMES
 from mpesa_atm.errors import UsageError
-from mpesa_atm.settings import ENV_PREFIX
+from mpesa_atm.settings import ENV_PREFIX, Settings, load_settings
 
 if TYPE_CHECKING:
     from mpesa_atm.contracts.verify import Broker
@@ -62,10 +62,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     verify.add_argument(
         "--control-token",
         metavar="TOKEN",
-        default=os.environ.get(ENV_PREFIX + "CONTROL_TOKEN") or None,
-        help="sent as 'Authorization: Bearer TOKEN' with each provider-state change",
+        help=f"sent as 'Authorization: Bearer TOKEN' with each provider-state change"
+        f" (default: {ENV_PREFIX}CONTROL_TOKEN, or control_token of the config file)",
     )
-    verify.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="per request (10)")
+    verify.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help=f"per request (default: {ENV_PREFIX}CLIENT_TIMEOUT, or {Settings.client_timeout:g})",
+    )
     broker = verify.add_argument_group("Pact Broker")
     broker.add_argument("--broker-url", metavar="URL", help="read the pacts from this Pact Broker")
     broker.add_argument("--broker-token", metavar="TOKEN", help="bearer token (or PACT_BROKER_TOKEN)")
@@ -120,6 +125,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.publish_results:
         if not args.provider_version:
             raise UsageError("--publish-results needs --provider-version")
+        if not args.broker_url:
+            raise UsageError("--publish-results publishes to a Pact Broker: give --broker-url")
         publish = Publication(args.provider_version, branch=args.provider_branch, build_url=args.build_url)
     else:
         for option, value in (
@@ -130,6 +137,7 @@ def _run(args: argparse.Namespace) -> int:
             if value:
                 raise UsageError(f"{option} is only used with --publish-results")
     broker = _broker(args)
+    settings = load_settings()  # the control token and the time-out the flags leave out
     report = verify_provider(
         args.role,
         args.url,
@@ -138,8 +146,8 @@ def _run(args: argparse.Namespace) -> int:
         provider_states_url=args.provider_states_url,
         broker=broker,
         publish=publish,
-        control_token=args.control_token,
-        timeout=args.timeout,
+        control_token=args.control_token or settings.control_token,
+        timeout=args.timeout if args.timeout is not None else settings.client_timeout,
     )
     print(report.render(verbose=args.verbose), flush=True)
     if report.publish_errors and report.ok:

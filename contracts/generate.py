@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from mpesa_atm.clients import IpgResult
 from mpesa_atm.contracts.interactions import INTERACTIONS, SAMPLE, Interaction, Result
+from mpesa_atm.errors import ConsumerContractError
 from mpesa_atm.spec import load_spec
 
 if TYPE_CHECKING:
@@ -31,10 +32,6 @@ __all__ = [
     "pact_dir",
     "pact_file_name",
 ]
-
-
-class ConsumerContractError(AssertionError):
-    """A reference client did not make sense of the answer its contract promises it."""
 
 
 def pact_dir() -> Path:

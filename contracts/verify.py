@@ -28,7 +28,7 @@ import httpx
 
 from mpesa_atm.contracts.generate import pact_dir
 from mpesa_atm.contracts.pacticipants import PROVIDER_NAMES
-from mpesa_atm.errors import HarnessError, UsageError
+from mpesa_atm.errors import ProviderUnreachable, UsageError, VerificationError
 from mpesa_atm.operations import CONTROL_PREFIX, Role, operations_of
 from mpesa_atm.spec import OPERATION_PATHS
 
@@ -46,14 +46,6 @@ __all__ = [
 
 # Where the mocks serve provider states; the default --provider-states-url is BASE + this.
 STATES_PATH = f"{CONTROL_PREFIX}/provider-states"
-
-
-class ProviderUnreachable(HarnessError):
-    """Nothing answers at the provider's address (or at its provider-states endpoint)."""
-
-
-class VerificationError(HarnessError):
-    """The verifier could not run (a broker that cannot be read, a pact it cannot load, ...)."""
 
 
 @dataclass(frozen=True)
@@ -148,14 +140,14 @@ class Report:
         return "\n".join(lines)
 
 
-def _check_url(option: str, url: str) -> str:
+def _check_url(argument: str, url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"{option} {url!r} is not an http:// or https:// URL")
+        raise UsageError(f"{url!r} is not an http:// or https:// URL", argument=argument)
     try:
         parts.port  # noqa: B018  (raises on a port that is not a number)
     except ValueError:
-        raise UsageError(f"{option} {url!r} has an invalid port") from None
+        raise UsageError(f"{url!r} has an invalid port", argument=argument) from None
     return url.rstrip("/")
 
 
@@ -188,12 +180,12 @@ def _local_pacts(source: Path, provider: str) -> list[Path]:
     elif source.is_file():
         candidates = [source]
     else:
-        raise UsageError(f"--pacts {source}: no such file or directory")
+        raise UsageError(f"{source}: no such file or directory", argument="pacts")
     found = {path: _read_pact(path)["provider"].get("name") for path in candidates}
     chosen = [path for path, name in found.items() if name == provider]
     if not chosen:
         others = ", ".join(sorted({str(name) for name in found.values()})) or "no pact files"
-        raise UsageError(f"--pacts {source}: no pact has provider {provider!r} (found: {others})")
+        raise UsageError(f"{source}: no pact has provider {provider!r} (found: {others})", argument="pacts")
     return chosen
 
 
@@ -371,9 +363,9 @@ def _renamed_paths(role: Role, paths: Mapping[str, str]) -> dict[str, str]:
     renames = {}
     for operation, path in paths.items():
         if operation not in operations:
-            raise UsageError(f"--path {operation}: the {role} serves {', '.join(operations)}")
+            raise UsageError(f"{operation}: the {role} serves {', '.join(operations)}", argument="paths")
         if not path.startswith("/"):
-            raise UsageError(f"--path {operation}={path}: a path starts with /")
+            raise UsageError(f"{operation}={path}: a path starts with /", argument="paths")
         if path != OPERATION_PATHS[operation]:
             renames[OPERATION_PATHS[operation]] = path
     return renames
@@ -416,21 +408,21 @@ def verify_provider(
     if role not in PROVIDER_NAMES:
         raise UsageError(f"no provider role {role!r}: use one of {', '.join(PROVIDER_NAMES)}")
     provider = PROVIDER_NAMES[role]
-    base = _check_url("--url", url)
-    states_url = _check_url("--provider-states-url", provider_states_url or base + STATES_PATH)
+    base = _check_url("url", url)
+    states_url = _check_url("provider_states_url", provider_states_url or base + STATES_PATH)
     if timeout <= 0:
-        raise UsageError("--timeout must be more than 0 seconds")
+        raise UsageError("must be more than 0 seconds", argument="timeout")
     renames = _renamed_paths(role, paths or {})
     if publish is not None and broker is None:
-        raise UsageError("--publish-results publishes to a Pact Broker: give --broker-url")
+        raise UsageError("publishes to a Pact Broker: give a broker", argument="publish")
     if broker is not None:
-        _check_url("--broker-url", broker.url)
+        _check_url("broker_url", broker.url)
         if broker.token and (broker.username or broker.password):
             raise UsageError("give a broker token or a broker username and password, not both")
         if bool(broker.username) != bool(broker.password):
             raise UsageError("a broker username needs its password, and a password its username")
         if renames:
-            raise UsageError("--path rewrites local pact files: it cannot change the broker's")
+            raise UsageError("rewrites local pact files: it cannot change the broker's", argument="paths")
     local = _local_pacts(Path(pacts) if pacts else pact_dir(), provider) if pacts or not broker else []
     _check_reachable("the provider", base, timeout)
     _check_reachable("the provider-states endpoint", states_url, timeout)

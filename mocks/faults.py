@@ -26,6 +26,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mpesa_atm.codes import ResponseCode
+from mpesa_atm.errors import FaultError
 from mpesa_atm.mocks.store import Store
 from mpesa_atm.operations import Role, by_slug, operations, operations_of
 
@@ -61,10 +62,6 @@ MAGIC_MSISDNS: dict[str, dict[str, Any]] = {
 }
 _MSISDN_FIELD = "input_CustomerMSISDN"
 _HANG_SECONDS = 30.0  # longer than any sane client time-out, short enough to end by itself
-
-
-class FaultError(ValueError):
-    """A fault rule or header that cannot be used; the message says why."""
 
 
 @dataclass(frozen=True)

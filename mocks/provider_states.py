@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
+from mpesa_atm.errors import UnknownProviderState, UnsatisfiableProviderState
 from mpesa_atm.mocks.ipg import REDEMPTION, REVERSAL
 from mpesa_atm.mocks.store import BankToken, IpgToken, Store
 from mpesa_atm.mocks.values import (
@@ -47,15 +48,6 @@ __all__ = [
     "UnknownProviderState",
     "UnsatisfiableProviderState",
 ]
-
-
-class UnknownProviderState(LookupError):
-    """This mock has no provider state of that name."""
-
-
-class UnsatisfiableProviderState(ValueError):
-    """A state this mock knows, asked with parameters it cannot satisfy (missing, or not what the mock
-    is configured with); the control API refuses it with 409 and the reason."""
 
 
 StateHandler = Callable[[dict[str, Any]], dict[str, Any]]

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from mpesa_atm.errors import StoreBusy
 from mpesa_atm.mocks.journal import Journal, JournalEntry, JournalRecord, SharedCounters
 
 try:
@@ -88,10 +89,6 @@ CREATE TABLE IF NOT EXISTS modes (
 """
 
 _ROLE_TABLES = {"bank": ("bank_tokens",), "ipg": ("ipg_tokens", "ipg_transactions")}
-
-
-class StoreBusy(Exception):
-    """The database stayed locked by another writer for longer than the busy timeout."""
 
 
 class _WriterLock:

@@ -89,3 +89,25 @@ def test_quick_start_flow_over_loopback(serve):
     banner = served.log()
     assert f"iPG mock on {served.ipg_url}" in banner
     assert f"{served.ipg_url}/ui/" in banner
+
+
+def test_a_library_error_names_its_argument_and_the_cli_its_flag(capsys):
+    from mpesa_atm.contracts import verify_provider
+    from mpesa_atm.errors import HarnessError, UsageError
+
+    with pytest.raises(UsageError) as raised:
+        verify_provider("ipg", "http://127.0.0.1:1", timeout=0)
+    assert str(raised.value) == "timeout must be more than 0 seconds"
+    assert raised.value.as_flag() == "--timeout must be more than 0 seconds"
+    assert isinstance(raised.value, HarnessError)
+    assert main(["verify", "ipg", "--url", "http://127.0.0.1:1", "--path", "token_reversal=x"]) == 2
+    assert capsys.readouterr().err == "mpesa-atm: error: --path token_reversal=x: a path starts with /\n"
+
+
+def test_every_error_the_harness_raises_on_purpose_is_under_one_root():
+    import mpesa_atm.errors as errors
+
+    for name in errors.__all__:
+        assert issubclass(getattr(errors, name), errors.HarnessError), name
+    assert issubclass(errors.StoreBusy, errors.StoreError)
+    assert issubclass(errors.UnknownProviderState, LookupError)  # the control API's 404 still

@@ -30,6 +30,8 @@ __all__ = ["main"]
 
 ROLE_NAMES: dict[Role, str] = {"ipg": "iPG mock", "bank": "bank mock"}
 DEFAULT_PORTS: dict[Role, int] = {"ipg": 8001, "bank": 8002}
+# Library arguments whose flag is not their name with dashes (verify_provider's `paths`: --path).
+_FLAGS = {"paths": "--path", "publish": "--publish-results"}
 
 
 def _is_loopback(host: str) -> bool:
@@ -242,6 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)
+    except UsageError as exc:  # a library's own word for an argument, spelled as our flag
+        print(f"mpesa-atm: error: {exc.as_flag(_FLAGS)}", file=sys.stderr)
+        return 2
     except HarnessError as exc:
         print(f"mpesa-atm: error: {exc}", file=sys.stderr)
         return 2

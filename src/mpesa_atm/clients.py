@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from mpesa_atm.codes import ResponseCode
+from mpesa_atm.errors import PartnerError
 from mpesa_atm.masking import masked
 from mpesa_atm.spec import OPERATION_PATHS
 
@@ -35,14 +36,6 @@ class Exchange:
     status: int | None
     response: Any
     duration_ms: float
-
-
-class PartnerError(Exception):
-    """The partner did not answer in the envelope: unreachable, timed out, or not JSON."""
-
-    def __init__(self, message: str, exchange: Exchange) -> None:
-        super().__init__(message)
-        self.exchange = exchange
 
 
 @dataclass(frozen=True)

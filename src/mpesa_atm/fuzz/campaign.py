@@ -28,7 +28,7 @@ from schemathesis import Case, GenerationMode, Response
 from schemathesis.core.failures import Failure, FailureGroup
 from schemathesis.python import asgi
 
-from mpesa_atm.errors import ConfigError, HarnessError, UsageError
+from mpesa_atm.errors import ConfigError, TargetUnreachable, UsageError
 from mpesa_atm.fuzz.cases import DEFAULT_CURRENCIES, Draft, Fresh, Lifecycle, drafts, lifecycles, other_amount
 from mpesa_atm.fuzz.checks import (
     CheckInfo,
@@ -60,10 +60,6 @@ PHASES = ("fuzz", "stateful")
 OPERATIONS: dict[Role, tuple[str, ...]] = {role: tuple(op.id for op in operations_of(role)) for role in ROLES}
 HARNESS = CONTROL_PREFIX
 _ASGI_BASE = f"http://{asgi.HOST}"
-
-
-class TargetUnreachable(HarnessError):
-    """The partner could not be reached at all: nothing was tested."""
 
 
 @dataclass(frozen=True)
