@@ -7,12 +7,37 @@ gets a new 32-character reference (0), committed before it is answered.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from mpesa_atm.codes import ResponseCode, bank_answer
 from mpesa_atm.mocks.store import BankToken, Store, StoreBusy
 from mpesa_atm.mocks.values import bank_date_time, new_bank_transaction_ref, normalise_amount
 from mpesa_atm.settings import Settings
 
-__all__ = ["BankRules"]
+__all__ = ["BankRules", "new_bank_token"]
+
+
+def new_bank_token(
+    settings: Settings,
+    moment: datetime,
+    *,
+    transaction_id: str,
+    msisdn: str,
+    amount: str,
+    currency: str,
+    account_number: str | None,
+) -> BankToken:
+    """A token the bank issues at `moment`: a new 32-character reference, the date and time in the
+    bank's time zone (3.1.3), the amount normalised."""
+    return BankToken(
+        bank_transaction_ref=new_bank_transaction_ref(),
+        transaction_id=transaction_id,
+        msisdn=msisdn,
+        amount=normalise_amount(amount),
+        currency=currency,
+        account_number=account_number,
+        bank_date_time=bank_date_time(moment, settings.timezone),
+    )
 
 
 class BankRules:
@@ -20,21 +45,18 @@ class BankRules:
         self.store = store
         self.settings = settings
 
-    def now(self) -> str:
-        return bank_date_time(self.settings.clock(), self.settings.timezone)
-
     async def generate(self, request: dict[str, str]) -> dict[str, str]:
         moment = self.settings.clock()
-        date_time = bank_date_time(moment, self.settings.timezone)
-        token = BankToken(
-            bank_transaction_ref=new_bank_transaction_ref(),
+        token = new_bank_token(
+            self.settings,
+            moment,
             transaction_id=request["input_TransactionID"],
             msisdn=request["input_CustomerMSISDN"],
-            amount=normalise_amount(request["input_Amount"]),
+            amount=request["input_Amount"],
             currency=request["input_Currency"],
             account_number=request.get("input_AccountNumber"),
-            bank_date_time=date_time,
         )
+        date_time = token.bank_date_time
         try:
             # One INSERT ... ON CONFLICT, in the write transaction shared by this turn's calls.
             first = await self.store.in_next_write(

@@ -15,13 +15,14 @@ import httpx
 
 from mpesa_atm.clients import BankClient, Exchange, IpgClient, PartnerError
 from mpesa_atm.mocks.faults import FaultError, FaultRule, Faults
+from mpesa_atm.mocks.ipg import issued_token
 from mpesa_atm.mocks.provider_states import (
     ProviderStates,
     UnknownProviderState,
     UnsatisfiableProviderState,
 )
 from mpesa_atm.mocks.store import IpgToken, Store
-from mpesa_atm.mocks.values import new_third_party_reference, new_transaction_id, normalise_amount
+from mpesa_atm.mocks.values import new_third_party_reference, new_transaction_id
 from mpesa_atm.operations import Role
 from mpesa_atm.settings import Settings
 
@@ -126,16 +127,14 @@ class ControlHandlers:
         self, username: str, bank_transaction_ref: str, transaction_id: str, details: dict[str, str]
     ) -> IpgToken | None:
         """Records a token the iPG mock now knows; None if the bank already has one with that reference."""
-        token = IpgToken(
+        token = issued_token(
+            self.settings,
             username=username,
             bank_transaction_ref=bank_transaction_ref,
             transaction_id=transaction_id,
             msisdn=details["msisdn"],
-            amount=normalise_amount(details["amount"]),
+            amount=details["amount"],
             currency=details["currency"],
-            created_at=self.settings.clock().timestamp(),
-            redeemed_at=None,
-            reversed_at=None,
         )
         try:
             with self.store.transaction() as tx:

@@ -12,7 +12,7 @@ from mpesa_atm.mocks.store import IpgToken, Store, StoreBusy, Transaction
 from mpesa_atm.mocks.values import duplicate_key, new_insight_reference, normalise_amount
 from mpesa_atm.settings import Settings
 
-__all__ = ["IpgRules"]
+__all__ = ["REDEMPTION", "REVERSAL", "IpgRules", "duplicate_key_of", "issued_token"]
 
 REDEMPTION = "token_redemption"
 REVERSAL = "token_reversal"
@@ -22,6 +22,48 @@ _COMPARED = (
     ("input_Amount", "amount"),
     ("input_Currency", "currency"),
 )
+
+
+def duplicate_key_of(
+    operation: str,
+    *,
+    msisdn: str,
+    amount: str,
+    currency: str,
+    bank_transaction_ref: str,
+    transaction_id: str,
+    third_party_reference: str,
+) -> str:
+    """What makes two calls of `operation` the same call (2.1, 2.2: "duplicate check"): a redemption
+    by its MSISDN, amount, ThirdPartyReference, currency and BankTransactionRef; a reversal by its
+    TransactionID and ThirdPartyReference. `amount` is normalised."""
+    if operation == REDEMPTION:
+        return duplicate_key(msisdn, amount, third_party_reference, currency, bank_transaction_ref)
+    return duplicate_key(transaction_id, third_party_reference)
+
+
+def issued_token(
+    settings: Settings,
+    *,
+    username: str,
+    bank_transaction_ref: str,
+    transaction_id: str,
+    msisdn: str,
+    amount: str,
+    currency: str,
+) -> IpgToken:
+    """A token the iPG now knows, issued at the settings' clock, neither redeemed nor reversed."""
+    return IpgToken(
+        username=username,
+        bank_transaction_ref=bank_transaction_ref,
+        transaction_id=transaction_id,
+        msisdn=msisdn,
+        amount=normalise_amount(amount),
+        currency=currency,
+        created_at=settings.clock().timestamp(),
+        redeemed_at=None,
+        reversed_at=None,
+    )
 
 
 class IpgRules:
@@ -58,16 +100,15 @@ class IpgRules:
             )
 
         amount = normalise_amount(request["input_Amount"])
-        if operation == REDEMPTION:
-            key = duplicate_key(
-                request["input_CustomerMSISDN"],
-                amount,
-                third_party_reference,
-                request["input_Currency"],
-                request["input_BankTransactionRef"],
-            )
-        else:
-            key = duplicate_key(request["input_TransactionID"], third_party_reference)
+        key = duplicate_key_of(
+            operation,
+            msisdn=request["input_CustomerMSISDN"],
+            amount=amount,
+            currency=request["input_Currency"],
+            bank_transaction_ref=request["input_BankTransactionRef"],
+            transaction_id=request.get("input_TransactionID", ""),  # a reversal's only
+            third_party_reference=third_party_reference,
+        )
         now = self.settings.clock().timestamp()
 
         def decide(tx: Transaction) -> dict[str, str]:

@@ -13,12 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 from mpesa_atm.errors import UnknownProviderState, UnsatisfiableProviderState
-from mpesa_atm.mocks.ipg import REDEMPTION, REVERSAL
-from mpesa_atm.mocks.store import BankToken, IpgToken, Store
+from mpesa_atm.mocks.bank import new_bank_token
+from mpesa_atm.mocks.ipg import REDEMPTION, REVERSAL, duplicate_key_of, issued_token
+from mpesa_atm.mocks.store import Store
 from mpesa_atm.mocks.values import (
-    bank_date_time,
-    duplicate_key,
-    new_bank_transaction_ref,
     new_insight_reference,
     normalise_amount,
 )
@@ -131,16 +129,14 @@ class ProviderStates:
             params,
             ("username", "bank_transaction_ref", "transaction_id", "msisdn", "amount", "currency"),
         )
-        token = IpgToken(
+        token = issued_token(
+            self.settings,
             username=self._configured_bank(A_TOKEN_EXISTS, given["username"]),
             bank_transaction_ref=given["bank_transaction_ref"],
             transaction_id=given["transaction_id"],
             msisdn=given["msisdn"],
             amount=_amount(A_TOKEN_EXISTS, given["amount"]),
             currency=given["currency"],
-            created_at=self.settings.clock().timestamp(),
-            redeemed_at=None,
-            reversed_at=None,
         )
         self.store.reset(self.role)
         with self.store.transaction() as tx:
@@ -177,17 +173,15 @@ class ProviderStates:
                         f"{state!r}: the iPG mock has no token {given['bank_transaction_ref']!r} for"
                         f" {given['username']!r} (set up {A_TOKEN_EXISTS!r} before this state)"
                     )
-                # The same duplicate keys as the rules in mocks/ipg.py (the document's fields).
-                if operation == REDEMPTION:
-                    key = duplicate_key(
-                        token.msisdn,
-                        token.amount,
-                        third_party_reference,
-                        token.currency,
-                        token.bank_transaction_ref,
-                    )
-                else:
-                    key = duplicate_key(token.transaction_id, third_party_reference)
+                key = duplicate_key_of(
+                    operation,
+                    msisdn=token.msisdn,
+                    amount=token.amount,
+                    currency=token.currency,
+                    bank_transaction_ref=token.bank_transaction_ref,
+                    transaction_id=token.transaction_id,
+                    third_party_reference=third_party_reference,
+                )
                 tx.record_ipg_success(
                     operation=operation,
                     token=token,
@@ -211,14 +205,14 @@ class ProviderStates:
             optional=("account_number",),
         )
         moment = self.settings.clock()
-        token = BankToken(
-            bank_transaction_ref=new_bank_transaction_ref(),
+        token = new_bank_token(
+            self.settings,
+            moment,
             transaction_id=given["transaction_id"],
             msisdn=given["msisdn"],
             amount=_amount(A_TOKEN_WAS_GENERATED, given["amount"]),
             currency=given["currency"],
             account_number=given.get("account_number"),
-            bank_date_time=bank_date_time(moment, self.settings.timezone),
         )
         self.store.reset(self.role)
         with self.store.transaction() as tx:
