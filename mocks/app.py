@@ -162,10 +162,11 @@ def create_app(
         store,
         envelopes.for_fault,
         Modes(settings.offline, settings.max_concurrency, settings.magic_values),
+        hang_seconds=settings.hang_seconds,
     )
     control.faults = faults
 
-    def api(operation: str, process: Callable[[dict[str, str]], Answer | Awaitable[Answer]]) -> Any:
+    def api(operation: str, process: Callable[[dict[str, str]], Awaitable[Answer]]) -> Any:
         async def handler(body: dict[str, str]) -> tuple[dict[str, str], int]:
             answer = await faults.run(operation, body, CALL_SCOPE.get(), lambda: process(body))
             return answer, 200

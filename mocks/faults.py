@@ -11,7 +11,6 @@ the server's transport.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import math
 import random
@@ -61,7 +60,6 @@ MAGIC_MSISDNS: dict[str, dict[str, Any]] = {
     "243900000014": {"delay_ms": 2000},
 }
 _MSISDN_FIELD = "input_CustomerMSISDN"
-_HANG_SECONDS = 30.0  # longer than any sane client time-out, short enough to end by itself
 
 
 @dataclass(frozen=True)
@@ -221,7 +219,7 @@ class Modes:
         }
 
 
-Process = Callable[[], dict[str, str] | Awaitable[dict[str, str]]]
+Process = Callable[[], Awaitable[dict[str, str]]]
 Envelope = Callable[[ResponseCode, str | None, Mapping[str, Any]], dict[str, str]]
 
 
@@ -240,11 +238,14 @@ class Faults:
     Each worker keeps the modes and rules it read from the store until the store's config_version
     says another change was made (by any worker): a call reads one shared counter, not the store."""
 
-    def __init__(self, role: Role, store: Store, envelope: Envelope, defaults: Modes) -> None:
+    def __init__(
+        self, role: Role, store: Store, envelope: Envelope, defaults: Modes, *, hang_seconds: float = 30.0
+    ) -> None:
         self.role = role
         self.store = store
         self.envelope = envelope
         self.defaults = defaults
+        self.hang_seconds = hang_seconds  # a "hang" holds the connection this long, then lets go
         self.in_flight = 0  # this worker's calls under way (the concurrency limit is per worker)
         self._rng = random.Random()
         self._settings: _Settings | None = None
@@ -325,17 +326,17 @@ class Faults:
             except FaultError as exc:
                 return self.envelope(ResponseCode.FAILURE, f"bad {FAULT_HEADER} header: {exc}", body)
             if rule is None:
-                return await _answer(process)
+                return await process()
             if rule.delay is not None:
                 await asyncio.sleep(rule.delay.seconds(self._rng))
             if rule.response_code is not None:
                 code = ResponseCode(rule.response_code)
                 return self.envelope(code, rule.description or "fault injected by the harness", body)
             if rule.connection is None:
-                return await _answer(process)
-            answer = await _answer(process) if rule.processed else None
+                return await process()
+            answer = await process() if rule.processed else None
             if rule.connection == "hang":
-                await asyncio.sleep(_HANG_SECONDS)
+                await asyncio.sleep(self.hang_seconds)
             else:
                 slot = scope.get(SLOT_KEY)
                 if slot is not None:
@@ -356,12 +357,6 @@ def _fault_header(scope: Scope) -> str | None:
         if name == _FAULT_HEADER_NAME:
             return value.decode("latin-1")
     return None
-
-
-async def _answer(process: Process) -> dict[str, str]:
-    """What the rules answer: the iPG's right away, the bank's once its write is committed."""
-    answer = process()
-    return await answer if inspect.isawaitable(answer) else answer
 
 
 _MALFORMED = b'{"output_ResponseCode": "0", "output_Respon'

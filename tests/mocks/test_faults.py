@@ -190,3 +190,13 @@ def test_reset_clears_fault_rules_and_modes(seeded):
 def test_faults_of_one_mock_do_not_touch_the_other(mocks):
     add_fault(mocks.ipg, response_code="-7")
     assert mocks.bank.post("/token-generation", json=DOCUMENT_GENERATION).json()["output_ResponseCode"] == "0"
+
+
+def test_a_hang_lets_go_after_the_hang_seconds_setting(make_mocks):
+    mocks = make_mocks(hang_seconds=0.3)
+    mocks.ipg.post("/_harness/tokens", json=DOCUMENT_TOKEN)
+    started = time.monotonic()
+    answer = redeem(mocks, headers={HEADER: "connection=hang"})
+    assert 0.3 <= time.monotonic() - started < 5
+    assert answer["output_ResponseCode"] == "-1"
+    assert "hang" in answer["output_ResponseDesc"]
