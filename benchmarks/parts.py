@@ -27,7 +27,7 @@ from typing import Any
 
 import mpesa_atm.mocks  # noqa: F401
 from mpesa_atm.codes import ResponseCode, bank_answer
-from mpesa_atm.mocks import bank, faults, ingress
+from mpesa_atm.mocks import bank, connection_faults, faults, ingress
 from mpesa_atm.mocks.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -69,7 +69,9 @@ def _without_rules() -> None:
 
 
 def _without_connection_faults() -> None:
-    faults.ConnectionFaults.__call__ = lambda self, scope, receive, send: self.app(scope, receive, send)  # type: ignore[method-assign]
+    connection_faults.ConnectionFaults.__call__ = lambda self, scope, receive, send: self.app(
+        scope, receive, send
+    )  # type: ignore[method-assign]
 
 
 PARTS: dict[str, Callable[[], None]] = {

@@ -24,8 +24,9 @@ from starlette.types import Scope
 
 from mpesa_atm.codes import ResponseCode, bank_answer, ipg_answer
 from mpesa_atm.mocks.bank import BankRules
+from mpesa_atm.mocks.connection_faults import ConnectionFaults
 from mpesa_atm.mocks.control import ControlHandlers
-from mpesa_atm.mocks.faults import ConnectionFaults, Faults, Modes
+from mpesa_atm.mocks.faults import Faults, Modes
 from mpesa_atm.mocks.ingress import BODY_KEY, CALL_SCOPE, Ingress
 from mpesa_atm.mocks.ipg import IpgRules
 from mpesa_atm.mocks.store import Store

@@ -4,8 +4,8 @@ A fault is decided per API call, after the request was validated, from (first ma
 "offline" mode (-8), the concurrency limit (-7), the X-Mpesa-Atm-Fault header, the fault rules set
 through the control API (shared by all workers in the store, so `times: 1` fires exactly once), and
 the magic MSISDNs. A fault answers a response code in the envelope, waits, or breaks the connection;
-the connection itself is broken by `ConnectionFaults`, the outermost ASGI layer, which alone holds
-the server's transport.
+the connection itself is broken by `connection_faults.ConnectionFaults`, the outermost ASGI layer,
+which alone holds the server's transport; a fault asks for it through the call's SLOT_KEY slot.
 """
 
 from __future__ import annotations
@@ -14,15 +14,13 @@ import asyncio
 import json
 import math
 import random
-import socket
-import struct
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from mpesa_atm.codes import ResponseCode
 from mpesa_atm.errors import FaultError
@@ -33,7 +31,6 @@ __all__ = [
     "CONNECTION_FAULTS",
     "FAULT_HEADER",
     "MAGIC_MSISDNS",
-    "ConnectionFaults",
     "FaultError",
     "FaultRule",
     "Faults",
@@ -357,61 +354,3 @@ def _fault_header(scope: Scope) -> str | None:
         if name == _FAULT_HEADER_NAME:
             return value.decode("latin-1")
     return None
-
-
-_MALFORMED = b'{"output_ResponseCode": "0", "output_Respon'
-
-
-class ConnectionFaults:
-    """Outermost ASGI layer: breaks the connection when a fault asked for it.
-
-    It needs the server's transport, which uvicorn's `send` carries; elsewhere (in-process test
-    clients) a broken connection is raised as ConnectionResetError.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        slot: dict[str, str] = {}
-        scope[SLOT_KEY] = slot
-        dropped = False
-
-        async def guarded_send(message: Message) -> None:
-            nonlocal dropped
-            fault = slot.get("connection")
-            if fault is None:
-                await send(message)
-            elif fault == "malformed":
-                await _send_malformed(send, message)
-            elif not dropped:
-                dropped = True
-                await _drop(send, reset=fault == "reset")
-
-        await self.app(scope, receive, guarded_send)
-
-
-async def _send_malformed(send: Send, message: Message) -> None:
-    """A 200 whose JSON body stops half-way (the Content-Length matches what is sent)."""
-    if message["type"] == "http.response.start":
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(_MALFORMED)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-    elif message["type"] == "http.response.body" and not message.get("more_body", False):
-        await send({"type": "http.response.body", "body": _MALFORMED})
-
-
-async def _drop(send: Send, *, reset: bool) -> None:
-    transport = getattr(getattr(send, "__self__", None), "transport", None)
-    if transport is None:
-        raise ConnectionResetError("connection fault injected by the harness")
-    if reset:  # RST instead of FIN: the peer sees "connection reset by peer"
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        transport.abort()
-    else:  # EMPTY_RESPONSE: closed without a byte of answer
-        transport.close()
-    await asyncio.sleep(0)  # let the server see the connection gone before the app returns

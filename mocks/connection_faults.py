@@ -1,0 +1,75 @@
+"""The outermost ASGI layer: breaks a connection when a fault asked for it (reset, empty, malformed).
+
+A fault decided by `faults.Faults` writes what to break into the call's slot (`SLOT_KEY` in the
+scope); this layer reads it when the answer is sent. It needs the server's transport, which
+uvicorn's `send` carries; in-process test clients see a ConnectionResetError instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mpesa_atm.mocks.faults import SLOT_KEY
+
+__all__ = ["ConnectionFaults"]
+
+_MALFORMED = b'{"output_ResponseCode": "0", "output_Respon'
+
+
+class ConnectionFaults:
+    """Outermost ASGI layer: breaks the connection when a fault asked for it.
+
+    It needs the server's transport, which uvicorn's `send` carries; elsewhere (in-process test
+    clients) a broken connection is raised as ConnectionResetError.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        slot: dict[str, str] = {}
+        scope[SLOT_KEY] = slot
+        dropped = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal dropped
+            fault = slot.get("connection")
+            if fault is None:
+                await send(message)
+            elif fault == "malformed":
+                await _send_malformed(send, message)
+            elif not dropped:
+                dropped = True
+                await _drop(send, reset=fault == "reset")
+
+        await self.app(scope, receive, guarded_send)
+
+
+async def _send_malformed(send: Send, message: Message) -> None:
+    """A 200 whose JSON body stops half-way (the Content-Length matches what is sent)."""
+    if message["type"] == "http.response.start":
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(_MALFORMED)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+    elif message["type"] == "http.response.body" and not message.get("more_body", False):
+        await send({"type": "http.response.body", "body": _MALFORMED})
+
+
+async def _drop(send: Send, *, reset: bool) -> None:
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    if transport is None:
+        raise ConnectionResetError("connection fault injected by the harness")
+    if reset:  # RST instead of FIN: the peer sees "connection reset by peer"
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+    else:  # EMPTY_RESPONSE: closed without a byte of answer
+        transport.close()
+    await asyncio.sleep(0)  # let the server see the connection gone before the app returns
