@@ -25,7 +25,7 @@ from connexion.resolver import Resolver
 
 from mpesa_atm.codes import ResponseCode, bank_answer, ipg_answer
 from mpesa_atm.mocks import faults, ingress
-from mpesa_atm.mocks.app import create_app, served
+from mpesa_atm.mocks.app import create_app, frozen
 from mpesa_atm.mocks.validation import VALIDATORS
 from mpesa_atm.settings import load_settings
 from mpesa_atm.spec import OPERATION_PATHS, Role, load_spec
@@ -68,11 +68,11 @@ def ceiling_app(role: Role) -> connexion.AsyncApp:
 
 
 def bank_ceiling() -> connexion.AsyncApp:
-    return served(ceiling_app("bank"))  # as the mocks' workers do
+    return frozen(ceiling_app("bank"))  # as the mocks' workers do
 
 
 def ipg_ceiling() -> connexion.AsyncApp:
-    return served(ceiling_app("ipg"))
+    return frozen(ceiling_app("ipg"))
 
 
 def _bare_constant(operation_id: str) -> Any:
@@ -102,8 +102,8 @@ def bare_app(role: Role) -> connexion.AsyncApp:
 
 
 def bare_bank_ceiling() -> connexion.AsyncApp:
-    return served(bare_app("bank"))
+    return frozen(bare_app("bank"))
 
 
 def bare_ipg_ceiling() -> connexion.AsyncApp:
-    return served(bare_app("ipg"))
+    return frozen(bare_app("ipg"))

@@ -36,7 +36,7 @@ from mpesa_atm.operations import CONTROL_PREFIX
 from mpesa_atm.settings import Settings, load_settings
 from mpesa_atm.spec import Role, load_spec
 
-__all__ = ["bank_app", "create_app", "ipg_app", "served"]
+__all__ = ["bank_app", "create_app", "frozen", "ipg_app"]
 
 Answer = dict[str, str]
 _ECHOABLE = re.compile(r"^[!-~]{1,32}$")
@@ -182,16 +182,16 @@ def create_app(
         operations["token_generation"] = api("token_generation", BankRules(store, settings).generate)
 
     # Serve each operation at its configured path (the document leaves URLs "TBD").
-    served: dict[str, str] = {}
+    operation_at: dict[str, str] = {}  # path -> operationId
     paths: dict[str, Any] = {}
     for _path, item in spec["paths"].items():
         operation_id = item["post"]["operationId"]
         configured = settings.paths[operation_id]
         paths[configured] = item
-        served[configured] = operation_id
+        operation_at[configured] = operation_id
     spec["paths"] = paths
 
-    envelopes.served = ", ".join(f"POST {path}" for path in served)
+    envelopes.served = ", ".join(f"POST {path}" for path in operation_at)
     # ConnectionFaults first: it must hold the server's own `send` to break a connection.
     middlewares = [ConnectionFaults, *ConnexionMiddleware.default_middlewares]
     app = connexion.AsyncApp(__name__, middlewares=middlewares)
@@ -217,18 +217,17 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         control_token=settings.control_token,
         error_answer=envelopes,
-        operations=served,
+        operations=operation_at,
     )
     return app
 
 
-def served(app: connexion.AsyncApp) -> connexion.AsyncApp:
+def frozen(app: connexion.AsyncApp) -> connexion.AsyncApp:
     """`app`, with what was built so far kept out of the garbage collector's sight (gc.freeze).
 
-    The modules, spec, validators and routes (about 56,000 objects) live as long as the worker;
-    without this, the collections of the older generations walk them all again and again, pauses
-    that the calls under way wait for (bank mock, 2 workers, benchmarks/load.py: p99 13.6 ms
-    without, 7.8 ms with)."""
+    The modules, spec, validators and routes live as long as the worker; without this, the
+    collections of the older generations walk them all again and again, pauses that the calls under
+    way wait for (benchmarks/README.md has the p99 with and without)."""
     gc.collect()
     gc.freeze()
     return app
@@ -236,9 +235,9 @@ def served(app: connexion.AsyncApp) -> connexion.AsyncApp:
 
 def ipg_app() -> connexion.AsyncApp:
     """The iPG mock configured from MPESA_ATM_* variables (uvicorn workers)."""
-    return served(create_app("ipg", load_settings()))
+    return frozen(create_app("ipg", load_settings()))
 
 
 def bank_app() -> connexion.AsyncApp:
     """The bank mock configured from MPESA_ATM_* variables (uvicorn workers)."""
-    return served(create_app("bank", load_settings()))
+    return frozen(create_app("bank", load_settings()))
