@@ -15,6 +15,7 @@ import httpx
 from mpesa_atm.codes import ResponseCode
 from mpesa_atm.errors import PartnerError
 from mpesa_atm.masking import masked
+from mpesa_atm.settings import Settings
 from mpesa_atm.spec import OPERATION_PATHS
 
 __all__ = [
@@ -112,7 +113,7 @@ class BankClient:
         base_url: str,
         *,
         path: str = OPERATION_PATHS["token_generation"],
-        timeout: float = 10.0,
+        timeout: float = Settings.outbound_timeout,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = base_url.rstrip("/") + path
@@ -162,7 +163,7 @@ class IpgClient:
         shortcode: str,
         redemption_path: str = OPERATION_PATHS["token_redemption"],
         reversal_path: str = OPERATION_PATHS["token_reversal"],
-        timeout: float = 10.0,
+        timeout: float = Settings.outbound_timeout,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         base = base_url.rstrip("/")
