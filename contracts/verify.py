@@ -1,9 +1,6 @@
 """The provider side: replays the contracts against a running provider with Pact's verifier and
-reports each interaction, with the mismatches themselves when one fails.
-
-Provider-state changes go through a small relay on loopback: it forwards each to the provider's
-state endpoint (with the control token, if any), and keeps the endpoint's reason when it refuses one,
-which Pact's own report leaves out.
+reports each interaction, with the mismatches themselves when one fails (`report.py`); provider-state
+changes go through a relay that keeps the provider's reasons (`relay.py`).
 """
 
 from __future__ import annotations
@@ -16,18 +13,16 @@ import re
 import socket
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
-
-import httpx
 
 from mpesa_atm.contracts.generate import pact_dir
 from mpesa_atm.contracts.pacticipants import PROVIDER_NAMES
+from mpesa_atm.contracts.relay import StateRelay
+from mpesa_atm.contracts.report import InteractionOutcome, Report, StateFailure, outcomes
 from mpesa_atm.errors import ProviderUnreachable, UsageError, VerificationError
 from mpesa_atm.operations import CONTROL_PREFIX, Role, operations_of
 from mpesa_atm.spec import OPERATION_PATHS
@@ -65,79 +60,6 @@ class Publication:
     provider_version: str
     branch: str | None = None
     build_url: str | None = None
-
-
-@dataclass(frozen=True)
-class StateFailure:
-    """A provider-state change that the provider's endpoint refused or did not answer."""
-
-    state: str
-    action: str
-    params: dict[str, Any]
-    detail: str
-
-    def __str__(self) -> str:
-        params = json.dumps(self.params, sort_keys=True)
-        return f"{self.action} of provider state {self.state!r} {params}: {self.detail}"
-
-
-@dataclass(frozen=True)
-class InteractionOutcome:
-    consumer: str
-    description: str
-    states: tuple[str, ...]
-    status: Literal["verified", "failed", "pending"]  # pending: failed, but the broker marks it pending
-    problems: tuple[str, ...] = ()
-
-
-@dataclass
-class Report:
-    provider: str
-    url: str
-    sources: list[str]
-    states_url: str
-    interactions: list[InteractionOutcome] = field(default_factory=list)
-    state_failures: list[StateFailure] = field(default_factory=list)
-    notices: list[str] = field(default_factory=list)
-    publish_errors: list[str] = field(default_factory=list)
-    pact_output: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.interactions) and all(i.status != "failed" for i in self.interactions)
-
-    @property
-    def failed(self) -> list[InteractionOutcome]:
-        return [i for i in self.interactions if i.status == "failed"]
-
-    def render(self, *, verbose: bool = False) -> str:
-        lines = [
-            f"Verifying {self.provider} at {self.url}",
-            *(f"  pacts: {source}" for source in self.sources),
-            f"  provider states: {self.states_url}",
-            "",
-        ]
-        marks = {"verified": "ok     ", "failed": "FAILED ", "pending": "pending"}
-        for outcome in self.interactions:
-            lines.append(f"  {marks[outcome.status]} {outcome.description}  (consumer {outcome.consumer})")
-            if outcome.status != "verified":
-                if outcome.states:
-                    lines.append(f"            given: {'; '.join(outcome.states)}")
-                lines.extend(f"            {problem}" for problem in outcome.problems)
-        lines.extend(f"  note: {notice}" for notice in self.notices)
-        lines.extend(f"  error: {error}" for error in self.publish_errors)
-        counts = {status: sum(i.status == status for i in self.interactions) for status in marks}
-        total = len(self.interactions)
-        summary = (
-            f"{total} interaction{'' if total == 1 else 's'}:"
-            f" {counts['verified']} verified, {counts['failed']} failed"
-        )
-        if counts["pending"]:
-            summary += f", {counts['pending']} pending"
-        lines += ["", summary]
-        if verbose and self.pact_output:
-            lines += ["", "Pact verifier's own report:", self.pact_output.rstrip()]
-        return "\n".join(lines)
 
 
 def _check_url(argument: str, url: str) -> str:
@@ -189,82 +111,6 @@ def _local_pacts(source: Path, provider: str) -> list[Path]:
     return chosen
 
 
-class _StateRelay:
-    """A loopback HTTP server the verifier sends its state changes to; each is forwarded to the
-    provider's endpoint. A refusal is answered 400, so that the verifier fails the interaction at
-    once (it retries a 5xx for minutes), and kept with its reason."""
-
-    def __init__(self, target: str, headers: dict[str, str], timeout: float) -> None:
-        self.target = target
-        self.failures: list[StateFailure] = []
-        self._client = httpx.Client(headers=headers, timeout=timeout)
-        relay = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                status, body = relay.forward(self.rfile.read(length))
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # the report says what matters
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="provider-state relay")
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/"
-
-    def __enter__(self) -> _StateRelay:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._thread.join()
-        self._server.server_close()
-        self._client.close()
-
-    def forward(self, raw: bytes) -> tuple[int, bytes]:
-        try:
-            change = json.loads(raw)
-        except ValueError:
-            return 400, b'{"error": "the state change is not JSON"}'
-        state, action = str(change.get("state")), str(change.get("action", "setup"))
-        params = change.get("params") if isinstance(change.get("params"), dict) else {}
-        try:
-            response = self._client.post(self.target, json=change)
-        except httpx.HTTPError as exc:
-            detail = f"could not reach {self.target}: {exc or type(exc).__name__}"
-        else:
-            if response.is_success:
-                # Values the state produced, for provider-state generators.
-                try:
-                    produced = response.json()
-                except ValueError:
-                    produced = {}
-                return 200, json.dumps(produced if isinstance(produced, dict) else {}).encode()
-            detail = f"HTTP {response.status_code} {_reason(response)}"
-        self.failures.append(StateFailure(state, action, params, detail))
-        return 400, json.dumps({"error": detail}).encode()
-
-
-def _reason(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return " ".join(response.text.split())[:300]
-    if isinstance(body, dict) and isinstance(body.get("detail"), str):
-        return body["detail"]
-    return json.dumps(body)[:300]
-
-
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -301,60 +147,6 @@ def _stdout_silenced() -> Iterator[None]:
         os.dup2(saved, 1)
         os.close(saved)
         os.close(devnull)
-
-
-# Pact words a value mismatch "Expected <received> (<type>) to <what the contract wants>".
-_PACT_VALUE_MISMATCH = re.compile(r"Expected (?:'.*?'|\S+)(?: \(\w+\))? (to .*)$", re.DOTALL)
-
-
-def _received(item: dict[str, Any], text: str) -> str:
-    """A body mismatch as received / expected: `received "-1", the contract expects it to be ...`."""
-    wanted = _PACT_VALUE_MISMATCH.match(text)
-    if item.get("actual") is None or wanted is None:
-        return text
-    return f"received {item['actual']}, the contract expects it {wanted.group(1)}"
-
-
-def _problems(mismatch: dict[str, Any]) -> list[str]:
-    if mismatch.get("type") == "error":
-        return [str(mismatch.get("message", "error"))]
-    problems = []
-    for item in mismatch.get("mismatches", []):
-        kind = item.get("type")
-        text = item.get("mismatch") or f"expected {item.get('expected')}, received {item.get('actual')}"
-        if kind == "BodyMismatch":
-            problems.append(f"{item.get('path') or 'body'}: {_received(item, text)}")
-        elif kind == "StatusMismatch":
-            problems.append(f"status: {text}")
-        elif kind == "HeaderMismatch":
-            problems.append(f"header {item.get('key')}: {text}")
-        else:
-            problems.append(f"{kind}: {text}")
-    return problems
-
-
-def _outcomes(results: dict[str, Any], failures: list[StateFailure]) -> list[InteractionOutcome]:
-    outcomes = []
-    for entry in results.get("interactionResults", []):
-        states = tuple(str(state) for state in entry.get("providerStates", []))
-        mismatch = entry.get("mismatch")
-        if not mismatch:
-            outcomes.append(
-                InteractionOutcome(entry.get("consumer", ""), entry["description"], states, "verified")
-            )
-            continue
-        problems = _problems(mismatch)
-        if mismatch.get("type") == "error":
-            # Pact says only that "a state change handler has failed": add the endpoint's reasons.
-            reasons = dict.fromkeys(str(f) for f in failures if f.state in states)
-            problems.extend(reasons)
-        status: Literal["failed", "pending"] = "pending" if entry.get("pending") else "failed"
-        outcomes.append(
-            InteractionOutcome(
-                entry.get("consumer", ""), entry["description"], states, status, tuple(problems)
-            )
-        )
-    return outcomes
 
 
 def _renamed_paths(role: Role, paths: Mapping[str, str]) -> dict[str, str]:
@@ -474,7 +266,7 @@ def _run(
     headers = {"Authorization": f"Bearer {control_token}"} if control_token else {}
     errors = _ErrorLog()
     with (
-        _StateRelay(report.states_url, headers, timeout) as relay,
+        StateRelay(report.states_url, headers, timeout) as relay,
         errors.attached(logging.getLogger("pact")),
     ):
         verifier.state_handler(relay.url, teardown=True, body=True)
@@ -486,7 +278,7 @@ def _run(
         # Pact's core logs a failed publication and carries on: the one place it is said.
         report.publish_errors = [m for m in errors.messages if "publish" in m.lower()]
     report.state_failures = relay.failures
-    report.interactions = _outcomes(results, relay.failures)
+    report.interactions = outcomes(results, relay.failures)
     report.notices = [str(n.get("text", n)) for n in results.get("notices", []) if isinstance(n, dict)]
     report.pact_output = verifier.output(strip_ansi=True)
     if not report.interactions:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mpesa_atm.contracts.verify import InteractionOutcome, Report, StateFailure, _outcomes
+from mpesa_atm.contracts.report import InteractionOutcome, Report, StateFailure, outcomes
 
 
 def result(mismatch: dict | None, *, pending: bool = False) -> dict:
@@ -20,7 +20,7 @@ def result(mismatch: dict | None, *, pending: bool = False) -> dict:
 
 
 def problems(mismatch: dict, failures: list[StateFailure] = ()) -> tuple[str, ...]:
-    (outcome,) = _outcomes(result(mismatch), list(failures))
+    (outcome,) = outcomes(result(mismatch), list(failures))
     return outcome.problems
 
 
@@ -85,7 +85,7 @@ def test_a_failed_state_change_is_explained_by_the_providers_reason():
 
 def test_a_pending_failure_is_reported_but_does_not_fail_the_verification():
     mismatch = {"type": "error", "message": "boom"}
-    (outcome,) = _outcomes(result(mismatch, pending=True), [])
+    (outcome,) = outcomes(result(mismatch, pending=True), [])
     assert outcome.status == "pending"
     report = Report("generic-atm-bank", "http://x", [], "http://x/s", interactions=[outcome])
     assert report.ok
