@@ -14,13 +14,10 @@ from typing import Any
 import httpx
 
 from mpesa_atm.clients import BankClient, Exchange, IpgClient, PartnerError
-from mpesa_atm.mocks.faults import FaultError, FaultRule, Faults
+from mpesa_atm.errors import FaultError, UnknownProviderState, UnsatisfiableProviderState
+from mpesa_atm.mocks.faults import FaultRule, Faults
 from mpesa_atm.mocks.ipg import issued_token
-from mpesa_atm.mocks.provider_states import (
-    ProviderStates,
-    UnknownProviderState,
-    UnsatisfiableProviderState,
-)
+from mpesa_atm.mocks.provider_states import ProviderStates
 from mpesa_atm.mocks.store import IpgToken, Store
 from mpesa_atm.mocks.values import new_third_party_reference, new_transaction_id
 from mpesa_atm.operations import Role

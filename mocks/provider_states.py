@@ -33,19 +33,7 @@ from mpesa_atm.states import (
     THE_REVERSAL_WAS_MADE,
 )
 
-__all__ = [
-    "A_TOKEN_EXISTS",
-    "A_TOKEN_WAS_GENERATED",
-    "NO_TOKEN_EXISTS",
-    "NO_TOKEN_WAS_GENERATED",
-    "STATE_NAMES",
-    "THE_BANK_IS_REGISTERED",
-    "THE_REDEMPTION_WAS_MADE",
-    "THE_REVERSAL_WAS_MADE",
-    "ProviderStates",
-    "UnknownProviderState",
-    "UnsatisfiableProviderState",
-]
+__all__ = ["ProviderStates"]
 
 
 StateHandler = Callable[[dict[str, Any]], dict[str, Any]]

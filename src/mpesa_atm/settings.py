@@ -243,21 +243,18 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     for suffix, name in strings.items():
         if env.get(ENV_PREFIX + suffix):
             out[name] = env[ENV_PREFIX + suffix]
-    for suffix, name in (("MAX_BODY_BYTES", "max_body_bytes"), ("JOURNAL_LIMIT", "journal_limit")):
+    numbers: dict[str, tuple[str, type, str]] = {
+        "MAX_BODY_BYTES": ("max_body_bytes", int, "a whole number"),
+        "JOURNAL_LIMIT": ("journal_limit", int, "a whole number"),
+        **{name.upper(): (name, float, "a number of seconds") for name in _SECONDS},
+    }
+    for suffix, (name, kind, what) in numbers.items():
         raw = env.get(ENV_PREFIX + suffix)
         if raw:
             try:
-                out[name] = int(raw)
+                out[name] = kind(raw)
             except ValueError:
-                raise ConfigError(f"{ENV_PREFIX}{suffix} must be a whole number, not {raw!r}") from None
-    for name in _SECONDS:
-        suffix = name.upper()
-        raw = env.get(ENV_PREFIX + suffix)
-        if raw:
-            try:
-                out[name] = float(raw)
-            except ValueError:
-                raise ConfigError(f"{ENV_PREFIX}{suffix} must be a number of seconds, not {raw!r}") from None
+                raise ConfigError(f"{ENV_PREFIX}{suffix} must be {what}, not {raw!r}") from None
     return out
 
 

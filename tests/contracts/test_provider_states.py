@@ -8,9 +8,10 @@ import pytest
 from mpesa_atm.contracts import BANK, IPG, pacticipants
 from mpesa_atm.contracts.generate import pact_dir, pact_file_name, read_pact
 from mpesa_atm.mocks import provider_states
-from mpesa_atm.mocks.provider_states import STATE_NAMES, ProviderStates
+from mpesa_atm.mocks.provider_states import ProviderStates
 from mpesa_atm.mocks.store import Store
 from mpesa_atm.settings import BankAccount
+from mpesa_atm.states import STATE_NAMES
 from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION, DOCUMENT_REVERSAL, DOCUMENT_TOKEN
 
 BANK_ACCOUNT = {"username": "fnb", "password": "P@ssword123", "shortcode": "49272"}
