@@ -47,7 +47,7 @@ ROLE_CODES = {
 }
 
 # Magic MSISDNs, on unless switched off: 24390000000N answers -N (N = 1..9) on either mock;
-# 2439000000NN breaks the call in a given way. Shown in the README's fault table.
+# 2439000000NN breaks the call in a given way. Shown in the fault table of docs/mocks.md.
 MAGIC_MSISDNS: dict[str, dict[str, Any]] = {
     **{f"24390000000{n}": {"response_code": f"-{n}"} for n in range(1, 10)},
     "243900000010": {"connection": "reset"},

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from mpesa_atm.errors import ConfigError
 from mpesa_atm.passwords import hash_password, verify_password
-from mpesa_atm.settings import DOCUMENT_BANK, Settings, load_settings
+from mpesa_atm.settings import DOCUMENT_BANK, Settings, environment_variables, load_settings
 
 CONFIG = """
 db = "from-file.sqlite3"
@@ -174,3 +176,8 @@ def test_replace_keeps_what_is_none_and_clears_what_it_is_told():
     assert (cleared.control_token, cleared.max_concurrency) == (None, None)
     with pytest.raises(ValueError, match="db_path cannot be cleared"):
         settings.replace(clear=("db_path",))
+
+
+def test_every_variable_the_settings_read_is_documented_and_no_other():
+    page = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert set(re.findall(r"MPESA_ATM_[A-Z_]+", page)) == set(environment_variables())

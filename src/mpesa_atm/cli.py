@@ -62,7 +62,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--db", metavar="PATH", help="SQLite file, or :memory: (default ./mpesa-atm.sqlite3)")
     parser.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes per mock")
-    parser.add_argument("--config", metavar="FILE", help="TOML config file (see README)")
+    parser.add_argument("--config", metavar="FILE", help="TOML config file (see docs/configuration.md)")
     parser.add_argument(
         "--control-token",
         metavar="TOKEN",

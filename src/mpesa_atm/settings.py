@@ -21,7 +21,15 @@ from mpesa_atm.errors import ConfigError
 from mpesa_atm.passwords import is_password_hash, verify_password
 from mpesa_atm.spec import OPERATION_PATHS
 
-__all__ = ["DOCUMENT_BANK", "BankAccount", "Settings", "load_settings", "utc_now"]
+__all__ = [
+    "DOCUMENT_BANK",
+    "ENV_PREFIX",
+    "BankAccount",
+    "Settings",
+    "environment_variables",
+    "load_settings",
+    "utc_now",
+]
 
 ENV_PREFIX = "MPESA_ATM_"
 _CHECKED_LIMIT = 1024  # passwords remembered per hashed bank
@@ -227,28 +235,36 @@ def _from_file(path: Path) -> dict[str, Any]:
     return out
 
 
+# MPESA_ATM_<suffix> -> the Settings field it sets (and, for numbers, the type and how it is said).
+_ENV_STRINGS = {
+    "DB": "db_path",
+    "BANK_URL": "bank_url",
+    "IPG_URL": "ipg_url",
+    "TIMEZONE": "timezone",
+    "CONTROL_TOKEN": "control_token",
+    # The bank's credentials at the iPG: the bank mock calls with them, fuzz sends them.
+    "USERNAME": "bank_username",
+    "PASSWORD": "bank_password",
+    "SHORTCODE": "bank_shortcode",
+}
+_ENV_NUMBERS: dict[str, tuple[str, type, str]] = {
+    "MAX_BODY_BYTES": ("max_body_bytes", int, "a whole number"),
+    "JOURNAL_LIMIT": ("journal_limit", int, "a whole number"),
+    **{name.upper(): (name, float, "a number of seconds") for name in _SECONDS},
+}
+
+
+def environment_variables() -> tuple[str, ...]:
+    """Every variable the harness reads, MPESA_ATM_CONFIG first."""
+    return (ENV_PREFIX + "CONFIG", *(ENV_PREFIX + suffix for suffix in (*_ENV_STRINGS, *_ENV_NUMBERS)))
+
+
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    strings = {
-        "DB": "db_path",
-        "BANK_URL": "bank_url",
-        "IPG_URL": "ipg_url",
-        "TIMEZONE": "timezone",
-        "CONTROL_TOKEN": "control_token",
-        # The bank's credentials at the iPG: the bank mock calls with them, fuzz sends them.
-        "USERNAME": "bank_username",
-        "PASSWORD": "bank_password",
-        "SHORTCODE": "bank_shortcode",
-    }
-    for suffix, name in strings.items():
+    for suffix, name in _ENV_STRINGS.items():
         if env.get(ENV_PREFIX + suffix):
             out[name] = env[ENV_PREFIX + suffix]
-    numbers: dict[str, tuple[str, type, str]] = {
-        "MAX_BODY_BYTES": ("max_body_bytes", int, "a whole number"),
-        "JOURNAL_LIMIT": ("journal_limit", int, "a whole number"),
-        **{name.upper(): (name, float, "a number of seconds") for name in _SECONDS},
-    }
-    for suffix, (name, kind, what) in numbers.items():
+    for suffix, (name, kind, what) in _ENV_NUMBERS.items():
         raw = env.get(ENV_PREFIX + suffix)
         if raw:
             try:
