@@ -7,8 +7,8 @@ processes that serve it, every API call is answered `ANSWERS[operation]` where t
 start (no rules, no fault rules or modes, no store write) and no journal entry is written.
 
 `bare_bank_ceiling` / `bare_ipg_ceiling` (`load.py --bare`): connexion alone with the role's spec and
-the same validators, without the mock's middlewares (Ingress, ConnectionFaults) and control API.
-It is the ceiling the benchmark used up to 2026-11-28, kept for comparison.
+the same validators, without the mock's middlewares (RequestJournal, RequestBody, ConnectionFaults)
+and control API. It is the ceiling the benchmark used up to 2026-11-28, kept for comparison.
 
 `benchmarks/load.py` serves them as `uvicorn ceiling:bank_ceiling --factory` (and so on) with the
 mocks' workers and log settings.
@@ -24,7 +24,7 @@ import connexion
 from connexion.resolver import Resolver
 
 from mpesa_atm.codes import ResponseCode, bank_answer, ipg_answer
-from mpesa_atm.mocks import faults, ingress
+from mpesa_atm.mocks import faults, request_journal
 from mpesa_atm.mocks.app import create_app, frozen
 from mpesa_atm.mocks.validation import VALIDATORS
 from mpesa_atm.settings import load_settings
@@ -63,7 +63,7 @@ def ceiling_app(role: Role) -> connexion.AsyncApp:
         return None
 
     faults.Faults.run = constant  # type: ignore[method-assign]
-    ingress.Ingress._journal = unjournalled  # type: ignore[method-assign]
+    request_journal.RequestJournal._journal = unjournalled  # type: ignore[method-assign]
     return create_app(role, load_settings())
 
 

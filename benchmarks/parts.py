@@ -27,7 +27,7 @@ from typing import Any
 
 import mpesa_atm.mocks  # noqa: F401
 from mpesa_atm.codes import ResponseCode, bank_answer
-from mpesa_atm.mocks import bank, connection_faults, faults, ingress
+from mpesa_atm.mocks import bank, connection_faults, faults, request_body, request_journal
 from mpesa_atm.mocks.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -53,15 +53,17 @@ def _without_journal() -> None:
     async def journal(self: Any, *args: Any) -> None:
         return None
 
-    ingress.Ingress._journal = journal  # type: ignore[method-assign]
+    request_journal.RequestJournal._journal = journal  # type: ignore[method-assign]
 
 
-def _without_ingress() -> None:
+def _without_request_layers() -> None:
+    """RequestJournal and RequestBody, the two layers that were Ingress."""
+
     async def passed_on(self: Any, scope: Any, receive: Any, send: Any) -> None:
-        ingress.CALL_SCOPE.set(scope)  # what the handlers read the call's scope from
         await self.app(scope, receive, send)
 
-    ingress.Ingress.__call__ = passed_on  # type: ignore[method-assign]
+    request_journal.RequestJournal.__call__ = passed_on  # type: ignore[method-assign]
+    request_body.RequestBody.__call__ = passed_on  # type: ignore[method-assign]
 
 
 def _without_rules() -> None:
@@ -77,7 +79,7 @@ def _without_connection_faults() -> None:
 PARTS: dict[str, Callable[[], None]] = {
     "faults": _without_faults,
     "journal": _without_journal,
-    "ingress": _without_ingress,
+    "request_layers": _without_request_layers,
     "rules": _without_rules,
     "connection_faults": _without_connection_faults,
 }

@@ -15,6 +15,7 @@ from typing import Any
 
 import connexion
 import httpx
+from connexion.context import scope as call_scope
 from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
@@ -26,9 +27,11 @@ from mpesa_atm.codes import ResponseCode, bank_answer, ipg_answer
 from mpesa_atm.mocks.bank import BankRules
 from mpesa_atm.mocks.connection_faults import ConnectionFaults
 from mpesa_atm.mocks.control import ControlHandlers
+from mpesa_atm.mocks.control_token import TOKEN_NEEDED, secured
 from mpesa_atm.mocks.faults import Faults, Modes
-from mpesa_atm.mocks.ingress import BODY_KEY, CALL_SCOPE, Ingress
 from mpesa_atm.mocks.ipg import IpgRules
+from mpesa_atm.mocks.request_body import BODY_KEY, RequestBody
+from mpesa_atm.mocks.request_journal import RequestJournal
 from mpesa_atm.mocks.store import Store
 from mpesa_atm.mocks.validation import VALIDATORS
 from mpesa_atm.mocks.values import bank_date_time, new_bank_transaction_ref, new_insight_reference
@@ -105,6 +108,8 @@ class _Envelopes:
             reason = "invalid request: the body is empty; send a JSON object"
         elif exc.status == 400:
             reason = f"invalid request: {_one_line(exc.detail)}"  # see mocks/validation.py
+        elif exc.status == 401:  # the control token, missing or wrong (mocks/control_token.py)
+            reason = TOKEN_NEEDED
         else:
             reason = _one_line(exc.detail or exc.title or HTTPStatus(exc.status).phrase)
         return self.response(request, exc.status, reason, dict(exc.headers or {}))
@@ -169,7 +174,10 @@ def create_app(
 
     def api(operation: str, process: Callable[[dict[str, str]], Awaitable[Answer]]) -> Any:
         async def handler(body: dict[str, str]) -> tuple[dict[str, str], int]:
-            answer = await faults.run(operation, body, CALL_SCOPE.get(), lambda: process(body))
+            # The call's scope as connexion's ContextMiddleware keeps it: the proxy's object, read
+            # once (connexion's `request` proxy would build a request object a call).
+            scope = call_scope._get_current_object()
+            answer = await faults.run(operation, body, scope, lambda: process(body))
             return answer, 200
 
         return handler
@@ -203,21 +211,28 @@ def create_app(
         "validator_map": VALIDATORS,
     }
     app.add_api(spec, name=role, **common)
-    app.add_api(load_spec("control.yaml", role=role), base_path=CONTROL_PREFIX, name="control", **common)
+    control_document, control_security = secured(load_spec("control.yaml", role=role), settings.control_token)
+    app.add_api(
+        control_document, base_path=CONTROL_PREFIX, name="control", security_map=control_security, **common
+    )
     app.add_error_handler(ProblemException, envelopes.problem)
     app.add_error_handler(404, envelopes.not_found)
     app.add_error_handler(405, envelopes.method_not_allowed)
     app.add_error_handler(UnicodeDecodeError, envelopes.not_utf8)
     app.add_error_handler(Exception, envelopes.internal)
+    # Between connexion's ServerErrorMiddleware and ExceptionMiddleware, in this order: the journal
+    # sees every answer, the body's refusals included (each is inserted just before
+    # ExceptionMiddleware, so the first added is the outer).
     app.add_middleware(
-        Ingress,
+        RequestJournal,
         position=MiddlewarePosition.BEFORE_EXCEPTION,
         role=role,
         store=store,
-        max_body_bytes=settings.max_body_bytes,
-        control_token=settings.control_token,
         error_answer=envelopes,
         operations=operation_at,
+    )
+    app.add_middleware(
+        RequestBody, position=MiddlewarePosition.BEFORE_EXCEPTION, settings=settings, error_answer=envelopes
     )
     return app
 

@@ -17,7 +17,7 @@ import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mpesa_atm.mocks import create_app
-from mpesa_atm.mocks.ingress import replaying
+from mpesa_atm.mocks.request_body import replaying
 from mpesa_atm.settings import Settings
 
 Body = dict[str, Any]

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from mpesa_atm.mocks import create_app, ingress
+from mpesa_atm.mocks import create_app
 from mpesa_atm.settings import Settings
 from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION
 from tests.reliability.helpers import (
@@ -257,9 +257,8 @@ def test_body_limit_is_configurable(make_mocks):
     assert "2048" in response.json()["output_ResponseDesc"]
 
 
-def test_stalled_upload_is_answered_408_in_the_envelope(monkeypatch, settings):
-    monkeypatch.setattr(ingress, "BODY_TIMEOUT", 0.2)
-    app = create_app("bank", settings)
+def test_stalled_upload_is_answered_408_in_the_envelope(settings):
+    app = create_app("bank", settings.replace(body_timeout=0.2))
     sent: list[dict[str, Any]] = []
     received = 0
 

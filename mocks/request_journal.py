@@ -1,0 +1,137 @@
+"""ASGI layer: journals each API exchange before its answer leaves, and answers what escaped the rest.
+
+An API answer's start is held until its body is journalled, then both are sent: a client that has
+its answer can already read it in the journal, and reads headers and body in one go. Control calls
+are not journalled.
+
+It is also the mock's last resort: whatever escaped the error handlers (a bug of the mock) is
+logged and answered in the envelope, and journalled, unless some of the answer already left. Only
+this layer knows that (it holds the start), so the last resort is here rather than in a layer of
+its own; connexion's ServerErrorMiddleware, outside it, is left for a failure of this layer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mpesa_atm.errors import StoreBusy
+from mpesa_atm.masking import masked_body, masked_text
+from mpesa_atm.mocks.journal import JournalRecord
+from mpesa_atm.mocks.request_body import BODY_KEY, ErrorAnswer, send_json
+from mpesa_atm.mocks.store import Store
+from mpesa_atm.operations import CONTROL_PREFIX
+
+__all__ = ["RequestJournal"]
+
+_JOURNAL_TEXT_LIMIT = 4096
+
+log = logging.getLogger("mpesa_atm.mocks")
+
+
+class RequestJournal:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        role: str,
+        store: Store,
+        error_answer: ErrorAnswer,
+        operations: dict[str, str],
+    ) -> None:
+        self.app = app
+        self.role = role
+        self.store = store
+        self.error_answer = error_answer
+        self.operations = operations  # path -> operationId
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        is_control = path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/")
+        started = time.perf_counter()
+        status = 0
+        chunks: list[bytes] = []
+        held: Message | None = None  # an API answer's start, sent with its body
+
+        async def journalled_send(message: Message) -> None:
+            nonlocal status, held
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if not is_control:
+                    # Held until the body is journalled: headers and body then leave together, and
+                    # the client reads them in one go (not the headers, then a turn later the body).
+                    held = message
+                    return
+            elif message["type"] == "http.response.body" and not is_control:
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    await self._journal(scope, status, b"".join(chunks), started)
+                if held is not None:
+                    await send(held)
+                    held = None
+            await send(message)
+
+        try:
+            await self.app(scope, receive, journalled_send)
+        except Exception as exc:
+            # Not raised again: the server's own last-resort handler would answer a bare 500.
+            log.exception("%s %s failed", scope["method"], path)
+            if status == 0 or held is not None:  # nothing of the answer sent yet
+                status, answer = self._internal_error(scope, exc)
+                if not is_control:
+                    await self._journal(scope, status, json.dumps(answer).encode(), started)
+                await send_json(send, status, answer, close=True)
+
+    def _internal_error(self, scope: Scope, exc: Exception) -> tuple[int, dict[str, Any]]:
+        reason = f"internal error of the mock ({type(exc).__name__})"
+        try:
+            return self.error_answer(scope, 500, reason)
+        except Exception:  # the envelope builder failed on this very request: the bare envelope
+            return 500, {"output_ResponseCode": "-1", "output_ResponseDesc": f"Failure: {reason}"}
+
+    async def _journal(self, scope: Scope, status: int, answer: bytes, started: float) -> None:
+        path = scope["path"]
+        url = path
+        if scope["query_string"]:
+            url += "?" + masked_text(scope["query_string"].decode("latin-1"))
+        record = JournalRecord(
+            role=self.role,
+            direction="inbound",
+            operation=self.operations.get(path),
+            method=scope["method"],
+            url=url,
+            status=status,
+            # The body as read by RequestBody, inside this layer; none when it refused the body.
+            request=_journal_text(scope.get(BODY_KEY, b"")),
+            response=_journal_text(answer),
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+        try:
+            # In the append that follows this turn of the event loop, with the other entries of the
+            # turn; the answer waits for it.
+            await self.store.journal_in_next_write(record)
+        except (StoreBusy, OSError) as exc:
+            # The answer (committed already, if a success) matters more than its journal entry.
+            log.warning("journal entry lost: %s", exc)
+
+
+def _journal_text(raw: bytes) -> str:
+    """What the journal stores for a body: JSON text, read back with json.loads when it parses.
+
+    A short UTF-8 body that cannot hold a password (no `assword`, and no backslash that could spell
+    it in escapes) is stored as it came, which the reader parses exactly as it would a re-encoding
+    of it: this keeps a JSON parse and dump per body off every call.
+    """
+    if len(raw) <= _JOURNAL_TEXT_LIMIT and b"assword" not in raw and b"\\" not in raw:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return json.dumps(masked_body(raw, limit=_JOURNAL_TEXT_LIMIT))
