@@ -39,6 +39,11 @@ def test_busy_port_is_one_line_and_exit_2(tmp_path):
         (["serve", "--db", ":memory:", "--workers", "2"], ":memory: cannot be shared"),
         (["serve", "--port", "9000"], "--port needs a role"),
         (["serve", "--db", "/no/such/dir/x.sqlite3"], "cannot open the database"),
+        (["serve", "--ipg-port", "99999"], "--ipg-port 99999: a port is a number from 0 to 65535"),
+        (["serve", "bank", "--port", "-1"], "--port -1: a port is"),
+        (["serve", "--ipg-port", "8123", "--bank-port", "8123"], "are both 8123"),
+        (["serve", "--bank-url", "notaurl"], "bank_url: 'notaurl' is not an http:// or https:// URL"),
+        (["serve", "--ipg-url", "http://x:port"], "ipg_url: 'http://x:port' has an invalid port"),
     ],
 )
 def test_usage_and_config_errors_exit_2_with_one_line(capsys, args, message):
@@ -111,3 +116,40 @@ def test_every_error_the_harness_raises_on_purpose_is_under_one_root():
         assert issubclass(getattr(errors, name), errors.HarnessError), name
     assert issubclass(errors.StoreBusy, errors.StoreError)
     assert issubclass(errors.UnknownProviderState, LookupError)  # the control API's 404 still
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ('[paths]\ntoken-generation = "atm/tokens"\n', "paths.token-generation: 'atm/tokens' is not a path"),
+        ('[paths]\ntoken-redemption = "/x"\ntoken-reversal = "/x"\n', "two operations at the same path"),
+        ('[ipg]\nbank_url = "notaurl"\n', "bank_url: 'notaurl' is not an http"),
+        (
+            '[[ipg.banks]]\nusername = "b"\npassword = "p"\nshortcodes = ["1"]\nurl = "ftp://x"\n',
+            "bank 'b': url: 'ftp://x' is not an http",
+        ),
+    ],
+)
+def test_a_bad_config_file_is_one_line_and_exit_2(tmp_path, config, message):
+    path = tmp_path / "c.toml"
+    path.write_text(config)
+    result = run_cli("serve", "--config", str(path), "--db", str(tmp_path / "x.sqlite3"), "--ipg-port", "0")
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_hash_password_without_a_terminal_says_how_to_give_it():
+    result = subprocess.run(
+        [sys.executable, "-m", "mpesa_atm", "hash-password"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert (
+        result.stderr
+        == "mpesa-atm: error: no terminal to ask the password on: pipe it in with --password-stdin\n"
+    )

@@ -151,8 +151,12 @@ def _serve_one(args: argparse.Namespace, role: Role) -> int:
 
 
 def _serve_both(args: argparse.Namespace) -> int:
-    ipg_url, bank_url = _url(args.host, args.ipg_port), _url(args.host, args.bank_port)
-    settings = _settings_for(args, bank_url=args.bank_url or bank_url, ipg_url=args.ipg_url or ipg_url)
+    # Wired to each other, unless a flag, a variable or the config file says where the other side is.
+    chosen = _settings_for(args, bank_url=args.bank_url, ipg_url=args.ipg_url)
+    settings = chosen.replace(
+        bank_url=_url(args.host, args.bank_port) if chosen.bank_url == Settings.bank_url else None,
+        ipg_url=_url(args.host, args.ipg_port) if chosen.ipg_url == Settings.ipg_url else None,
+    )
     _validate(args, settings)
     _check_port_free(args.host, args.ipg_port)
     _check_port_free(args.host, args.bank_port)
@@ -189,7 +193,17 @@ def _serve_both(args: argparse.Namespace) -> int:
     return 1 if failed < 0 else failed
 
 
+def _check_ports(args: argparse.Namespace) -> None:
+    for flag in ("port", "ipg_port", "bank_port"):
+        port = getattr(args, flag)
+        if port is not None and not 0 <= port <= 65535:
+            raise UsageError(f"--{flag.replace('_', '-')} {port}: a port is a number from 0 to 65535")
+    if args.role is None and args.ipg_port == args.bank_port != 0:
+        raise UsageError(f"--ipg-port and --bank-port are both {args.ipg_port}: give each mock its own")
+
+
 def _serve(args: argparse.Namespace) -> int:
+    _check_ports(args)
     if args.role is None:
         if args.port is not None:
             raise UsageError("--port needs a role: mpesa-atm serve ipg|bank --port N")
@@ -198,6 +212,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _hash_password(args: argparse.Namespace) -> int:
+    if not args.password_stdin and not sys.stdin.isatty():
+        raise UsageError("no terminal to ask the password on: pipe it in with --password-stdin")
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
     if not password:
         raise UsageError("the password is empty")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mpesa_atm.errors import ConfigError
@@ -124,6 +125,18 @@ class Settings:
         unknown = set(self.paths) - set(OPERATION_PATHS)
         if unknown:
             raise ConfigError(f"paths: unknown operation(s) {sorted(unknown)}")
+        for operation, path in self.paths.items():
+            if not path.startswith("/") or any(c.isspace() or c in "?#" for c in path):
+                raise ConfigError(
+                    f"paths.{operation.replace('_', '-')}: {path!r} is not a path starting with /"
+                )
+        if len(set(self.paths.values())) < len(self.paths):
+            raise ConfigError("paths: two operations at the same path")
+        _check_url("bank_url", self.bank_url)
+        _check_url("ipg_url", self.ipg_url)
+        for account in self.banks:
+            if account.url is not None:
+                _check_url(f"bank {account.username!r}: url", account.url)
         for name in {b.username for b in self.banks}:
             if sum(b.username == name for b in self.banks) > 1:
                 raise ConfigError(f"bank {name!r} is configured twice")
@@ -140,6 +153,16 @@ class Settings:
                 raise ValueError(f"{name} cannot be cleared: it has no 'not set' value")
             kept[name] = None
         return dataclasses.replace(self, **kept)
+
+
+def _check_url(what: str, url: str) -> None:
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        raise ConfigError(f"{what}: {url!r} has an invalid port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{what}: {url!r} is not an http:// or https:// URL")
 
 
 # Fields that may be None ("not set"), and fields that are a number of seconds.
