@@ -34,11 +34,11 @@ from mpesa_atm.fuzz.checks import (
     CheckInfo,
     ContractViolation,
     Credentials,
-    Expectation,
     Probe,
     checks_for,
     probing,
 )
+from mpesa_atm.fuzz.expectations import TokenState, advance, expect
 from mpesa_atm.fuzz.report import curl_command
 from mpesa_atm.operations import CONTROL_PREFIX, ROLES, Role, operations_of
 from mpesa_atm.spec import OPERATION_PATHS, load_spec
@@ -558,62 +558,36 @@ class _Unit:
             "input_Amount": life.amount,
             "input_BankTransactionRef": reference,
         }
-        redeemed = reversed_ = False
-        last: tuple[Case, dict[str, str], str | None] | None = None
+        state = TokenState()
+        last: tuple[Case, dict[str, str]] | None = None  # the last request that was not a replay
         for action in life.actions:
             fresh_reference = {"input_ThirdPartyReference": self.case_fresh("input_ThirdPartyReference")}
             if action == "replay":
                 if last is None:
                     continue
-                previous, previous_body, previous_code = last
-                case = previous.operation.Case(body=dict(previous_body), media_type="application/json")
-                expectation = (
-                    Expectation(codes=frozenset({"-3"}), documented=_REPLAY) if previous_code == "0" else None
-                )
+                previous, body = last
+                case = previous.operation.Case(body=dict(body), media_type="application/json")
             elif action == "reverse":
                 body = {**base, **fresh_reference, "input_TransactionID": transaction_id}
                 case = reversal.Case(body=body, media_type="application/json")
-                if reversed_:
-                    expectation = Expectation(not_codes=frozenset({"0"}), documented=_REVERSED_ONCE)
-                elif redeemed:
-                    expectation = Expectation(codes=frozenset({"0"}), documented=_REVERSE_REDEEMED)
-                else:
-                    expectation = None
             else:
                 amount = life.amount if action == "redeem" else other_amount(life.amount)
                 body = {**base, **fresh_reference, "input_Amount": amount}
                 case = redemption.Case(body=body, media_type="application/json")
-                if action == "redeem_other_amount":
-                    expectation = Expectation(not_codes=frozenset({"0"}), documented=_DETAILS_MATCH)
-                elif redeemed or reversed_:
-                    expectation = Expectation(not_codes=frozenset({"0"}), documented=_REDEEMED_ONCE)
-                else:
-                    expectation = Expectation(codes=frozenset({"0"}), documented=_FRESH_TOKEN)
-            probe.expectation = expectation
+            probe.expectation = expect(action, state)
             self.campaign.collector.sent(
                 SentCase(case.operation.label, "stateful", action, _plain(case.body))
             )
             response = self.send(case)
             self.check(case, response, checks)
-            code = _code(response)
-            if code == "0" and action == "redeem":
-                redeemed = True
-            if code == "0" and action == "reverse":
-                reversed_ = True
+            state = advance(state, action, _code(response))
             self.history.append(self.reproduce(case))
             if action != "replay":
-                last = (case, body, code)
+                last = (case, body)
         probe.expectation = None
 
 
 _PROBING_CHECKS = {"wrong_password_rejected", "other_shortcode_rejected", "optional_field_left_out"}
-_FRESH_TOKEN = "0 Success: a token generated within 2 days, redeemed with its own details for the first time"
-_REDEEMED_ONCE = "not 0: a token is redeemed at most once, and never after it was reversed"
-_REVERSED_ONCE = "not 0: a token is reversed at most once"
-_REVERSE_REDEEMED = "0 Success: the first reversal of a redeemed token, with its G2 TransactionID"
-_DETAILS_MATCH = "not 0: the amount must match the token generation transaction (2.1.2.1)"
-_REPLAY = "-3 Duplicate: the same request again (2.1, 2.2 duplicate check)"
-
 
 # Half the cases are realistic: the semantic checks need valid requests; the rest are schemathesis's.
 _WEIGHTS: dict[str, int] = {"realistic": 2, "positive": 1, "negative": 1}

@@ -17,6 +17,9 @@ from typing import Any, Literal
 
 from hypothesis import strategies as st
 
+from mpesa_atm.fuzz.expectations import ACTIONS, Action
+from mpesa_atm.operations import operation
+
 __all__ = [
     "DEFAULT_CURRENCIES",
     "Draft",
@@ -30,7 +33,6 @@ __all__ = [
 DEFAULT_CURRENCIES = ("CDF", "USD")
 
 TokenMode = Literal["exists", "other_amount", "unknown"]
-Action = Literal["redeem", "reverse", "replay", "redeem_other_amount"]
 
 _UPPER_ALNUM = string.ascii_uppercase + string.digits
 
@@ -68,7 +70,7 @@ class Draft:
     token: TokenMode
 
     def body(self, operation_id: str, fresh: Fresh, credentials: Any) -> dict[str, str]:
-        if operation_id == "token_generation":
+        if operation(operation_id).role == "bank":
             body = {
                 "input_CustomerMSISDN": self.msisdn,
                 "input_Amount": self.amount,
@@ -134,9 +136,7 @@ class Lifecycle:
 
 
 def lifecycles(currencies: tuple[str, ...] = DEFAULT_CURRENCIES) -> st.SearchStrategy[Lifecycle]:
-    actions: st.SearchStrategy[Action] = st.sampled_from(
-        ("redeem", "reverse", "replay", "redeem_other_amount")
-    )
+    actions: st.SearchStrategy[Action] = st.sampled_from(ACTIONS)
     return st.builds(
         Lifecycle,
         msisdn=_msisdns(),

@@ -21,7 +21,8 @@ from schemathesis import Case, CheckContext, Response
 from schemathesis.core.failures import Failure, Severity
 
 from mpesa_atm.codes import DESCRIPTIONS, ResponseCode
-from mpesa_atm.operations import Role, operations
+from mpesa_atm.fuzz.expectations import Expectation
+from mpesa_atm.operations import ROLES, Role, operations
 
 __all__ = [
     "BUILTIN_CHECKS",
@@ -29,13 +30,11 @@ __all__ = [
     "CheckInfo",
     "ContractViolation",
     "Credentials",
-    "Expectation",
     "Probe",
     "checks_for",
     "probing",
 ]
 
-ROLE_OF_OPERATION: dict[str, Role] = {op.id: op.role for op in operations().values()}
 MAPPED_CODES = frozenset(code.value for code in ResponseCode)
 _REFERENCE = re.compile(r"^[!-~]{1,32}$")
 _DATE_TIME = re.compile(r"^[0-9]{8} [0-9]{6}$")
@@ -61,15 +60,6 @@ class Credentials:
     def wrong_password(self) -> str:
         # Fixed, so that findings (which quote it) never disclose anything of the real one.
         return "wrong-password" if self.password != "wrong-password" else "wrong-password-2"
-
-
-@dataclass(frozen=True)
-class Expectation:
-    """What the stateful run's model says the answer to this step must be."""
-
-    codes: frozenset[str] = frozenset()  # the answer must be one of these, when given
-    not_codes: frozenset[str] = frozenset()  # the answer must not be one of these
-    documented: str = ""
 
 
 @dataclass
@@ -135,9 +125,9 @@ def _operation_id(case: Case) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _role(case: Case) -> str | None:
-    operation_id = _operation_id(case)
-    return ROLE_OF_OPERATION.get(operation_id) if operation_id else None
+def _role(case: Case) -> Role | None:
+    operation = operations().get(_operation_id(case) or "")
+    return operation.role if operation else None
 
 
 def _answer(response: Response) -> dict[str, Any] | None:
@@ -498,8 +488,7 @@ def token_lifecycle(ctx: CheckContext, response: Response, case: Case) -> bool |
         return True
     answer = _answer(response)
     code = _text(answer, "output_ResponseCode")
-    wrong = (expectation.codes and code not in expectation.codes) or code in expectation.not_codes
-    if wrong:
+    if not expectation.allows(code):
         _fail(
             "token_lifecycle",
             case,
@@ -517,7 +506,7 @@ def token_lifecycle(ctx: CheckContext, response: Response, case: Case) -> bool |
 @dataclass(frozen=True)
 class CheckInfo:
     name: str
-    roles: tuple[str, ...]
+    roles: tuple[Role, ...]
     meaning: str
     function: Callable[[CheckContext, Response, Case], bool | None]
 
@@ -532,8 +521,6 @@ def _builtin(name: str) -> Callable[[CheckContext, Response, Case], bool | None]
     return function  # type: ignore[return-value]
 
 
-BOTH = ("ipg", "bank")
-
 # Schemathesis's own checks that a campaign runs, with what they mean for this API.
 BUILTIN_CHECKS: tuple[tuple[str, str], ...] = (
     ("not_a_server_error", "no answer is a 5xx"),
@@ -543,14 +530,14 @@ BUILTIN_CHECKS: tuple[tuple[str, str], ...] = (
     ("negative_data_rejection", "a request the schema rejects gets a 4xx, not 200"),
 )
 
-_OWN: tuple[tuple[Callable[[CheckContext, Response, Case], bool | None], tuple[str, ...]], ...] = (
-    (json_envelope, BOTH),
-    (mapped_response_code, BOTH),
-    (invalid_request_not_success, BOTH),
+_OWN: tuple[tuple[Callable[[CheckContext, Response, Case], bool | None], tuple[Role, ...]], ...] = (
+    (json_envelope, ROLES),
+    (mapped_response_code, ROLES),
+    (invalid_request_not_success, ROLES),
     (third_party_reference_echoed, ("ipg",)),
     (wrong_password_rejected, ("ipg",)),
     (other_shortcode_rejected, ("ipg",)),
-    (replay_is_duplicate, BOTH),
+    (replay_is_duplicate, ROLES),
     (bank_reference_length, ("bank",)),
     (bank_date_time_format, ("bank",)),
     (optional_field_left_out, ("bank",)),
@@ -559,7 +546,7 @@ _OWN: tuple[tuple[Callable[[CheckContext, Response, Case], bool | None], tuple[s
 
 
 def _catalogue() -> tuple[CheckInfo, ...]:
-    builtins = tuple(CheckInfo(name, BOTH, meaning, _builtin(name)) for name, meaning in BUILTIN_CHECKS)
+    builtins = tuple(CheckInfo(name, ROLES, meaning, _builtin(name)) for name, meaning in BUILTIN_CHECKS)
     own = tuple(
         CheckInfo(function.__name__, roles, (function.__doc__ or "").strip(), function)
         for function, roles in _OWN
@@ -570,7 +557,7 @@ def _catalogue() -> tuple[CheckInfo, ...]:
 CHECKS: tuple[CheckInfo, ...] = _catalogue()
 
 
-def checks_for(role: str, names: tuple[str, ...] | None = None) -> tuple[CheckInfo, ...]:
+def checks_for(role: Role, names: tuple[str, ...] | None = None) -> tuple[CheckInfo, ...]:
     """The checks that apply to `role`, all of them or only those named."""
     chosen = tuple(info for info in CHECKS if role in info.roles)
     if names is None:
