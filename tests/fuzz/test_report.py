@@ -61,6 +61,16 @@ def test_curl_reproducer_of_a_text_body_sends_it_as_is():
     assert printed[5:] == ["Content-Type: text/plain", "--data-raw", '{"a": "it\'s"}']
 
 
+def test_curl_reproducer_reads_a_nested_password_from_the_environment_too():
+    body = {"items": [{"input_Password": "P@ssword123"}], "input_Password": "P@ssword123"}
+
+    command = curl_command("http://ipg.test/token-redemption", body, secret="P@ssword123")
+
+    assert "P@ssword123" not in command
+    printed = json.loads(_run_in_bash(command, {"MPESA_ATM_PASSWORD": "env"}).decode().splitlines()[7])
+    assert printed == {"items": [{"input_Password": "env"}], "input_Password": "env"}
+
+
 def test_curl_reproducer_leaves_other_passwords_visible():
     body = {"input_Password": "wrong-password"}
 

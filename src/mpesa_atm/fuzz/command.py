@@ -1,4 +1,5 @@
-"""`mpesa-atm fuzz ipg|bank --url BASE`: a campaign against a partner's running implementation.
+"""`mpesa-atm fuzz ipg|bank --url BASE`: a campaign against a partner's running implementation, with the
+console and JUnit reporters; it words the library's errors in terms of its flags.
 
 Exit 0 when no check failed, 1 when one did, 2 for a usage error or an unreachable target (one line).
 """
@@ -7,18 +8,25 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import sys
 from typing import Any
 
 from mpesa_atm.argtypes import path_mapping, whole_number
-from mpesa_atm.errors import UsageError
+from mpesa_atm.errors import ConfigError, UsageError
+from mpesa_atm.operations import CONTROL_PREFIX, ROLES, operations
 from mpesa_atm.settings import ENV_PREFIX, Settings
 
 __all__ = ["register"]
 
-_ENV_CREDENTIALS = {"username": "USERNAME", "password": "PASSWORD", "shortcode": "SHORTCODE"}
+# run_campaign's and Target's arguments whose flag is not their name with dashes.
+_FLAGS = {"currencies": "--currency", "checks": "--check", "paths": "--path"}
+# Where the bank's credentials come from, for an error about them.
+_CREDENTIALS_FROM = (
+    f"give the bank's credentials with --username, --password and --shortcode, or {ENV_PREFIX}USERNAME, "
+    f"{ENV_PREFIX}PASSWORD and {ENV_PREFIX}SHORTCODE"
+)
 
+_ENV_CREDENTIALS = {"username": "USERNAME", "password": "PASSWORD", "shortcode": "SHORTCODE"}
 
 _positive = whole_number(1)
 _seed = whole_number(0)
@@ -35,7 +43,7 @@ def register(commands: Any) -> None:
             "2: usage error or target unreachable."
         ),
     )
-    fuzz.add_argument("role", choices=("ipg", "bank"), help="the side the partner implements")
+    fuzz.add_argument("role", choices=ROLES, help="the side the partner implements")
     fuzz.add_argument(
         "--url", required=True, metavar="BASE", help="the partner's base URL (paths are appended)"
     )
@@ -45,7 +53,7 @@ def register(commands: Any) -> None:
         type=path_mapping,
         default=[],
         metavar="OPERATION=PATH",
-        help="the partner's own path of an operation (token_generation, token_redemption, token_reversal)",
+        help=f"the partner's own path of an operation ({', '.join(operations())})",
     )
     fuzz.add_argument(
         "--max-examples", type=_positive, default=100, metavar="N", help="cases per operation (100)"
@@ -70,7 +78,7 @@ def register(commands: Any) -> None:
     fuzz.add_argument(
         "--no-harness",
         action="store_true",
-        help="do not use the mock's /_harness control API even if the target has one",
+        help=f"do not use the mock's {CONTROL_PREFIX} control API even if the target has one",
     )
     credentials = fuzz.add_argument_group(
         "iPG targets",
@@ -87,70 +95,53 @@ def register(commands: Any) -> None:
     fuzz.set_defaults(handler=_fuzz)
 
 
-def _credentials(args: argparse.Namespace) -> Any:
-    from mpesa_atm.fuzz.checks import Credentials
-
-    defaults = Settings()
-    fallback = {
-        "username": defaults.bank_username,
-        "password": defaults.bank_password,
-        "shortcode": defaults.bank_shortcode,
-    }
-    values = {}
-    for name, suffix in _ENV_CREDENTIALS.items():
-        flag = getattr(args, name)
-        values[name] = flag if flag is not None else os.environ.get(ENV_PREFIX + suffix) or fallback[name]
-    if not values["shortcode"].isdigit():
-        raise UsageError(f"--shortcode must be digits, not {values['shortcode']!r}")
-    return Credentials(other_shortcode=args.other_shortcode, **values)
-
-
 def _fuzz(args: argparse.Namespace) -> int:
-    from mpesa_atm.fuzz.campaign import Progress, Target, run_campaign
+    from mpesa_atm.fuzz.campaign import run_campaign
     from mpesa_atm.fuzz.cases import DEFAULT_CURRENCIES
-    from mpesa_atm.fuzz.report import render_finding, render_summary, write_junit
+    from mpesa_atm.fuzz.checks import Credentials
+    from mpesa_atm.fuzz.events import Listener
+    from mpesa_atm.fuzz.report import ConsoleReporter, JUnitReporter
+    from mpesa_atm.fuzz.target import Target
 
-    if not args.url.startswith(("http://", "https://")):
-        raise UsageError(f"--url must be an http:// or https:// URL, not {args.url!r}")
-    if args.timeout <= 0:
-        raise UsageError("--timeout must be positive")
-    paths = dict(args.path)
-    target = Target(
-        role=args.role,
-        url=args.url,
-        paths=paths,
-        credentials=_credentials(args) if args.role == "ipg" else None,
-        timeout=args.timeout,
-    )
-
-    def progress(event: Progress) -> None:
-        found = f", {event.findings} finding(s) so far" if event.findings else ""
-        print(f"  {event.unit}: {event.done}/{event.total} cases{found}", flush=True)
-
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
-    print(
-        f"mpesa-atm fuzz {args.role}: {args.url}, {args.max_examples} examples per operation, seed {seed}",
-        flush=True,
-    )
-    result = run_campaign(
-        target,
-        max_examples=args.max_examples,
-        seed=seed,
-        workers=args.workers,
-        checks=args.check,
-        currencies=tuple(args.currency or DEFAULT_CURRENCIES),
-        use_harness=not args.no_harness,
-        progress=progress,
-    )
-    for note in result.notes:
-        print(f"  note: {note}")
-    for finding in result.findings:
-        print()
-        print(render_finding(finding))
-    if result.findings:
-        print()
+    credentials = None
+    if args.role == "ipg":
+        defaults = Settings()
+        fallback = {
+            "username": defaults.bank_username,
+            "password": defaults.bank_password,
+            "shortcode": defaults.bank_shortcode,
+        }
+        values = {}
+        for name, suffix in _ENV_CREDENTIALS.items():
+            flag = getattr(args, name)
+            values[name] = flag if flag is not None else os.environ.get(ENV_PREFIX + suffix) or fallback[name]
+        if not values["shortcode"].isdigit():
+            raise UsageError(f"--shortcode must be digits, not {values['shortcode']!r}")
+        credentials = Credentials(other_shortcode=args.other_shortcode, **values)
+    listeners: list[Listener] = [ConsoleReporter()]
     if args.junit_xml:
-        write_junit(result, args.junit_xml)
-    print(render_summary(result), flush=True)
+        listeners.insert(0, JUnitReporter(args.junit_xml))  # written before the summary line, as ever
+    try:
+        target = Target(
+            role=args.role,
+            url=args.url,
+            paths=dict(args.path),
+            credentials=credentials,
+            timeout=args.timeout,
+        )
+        result = run_campaign(
+            target,
+            max_examples=args.max_examples,
+            seed=args.seed,
+            workers=args.workers,
+            checks=args.check,
+            currencies=tuple(args.currency or DEFAULT_CURRENCIES),
+            use_harness=not args.no_harness,
+            listeners=listeners,
+        )
+    except UsageError as exc:
+        raise UsageError(exc.as_flag(_FLAGS)) from None
+    except ConfigError as exc:  # run_campaign's only one: the iPG refused the credentials
+        raise ConfigError(f"{exc}; {_CREDENTIALS_FROM}") from None
     sys.stdout.flush()
     return result.exit_code

@@ -1,54 +1,19 @@
-"""How a campaign's findings are shown: text a bank engineer can act on, curl reproducers, JUnit XML."""
+"""How a campaign is shown, from its events: text a bank engineer can act on (the console reporter)
+and JUnit XML (the JUnit reporter); render_* and write_junit also serve a CampaignResult directly."""
 
 from __future__ import annotations
 
-import json
-import shlex
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TextIO
 
-if TYPE_CHECKING:
-    from mpesa_atm.fuzz.campaign import CampaignResult, Finding
+from mpesa_atm.fuzz.events import CampaignFinished, CampaignStarted, Event, UnitProgress
+from mpesa_atm.fuzz.results import CampaignResult, Finding
 
-__all__ = ["PASSWORD_VARIABLE", "curl_command", "render_finding", "render_summary", "write_junit"]
+__all__ = ["ConsoleReporter", "JUnitReporter", "render_finding", "render_summary", "write_junit"]
 
-# Reproducers never print the bank's password: they read it from this variable.
-PASSWORD_VARIABLE = "MPESA_ATM_PASSWORD"
-_SECRET_MARK = "\x00mpesa-atm-secret\x00"
 _MAX_MESSAGE_LINES = 24
-
-
-def _printf_octal(data: bytes) -> str:
-    """`data` as a printf format that prints it exactly (POSIX printf understands \\NNN)."""
-    out = []
-    for byte in data:
-        char = chr(byte)
-        if 32 <= byte < 127 and char not in "\\%'":
-            out.append(char)
-        else:
-            out.append(f"\\{byte:03o}")
-    return "'" + "".join(out) + "'"
-
-
-def curl_command(
-    url: str, body: Any, *, media_type: str = "application/json", secret: str | None = None
-) -> str:
-    """A curl command that sends `body` to `url`; a password equal to `secret` is read from the env."""
-    head = ["curl", "-sS", "-X", "POST", shlex.quote(url), "-H", shlex.quote(f"Content-Type: {media_type}")]
-    if isinstance(body, bytes):
-        return f"printf {_printf_octal(body)} | " + " ".join([*head, "--data-binary", "@-"])
-    if body is None or not isinstance(body, (dict, list, str, int, float, bool)):
-        return " ".join(head)
-    if isinstance(body, str) and "json" not in media_type:
-        return " ".join([*head, "--data-raw", shlex.quote(body)])
-    masked = body
-    if secret and isinstance(body, dict) and body.get("input_Password") == secret:
-        masked = {**body, "input_Password": _SECRET_MARK}
-    text = json.dumps(masked)
-    pieces = text.split(json.dumps(_SECRET_MARK)[1:-1])
-    data = f'"${PASSWORD_VARIABLE}"'.join(shlex.quote(piece) for piece in pieces)
-    return " ".join([*head, "--data-raw", data])
 
 
 def _indent(text: str, prefix: str) -> str:
@@ -108,3 +73,45 @@ def write_junit(result: CampaignResult, path: str | Path) -> None:
     tree = ET.ElementTree(root)
     ET.indent(tree)
     tree.write(path, encoding="utf-8", xml_declaration=True)
+
+
+class ConsoleReporter:
+    """`mpesa-atm fuzz`'s output: a line as the campaign starts, one as each unit gets a quarter further,
+    then the notes, every finding and a summary line."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream  # None: sys.stdout at the time of writing
+
+    def _print(self, text: str = "") -> None:
+        print(text, file=self._stream or sys.stdout, flush=True)
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, CampaignStarted):
+            self._print(
+                f"mpesa-atm fuzz {event.role}: {event.target}, {event.max_examples} examples per operation, "
+                f"seed {event.seed}"
+            )
+        elif isinstance(event, UnitProgress):
+            found = f", {event.findings} finding(s) so far" if event.findings else ""
+            self._print(f"  {event.unit}: {event.done}/{event.total} cases{found}")
+        elif isinstance(event, CampaignFinished):
+            result = event.result
+            for note in result.notes:
+                self._print(f"  note: {note}")
+            for finding in result.findings:
+                self._print()
+                self._print(render_finding(finding))
+            if result.findings:
+                self._print()
+            self._print(render_summary(result))
+
+
+class JUnitReporter:
+    """Writes the campaign's result as JUnit XML to `path` when it is over."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = path
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, CampaignFinished):
+            write_junit(event.result, self.path)

@@ -1,0 +1,56 @@
+"""A campaign's event bus: folds each event into the CampaignResult and hands it on to the listeners,
+one event at a time, since the units run in threads of their own."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Iterable
+
+from mpesa_atm.fuzz.events import CaseSent, Event, FindingFound, Listener, Note, RequestSent, UnitProgress
+from mpesa_atm.fuzz.results import CampaignResult, Finding
+
+__all__ = ["Collector"]
+
+
+class Collector:
+    def __init__(self, result: CampaignResult, listeners: Iterable[Listener] = ()) -> None:
+        self.result = result
+        self._listeners = tuple(listeners)
+        self._lock = threading.Lock()
+        self._findings: dict[tuple[str, str], Finding] = {}  # by check and operation
+
+    def emit(self, event: Event) -> None:
+        with self._lock:
+            self._fold(event)
+            for listener in self._listeners:
+                listener(event)
+
+    def progress(self, unit: str, done: int, total: int) -> None:
+        """Emits how far `unit` has got, with the number of distinct findings so far."""
+        with self._lock:
+            event = UnitProgress(unit, done, total, len(self._findings))
+            for listener in self._listeners:
+                listener(event)
+
+    def findings(self) -> list[Finding]:
+        """The findings so far, one per check and operation, sorted by operation then check."""
+        with self._lock:
+            return sorted(self._findings.values(), key=lambda f: (f.operation, f.check))
+
+    def _fold(self, event: Event) -> None:
+        match event:
+            case RequestSent():
+                self.result.requests += 1
+            case CaseSent(case=case):
+                self.result.cases += 1
+                self.result.sent.append(case)
+            case FindingFound(finding=finding):
+                key = (finding.check, finding.operation)
+                first = self._findings.get(key)
+                if first is None:
+                    self._findings[key] = finding
+                else:
+                    self._findings[key] = dataclasses.replace(first, occurrences=first.occurrences + 1)
+            case Note(text=text):
+                self.result.notes.append(text)

@@ -1,0 +1,188 @@
+"""The partner under test and the way to it: its Target, a session, sending a case, the control API of
+a harness mock, and a curl reproducer of what was sent."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from schemathesis import Case, Response
+from schemathesis.python import asgi
+
+from mpesa_atm.errors import TargetUnreachable, UsageError
+from mpesa_atm.fuzz.checks import Credentials
+from mpesa_atm.fuzz.curl import curl_command
+from mpesa_atm.operations import CONTROL_PREFIX, Role, operation, operations_of
+from mpesa_atm.settings import Settings
+
+__all__ = [
+    "NoAnswer",
+    "Target",
+    "call_control",
+    "control_available",
+    "open_session",
+    "reason",
+    "reproduce",
+    "response_code",
+    "send",
+]
+
+_ASGI_BASE = f"http://{asgi.HOST}"
+
+
+@dataclass(frozen=True)
+class Target:
+    """The partner under test: its role, and a base URL or an ASGI app (in process)."""
+
+    role: Role
+    url: str | None = None
+    app: Any = None
+    paths: Mapping[str, str] = field(default_factory=dict)  # operationId -> the partner's path
+    credentials: Credentials | None = None  # iPG targets: the bank's username, password and shortcode
+    timeout: float = Settings.client_timeout  # seconds to wait for an answer
+
+    def __post_init__(self) -> None:
+        if (self.url is None) == (self.app is None):
+            raise UsageError("give the target a URL or an app, not both nor neither")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise UsageError(f"must be an http:// or https:// URL, not {self.url!r}", argument="url")
+        if not self.timeout > 0:
+            raise UsageError("must be positive", argument="timeout")
+        own = [op.id for op in operations_of(self.role)]
+        unknown = sorted(set(self.paths) - set(own))
+        if unknown:
+            raise UsageError(
+                f"no operation {', '.join(unknown)} on the {self.role} side (it has {', '.join(own)})"
+            )
+        for operation_id, path in self.paths.items():
+            if not path.startswith("/"):
+                raise UsageError(f"the path of {operation_id} must start with '/', not {path!r}")
+        paths = [self.path(operation_id) for operation_id in own]
+        if len(set(paths)) < len(paths):
+            raise UsageError(f"two operations at the same path: {', '.join(paths)}")
+        if self.role == "ipg" and self.credentials is None:
+            raise UsageError("an iPG target needs the bank's credentials (username, password, shortcode)")
+
+    @property
+    def base_url(self) -> str:
+        return (self.url or _ASGI_BASE).rstrip("/")
+
+    @property
+    def label(self) -> str:
+        return self.url or "the app in process"
+
+    def path(self, operation_id: str) -> str:
+        return self.paths.get(operation_id, operation(operation_id).path)
+
+
+class NoAnswer(Exception):
+    """The partner answered nothing to a request: the connection failed, was closed, or timed out."""
+
+    def __init__(self, reason: str, *, timed_out: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.timed_out = timed_out
+
+
+@contextmanager
+def open_session(target: Target) -> Iterator[requests.Session]:
+    """A session to the target: over the network, or to its app in process."""
+    if target.app is not None:
+        with asgi.get_client(target.app) as client:
+            yield client
+    else:
+        with requests.Session() as session:
+            yield session
+
+
+def send(target: Target, session: requests.Session, case: Case) -> Response:
+    """Sends `case` once, redirects not followed; raises NoAnswer when nothing comes back."""
+    try:
+        if target.app is not None:
+            return case.call(session=session)
+        # Not case.call(): its transport sends a request again on a fresh connection when a reused
+        # one drops it, which would hide a partner that resets connections mid-call.
+        kwargs = case.as_transport_kwargs(base_url=target.base_url)
+        kwargs.pop("timeout", None)
+        answer = session.request(**kwargs, timeout=target.timeout, allow_redirects=False)
+        return Response.from_any(answer)
+    except requests.RequestException as exc:
+        raise NoAnswer(reason(exc), timed_out=isinstance(exc, requests.Timeout)) from None
+
+
+def call_control(
+    target: Target, session: requests.Session, path: str, body: Mapping[str, Any]
+) -> tuple[int, Any, str]:
+    """POSTs `body` to the mock's control API at `path`: (status, parsed body or None, curl command)."""
+    url = f"{target.base_url}{CONTROL_PREFIX}{path}"
+    try:
+        response = session.post(url, json=dict(body), timeout=target.timeout)
+    except requests.RequestException as exc:
+        raise TargetUnreachable(f"{url} stopped answering: {reason(exc)}") from None
+    try:
+        parsed = response.json()
+    except ValueError:
+        parsed = None
+    return response.status_code, parsed, curl_command(url, dict(body))
+
+
+def control_available(target: Target) -> bool:
+    """Whether the target is an mpesa-atm mock of its role (it has the control API); raises
+    TargetUnreachable when nothing answers."""
+    with open_session(target) as session:
+        url = f"{target.base_url}{CONTROL_PREFIX}/health"
+        try:
+            response = session.get(url, timeout=target.timeout)
+        except requests.RequestException as exc:
+            raise TargetUnreachable(
+                f"cannot reach the {target.role} at {target.label}: {reason(exc)}"
+            ) from None
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return response.status_code == 200 and isinstance(body, dict) and body.get("role") == target.role
+
+
+def reproduce(target: Target, case: Case) -> str:
+    """A curl command that sends `case` to the target again."""
+    credentials = target.credentials
+    return curl_command(
+        target.base_url + case.formatted_path,
+        case.body,
+        media_type=case.media_type or "application/json",
+        secret=credentials.password if credentials else None,
+    )
+
+
+def response_code(response: Response) -> str | None:
+    """The answer's output_ResponseCode, or None when it has none."""
+    try:
+        body = json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    code = body.get("output_ResponseCode") if isinstance(body, dict) else None
+    return code if isinstance(code, str) else None
+
+
+_REASONS = {
+    "Connection refused": "connection refused",
+    "Connection reset by peer": "connection reset by peer",
+    "RemoteDisconnected": "the connection was closed without an answer",
+    "Name or service not known": "name or service not known",
+    "No route to host": "no route to host",
+    "timed out": "timed out",
+}
+
+
+def reason(exc: BaseException) -> str:
+    """What went wrong on the wire, in a few words (requests nests the cause in its message)."""
+    text = str(exc)
+    for marker, words in _REASONS.items():
+        if marker in text:
+            return words
+    return type(exc).__name__ + (f": {text[:200]}" if text else "")

@@ -1,0 +1,210 @@
+"""One unit of a campaign, run in a thread of its own (an operation's fuzzing, or the token lifecycles):
+its session and history, and how it sends a case, runs the checks on the answer and emits what happened.
+The phases are functions of a Unit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
+from schemathesis import Case, Response
+from schemathesis.core.failures import Failure, FailureGroup
+
+from mpesa_atm.fuzz.cases import Fresh
+from mpesa_atm.fuzz.checks import CheckInfo, ContractViolation, Probe, probing
+from mpesa_atm.fuzz.collector import Collector
+from mpesa_atm.fuzz.events import CaseSent, Event, FindingFound, RequestSent
+from mpesa_atm.fuzz.results import Finding, SentCase
+from mpesa_atm.fuzz.target import NoAnswer, Target, call_control, open_session, reproduce, send
+
+__all__ = ["Campaign", "Stop", "Unit"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """What the units of one campaign share: the target, the options, the schema and the collector."""
+
+    target: Target
+    seed: int
+    max_examples: int
+    checks: tuple[CheckInfo, ...]
+    currencies: tuple[str, ...]
+    harness: bool  # whether the target's control API may be used
+    schema: schemathesis.BaseSchema  # the role's document, each operation at the partner's path
+    collector: Collector
+
+    def operation(self, operation_id: str) -> Any:
+        return self.schema[self.target.path(operation_id)]["POST"]
+
+
+class Stop(Exception):
+    """The partner stopped answering during a unit: recorded as a finding, the unit ends."""
+
+
+def _hypothesis_settings(examples: int) -> settings:
+    return settings(
+        max_examples=examples,
+        phases=[Phase.explicit, Phase.generate],
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        verbosity=Verbosity.quiet,
+        report_multiple_bugs=False,
+    )
+
+
+def _plain(body: Any) -> Any:
+    """A body as it can be compared between runs (NOT_SET for no body)."""
+    if isinstance(body, (dict, list, str, bytes, int, float, bool)) or body is None:
+        return body
+    return repr(body)
+
+
+class Unit:
+    def __init__(
+        self,
+        campaign: Campaign,
+        name: str,
+        phase: str,
+        operation_ids: tuple[str, ...],
+        body: Callable[[Unit], None],
+    ) -> None:
+        self.campaign = campaign
+        self.name = name
+        self.phase = phase
+        self.operations = {op_id: campaign.operation(op_id) for op_id in operation_ids}
+        self.body = body  # the phases this unit runs
+        self.done = 0
+        self.case_fresh = Fresh(campaign.seed, f"{name}/cases")
+        self.probe_fresh = Fresh(campaign.seed, f"{name}/probes")
+        self.session: requests.Session | None = None
+        self.history: list[str] = []  # curl commands that set the current case up, in order
+        self.stopped = False
+
+    def run(self) -> None:
+        with open_session(self.campaign.target) as session:
+            self.session = session
+            try:
+                self.body(self)
+            except Exception:
+                # A Stop ends the Hypothesis test, which Hypothesis then reports as flaky (the next
+                # call returns at once): once the partner stopped answering, that is expected.
+                if not self.stopped:
+                    raise
+            finally:
+                self.session = None
+
+    def emit(self, event: Event) -> None:
+        self.campaign.collector.emit(event)
+
+    # Sending ------------------------------------------------------------------------------------------
+
+    def send(self, case: Case) -> Response:
+        """Sends `case`; raises Stop, after recording it, when the partner does not answer."""
+        assert self.session is not None
+        self.emit(RequestSent())
+        try:
+            return send(self.campaign.target, self.session, case)
+        except NoAnswer as exc:
+            self.stopped = True
+            self.emit(
+                FindingFound(
+                    Finding(
+                        check="not_a_server_error",
+                        operation=case.operation.label,
+                        phase=self.phase,
+                        title="The partner did not answer" + (" in time" if exc.timed_out else ""),
+                        message=f"Received: no answer ({exc.reason})\n"
+                        "Documented: a synchronous answer in the envelope",
+                        reproduce=(*self.history, self.reproduce(case)),
+                    )
+                )
+            )
+            raise Stop from None
+
+    def control(self, path: str, body: dict[str, Any]) -> tuple[int, Any, str]:
+        """POSTs to the mock's control API: (status, parsed body, curl command)."""
+        assert self.session is not None
+        self.emit(RequestSent())
+        return call_control(self.campaign.target, self.session, path, body)
+
+    def reproduce(self, case: Case) -> str:
+        return reproduce(self.campaign.target, case)
+
+    def sent(self, kind: str, case: Case) -> None:
+        self.emit(CaseSent(SentCase(case.operation.label, self.phase, kind, _plain(case.body))))
+
+    def try_case(self, kind: str, case: Case) -> None:
+        """Sends a generated case and runs every check of the campaign on the answer, probes allowed."""
+        self.sent(kind, case)
+        with probing(self.probe(probes_enabled=True)):
+            self.check(case, self.send(case), self.campaign.checks)
+
+    # Checking -----------------------------------------------------------------------------------------
+
+    def check(self, case: Case, response: Response, checks: Sequence[CheckInfo]) -> None:
+        for info in checks:
+            try:
+                case.validate_response(response, checks=[info.function])
+            except FailureGroup as group:
+                for failure in group.exceptions:
+                    self._record(info.name, case, failure)
+
+    def _record(self, check: str, case: Case, failure: Failure) -> None:
+        if isinstance(failure, ContractViolation):
+            reproduce = failure.reproduce or (*self.history, self.reproduce(case))
+            message = failure.message
+        else:
+            reproduce = (*self.history, self.reproduce(case))
+            message = failure.message or ""
+        finding = Finding(
+            check=check,
+            operation=failure.operation or case.operation.label,
+            phase=self.phase,
+            title=failure.title,
+            message=message,
+            reproduce=reproduce,
+        )
+        self.emit(FindingFound(finding))
+
+    def probe(self, probes_enabled: bool) -> Probe:
+        return Probe(
+            credentials=self.campaign.target.credentials,
+            send=self.send,
+            fresh=self.probe_fresh,
+            reproduce=self.reproduce,
+            history=self.history,
+            probes_enabled=probes_enabled,
+        )
+
+    # Generating ---------------------------------------------------------------------------------------
+
+    def explore(self, strategy: st.SearchStrategy[T], examples: int, step: Callable[[T], None]) -> None:
+        """Runs `step` on `examples` values Hypothesis draws from `strategy` with the campaign's seed,
+        each with a history of its own; once the partner stopped answering, the rest do nothing."""
+
+        @given(value=strategy)
+        @_hypothesis_settings(examples)
+        @hypothesis_seed(self.campaign.seed)
+        def explore(value: T) -> None:
+            if self.stopped:
+                return
+            self.history.clear()
+            step(value)
+            self._tick()
+
+        explore()
+
+    def _tick(self) -> None:
+        total = self.campaign.max_examples
+        self.done += 1
+        if self.done == total or self.done % max(1, total // 4) == 0:
+            self.campaign.collector.progress(f"{self.name} {self.phase}", self.done, total)

@@ -1,0 +1,109 @@
+"""A campaign is a stream of events: the collector folds them into the result, the reporters print and
+write them, and a listener of run_campaign sees them all in order."""
+
+from __future__ import annotations
+
+import io
+
+from mpesa_atm.fuzz import (
+    CampaignFinished,
+    CampaignResult,
+    CampaignStarted,
+    CaseSent,
+    ConsoleReporter,
+    Finding,
+    FindingFound,
+    Note,
+    RequestSent,
+    SentCase,
+    Target,
+    UnitProgress,
+    run_campaign,
+)
+from mpesa_atm.fuzz.collector import Collector
+
+
+def _result() -> CampaignResult:
+    return CampaignResult(
+        role="bank",
+        target="http://bank.test",
+        seed=7,
+        max_examples=4,
+        checks=("json_envelope",),
+        operations=("POST /token-generation",),
+        phases=("fuzz",),
+        harness=False,
+    )
+
+
+def _finding(check: str = "json_envelope") -> Finding:
+    return Finding(
+        check, "POST /token-generation", "fuzz", "The answer is not a JSON object", "Received: x", ()
+    )
+
+
+def test_collector_counts_cases_and_requests_and_merges_findings_of_one_check():
+    result = _result()
+    seen = []
+    collector = Collector(result, [seen.append])
+
+    collector.emit(RequestSent())
+    collector.emit(CaseSent(SentCase("POST /token-generation", "fuzz", "edge", {})))
+    collector.emit(RequestSent())
+    collector.emit(FindingFound(_finding()))
+    collector.emit(FindingFound(_finding()))
+    collector.emit(FindingFound(_finding("mapped_response_code")))
+    collector.progress("POST /token-generation fuzz", 1, 4)
+    collector.emit(Note("a note"))
+
+    assert (result.requests, result.cases, result.notes) == (2, 1, ["a note"])
+    assert [(f.check, f.occurrences) for f in collector.findings()] == [
+        ("json_envelope", 2),
+        ("mapped_response_code", 1),
+    ]
+    assert seen[-2] == UnitProgress("POST /token-generation fuzz", 1, 4, findings=2)
+    assert len(seen) == 8
+
+
+def test_console_reporter_prints_the_start_progress_notes_findings_and_summary():
+    out = io.StringIO()
+    console = ConsoleReporter(out)
+    result = _result()
+    result.cases, result.requests, result.notes, result.findings = 4, 9, ["a note"], [_finding()]
+
+    console(CampaignStarted("bank", "http://bank.test", 7, 4))
+    console(UnitProgress("POST /token-generation fuzz", 4, 4, 1))
+    console(CaseSent(SentCase("POST /token-generation", "fuzz", "edge", {})))
+    console(CampaignFinished(result))
+
+    assert out.getvalue().splitlines() == [
+        "mpesa-atm fuzz bank: http://bank.test, 4 examples per operation, seed 7",
+        "  POST /token-generation fuzz: 4/4 cases, 1 finding(s) so far",
+        "  note: a note",
+        "",
+        "FAILED json_envelope: POST /token-generation (fuzz)",
+        "  The answer is not a JSON object",
+        "  Received: x",
+        "",
+        "mpesa-atm fuzz bank: 4 cases (9 requests) in 0.0 s: FAILED json_envelope; seed 7",
+    ]
+
+
+def test_a_listener_sees_the_whole_campaign_in_order_and_progress_still_works(mocks):
+    events = []
+    progress = []
+
+    result = run_campaign(
+        Target("bank", app=mocks.bank_app),
+        max_examples=4,
+        seed=1,
+        listeners=[events.append],
+        progress=progress.append,
+    )
+
+    assert events[0] == CampaignStarted("bank", "the app in process", 1, 4)
+    assert events[-1] == CampaignFinished(result)
+    assert sum(isinstance(e, CaseSent) for e in events) == result.cases == len(result.sent)
+    assert sum(isinstance(e, RequestSent) for e in events) == result.requests
+    assert progress == [e for e in events if isinstance(e, UnitProgress)]
+    assert progress[-1] == UnitProgress("POST /token-generation fuzz", 4, 4, 0)
