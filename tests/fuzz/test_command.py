@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from mpesa_atm.cli import main
+from mpesa_atm.fuzz import CampaignResult, Credentials, campaign
 from mpesa_atm.mocks import create_app
 from mpesa_atm.settings import BankAccount, Settings
 from mpesa_atm.spec import OPERATION_PATHS
@@ -18,9 +19,32 @@ from tests.fuzz.partners import BROKEN
 
 
 @pytest.fixture(autouse=True)
-def _no_credentials_from_the_environment(monkeypatch):
-    for name in ("USERNAME", "PASSWORD", "SHORTCODE"):
+def _no_settings_from_the_environment(monkeypatch):
+    for name in ("USERNAME", "PASSWORD", "SHORTCODE", "CLIENT_TIMEOUT", "CONFIG"):
         monkeypatch.delenv(f"MPESA_ATM_{name}", raising=False)
+
+
+def test_credentials_and_timeout_come_from_a_flag_then_the_environment_then_the_config_file(
+    tmp_path, monkeypatch
+):
+    config = tmp_path / "harness.toml"
+    config.write_text(
+        'client_timeout = 3\n[bank]\nusername = "acme"\npassword = "from-file"\nshortcode = "111"\n'
+    )
+    monkeypatch.setenv("MPESA_ATM_CONFIG", str(config))
+    monkeypatch.setenv("MPESA_ATM_PASSWORD", "from-env")
+    targets = []
+
+    def fake_campaign(target, **options):
+        targets.append(target)
+        return CampaignResult("ipg", target.label, 1, 1, (), (), (), harness=False)
+
+    monkeypatch.setattr(campaign, "run_campaign", fake_campaign)
+
+    code = main(["fuzz", "ipg", "--url", "http://127.0.0.1:1", "--shortcode", "222"])
+
+    assert code == 0
+    assert [(t.credentials, t.timeout) for t in targets] == [(Credentials("acme", "from-env", "222"), 3.0)]
 
 
 @pytest.mark.network
@@ -166,12 +190,18 @@ def test_partner_that_drops_the_connection_is_a_finding(serve, capsys):
     assert "Received: no answer (connection reset by peer)" in out
 
 
-def test_building_the_parser_does_not_load_schemathesis():
-    code = (
-        "import sys; from mpesa_atm.cli import build_parser; build_parser(); "
-        "print('schemathesis' in sys.modules)"
-    )
+@pytest.mark.parametrize(
+    "code",
+    [
+        "from mpesa_atm.cli import build_parser; build_parser()",
+        "from mpesa_atm.fuzz.expectations import expect",  # the lifecycle's model: no HTTP at all
+    ],
+    ids=["the-parser", "the-lifecycle-model"],
+)
+def test_what_does_not_fuzz_loads_neither_schemathesis_nor_http_clients(code):
+    heavy = "('schemathesis', 'hypothesis', 'requests')"
+    check = f"import sys; {code}; print(sorted(m for m in {heavy} if m in sys.modules))"
 
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
 
-    assert done.stdout.strip() == "False"
+    assert done.stdout.strip() == "[]"

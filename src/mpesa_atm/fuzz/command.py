@@ -7,14 +7,13 @@ Exit 0 when no check failed, 1 when one did, 2 for a usage error or an unreachab
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
 from mpesa_atm.argtypes import path_mapping, whole_number
 from mpesa_atm.errors import ConfigError, UsageError
 from mpesa_atm.operations import CONTROL_PREFIX, ROLES, operations
-from mpesa_atm.settings import ENV_PREFIX, Settings
+from mpesa_atm.settings import ENV_PREFIX, load_settings
 
 __all__ = ["register"]
 
@@ -23,10 +22,8 @@ _FLAGS = {"currencies": "--currency", "checks": "--check", "paths": "--path"}
 # Where the bank's credentials come from, for an error about them.
 _CREDENTIALS_FROM = (
     f"give the bank's credentials with --username, --password and --shortcode, or {ENV_PREFIX}USERNAME, "
-    f"{ENV_PREFIX}PASSWORD and {ENV_PREFIX}SHORTCODE"
+    f"{ENV_PREFIX}PASSWORD and {ENV_PREFIX}SHORTCODE, or the config file's [bank]"
 )
-
-_ENV_CREDENTIALS = {"username": "USERNAME", "password": "PASSWORD", "shortcode": "SHORTCODE"}
 
 _positive = whole_number(1)
 _seed = whole_number(0)
@@ -66,7 +63,10 @@ def register(commands: Any) -> None:
     )
     fuzz.add_argument("--junit-xml", metavar="FILE", help="also write the results as JUnit XML")
     fuzz.add_argument(
-        "--timeout", type=float, default=10.0, metavar="S", help="seconds to wait for an answer (10)"
+        "--timeout",
+        type=float,
+        metavar="S",
+        help=f"seconds to wait for an answer (default: {ENV_PREFIX}CLIENT_TIMEOUT, else 10)",
     )
     fuzz.add_argument(
         "--currency",
@@ -82,7 +82,8 @@ def register(commands: Any) -> None:
     )
     credentials = fuzz.add_argument_group(
         "iPG targets",
-        f"the bank's credentials at the iPG (also {ENV_PREFIX}USERNAME, ...PASSWORD, ...SHORTCODE)",
+        f"the bank's credentials at the iPG (also {ENV_PREFIX}USERNAME, ...PASSWORD, ...SHORTCODE, "
+        "or the config file's [bank])",
     )
     credentials.add_argument("--username", help="the bank's username (default: the document's, fnb)")
     credentials.add_argument(
@@ -103,21 +104,19 @@ def _fuzz(args: argparse.Namespace) -> int:
     from mpesa_atm.fuzz.report import ConsoleReporter, JUnitReporter
     from mpesa_atm.fuzz.target import Target
 
+    settings = load_settings(
+        bank_username=args.username, bank_password=args.password, bank_shortcode=args.shortcode
+    )
     credentials = None
     if args.role == "ipg":
-        defaults = Settings()
-        fallback = {
-            "username": defaults.bank_username,
-            "password": defaults.bank_password,
-            "shortcode": defaults.bank_shortcode,
-        }
-        values = {}
-        for name, suffix in _ENV_CREDENTIALS.items():
-            flag = getattr(args, name)
-            values[name] = flag if flag is not None else os.environ.get(ENV_PREFIX + suffix) or fallback[name]
-        if not values["shortcode"].isdigit():
-            raise UsageError(f"--shortcode must be digits, not {values['shortcode']!r}")
-        credentials = Credentials(other_shortcode=args.other_shortcode, **values)
+        if not settings.bank_shortcode.isdigit():
+            raise UsageError(f"--shortcode must be digits, not {settings.bank_shortcode!r}")
+        credentials = Credentials(
+            username=settings.bank_username,
+            password=settings.bank_password,
+            shortcode=settings.bank_shortcode,
+            other_shortcode=args.other_shortcode,
+        )
     listeners: list[Listener] = [ConsoleReporter()]
     if args.junit_xml:
         listeners.insert(0, JUnitReporter(args.junit_xml))  # written before the summary line, as ever
@@ -127,7 +126,7 @@ def _fuzz(args: argparse.Namespace) -> int:
             url=args.url,
             paths=dict(args.path),
             credentials=credentials,
-            timeout=args.timeout,
+            timeout=args.timeout if args.timeout is not None else settings.client_timeout,
         )
         result = run_campaign(
             target,
