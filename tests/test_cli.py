@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -153,3 +155,26 @@ def test_hash_password_without_a_terminal_says_how_to_give_it():
         result.stderr
         == "mpesa-atm: error: no terminal to ask the password on: pipe it in with --password-stdin\n"
     )
+
+
+def _port_is_free(url: str) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", int(url.rsplit(":", 1)[1])))
+        except OSError:
+            return False
+        return True
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_the_mocks_end_with_their_parent_even_after_kill_9(serve, workers):
+    served = serve("--workers", workers)
+    assert not any(_port_is_free(url) for url in served.urls.values())
+    served.process.send_signal(signal.SIGKILL)
+    served.process.wait(5)
+    deadline = time.monotonic() + 2
+    while not all(_port_is_free(url) for url in served.urls.values()):
+        assert time.monotonic() < deadline, "a mock still holds its port 2 s after its parent was killed"
+        time.sleep(0.05)

@@ -48,14 +48,32 @@ def _url(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
-def _check_port_free(host: str, port: int) -> None:
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (port 0: one the system picks).
+
+    Bound and listening before the app is built: a client that connects while the mock starts waits
+    in the backlog instead of being refused, and the banner shows the real port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise UsageError(f"cannot listen on {_url(host, port)}: {exc.strerror or exc}") from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {_url(host, port)}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)  # for the workers uvicorn starts, and the role processes of `serve`
+    return sock
+
+
+def _die_with_parent() -> None:
+    """In a role process of `serve`: be sent SIGTERM when the parent ends, however it ends (kill -9
+    included), so that no mock is left holding its port."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -130,23 +148,35 @@ def _banner(role: Role, url: str, settings: Settings, workers: int) -> str:
 
 def _serve_one(args: argparse.Namespace, role: Role) -> int:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
-    port = args.port if args.port is not None else DEFAULT_PORTS[role]
     settings = _settings_for(args, bank_url=args.bank_url, ipg_url=args.ipg_url)
     _validate(args, settings)
-    _check_port_free(args.host, port)
+    if args.fd is not None:  # a role process of `serve`: its parent bound the socket
+        sock = socket.socket(fileno=args.fd)
+    else:
+        sock = _listen(args.host, args.port if args.port is not None else DEFAULT_PORTS[role])
+    port = sock.getsockname()[1]
     os.environ.update(_worker_env(args, settings))
     print(_banner(role, _url(args.host, port), settings, args.workers), flush=True)
-    uvicorn.run(
+    config = uvicorn.Config(
         f"mpesa_atm.mocks:{role}_app",
         factory=True,
         host=args.host,
         port=port,
-        workers=args.workers if args.workers > 1 else None,
+        workers=args.workers,
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=5,
     )
+    # What uvicorn.run does, on our socket.
+    try:
+        if args.workers > 1:
+            Multiprocess(config, sockets=[sock]).run()
+        else:
+            uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
     return 0
 
 
@@ -158,14 +188,31 @@ def _serve_both(args: argparse.Namespace) -> int:
         ipg_url=_url(args.host, args.ipg_port) if chosen.ipg_url == Settings.ipg_url else None,
     )
     _validate(args, settings)
-    _check_port_free(args.host, args.ipg_port)
-    _check_port_free(args.host, args.bank_port)
+    sockets: dict[Role, socket.socket] = {"ipg": _listen(args.host, args.ipg_port)}
+    try:
+        sockets["bank"] = _listen(args.host, args.bank_port)
+    except UsageError:
+        sockets["ipg"].close()
+        raise
+    ports = {role: sock.getsockname()[1] for role, sock in sockets.items()}
+    settings = settings.replace(  # port 0: the ports the system picked
+        bank_url=_url(args.host, ports["bank"]) if settings.bank_url.endswith(":0") else None,
+        ipg_url=_url(args.host, ports["ipg"]) if settings.ipg_url.endswith(":0") else None,
+    )
     common = ["--host", args.host, "--workers", str(args.workers)]
     children: list[subprocess.Popen[bytes]] = []
-    ports: dict[Role, int] = {"ipg": args.ipg_port, "bank": args.bank_port}
-    for role, port in ports.items():
-        command = [sys.executable, "-m", "mpesa_atm", "serve", role, "--port", str(port), *common]
-        children.append(subprocess.Popen(command, env=_worker_env(args, settings)))
+    for role, sock in sockets.items():
+        fd = str(sock.fileno())
+        command = [sys.executable, "-m", "mpesa_atm", "serve", role, "--fd", fd, *common]
+        children.append(
+            subprocess.Popen(
+                command,
+                env=_worker_env(args, settings),
+                pass_fds=(sock.fileno(),),
+                preexec_fn=_die_with_parent,
+            )
+        )
+        sock.close()  # the child holds it now
 
     stopping = False
 
@@ -236,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("role", nargs="?", choices=ROLES, help="run only this role")
     serve.add_argument("--port", type=int, help="with a role: the port (8001 for ipg, 8002 for bank)")
+    serve.add_argument("--fd", type=int, help=argparse.SUPPRESS)  # a socket `serve` bound for a role
     serve.add_argument("--ipg-port", type=int, default=DEFAULT_PORTS["ipg"], metavar="N")
     serve.add_argument("--bank-port", type=int, default=DEFAULT_PORTS["bank"], metavar="N")
     serve.add_argument("--bank-url", metavar="URL", help="where the iPG mock calls Token Generation")
