@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -178,3 +180,34 @@ def test_the_mocks_end_with_their_parent_even_after_kill_9(serve, workers):
     while not all(_port_is_free(url) for url in served.urls.values()):
         assert time.monotonic() < deadline, "a mock still holds its port 2 s after its parent was killed"
         time.sleep(0.05)
+
+
+@pytest.mark.network
+def test_every_link_of_the_banner_answers(serve):
+    served = serve()
+    links = re.findall(r"(?:docs|spec|control) (http://\S+)", served.log())
+    assert len(links) == 6, served.log()
+    for link in links:
+        assert httpx.get(link, follow_redirects=True).status_code == 200, link
+
+
+def test_the_store_files_are_ignored_by_git():
+    from mpesa_atm.mocks.store import Store
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    db = root / "ignored-probe.sqlite3"
+    Store(str(db)).close()
+    # What the store made, and every file ARCHITECTURE.md says it writes beside the database.
+    names = {p.name for p in root.glob(db.name + "*")}
+    names |= {db.name + suffix for suffix in ("-wal", "-shm", ".lock", ".journal.lock")}
+    names |= {f"{db.name}.journal-{role}{n}.jsonl" for role in ("ipg", "bank") for n in ("", ".1")}
+    try:
+        checked = subprocess.run(
+            ["git", "check-ignore", "--no-index", *sorted(names)], cwd=root, capture_output=True, text=True
+        )
+        assert sorted(checked.stdout.split()) == sorted(names)
+    finally:
+        for path in root.glob(db.name + "*"):
+            path.unlink()

@@ -141,7 +141,7 @@ def _banner(role: Role, url: str, settings: Settings, workers: int) -> str:
     db = settings.db_path if settings.db_path == ":memory:" else str(Path(settings.db_path).resolve())
     return (
         f"mpesa-atm {__version__}: {ROLE_NAMES[role]} on {url} ({paths})\n"
-        f"  docs {url}/ui/  spec {url}/openapi.json  control {url}{CONTROL_PREFIX}/\n"
+        f"  docs {url}/ui/  spec {url}/openapi.json  control {url}{CONTROL_PREFIX}/ui/\n"
         f"  store {db}, {workers} worker{'s' if workers > 1 else ''}; {other}"
     )
 
