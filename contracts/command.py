@@ -71,6 +71,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="SECONDS",
         help=f"per request (default: {ENV_PREFIX}CLIENT_TIMEOUT, or {Settings.client_timeout:g})",
     )
+    verify.add_argument(
+        "--wait",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="wait this long for a provider that refuses connections while it starts (10)",
+    )
     broker = verify.add_argument_group("Pact Broker")
     broker.add_argument("--broker-url", metavar="URL", help="read the pacts from this Pact Broker")
     broker.add_argument("--broker-token", metavar="TOKEN", help="bearer token (or PACT_BROKER_TOKEN)")
@@ -148,6 +155,7 @@ def _run(args: argparse.Namespace) -> int:
         publish=publish,
         control_token=args.control_token or settings.control_token,
         timeout=args.timeout if args.timeout is not None else settings.client_timeout,
+        wait=args.wait,
     )
     print(report.render(verbose=args.verbose), flush=True)
     if report.publish_errors and report.ok:

@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import re
-import socket
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -25,6 +24,7 @@ from mpesa_atm.contracts.relay import StateRelay
 from mpesa_atm.contracts.report import InteractionOutcome, Report, StateFailure, outcomes
 from mpesa_atm.errors import ProviderUnreachable, UsageError, VerificationError
 from mpesa_atm.operations import CONTROL_PREFIX, Role, operations_of
+from mpesa_atm.reachable import wait_until_listening
 from mpesa_atm.spec import OPERATION_PATHS
 
 __all__ = [
@@ -73,13 +73,10 @@ def _check_url(argument: str, url: str) -> str:
     return url.rstrip("/")
 
 
-def _check_reachable(what: str, url: str, timeout: float) -> None:
+def _check_reachable(what: str, url: str, timeout: float, wait: float) -> None:
     """A TCP connection, no request: a state endpoint must not be called outside a verification."""
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    assert parts.hostname is not None
     try:
-        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+        wait_until_listening(url, wait=wait, timeout=timeout)
     except OSError as exc:
         reason = exc.strerror or str(exc) or type(exc).__name__
         raise ProviderUnreachable(f"cannot reach {what} at {url}: {reason}") from None
@@ -189,12 +186,14 @@ def verify_provider(
     publish: Publication | None = None,
     control_token: str | None = None,
     timeout: float = 10.0,
+    wait: float = 0.0,
 ) -> Report:
     """Replays the contracts whose provider is `role` ("ipg" or "bank") against the provider at `url`.
 
     The pacts are `pacts` (a file or folder), the broker's, or, when neither is given, the contracts
     shipped with the harness; `paths` maps an operation (e.g. "token_generation") to the provider's
-    own path. Raises UsageError, ProviderUnreachable or VerificationError when no verification could
+    own path. A provider that refuses connections is tried again for `wait` seconds (it may be
+    starting). Raises UsageError, ProviderUnreachable or VerificationError when no verification could
     be made; a mismatch is in the report, not raised.
     """
     if role not in PROVIDER_NAMES:
@@ -204,6 +203,8 @@ def verify_provider(
     states_url = _check_url("provider_states_url", provider_states_url or base + STATES_PATH)
     if timeout <= 0:
         raise UsageError("must be more than 0 seconds", argument="timeout")
+    if wait < 0:
+        raise UsageError("must be 0 seconds or more", argument="wait")
     renames = _renamed_paths(role, paths or {})
     if publish is not None and broker is None:
         raise UsageError("publishes to a Pact Broker: give a broker", argument="publish")
@@ -216,8 +217,8 @@ def verify_provider(
         if renames:
             raise UsageError("rewrites local pact files: it cannot change the broker's", argument="paths")
     local = _local_pacts(Path(pacts) if pacts else pact_dir(), provider) if pacts or not broker else []
-    _check_reachable("the provider", base, timeout)
-    _check_reachable("the provider-states endpoint", states_url, timeout)
+    _check_reachable("the provider", base, timeout, wait)
+    _check_reachable("the provider-states endpoint", states_url, timeout, wait)
 
     sources = [str(path) for path in local] + ([f"Pact Broker {broker.url}"] if broker else [])
     if renames:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -187,13 +190,51 @@ def test_a_broker_without_pacts_for_the_provider_exits_2(bank_url, serve_app, ca
     assert err.count("\n") == 1
 
 
-def test_an_unreachable_provider_exits_2_with_one_line(capsys):
+def test_an_unreachable_provider_exits_2_with_one_line_after_the_wait(capsys):
     url = f"http://127.0.0.1:{free_port()}"
-    status, out, err = verify(capsys, "ipg", "--url", url)
+    started = time.monotonic()
+    status, out, err = verify(capsys, "ipg", "--url", url, "--wait", "0.5")
+    assert 0.5 <= time.monotonic() - started < 5
     assert status == 2
     assert out == ""
     assert err.startswith(f"mpesa-atm: error: cannot reach the provider at {url}: ")
     assert err.count("\n") == 1
+
+
+@pytest.mark.network
+def test_verify_started_with_the_mocks_waits_for_them(tmp_path):
+    """The docs' `mpesa-atm serve &` then `mpesa-atm verify ...` at once, as typed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MPESA_ATM_")}
+    ipg, bank = free_port(), free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mpesa_atm",
+            "serve",
+            "--ipg-port",
+            str(ipg),
+            "--bank-port",
+            str(bank),
+            "--db",
+            str(tmp_path / "db.sqlite3"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        verified = subprocess.run(
+            [sys.executable, "-m", "mpesa_atm", "verify", "bank", "--url", f"http://127.0.0.1:{bank}"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 @pytest.mark.parametrize(

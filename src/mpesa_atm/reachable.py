@@ -1,0 +1,35 @@
+"""Whether a partner listens: a TCP connection, no request, tried again while it is refused.
+
+`mpesa-atm serve & mpesa-atm verify ...` starts both at once: the target refuses connections for the
+moment it takes to start, and fuzz and verify wait for it (`--wait`) rather than report it unreachable.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from urllib.parse import urlsplit
+
+__all__ = ["wait_until_listening"]
+
+
+def wait_until_listening(url: str, *, wait: float, timeout: float) -> None:
+    """Returns once a TCP connection to `url`'s host and port succeeds. A refused connection is tried
+    again until `wait` seconds have passed; any other failure, or a refusal after that, is raised
+    (an OSError: its strerror says why)."""
+    parts = urlsplit(url)
+    if parts.hostname is None:
+        raise ValueError(f"{url!r} has no host")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    deadline = time.monotonic() + wait
+    pause = 0.05
+    while True:
+        try:
+            socket.create_connection((parts.hostname, port), timeout=timeout).close()
+            return
+        except ConnectionRefusedError:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.5)
