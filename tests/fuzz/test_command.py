@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 
 import httpx
@@ -112,10 +113,12 @@ def test_fuzz_of_a_broken_partner_exits_1_and_shows_the_finding(serve_app, tmp_p
     }
 
 
-def test_unreachable_target_exits_2_with_one_line(capsys):
+def test_unreachable_target_exits_2_with_one_line_after_the_wait(capsys):
     url = f"http://127.0.0.1:{free_port()}"
 
-    code = main(["fuzz", "bank", "--url", url, "--max-examples", "5"])
+    started = time.monotonic()
+    code = main(["fuzz", "bank", "--url", url, "--max-examples", "5", "--wait", "0.5"])
+    assert 0.5 <= time.monotonic() - started < 10
 
     err = capsys.readouterr().err
     assert code == 2

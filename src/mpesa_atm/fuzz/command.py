@@ -69,6 +69,13 @@ def register(commands: Any) -> None:
         help=f"seconds to wait for an answer (default: {ENV_PREFIX}CLIENT_TIMEOUT, else 10)",
     )
     fuzz.add_argument(
+        "--wait",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="wait this long for a partner that refuses connections while it starts (10)",
+    )
+    fuzz.add_argument(
         "--currency",
         action="append",
         metavar="CODE",
@@ -127,6 +134,7 @@ def _fuzz(args: argparse.Namespace) -> int:
             paths=dict(args.path),
             credentials=credentials,
             timeout=args.timeout if args.timeout is not None else settings.client_timeout,
+            wait=args.wait,
         )
         result = run_campaign(
             target,

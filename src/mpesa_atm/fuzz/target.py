@@ -3,6 +3,7 @@ a harness mock, and a curl reproducer of what was sent."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from mpesa_atm.errors import TargetUnreachable, UsageError
 from mpesa_atm.fuzz.checks import Credentials
 from mpesa_atm.fuzz.curl import curl_command
 from mpesa_atm.operations import CONTROL_PREFIX, Role, operation, operations_of
+from mpesa_atm.reachable import wait_until_listening
 from mpesa_atm.settings import Settings
 
 __all__ = [
@@ -44,6 +46,7 @@ class Target:
     paths: Mapping[str, str] = field(default_factory=dict)  # operationId -> the partner's path
     credentials: Credentials | None = None  # iPG targets: the bank's username, password and shortcode
     timeout: float = Settings.client_timeout  # seconds to wait for an answer
+    wait: float = 0.0  # seconds to wait for a target that refuses connections while it starts
 
     def __post_init__(self) -> None:
         if (self.url is None) == (self.app is None):
@@ -52,6 +55,8 @@ class Target:
             raise UsageError(f"must be an http:// or https:// URL, not {self.url!r}", argument="url")
         if not self.timeout > 0:
             raise UsageError("must be positive", argument="timeout")
+        if not self.wait >= 0:
+            raise UsageError("must be 0 seconds or more", argument="wait")
         own = [op.id for op in operations_of(self.role)]
         unknown = sorted(set(self.paths) - set(own))
         if unknown:
@@ -133,6 +138,9 @@ def call_control(
 def control_available(target: Target) -> bool:
     """Whether the target is an mpesa-atm mock of its role (it has the control API); raises
     TargetUnreachable when nothing answers."""
+    if target.url is not None and target.wait > 0:
+        with contextlib.suppress(OSError):  # said below, in the words of the request that fails
+            wait_until_listening(target.url, wait=target.wait, timeout=target.timeout)
     with open_session(target) as session:
         url = f"{target.base_url}{CONTROL_PREFIX}/health"
         try:
