@@ -1,0 +1,233 @@
+"""The document's rules that take more than the answer to check, as `@schemathesis.check` functions:
+a replay, the same request with a wrong password or another shortcode, or without its optional field,
+sent through the campaign's probe; and the answer a token's history calls for. Outside a campaign (no
+probe) they skip.
+
+A check returns True when it does not apply (schemathesis counts it as skipped), None when it passed.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import schemathesis
+from schemathesis import Case, CheckContext, Response
+
+from mpesa_atm.codes import ResponseCode
+from mpesa_atm.fuzz.context import Credentials, Probe, current_probe
+from mpesa_atm.fuzz.violations import (
+    answer_of,
+    derived,
+    describe,
+    documented_code,
+    excerpt,
+    fail,
+    is_valid_request,
+    role_of,
+    steps,
+    text,
+)
+
+__all__ = [
+    "optional_field_left_out",
+    "other_shortcode_rejected",
+    "replay_is_duplicate",
+    "token_lifecycle",
+    "wrong_password_rejected",
+]
+
+_SAMPLE_ACCOUNT_NUMBER = "85000001222840"  # the document's (3.1.2.2)
+
+
+@schemathesis.check
+def replay_is_duplicate(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+    """A replay of a request answered 0 is -3 Duplicate carrying the first answer's reference."""
+    probe = current_probe()
+    role = role_of(case)
+    answer = answer_of(response)
+    if probe is None or role is None or text(answer, "output_ResponseCode") != ResponseCode.SUCCESS:
+        return True
+    key = "output_InsightReference" if role == "ipg" else "output_BankTransactionRef"
+    first = text(answer, key)
+    replay = derived(case, copy.deepcopy(case.body))
+    again = probe.send(replay)
+    second = answer_of(again)
+    code = text(second, "output_ResponseCode")
+    documented = f"{documented_code(ResponseCode.DUPLICATE)} with the first answer's {key} {first!r}"
+    fields = "(2.1, 2.2 duplicate check)" if role == "ipg" else "(3.1 duplicate check)"
+    if code != ResponseCode.DUPLICATE:
+        fail(
+            "replay_is_duplicate",
+            case,
+            "A replay of a successful request is not answered Duplicate",
+            f"{describe(code, second)} to the replay ({excerpt(again, 160)})",
+            f"{documented} {fields}",
+            *steps(probe, case, replay),
+        )
+    if text(second, key) != first:
+        fail(
+            "replay_is_duplicate",
+            case,
+            f"The Duplicate answer does not carry the first {key}",
+            f"{key} {text(second, key)!r} in the Duplicate answer",
+            f"{documented} {fields}",
+            *steps(probe, case, replay),
+        )
+    return None
+
+
+def _with_credentials(case: Case, probe: Probe) -> bool:
+    credentials = probe.credentials
+    body = case.body
+    return (
+        credentials is not None
+        and isinstance(body, dict)
+        and body.get("input_Username") == credentials.username
+        and body.get("input_Password") == credentials.password
+        and body.get("input_BankShortcode") == credentials.shortcode
+    )
+
+
+def _probe_with(
+    check: str,
+    case: Case,
+    field: str,
+    value: Callable[[Credentials], str],
+    expected: ResponseCode,
+    *,
+    title: str,
+    received: str,
+    documented: str,
+) -> bool | None:
+    """Sends a valid iPG request made with the campaign's credentials again with `field` set to
+    `value(credentials)` and fails unless the answer is `expected`; skips (True) any other case.
+
+    `received` may quote {answer} (the code and description) and {value}; `documented`, {expected}.
+    """
+    probe = current_probe()
+    if probe is None or not probe.probes_enabled or role_of(case) != "ipg" or not is_valid_request(case):
+        return True
+    if not _with_credentials(case, probe):
+        return True
+    assert probe.credentials is not None and isinstance(case.body, dict)
+    changed = value(probe.credentials)
+    # A new input_ThirdPartyReference, so that the iPG does not take the variant for a duplicate.
+    body = {
+        **case.body,
+        field: changed,
+        "input_ThirdPartyReference": probe.fresh("input_ThirdPartyReference"),
+    }
+    variant = derived(case, body)
+    answer = answer_of(probe.send(variant))
+    code = text(answer, "output_ResponseCode")
+    if code != expected:
+        fail(
+            check,
+            case,
+            title,
+            received.format(answer=describe(code, answer), value=changed),
+            documented.format(expected=documented_code(expected)),
+            *steps(probe, variant),
+        )
+    return None
+
+
+@schemathesis.check
+def wrong_password_rejected(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+    """iPG: a valid request with a wrong password is -4 Authentication Failed."""
+    return _probe_with(
+        "wrong_password_rejected",
+        case,
+        "input_Password",
+        Credentials.wrong_password,
+        ResponseCode.AUTHENTICATION_FAILED,
+        title="A request with a wrong password is not answered Authentication Failed",
+        received="{answer} to the same request with input_Password {value!r}",
+        documented="{expected}: Bank's username and password is incorrect (section 4)",
+    )
+
+
+@schemathesis.check
+def other_shortcode_rejected(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+    """iPG: the right credentials with a shortcode not linked to them is -5 Bank Details Invalid."""
+    return _probe_with(
+        "other_shortcode_rejected",
+        case,
+        "input_BankShortcode",
+        Credentials.unlinked_shortcode,
+        ResponseCode.BANK_DETAILS_INVALID,
+        title="The right credentials with another shortcode are not answered Bank Details Invalid",
+        received="{answer} with input_BankShortcode {value!r}",
+        documented="{expected}: Bank shortcode does not match shortcode linked to username and password"
+        " (section 4)",
+    )
+
+
+@schemathesis.check
+def optional_field_left_out(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+    """Bank: leaving out the optional input_AccountNumber never causes a server error."""
+    probe = current_probe()
+    if (
+        probe is None
+        or not probe.probes_enabled
+        or role_of(case) != "bank"
+        or not isinstance(case.body, dict)
+        or not is_valid_request(case)
+    ):
+        return True
+    # The same request with and without the field (a new TransactionID each): only a 5xx that comes
+    # and goes with the field is blamed on leaving it out.
+    body = {k: v for k, v in case.body.items() if k != "input_AccountNumber"}
+    if "input_AccountNumber" in case.body:
+        if response.status_code >= 500:
+            return True
+        without = derived(case, {**body, "input_TransactionID": probe.fresh("input_TransactionID")})
+        without_response = probe.send(without)
+        with_status = response.status_code
+    else:
+        if response.status_code < 500:
+            return None
+        without, without_response = case, response
+        with_field = derived(
+            case,
+            {
+                "input_AccountNumber": _SAMPLE_ACCOUNT_NUMBER,
+                **body,
+                "input_TransactionID": probe.fresh("input_TransactionID"),
+            },
+        )
+        with_status = probe.send(with_field).status_code
+        if with_status >= 500:
+            return None  # it fails either way: not_a_server_error reports it
+    if without_response.status_code >= 500:
+        fail(
+            "optional_field_left_out",
+            case,
+            "Leaving out the optional input_AccountNumber caused a server error",
+            f"{excerpt(without_response)} without input_AccountNumber (with it: HTTP {with_status})",
+            "input_AccountNumber is optional (3.1.2.1): a 2xx or 4xx answer in the envelope, never 5xx",
+            *steps(probe, without),
+        )
+    return None
+
+
+@schemathesis.check
+def token_lifecycle(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+    """Stateful run: the answer is the one the token's history calls for (redeemed once, reversed once)."""
+    probe = current_probe()
+    expectation = probe.expectation if probe is not None else None
+    if probe is None or expectation is None:
+        return True
+    answer = answer_of(response)
+    code = text(answer, "output_ResponseCode")
+    if not expectation.allows(code):
+        fail(
+            "token_lifecycle",
+            case,
+            "The answer does not fit the token's history",
+            describe(code, answer),
+            expectation.documented,
+            *steps(probe, case),
+        )
+    return None
