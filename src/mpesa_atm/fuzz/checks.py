@@ -1,6 +1,6 @@
 """The catalogue of every check a campaign runs: schemathesis's own that apply to this API, and the
 document's rules (`answer_checks`: every answer; `probe_checks`: those that send more requests), each
-with the roles it applies to.
+with the roles it applies to and the document section it enforces.
 
 This module is also the public face of the checks: what a campaign or a test needs is importable here.
 """
@@ -29,7 +29,7 @@ from mpesa_atm.fuzz.probe_checks import (
     wrong_password_rejected,
 )
 from mpesa_atm.fuzz.violations import ContractViolation
-from mpesa_atm.operations import ROLES, Role
+from mpesa_atm.operations import ROLES, Role, operations
 
 __all__ = [
     "BUILTIN_CHECKS",
@@ -49,8 +49,22 @@ CheckFunction = Callable[[CheckContext, Response, Case], bool | None]
 class CheckInfo:
     name: str
     roles: tuple[Role, ...]
+    section: str  # the document's section(s) the check enforces, e.g. "3.1.3.1" or "2.1, 2.2, 3.1"
     meaning: str
     function: CheckFunction
+
+
+# The document describes each operation in the same subsections: .1 Request Details (URL, method,
+# headers), .2.1 Request Parameters, .3 Response Details - Synchronous, .3.1 Response Body Parameters.
+_REQUEST_PARAMETERS = ".2.1"
+_RESPONSE = ".3"
+_RESPONSE_PARAMETERS = ".3.1"
+_RESPONSE_CODE_MAPPING = "4"
+
+
+def _each(roles: tuple[Role, ...], subsection: str = "") -> str:
+    """`subsection` of every operation `roles` implement: _each(("ipg",), ".3.1") is "2.1.3.1, 2.2.3.1"."""
+    return ", ".join(op.section + subsection for op in operations().values() if op.role in roles)
 
 
 def _builtin(name: str) -> CheckFunction:
@@ -63,35 +77,56 @@ def _builtin(name: str) -> CheckFunction:
     return function  # type: ignore[return-value]
 
 
-# Schemathesis's own checks that a campaign runs, with what they mean for this API.
-BUILTIN_CHECKS: tuple[tuple[str, str], ...] = (
-    ("not_a_server_error", "no answer is a 5xx"),
-    ("status_code_conformance", "the HTTP status is one the document allows (200, 400, 413, 415)"),
-    ("content_type_conformance", "the Content-Type is the documented application/json"),
-    ("response_schema_conformance", "the answer has exactly the documented output fields, in their formats"),
-    ("negative_data_rejection", "a request the schema rejects gets a 4xx, not 200"),
+# Schemathesis's own checks that a campaign runs (for both roles): name, section, what they mean here.
+BUILTIN_CHECKS: tuple[tuple[str, str, str], ...] = (
+    ("not_a_server_error", _each(ROLES, _RESPONSE), "no answer is a 5xx"),
+    (
+        "status_code_conformance",
+        _each(ROLES, _RESPONSE),
+        "the HTTP status is one the document allows (200, 400, 413, 415)",
+    ),
+    (
+        "content_type_conformance",
+        _each(ROLES, _RESPONSE),
+        "the Content-Type is the documented application/json",
+    ),
+    (
+        "response_schema_conformance",
+        _each(ROLES, _RESPONSE_PARAMETERS),
+        "the answer has exactly the documented output fields, in their formats",
+    ),
+    (
+        "negative_data_rejection",
+        _each(ROLES, _REQUEST_PARAMETERS),
+        "a request the schema rejects gets a 4xx, not 200",
+    ),
 )
 
-_OWN: tuple[tuple[CheckFunction, tuple[Role, ...]], ...] = (
-    (json_envelope, ROLES),
-    (mapped_response_code, ROLES),
-    (invalid_request_not_success, ROLES),
-    (third_party_reference_echoed, ("ipg",)),
-    (wrong_password_rejected, ("ipg",)),
-    (other_shortcode_rejected, ("ipg",)),
-    (replay_is_duplicate, ROLES),
-    (bank_reference_length, ("bank",)),
-    (bank_date_time_format, ("bank",)),
-    (optional_field_left_out, ("bank",)),
-    (token_lifecycle, ("ipg",)),
+_IPG: tuple[Role, ...] = ("ipg",)
+_BANK: tuple[Role, ...] = ("bank",)
+# The document's rules: the function (its docstring is its meaning), its roles and section.
+_OWN: tuple[tuple[CheckFunction, tuple[Role, ...], str], ...] = (
+    (json_envelope, ROLES, _each(ROLES, _RESPONSE)),
+    (mapped_response_code, ROLES, _RESPONSE_CODE_MAPPING),
+    (invalid_request_not_success, ROLES, _each(ROLES, _REQUEST_PARAMETERS)),
+    (third_party_reference_echoed, _IPG, _each(_IPG, _RESPONSE_PARAMETERS)),
+    (wrong_password_rejected, _IPG, _RESPONSE_CODE_MAPPING),  # -4 Authentication Failed
+    (other_shortcode_rejected, _IPG, _RESPONSE_CODE_MAPPING),  # -5 Bank Details Invalid
+    (replay_is_duplicate, ROLES, _each(ROLES)),  # each operation's duplicate check
+    (bank_reference_length, _BANK, _each(_BANK, _RESPONSE_PARAMETERS)),
+    (bank_date_time_format, _BANK, _each(_BANK, _RESPONSE_PARAMETERS)),
+    (optional_field_left_out, _BANK, _each(_BANK, _REQUEST_PARAMETERS)),
+    (token_lifecycle, _IPG, _each(_IPG)),
 )
 
 
 def _catalogue() -> tuple[CheckInfo, ...]:
-    builtins = tuple(CheckInfo(name, ROLES, meaning, _builtin(name)) for name, meaning in BUILTIN_CHECKS)
+    builtins = tuple(
+        CheckInfo(name, ROLES, section, meaning, _builtin(name)) for name, section, meaning in BUILTIN_CHECKS
+    )
     own = tuple(
-        CheckInfo(function.__name__, roles, (function.__doc__ or "").strip(), function)
-        for function, roles in _OWN
+        CheckInfo(function.__name__, roles, section, (function.__doc__ or "").strip(), function)
+        for function, roles, section in _OWN
     )
     return builtins + own
 
