@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import httpx
+import hypothesis.configuration
 import pytest
 
 from mpesa_atm.cli import main
 from mpesa_atm.fuzz import CampaignResult, Credentials, campaign
+from mpesa_atm.fuzz.command import hypothesis_home
 from mpesa_atm.mocks import create_app
 from mpesa_atm.settings import BankAccount, Settings
 from mpesa_atm.spec import OPERATION_PATHS
@@ -23,6 +27,15 @@ from tests.fuzz.partners import BROKEN
 def _no_settings_from_the_environment(monkeypatch):
     for name in ("USERNAME", "PASSWORD", "SHORTCODE", "CLIENT_TIMEOUT", "CONFIG"):
         monkeypatch.delenv(f"MPESA_ATM_{name}", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def hypothesis_homes(monkeypatch):
+    """Where `mpesa-atm fuzz` run in this process told Hypothesis to keep its files, recorded but not
+    applied: the suite's own Hypothesis tests keep their home."""
+    homes = []
+    monkeypatch.setattr(hypothesis.configuration, "set_hypothesis_home_dir", homes.append)
+    return homes
 
 
 def test_credentials_and_timeout_come_from_a_flag_then_the_environment_then_the_config_file(
@@ -208,3 +221,44 @@ def test_what_does_not_fuzz_loads_neither_schemathesis_nor_http_clients(code):
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
 
     assert done.stdout.strip() == "[]"
+
+
+def test_hypothesis_files_go_to_the_users_cache_folder_unless_hypothesis_is_told_where(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    in_home = tmp_path / ".cache" / "mpesa-atm" / "hypothesis"
+
+    assert hypothesis_home({"XDG_CACHE_HOME": "/var/cache/u"}) == Path("/var/cache/u/mpesa-atm/hypothesis")
+    assert hypothesis_home({"XDG_CACHE_HOME": "relative/cache"}) == in_home  # invalid, ignored
+    assert hypothesis_home({}) == in_home
+    assert hypothesis_home({"HYPOTHESIS_STORAGE_DIRECTORY": "/mine"}) is None
+
+
+@pytest.mark.network
+def test_fuzz_leaves_no_hypothesis_folder_where_it_is_run(serve_app, tmp_path):
+    url = serve_app(create_app("bank", Settings(db_path=str(tmp_path / "bank.sqlite3"))))
+    where, cache = tmp_path / "where", tmp_path / "cache"
+    where.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "HYPOTHESIS_STORAGE_DIRECTORY"}
+    cli = "import sys; from mpesa_atm.cli import main; sys.exit(main(sys.argv[1:]))"
+
+    done = subprocess.run(
+        [sys.executable, "-c", cli, "fuzz", "bank", "--url", url, "--max-examples", "5", "--seed", "1"],
+        cwd=where,
+        env={**env, "XDG_CACHE_HOME": str(cache)},
+        capture_output=True,
+        text=True,
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(path.name for path in where.iterdir()) == []
+    assert (cache / "mpesa-atm" / "hypothesis").is_dir()  # its caches went there
+
+
+def test_fuzz_in_process_tells_hypothesis_the_users_cache_folder(monkeypatch, hypothesis_homes):
+    monkeypatch.setenv("XDG_CACHE_HOME", "/var/cache/u")
+    monkeypatch.delenv("HYPOTHESIS_STORAGE_DIRECTORY", raising=False)
+    nothing_found = CampaignResult("bank", "http://127.0.0.1:1", 1, 1, (), (), (), harness=False)
+    monkeypatch.setattr(campaign, "run_campaign", lambda target, **options: nothing_found)
+
+    assert main(["fuzz", "bank", "--url", "http://127.0.0.1:1"]) == 0
+    assert hypothesis_homes == [Path("/var/cache/u/mpesa-atm/hypothesis")]

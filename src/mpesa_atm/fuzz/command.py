@@ -7,7 +7,10 @@ Exit 0 when no check failed, 1 when one did, 2 for a usage error or an unreachab
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from mpesa_atm.argtypes import path_mapping, whole_number
@@ -15,7 +18,7 @@ from mpesa_atm.errors import ConfigError, UsageError
 from mpesa_atm.operations import CONTROL_PREFIX, ROLES, operations
 from mpesa_atm.settings import ENV_PREFIX, load_settings
 
-__all__ = ["register"]
+__all__ = ["hypothesis_home", "register"]
 
 # run_campaign's and Target's arguments whose flag is not their name with dashes.
 _FLAGS = {"currencies": "--currency", "checks": "--check", "paths": "--path"}
@@ -103,7 +106,24 @@ def register(commands: Any) -> None:
     fuzz.set_defaults(handler=_fuzz)
 
 
+def hypothesis_home(env: Mapping[str, str] = os.environ) -> Path | None:
+    """Where `mpesa-atm fuzz` has Hypothesis keep its files: the user's cache folder
+    ($XDG_CACHE_HOME/mpesa-atm/hypothesis, else ~/.cache/mpesa-atm/hypothesis); None when
+    HYPOTHESIS_STORAGE_DIRECTORY says where (the user's choice, which Hypothesis follows)."""
+    if env.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+        return None
+    xdg = env.get("XDG_CACHE_HOME", "")
+    if os.path.isabs(xdg):  # a relative one is invalid (XDG Base Directory) and ignored
+        return Path(xdg) / "mpesa-atm" / "hypothesis"
+    try:
+        return Path.home() / ".cache" / "mpesa-atm" / "hypothesis"
+    except RuntimeError:  # no home folder: Hypothesis's own default, rather than no campaign
+        return None
+
+
 def _fuzz(args: argparse.Namespace) -> int:
+    from hypothesis.configuration import set_hypothesis_home_dir
+
     from mpesa_atm.fuzz.campaign import run_campaign
     from mpesa_atm.fuzz.cases import DEFAULT_CURRENCIES
     from mpesa_atm.fuzz.checks import Credentials
@@ -124,6 +144,14 @@ def _fuzz(args: argparse.Namespace) -> int:
             shortcode=settings.bank_shortcode,
             other_shortcode=args.other_shortcode,
         )
+    # Hypothesis keeps caches (the constants it read in the source, a Unicode table) in ./.hypothesis
+    # unless told otherwise, and a command should leave nothing where it is run: they go to the user's
+    # cache folder, as the command owns its process. The campaign keeps no example database at all
+    # (unit.py: the printed seed is how to run it again). The library leaves Hypothesis's home alone:
+    # a test suite that calls run_campaign keeps its own tests' examples where its Hypothesis does.
+    home = hypothesis_home()
+    if home is not None:
+        set_hypothesis_home_dir(home)
     listeners: list[Listener] = [ConsoleReporter()]
     if args.junit_xml:
         listeners.insert(0, JUnitReporter(args.junit_xml))  # written before the summary line, as ever

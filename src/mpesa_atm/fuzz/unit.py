@@ -53,6 +53,9 @@ def _hypothesis_settings(examples: int) -> settings:
     return settings(
         max_examples=examples,
         phases=[Phase.explicit, Phase.generate],
+        # No example database: replaying the failures of earlier runs first would make a campaign send
+        # other cases than its printed seed reproduces, and the partner may have changed since. The
+        # seed is the way to run a campaign again. (Hypothesis's other caches: command.py.)
         database=None,
         deadline=None,
         suppress_health_check=list(HealthCheck),
