@@ -1,7 +1,8 @@
-"""Request body validation that says, in one line, which field is wrong and how.
+"""Request validation that says, in one line, which field or parameter is wrong and how.
 
-connexion's own validator answers with jsonschema's message (for an enum, all 170 currencies) and
-lets a body nested too deeply for the JSON parser escape as a 500; this one does neither.
+connexion's own validators answer with jsonschema's message (for an enum, all 170 currencies; for a
+parameter, the whole schema and instance) and let a body nested too deeply for the JSON parser
+escape as a 500; these do neither.
 
 Bodies are checked first by a compiled validator (fastjsonschema), about fifteen times faster than
 jsonschema, for schemas whose every keyword both read alike; jsonschema then words the refusal of a
@@ -20,7 +21,13 @@ import fastjsonschema
 from connexion.datastructures import MediaTypeDict
 from connexion.exceptions import BadRequestProblem
 from connexion.json_schema import Draft4RequestValidator, Draft4Validator
-from connexion.validators import VALIDATOR_MAP, JSONRequestBodyValidator, JSONResponseBodyValidator
+from connexion.utils import is_null, is_nullable
+from connexion.validators import (
+    VALIDATOR_MAP,
+    JSONRequestBodyValidator,
+    JSONResponseBodyValidator,
+    ParameterValidator,
+)
 from jsonschema.exceptions import ValidationError, best_match
 from jsonschema.validators import extend
 from starlette.types import Scope
@@ -47,10 +54,10 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def explain(error: ValidationError) -> str:
-    """One line naming the field and what is wrong with it."""
+def explain(error: ValidationError, *, name: str | None = None) -> str:
+    """One line naming the field (or the parameter `name`) and what is wrong with it."""
     path = ".".join(str(part) for part in error.absolute_path)
-    field = path or "the body"
+    field = name or path or "the body"
     value, schema = error.instance, error.schema
     match error.validator:
         case "required":
@@ -75,8 +82,34 @@ def explain(error: ValidationError) -> str:
             return f"{field} is shorter than {error.validator_value} characters"
         case "maxLength":
             return f"{field} is longer than {error.validator_value} characters"
+        case "minimum":
+            above = "above" if schema.get("exclusiveMinimum") else "at least"
+            return f"{field} must be {above} {error.validator_value}, not {_shown(value)}"
+        case "maximum":
+            below = "below" if schema.get("exclusiveMaximum") else "at most"
+            return f"{field} must be {below} {error.validator_value}, not {_shown(value)}"
+        case "anyOf" if (needed := _required_sets(error.validator_value)) is not None:
+            # "at least one of these fields", as control.yaml's FaultRule says it
+            return f"{field} needs {_either(needed)}"
+        case "not" if (both := _required_sets([error.validator_value])) is not None:
+            # "not these fields together"
+            return f"{field} has {both[0]}: give only one of them"
         case _:
             return f"{field}: {error.message}"
+
+
+def _required_sets(schemas: Any) -> list[str] | None:
+    """For subschemas that only require fields ([{"required": ["a"]}, {"required": ["b", "c"]}]),
+    each set in words (["a", "b and c"]); None for any other kind of subschema."""
+    if not isinstance(schemas, list) or not all(
+        isinstance(sub, dict) and set(sub) == {"required"} for sub in schemas
+    ):
+        return None
+    return [" and ".join(sub["required"]) for sub in schemas]
+
+
+def _either(options: list[str]) -> str:
+    return options[0] if len(options) == 1 else f"{', '.join(options[:-1])} or {options[-1]}"
 
 
 _TYPE_WORDS = {
@@ -229,6 +262,24 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
+class ReadableParameterValidator(ParameterValidator):
+    """connexion's parameter validator, whose refusal is one line naming the parameter."""
+
+    @staticmethod
+    def validate_parameter(
+        parameter_type: str, value: Any, param: dict[str, Any], param_name: str | None = None
+    ) -> str | None:
+        if value is None or (is_nullable(param) and is_null(value)):
+            message: str | None = ParameterValidator.validate_parameter(
+                parameter_type, value, param, param_name
+            )
+            return message
+        schema = param.get("schema", param)
+        validator = Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER)
+        error = best_match(validator.iter_errors(value))
+        return None if error is None else explain(error, name=f"{parameter_type} parameter {param['name']}")
+
+
 class CompiledJSONResponseBodyValidator(JSONResponseBodyValidator):
     def _validate(self, body: dict[str, Any]) -> None:
         if not _passes(self._schema, body):
@@ -237,6 +288,7 @@ class CompiledJSONResponseBodyValidator(JSONResponseBodyValidator):
 
 VALIDATORS = {
     **VALIDATOR_MAP,
+    "parameter": ReadableParameterValidator,
     "body": MediaTypeDict({**VALIDATOR_MAP["body"], "*/*json": ReadableJSONBodyValidator}),
     "response": MediaTypeDict({**VALIDATOR_MAP["response"], "*/*json": CompiledJSONResponseBodyValidator}),
 }
