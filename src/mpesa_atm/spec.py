@@ -56,8 +56,9 @@ OPERATION_PATHS: dict[str, str] = {op.id: op.path for op in operations().values(
 def load_spec(name: str, *, role: Role | None = None) -> dict[str, Any]:
     """The document `name` (e.g. "ipg.yaml") with every external reference bundled in.
 
-    With `role`, operations marked `x-mpesa-role` for the other role are left out (control.yaml
-    describes both mocks' control APIs).
+    With `role`, the document as that role's mock serves it (control.yaml describes both mocks'
+    control APIs): what is marked `x-mpesa-role` for the other role left out, enums marked
+    `x-mpesa-enum-by-role` narrowed to this role's values, and the components left unused dropped.
     """
     document = copy.deepcopy(read_document(name))
     imported: dict[str, dict[str, Any]] = {}  # kind -> name -> component copied from another file
@@ -92,18 +93,56 @@ def load_spec(name: str, *, role: Role | None = None) -> dict[str, Any]:
     for kind, section in imported.items():
         own[kind] = section | own.get(kind, {})
     if role is not None:
-        bundled["paths"] = _paths_for_role(bundled["paths"], role)
+        bundled = _for_role(bundled, role)
+        bundled["paths"] = {
+            path: item
+            for path, item in bundled["paths"].items()
+            if any(isinstance(op, dict) and "operationId" in op for op in item.values())
+        }
+        _drop_unused_components(bundled)
     return bundled
 
 
-def _paths_for_role(paths: dict[str, Any], role: Role) -> dict[str, Any]:
-    kept: dict[str, Any] = {}
-    for path, item in paths.items():
-        operations = {
-            method: operation
-            for method, operation in item.items()
-            if not isinstance(operation, dict) or operation.get("x-mpesa-role", role) == role
-        }
-        if any(isinstance(op, dict) and "operationId" in op for op in operations.values()):
-            kept[path] = operations
+def _for_role(node: Any, role: Role) -> Any:
+    """`node` as `role`'s mock serves it: what is marked `x-mpesa-role` for the other role (an
+    operation, an example) left out, and each enum with `x-mpesa-enum-by-role` narrowed to the
+    values of `role` (the operations a fault rule can name, the codes it can answer)."""
+    if isinstance(node, list):
+        return [_for_role(item, role) for item in node]
+    if not isinstance(node, dict):
+        return node
+    kept = {
+        key: _for_role(value, role)
+        for key, value in node.items()
+        if not (isinstance(value, dict) and value.get("x-mpesa-role", role) != role)
+    }
+    by_role = kept.get("x-mpesa-enum-by-role")
+    if isinstance(by_role, dict):
+        kept["enum"] = list(by_role[role])
     return kept
+
+
+_COMPONENT_REF = "#/components/"
+
+
+def _drop_unused_components(document: dict[str, Any]) -> None:
+    """Leaves out the components nothing left in `document` references (those of the other role's
+    operations). Security schemes are named, not referenced: they stay."""
+    components = document.get("components", {})
+    used: set[tuple[str, str]] = set()
+    pending: list[Any] = [{key: value for key, value in document.items() if key != "components"}]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, list):
+            pending.extend(node)
+        elif isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith(_COMPONENT_REF):
+                kind, _, key = ref[len(_COMPONENT_REF) :].partition("/")
+                if (kind, key) not in used:
+                    used.add((kind, key))
+                    pending.append(components[kind][key])
+            pending.extend(value for name, value in node.items() if name != "$ref")
+    for kind, section in components.items():
+        if kind != "securitySchemes":
+            components[kind] = {key: value for key, value in section.items() if (kind, key) in used}
