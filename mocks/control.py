@@ -20,7 +20,7 @@ from mpesa_atm.mocks.ipg import issued_token
 from mpesa_atm.mocks.provider_states import ProviderStates
 from mpesa_atm.mocks.store import IpgToken, Store
 from mpesa_atm.mocks.values import new_third_party_reference, new_transaction_id
-from mpesa_atm.operations import Role
+from mpesa_atm.operations import Role, by_slug
 from mpesa_atm.settings import Settings
 
 __all__ = ["ControlHandlers"]
@@ -55,6 +55,9 @@ class ControlHandlers:
         return {"reset": self.role}, 200
 
     async def journal(self, operation: str | None = None, limit: int = 100) -> Answer:
+        if operation is not None:  # either spelling (the schema's enum has both); entries keep the id
+            named = by_slug(operation)
+            operation = named.id if named is not None else operation
         entries = self.store.journal(self.role, operation=operation, limit=limit)
         return {"entries": [entry.as_json() for entry in entries]}, 200
 

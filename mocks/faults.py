@@ -25,7 +25,7 @@ from starlette.types import Scope
 from mpesa_atm.codes import ResponseCode
 from mpesa_atm.errors import FaultError
 from mpesa_atm.mocks.store import Store
-from mpesa_atm.operations import Role, by_slug, operations, operations_of
+from mpesa_atm.operations import Role, by_slug, operations_of
 
 __all__ = [
     "CONNECTION_FAULTS",
@@ -40,7 +40,10 @@ FAULT_HEADER = "X-Mpesa-Atm-Fault"
 SLOT_KEY = "mpesa_atm.fault"
 # WireMock's names in brackets: CONNECTION_RESET_BY_PEER, EMPTY_RESPONSE, MALFORMED_RESPONSE_CHUNK.
 CONNECTION_FAULTS = ("reset", "empty", "malformed", "hang")
-# Codes a fault may answer. The iPG's -3, -4, -5 and -9 come from its real rules and state.
+# control.yaml's bound of `times`: far below 2**63, past which SQLite's integers overflow.
+MAX_TIMES = 1_000_000
+# Codes a fault may answer (control.yaml's FaultRule lists them per role). The iPG's -3, -4, -5 and
+# -9 come from its real rules and state.
 ROLE_CODES = {
     "ipg": {"-1", "-2", "-6", "-7", "-8"},
     "bank": {code.value for code in ResponseCode} - {"0"},
@@ -91,7 +94,7 @@ class Delay:
 class FaultRule:
     """What to do to a call: answer a code, wait, break the connection; to which calls, how often."""
 
-    operation: str | None = None  # operationId; None: every operation of this mock
+    operation: str | None = None  # operationId (parse takes either spelling); None: every operation
     response_code: str | None = None
     description: str | None = None
     delay: Delay | None = None
@@ -104,12 +107,15 @@ class FaultRule:
 
     @classmethod
     def parse(cls, role: Role, data: Mapping[str, Any], *, any_code: bool = False) -> FaultRule:
-        """A rule from the control API's JSON (already schema-checked), a header or a magic value."""
+        """A rule from the control API's JSON (already schema-checked), a header or a magic value.
+
+        The checks repeat the schema's (control.yaml's FaultRule): a header and the rules kept in the
+        store come through here without it."""
         operation = data.get("operation")
         if operation is not None:
             named = by_slug(operation)
             if named is None or named.role != role:
-                mine = ", ".join(op.slug for op in operations_of(role))
+                mine = ", ".join(op.id for op in operations_of(role))
                 raise FaultError(f"the {role} mock has no operation {operation!r} (it has {mine})")
             operation = named.id
         code = data.get("response_code")
@@ -125,8 +131,8 @@ class FaultRule:
         if code is not None and connection is not None:
             raise FaultError("give either response_code or connection: a broken call answers nothing")
         times = data.get("times")
-        if times is not None and (not isinstance(times, int) or times < 1):
-            raise FaultError("times must be a whole number of at least 1")
+        if times is not None and (not isinstance(times, int) or not 1 <= times <= MAX_TIMES):
+            raise FaultError(f"times must be a whole number from 1 to {MAX_TIMES}")
         probability = float(data.get("probability", 1.0))
         if not 0 < probability <= 1:
             raise FaultError("probability must be above 0 and at most 1")
@@ -147,7 +153,7 @@ class FaultRule:
         """The rule as the control API takes it (and as the store keeps it), with its id."""
         out: dict[str, Any] = {"id": self.id}
         if self.operation is not None:
-            out["operation"] = operations()[self.operation].slug
+            out["operation"] = self.operation
         for key in ("response_code", "description", "connection"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
@@ -177,26 +183,33 @@ def _parse_delay(data: Mapping[str, Any]) -> Delay | None:
         return None
     kind = spec.get("distribution")
     if kind == "uniform":
-        lower, upper = float(spec.get("lower_ms", 0)), float(spec.get("upper_ms", 0))
+        # Either order: the schema cannot say lower_ms <= upper_ms, and between them is clear.
+        lower, upper = sorted((float(spec.get("lower_ms", 0)), float(spec.get("upper_ms", 0))))
         if not 0 <= lower <= upper <= 120_000:
-            raise FaultError("uniform delay needs 0 <= lower_ms <= upper_ms <= 120000")
+            raise FaultError("uniform delay needs lower_ms and upper_ms from 0 to 120000")
         return Delay(distribution="uniform", lower_ms=lower, upper_ms=upper)
     if kind == "lognormal":
         median, sigma = float(spec.get("median_ms", 0)), float(spec.get("sigma", 0))
-        if not (0 < median <= 120_000 and 0 <= sigma <= 5):
-            raise FaultError("lognormal delay needs 0 < median_ms <= 120000 and 0 <= sigma <= 5")
+        if not (0 <= median <= 120_000 and 0 <= sigma <= 5):
+            raise FaultError("lognormal delay needs median_ms from 0 to 120000 and sigma from 0 to 5")
         return Delay(distribution="lognormal", median_ms=median, sigma=sigma)
     raise FaultError("delay_distribution.distribution must be uniform or lognormal")
 
 
+_HEADER_KEYS = {"operation", "response_code", "description", "delay_ms", "connection", "processed"}
+
+
 def parse_header(value: str) -> dict[str, Any]:
-    """`response_code=-7`, `delay_ms=1500`, `connection=reset;processed=true`: pairs split by ';'."""
+    """`response_code=-7`, `delay_ms=1500`, `connection=reset;processed=true`: pairs split by ';'.
+
+    `operation=token_redemption` (or `token-redemption`) makes the fault apply to that operation's
+    calls only, for a client that sends one header with every call."""
     data: dict[str, Any] = {}
     for pair in value.split(";"):
         key, sep, raw = (part.strip() for part in pair.partition("="))
         if not sep or not key:
             raise FaultError(f"{FAULT_HEADER}: {pair.strip()!r} is not key=value")
-        if key not in {"response_code", "description", "delay_ms", "connection", "processed"}:
+        if key not in _HEADER_KEYS:
             raise FaultError(f"{FAULT_HEADER}: unknown key {key!r}")
         data[key] = raw.lower() == "true" if key == "processed" else raw
     return data
@@ -287,7 +300,9 @@ class Faults:
         self, operation: str, body: Mapping[str, Any], header: str | None, settings: _Settings
     ) -> FaultRule | None:
         if header is not None:
-            return FaultRule.parse(self.role, parse_header(header))
+            told = FaultRule.parse(self.role, parse_header(header))
+            if told.matches(operation, body):
+                return told
         for rule_id, rule, remaining in settings.rules:
             if not rule.matches(operation, body):
                 continue

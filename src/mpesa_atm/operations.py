@@ -42,7 +42,7 @@ class Operation:
 
     @property
     def slug(self) -> str:
-        """The name the control API's fault rules and journal filter use: "token-redemption"."""
+        """The path's spelling, "token-redemption": the control API takes it beside the id."""
         return self.id.replace("_", "-")
 
 

@@ -157,3 +157,61 @@ def test_control_api_errors_are_plain_json_not_the_envelope(mocks):
     response = mocks.ipg.post("/_harness/tokens", json={"bank_transaction_ref": "x"})
     assert response.status_code == 400
     assert set(response.json()) == {"error", "detail"}
+
+
+@pytest.mark.parametrize("spelling", ["token_redemption", "token-redemption"])
+def test_journal_filter_takes_either_spelling_of_an_operation(mocks, spelling):
+    mocks.ipg.post("/token-redemption", json=DOCUMENT_REDEMPTION)
+    mocks.ipg.post("/token-reversal", json={**DOCUMENT_REDEMPTION, "input_TransactionID": "BVA12369A"})
+    entries = mocks.ipg.get("/_harness/journal", params={"operation": spelling}).json()["entries"]
+    assert [e["operation"] for e in entries] == ["token_redemption"]
+
+
+def test_journal_of_the_ipg_filters_the_token_generations_its_driver_sent(mocks):
+    mocks.ipg.post("/_harness/withdrawals", json=WITHDRAWAL)
+    entries = mocks.ipg.get("/_harness/journal", params={"operation": "token-generation"}).json()["entries"]
+    assert [(e["direction"], e["operation"]) for e in entries] == [("outbound", "token_generation")]
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "message"),
+    [
+        ("/_harness/journal", {"operation": "token_redeemed"}, "query parameter operation must be one of"),
+        ("/_harness/journal", {"limit": "0"}, "query parameter limit must be at least 1, not 0"),
+        ("/_harness/journal", {"limit": str(2**64)}, "query parameter limit must be at most 10000"),
+        ("/_harness/health", {"verbose": "1"}, "Extra query parameter(s) verbose not in spec"),
+    ],
+)
+def test_refused_parameter_is_a_400_in_one_line_naming_it(mocks, path, params, message):
+    response = mocks.bank.get(path, params=params)
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert message in detail
+    assert "Failed validating" not in detail
+
+
+def test_deleting_a_fault_with_an_id_too_long_is_the_documented_400(mocks):
+    response = mocks.ipg.delete("/_harness/faults/" + "0" * 65)
+    assert response.status_code == 400
+    assert response.json()["detail"].endswith("path parameter fault_id is longer than 64 characters")
+    documented = mocks.ipg.get("/_harness/openapi.json").json()["paths"]["/faults/{fault_id}"]["delete"]
+    assert "400" in documented["responses"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("OPTIONS", "/_harness/faults", "GET, HEAD, POST"),
+        ("PATCH", "/_harness/faults", "GET, HEAD, POST"),
+        ("POST", "/_harness/modes", "GET, HEAD, PUT"),
+        ("GET", "/_harness/faults/0123abcd", "DELETE"),
+        ("POST", "/_harness/health", "GET, HEAD"),
+        ("GET", "/_harness/reset", "POST"),
+        ("GET", "/token-redemption", "POST"),
+    ],
+)
+def test_method_not_allowed_lists_every_method_the_path_serves(mocks, method, path, allow):
+    response = mocks.ipg.request(method, path)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == allow
+    assert f"; use {allow}" in response.text  # the control API's detail, the API's envelope

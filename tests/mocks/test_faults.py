@@ -5,7 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
+from jsonschema import Draft4Validator
 
+from mpesa_atm.errors import FaultError
+from mpesa_atm.mocks.faults import ROLE_CODES, Delay, FaultRule
+from mpesa_atm.spec import load_spec
 from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION, DOCUMENT_TOKEN
 
 HEADER = "X-Mpesa-Atm-Fault"
@@ -89,17 +93,107 @@ def test_bank_mock_can_answer_any_mapped_code(mocks):
 @pytest.mark.parametrize(
     ("rule", "message"),
     [
-        ({"operation": "token-generation", "response_code": "-7"}, "has no operation"),
-        ({"response_code": "-4"}, "can be told to answer"),
-        ({}, "needs response_code"),
-        ({"response_code": "-7", "connection": "reset"}, "either response_code or connection"),
-        ({"delay_ms": 10, "delay_distribution": {"distribution": "uniform"}}, "not both"),
+        ({"operation": "token_generation", "response_code": "-7"}, "operation must be one of token_redem"),
+        ({"response_code": "-4"}, 'response_code must be one of -1, -2, -6, -7, -8, not "-4"'),
+        ({}, "the body needs response_code, delay_ms, delay_distribution or connection"),
+        ({"response_code": "-7", "connection": "reset"}, "has response_code and connection: give only one"),
+        (
+            {"delay_ms": 10, "delay_distribution": {"distribution": "uniform"}},
+            "has delay_ms and delay_distribution: give only one",
+        ),
+        ({"delay_ms": 10, "times": 2**63}, "times must be at most 1000000, not 9223372036854775808"),
+        ({"delay_ms": 10, "times": 2**64 + 1}, "times must be at most 1000000"),
+        ({"delay_ms": 10, "times": 0}, "times must be at least 1, not 0"),
+        ({"delay_ms": 10, "probability": 0}, "probability must be above 0, not 0"),
+        ({"delay_ms": 120_001}, "delay_ms must be at most 120000"),
     ],
 )
-def test_unusable_rule_is_refused_with_the_reason(mocks, rule, message):
+def test_rule_the_schema_refuses_is_a_400_saying_why_in_one_line(mocks, rule, message):
     response = mocks.ipg.post("/_harness/faults", json=rule)
-    assert response.status_code == 400
-    assert message in response.json()["detail"]
+    assert response.status_code == 400, response.text
+    detail = response.json()["detail"]
+    assert message in detail
+    assert "Failed validating" not in detail and "\n" not in detail
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ({"operation": "token-generation", "response_code": "-7"}, "the ipg mock has no operation"),
+        ({"response_code": "-4"}, "can be told to answer"),
+        ({}, "a fault needs response_code, delay_ms, delay_distribution or connection"),
+        ({"response_code": "-7", "connection": "reset"}, "either response_code or connection"),
+        ({"delay_ms": 10, "delay_distribution": {"distribution": "uniform"}}, "not both"),
+        ({"delay_ms": 10, "times": 2**63}, "times must be a whole number from 1 to 1000000"),
+    ],
+)
+def test_the_mock_keeps_its_own_checks_for_rules_that_skip_the_schema(rule, message):
+    # Headers and the rules kept in the store are parsed without the schema's check.
+    with pytest.raises(FaultError, match=message):
+        FaultRule.parse("ipg", rule)
+
+
+def test_a_rule_in_the_schema_is_a_rule_the_mock_takes():
+    """FaultRule's anyOf/not say what FaultRule.parse checks: the same rules pass and fail both."""
+    schema = load_spec("control.yaml", role="ipg")["components"]["schemas"]["FaultRule"]
+    validator = Draft4Validator(schema)
+    for rule in [
+        {},
+        {"response_code": "-7"},
+        {"delay_ms": 5},
+        {"delay_distribution": {"distribution": "lognormal", "median_ms": 0}},
+        {"connection": "reset", "processed": True},
+        {"response_code": "-7", "delay_ms": 5},
+        {"connection": "hang", "delay_ms": 5},
+        {"response_code": "-7", "connection": "reset"},
+        {"delay_ms": 5, "delay_distribution": {"distribution": "uniform"}},
+        {"processed": True, "times": 3},
+    ]:
+        try:
+            FaultRule.parse("ipg", rule)
+        except FaultError:
+            taken = False
+        else:
+            taken = True
+        assert validator.is_valid(rule) is taken, rule
+
+
+def test_uniform_delay_takes_its_bounds_in_either_order():
+    uniform = {"distribution": "uniform", "lower_ms": 9, "upper_ms": 3}
+    rule = FaultRule.parse("bank", {"delay_distribution": uniform})
+    assert rule.delay == Delay(distribution="uniform", lower_ms=3, upper_ms=9)
+
+
+def test_fault_codes_are_the_ones_control_yaml_lists_for_each_role():
+    for role in ("ipg", "bank"):
+        schema = load_spec("control.yaml", role=role)["components"]["schemas"]["FaultRule"]
+        assert set(schema["properties"]["response_code"]["enum"]) == ROLE_CODES[role]
+
+
+@pytest.mark.parametrize("spelling", ["token_redemption", "token-redemption"])
+def test_rule_takes_either_spelling_and_lists_the_operation_id(seeded, spelling):
+    add_fault(seeded.ipg, operation=spelling, response_code="-7", times=1)
+    (rule,) = seeded.ipg.get("/_harness/faults").json()["faults"]
+    assert rule["operation"] == "token_redemption"
+    assert redeem(seeded)["output_ResponseCode"] == "-7"
+
+
+@pytest.mark.parametrize("spelling", ["token_reversal", "token-reversal"])
+def test_header_fault_for_another_operation_leaves_the_call_alone(seeded, spelling):
+    header = {HEADER: f"operation={spelling}; response_code=-2"}
+    assert redeem(seeded, headers=header)["output_ResponseCode"] == "0"
+
+
+@pytest.mark.parametrize("spelling", ["token_redemption", "token-redemption"])
+def test_header_fault_for_this_operation_applies(seeded, spelling):
+    header = {HEADER: f"operation={spelling}; response_code=-2"}
+    assert redeem(seeded, headers=header)["output_ResponseCode"] == "-2"
+
+
+def test_header_naming_an_operation_of_the_other_mock_is_a_failure_saying_why(seeded):
+    answer = redeem(seeded, headers={HEADER: "operation=token_generation; response_code=-2"})
+    assert answer["output_ResponseCode"] == "-1"
+    assert "the ipg mock has no operation 'token_generation'" in answer["output_ResponseDesc"]
 
 
 def test_fixed_delay_then_normal_answer(seeded):
