@@ -88,6 +88,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     broker.add_argument("--provider-branch", metavar="BRANCH", help="with --publish-results")
     broker.add_argument("--build-url", metavar="URL", help="with --publish-results: the CI build's URL")
     verify.add_argument(
+        "--report",
+        metavar="FILE.html",
+        help="also write a self-contained HTML page: each interaction with its provider states, the "
+        "request, what the contract expects and what came back",
+    )
+    verify.add_argument(
+        "--har", metavar="FILE", help="also write every request and answer as HAR 1.2 (passwords masked)"
+    )
+    verify.add_argument(
         "-v", "--verbose", action="store_true", help="also print the Pact verifier's own report"
     )
     verify.set_defaults(handler=_run)
@@ -156,7 +165,15 @@ def _run(args: argparse.Namespace) -> int:
         control_token=args.control_token or settings.control_token,
         timeout=args.timeout if args.timeout is not None else settings.client_timeout,
         wait=args.wait,
+        record=bool(args.report or args.har),
     )
+    if args.report or args.har:
+        from mpesa_atm.contracts.page import write_har_of, write_report
+
+        if args.report:
+            write_report(args.report, report)
+        if args.har:
+            write_har_of(args.har, report)
     print(report.render(verbose=args.verbose), flush=True)
     if report.publish_errors and report.ok:
         raise VerificationError(f"the results were not published: {report.publish_errors[0]}")

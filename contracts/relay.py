@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from mpesa_atm.contracts.recorder import StateChange, Timeline
 from mpesa_atm.contracts.report import StateFailure
 
 __all__ = ["StateRelay"]
@@ -21,8 +22,11 @@ class StateRelay:
     provider's endpoint. A refusal is answered 400, so that the verifier fails the interaction at
     once (it retries a 5xx for minutes), and kept with its reason."""
 
-    def __init__(self, target: str, headers: dict[str, str], timeout: float) -> None:
+    def __init__(
+        self, target: str, headers: dict[str, str], timeout: float, timeline: Timeline | None = None
+    ) -> None:
         self.target = target
+        self.timeline = timeline  # where each change goes too, when the verification is recorded
         self.failures: list[StateFailure] = []
         self._client = httpx.Client(headers=headers, timeout=timeout)
         relay = self
@@ -65,6 +69,8 @@ class StateRelay:
             return 400, b'{"error": "the state change is not JSON"}'
         state, action = str(change.get("state")), str(change.get("action", "setup"))
         params = change.get("params") if isinstance(change.get("params"), dict) else {}
+        if self.timeline is not None:
+            self.timeline.add(StateChange(state, action))
         try:
             response = self._client.post(self.target, json=change)
         except httpx.HTTPError as exc:

@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
+
+from mpesa_atm.reporting.exchange import Exchange
 
 __all__ = ["InteractionOutcome", "Report", "StateFailure", "outcomes"]
 
@@ -32,6 +35,10 @@ class InteractionOutcome:
     states: tuple[str, ...]
     status: Literal["verified", "failed", "pending"]  # pending: failed, but the broker marks it pending
     problems: tuple[str, ...] = ()
+    # When the verification was recorded: what was sent and what came back (None: nothing was sent),
+    # and the interaction as the pact file has it (None for a broker's pact).
+    exchange: Exchange | None = None
+    contract: dict[str, Any] | None = None
 
 
 @dataclass
@@ -45,6 +52,11 @@ class Report:
     notices: list[str] = field(default_factory=list)
     publish_errors: list[str] = field(default_factory=list)
     pact_output: str = ""
+    role: str = ""
+    started: datetime | None = None
+    duration: float = 0.0  # seconds
+    options: list[tuple[str, str]] = field(default_factory=list)  # to show in a report
+    exchanges: list[Exchange] = field(default_factory=list)  # every request sent, when recorded
 
     @property
     def ok(self) -> bool:

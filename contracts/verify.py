@@ -6,26 +6,33 @@ changes go through a relay that keeps the provider's reasons (`relay.py`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import re
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from mpesa_atm.contracts.generate import pact_dir
 from mpesa_atm.contracts.pacticipants import PROVIDER_NAMES
+from mpesa_atm.contracts.recorder import RecordingProxy, Timeline, exchanges_of
 from mpesa_atm.contracts.relay import StateRelay
 from mpesa_atm.contracts.report import InteractionOutcome, Report, StateFailure, outcomes
 from mpesa_atm.errors import ProviderUnreachable, UsageError, VerificationError
 from mpesa_atm.operations import CONTROL_PREFIX, Role, operations_of
 from mpesa_atm.reachable import wait_until_listening
 from mpesa_atm.spec import OPERATION_PATHS
+
+if TYPE_CHECKING:
+    from pact import Verifier
 
 __all__ = [
     "STATES_PATH",
@@ -187,14 +194,16 @@ def verify_provider(
     control_token: str | None = None,
     timeout: float = 10.0,
     wait: float = 0.0,
+    record: bool = False,
 ) -> Report:
     """Replays the contracts whose provider is `role` ("ipg" or "bank") against the provider at `url`.
 
     The pacts are `pacts` (a file or folder), the broker's, or, when neither is given, the contracts
     shipped with the harness; `paths` maps an operation (e.g. "token_generation") to the provider's
     own path. A provider that refuses connections is tried again for `wait` seconds (it may be
-    starting). Raises UsageError, ProviderUnreachable or VerificationError when no verification could
-    be made; a mismatch is in the report, not raised.
+    starting). With `record`, the requests go through a recording proxy and the report keeps each
+    exchange (for `--report` and `--har`). Raises UsageError, ProviderUnreachable or
+    VerificationError when no verification could be made; a mismatch is in the report, not raised.
     """
     if role not in PROVIDER_NAMES:
         raise UsageError(f"no provider role {role!r}: use one of {', '.join(PROVIDER_NAMES)}")
@@ -226,13 +235,45 @@ def verify_provider(
             f"{source} (requests to {', '.join(f'{old} sent to {new}' for old, new in renames.items())})"
             for source in sources
         ]
-    report = Report(provider, base, sources, states_url)
+    report = Report(provider, base, sources, states_url, role=role, started=datetime.now(UTC))
+    report.options = [("timeout", f"{timeout:g} s")] + [
+        ("path", f"{old} sent to {new}") for old, new in renames.items()
+    ]
+    if publish is not None:
+        report.options.append(("results published as", publish.provider_version))
+    contracts = {
+        (str(pact.get("consumer", {}).get("name")), str(interaction.get("description"))): interaction
+        for pact in (_read_pact(path) for path in local)
+        for interaction in pact.get("interactions", [])
+    }
+    clock = time.perf_counter()
     with contextlib.ExitStack() as stack:
         if renames:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mpesa-atm-pacts-")))
             local = _with_paths(local, renames, folder)
-        _run(report, local, broker, publish, control_token, timeout)
+        timeline = Timeline() if record else None
+        _run(report, local, broker, publish, control_token, timeout, timeline)
+    report.duration = time.perf_counter() - clock
+    report.interactions = [
+        dataclasses.replace(outcome, contract=contracts.get((outcome.consumer, outcome.description)))
+        for outcome in report.interactions
+    ]
+    if timeline is not None:
+        _pair(report, timeline, renames)
     return report
+
+
+def _pair(report: Report, timeline: Timeline, renames: dict[str, str]) -> None:
+    """Gives each interaction the exchange the recorder saw for it."""
+    report.exchanges = timeline.exchanges
+    keys = []
+    for outcome in report.interactions:
+        path = str(((outcome.contract or {}).get("request") or {}).get("path", ""))
+        keys.append((outcome.states, renames.get(path, path)))
+    report.interactions = [
+        dataclasses.replace(outcome, exchange=exchange)
+        for outcome, exchange in zip(report.interactions, exchanges_of(keys, timeline.items), strict=True)
+    ]
 
 
 def _run(
@@ -242,14 +283,37 @@ def _run(
     publish: Publication | None,
     control_token: str | None,
     timeout: float,
+    timeline: Timeline | None,
 ) -> None:
-    """Runs Pact's verifier and fills the report from its results."""
+    """Runs Pact's verifier and fills the report from its results; with a timeline, through the
+    recording proxy."""
     os.environ["PACT_DO_NOT_TRACK"] = "true"  # before Pact's core is loaded
     from pact import Verifier
 
-    verifier = Verifier(report.provider, host=urlsplit(report.url).hostname)
-    verifier.add_transport(url=report.url)
-    verifier.set_request_timeout(int(timeout * 1000))
+    with contextlib.ExitStack() as stack:
+        if timeline is None:
+            verifier = Verifier(report.provider, host=urlsplit(report.url).hostname)
+            verifier.add_transport(url=report.url)
+            verifier.set_request_timeout(int(timeout * 1000))
+        else:
+            proxy = stack.enter_context(RecordingProxy(report.url, timeline, timeout))
+            verifier = Verifier(report.provider, host="127.0.0.1")
+            verifier.add_transport(url=f"http://127.0.0.1:{proxy.port}{urlsplit(report.url).path}")
+            # A second more than the proxy gives the provider: the proxy's own answer comes first.
+            verifier.set_request_timeout(int(timeout * 1000) + 1000)
+        _verify(report, verifier, local, broker, publish, control_token, timeout, timeline)
+
+
+def _verify(
+    report: Report,
+    verifier: Verifier,
+    local: list[Path],
+    broker: Broker | None,
+    publish: Publication | None,
+    control_token: str | None,
+    timeout: float,
+    timeline: Timeline | None,
+) -> None:
     verifier.set_coloured_output(enabled=False)
     for path in local:
         verifier.add_source(path)
@@ -267,7 +331,7 @@ def _run(
     headers = {"Authorization": f"Bearer {control_token}"} if control_token else {}
     errors = _ErrorLog()
     with (
-        StateRelay(report.states_url, headers, timeout) as relay,
+        StateRelay(report.states_url, headers, timeout, timeline) as relay,
         errors.attached(logging.getLogger("pact")),
     ):
         verifier.state_handler(relay.url, teardown=True, body=True)

@@ -32,7 +32,15 @@ from mpesa_atm.fuzz.events import (
     UnitProgress,
 )
 from mpesa_atm.fuzz.results import CampaignResult
-from mpesa_atm.fuzz.target import NoAnswer, Target, control_available, open_session, response_code, send
+from mpesa_atm.fuzz.target import (
+    NoAnswer,
+    Target,
+    Timed,
+    control_available,
+    open_session,
+    response_code,
+    send,
+)
 from mpesa_atm.fuzz.unit import Campaign, Unit
 from mpesa_atm.operations import CONTROL_PREFIX, operations_of
 from mpesa_atm.spec import load_spec
@@ -90,12 +98,13 @@ def _check_credentials(campaign: Campaign) -> None:
     draft = Draft("243843330333", "200", campaign.currencies[0], account_number=None, token="unknown")
     body = draft.body("token_redemption", Fresh(campaign.seed, "credentials"), credentials)
     case = campaign.operation("token_redemption").Case(body=body, media_type="application/json")
+    timed = Timed(case.operation.label)
     with open_session(target) as session:
         try:
             response = send(target, session, case)
         except NoAnswer as exc:
             raise TargetUnreachable(f"cannot reach the ipg at {target.label}: {exc.reason}") from None
-    campaign.collector.emit(RequestSent())
+    campaign.collector.emit(RequestSent(timed.answered(response)))
     code = response_code(response)
     if code == "-4":
         raise ConfigError(
@@ -115,6 +124,33 @@ def _progress_listener(progress: Callable[[UnitProgress], None]) -> Listener:
             progress(event)
 
     return listener
+
+
+def _shown_options(
+    target: Target,
+    workers: int,
+    checks: Sequence[str] | None,
+    kinds: Sequence[str],
+    phases: Sequence[str],
+    currencies: Sequence[str],
+    use_harness: bool,
+) -> tuple[tuple[str, str], ...]:
+    """The options a report shows beside the seed and the examples (never the password)."""
+    shown = [
+        ("checks", "all of the role's" if checks is None else ", ".join(checks)),
+        ("kinds", ", ".join(kinds)),
+        ("phases", ", ".join(phases)),
+        ("currencies", ", ".join(currencies)),
+        ("workers", str(workers)),
+        ("timeout", f"{target.timeout:g} s"),
+        ("control API", f"used if {CONTROL_PREFIX} answers" if use_harness else "not used (--no-harness)"),
+    ]
+    if target.paths:
+        shown.append(("paths", ", ".join(f"{op}={path}" for op, path in sorted(target.paths.items()))))
+    if target.credentials is not None:
+        credentials = target.credentials
+        shown.append(("credentials", f"{credentials.username}, shortcode {credentials.shortcode}"))
+    return tuple(shown)
 
 
 def run_campaign(
@@ -169,7 +205,15 @@ def run_campaign(
         harness=False,
     )
     collector = Collector(result, listeners)
-    collector.emit(CampaignStarted(target.role, target.label, seed, max_examples))
+    collector.emit(
+        CampaignStarted(
+            target.role,
+            target.label,
+            seed,
+            max_examples,
+            _shown_options(target, workers, checks, kinds, phases, currencies, use_harness),
+        )
+    )
     result.harness = control_available(target) and use_harness
     campaign = Campaign(
         target,

@@ -28,12 +28,13 @@ from mpesa_atm.fuzz.probe_checks import (
     token_lifecycle,
     wrong_password_rejected,
 )
-from mpesa_atm.fuzz.violations import ContractViolation
+from mpesa_atm.fuzz.violations import ContractViolation, is_valid_request
 from mpesa_atm.operations import ROLES, Role, operations
 
 __all__ = [
     "BUILTIN_CHECKS",
     "CHECKS",
+    "CheckFunction",
     "CheckInfo",
     "ContractViolation",
     "Credentials",
@@ -45,6 +46,10 @@ __all__ = [
 CheckFunction = Callable[[CheckContext, Response, Case], bool | None]
 
 
+def _any_case(case: Case) -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class CheckInfo:
     name: str
@@ -52,6 +57,10 @@ class CheckInfo:
     section: str  # the document's section(s) the check enforces, e.g. "3.1.3.1" or "2.1, 2.2, 3.1"
     meaning: str
     function: CheckFunction
+    needs: str = "an answer"  # what a case must bring for the check to apply, for a report's "why not"
+    # Whether a case the check did not skip really exercised it (schemathesis's own checks pass,
+    # rather than skip, a case they do not apply to).
+    applies: Callable[[Case], bool] = _any_case
 
 
 # The document describes each operation in the same subsections: .1 Request Details (URL, method,
@@ -120,12 +129,39 @@ _OWN: tuple[tuple[CheckFunction, tuple[Role, ...], str], ...] = (
 )
 
 
+# What a case must bring for a check to apply: a report says it when no case of a campaign did.
+_NEEDS = {
+    "negative_data_rejection": "a request the schema rejects",
+    "json_envelope": "an answer to one of the API's operations",
+    "mapped_response_code": "an answer with an output_ResponseCode",
+    "invalid_request_not_success": "a request the schema rejects",
+    "third_party_reference_echoed": "an answer with output_ThirdPartyReference to a well-formed reference",
+    "wrong_password_rejected": "a valid request made with the campaign's credentials",
+    "other_shortcode_rejected": "a valid request made with the campaign's credentials",
+    "replay_is_duplicate": "a request answered 0 Success, to replay",
+    "bank_reference_length": "an answer with output_BankTransactionRef",
+    "bank_date_time_format": "an answer with output_BankDateTime",
+    "optional_field_left_out": "a valid request, to send with and without input_AccountNumber",
+    "token_lifecycle": "the stateful run, which needs the mock's /_harness control API to make tokens",
+}
+_APPLIES: dict[str, Callable[[Case], bool]] = {
+    "negative_data_rejection": lambda case: not is_valid_request(case),
+}
+
+
+def _info(
+    name: str, roles: tuple[Role, ...], section: str, meaning: str, function: CheckFunction
+) -> CheckInfo:
+    needs = _NEEDS.get(name, "an answer")
+    return CheckInfo(name, roles, section, meaning, function, needs, _APPLIES.get(name, _any_case))
+
+
 def _catalogue() -> tuple[CheckInfo, ...]:
     builtins = tuple(
-        CheckInfo(name, ROLES, section, meaning, _builtin(name)) for name, section, meaning in BUILTIN_CHECKS
+        _info(name, ROLES, section, meaning, _builtin(name)) for name, section, meaning in BUILTIN_CHECKS
     )
     own = tuple(
-        CheckInfo(function.__name__, roles, section, (function.__doc__ or "").strip(), function)
+        _info(function.__name__, roles, section, (function.__doc__ or "").strip(), function)
         for function, roles, section in _OWN
     )
     return builtins + own

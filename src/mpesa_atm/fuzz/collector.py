@@ -7,7 +7,16 @@ import dataclasses
 import threading
 from collections.abc import Iterable
 
-from mpesa_atm.fuzz.events import CaseSent, Event, FindingFound, Listener, Note, RequestSent, UnitProgress
+from mpesa_atm.fuzz.events import (
+    CaseChecked,
+    CaseSent,
+    Event,
+    FindingFound,
+    Listener,
+    Note,
+    RequestSent,
+    UnitProgress,
+)
 from mpesa_atm.fuzz.results import CampaignResult, Finding
 
 __all__ = ["Collector"]
@@ -45,6 +54,9 @@ class Collector:
             case CaseSent(case=case):
                 self.result.cases += 1
                 self.result.sent.append(case)
+            case CaseChecked(checks=checks):
+                for check in checks:
+                    self.result.exercised[check] = self.result.exercised.get(check, 0) + 1
             case FindingFound(finding=finding):
                 key = (finding.check, finding.operation)
                 first = self._findings.get(key)

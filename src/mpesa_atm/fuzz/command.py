@@ -66,6 +66,15 @@ def register(commands: Any) -> None:
     )
     fuzz.add_argument("--junit-xml", metavar="FILE", help="also write the results as JUnit XML")
     fuzz.add_argument(
+        "--report",
+        metavar="FILE.html",
+        help="also write a self-contained HTML page: every check with its section and verdict, "
+        "the findings and charts",
+    )
+    fuzz.add_argument(
+        "--har", metavar="FILE", help="also write every request and answer as HAR 1.2 (passwords masked)"
+    )
+    fuzz.add_argument(
         "--timeout",
         type=float,
         metavar="S",
@@ -128,7 +137,8 @@ def _fuzz(args: argparse.Namespace) -> int:
     from mpesa_atm.fuzz.cases import DEFAULT_CURRENCIES
     from mpesa_atm.fuzz.checks import Credentials
     from mpesa_atm.fuzz.events import Listener
-    from mpesa_atm.fuzz.report import ConsoleReporter, JUnitReporter
+    from mpesa_atm.fuzz.page import HtmlReporter
+    from mpesa_atm.fuzz.report import ConsoleReporter, HarReporter, JUnitReporter
     from mpesa_atm.fuzz.target import Target
 
     settings = load_settings(
@@ -152,9 +162,15 @@ def _fuzz(args: argparse.Namespace) -> int:
     home = hypothesis_home()
     if home is not None:
         set_hypothesis_home_dir(home)
-    listeners: list[Listener] = [ConsoleReporter()]
+    # The files are written before the summary line, so that they are there when it is printed.
+    listeners: list[Listener] = []
     if args.junit_xml:
-        listeners.insert(0, JUnitReporter(args.junit_xml))  # written before the summary line, as ever
+        listeners.append(JUnitReporter(args.junit_xml))
+    if args.report:
+        listeners.append(HtmlReporter(args.report))
+    if args.har:
+        listeners.append(HarReporter(args.har))
+    listeners.append(ConsoleReporter())
     try:
         target = Target(
             role=args.role,

@@ -1,5 +1,5 @@
 """What a campaign's phases report as they go. The collector folds these events into the result; the
-console and JUnit reporters (and any other listener) consume them, one at a time and in order.
+console, JUnit, HTML and HAR reporters (and any other listener) consume them, one at a time and in order.
 """
 
 from __future__ import annotations
@@ -9,10 +9,12 @@ from dataclasses import dataclass
 
 from mpesa_atm.fuzz.results import CampaignResult, Finding, SentCase
 from mpesa_atm.operations import Role
+from mpesa_atm.reporting.exchange import Exchange
 
 __all__ = [
     "CampaignFinished",
     "CampaignStarted",
+    "CaseChecked",
     "CaseSent",
     "Event",
     "FindingFound",
@@ -32,11 +34,15 @@ class CampaignStarted:
     target: str
     seed: int
     max_examples: int
+    options: tuple[tuple[str, str], ...] = ()  # the other options, as (name, value) to show
 
 
 @dataclass(frozen=True)
 class RequestSent:
-    """A request went out: a case, a probe or replay a check sent, or a call to the control API."""
+    """A request was sent and answered (or not): a case, a probe or replay a check sent, or a call to
+    the control API. `exchange` is what went over the wire, as sent (the password unmasked)."""
+
+    exchange: Exchange | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,15 @@ class CaseSent:
     """A generated case went out (the probes and replays of checks are not cases)."""
 
     case: SentCase
+
+
+@dataclass(frozen=True)
+class CaseChecked:
+    """The checks ran on a case's answer: `checks` are those that applied to it (the others skipped
+    it, e.g. replay_is_duplicate an answer that is not 0)."""
+
+    operation: str
+    checks: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -77,7 +92,16 @@ class CampaignFinished:
     result: CampaignResult
 
 
-Event = CampaignStarted | RequestSent | CaseSent | FindingFound | UnitProgress | Note | CampaignFinished
+Event = (
+    CampaignStarted
+    | RequestSent
+    | CaseSent
+    | CaseChecked
+    | FindingFound
+    | UnitProgress
+    | Note
+    | CampaignFinished
+)
 Listener = Callable[[Event], None]
 # What run_campaign's progress= callback receives.
 Progress = UnitProgress

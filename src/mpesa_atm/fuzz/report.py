@@ -1,5 +1,6 @@
-"""How a campaign is shown, from its events: text a bank engineer can act on (the console reporter)
-and JUnit XML (the JUnit reporter); render_* and write_junit also serve a CampaignResult directly."""
+"""How a campaign is shown, from its events: text a bank engineer can act on (the console reporter),
+JUnit XML (the JUnit reporter) and every exchange as HAR (the HAR reporter; the HTML page is page.py's);
+render_* and write_junit also serve a CampaignResult directly."""
 
 from __future__ import annotations
 
@@ -8,10 +9,19 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import TextIO
 
-from mpesa_atm.fuzz.events import CampaignFinished, CampaignStarted, Event, UnitProgress
+from mpesa_atm.fuzz.events import CampaignFinished, CampaignStarted, Event, RequestSent, UnitProgress
 from mpesa_atm.fuzz.results import CampaignResult, Finding
+from mpesa_atm.reporting.exchange import Exchange
+from mpesa_atm.reporting.har import write_har
 
-__all__ = ["ConsoleReporter", "JUnitReporter", "render_finding", "render_summary", "write_junit"]
+__all__ = [
+    "ConsoleReporter",
+    "HarReporter",
+    "JUnitReporter",
+    "render_finding",
+    "render_summary",
+    "write_junit",
+]
 
 _MAX_MESSAGE_LINES = 24
 
@@ -115,3 +125,20 @@ class JUnitReporter:
     def __call__(self, event: Event) -> None:
         if isinstance(event, CampaignFinished):
             write_junit(event.result, self.path)
+
+
+class HarReporter:
+    """Writes every request of the campaign and its answer to `path` as HAR 1.2 when it is over,
+    passwords masked: the cases, the checks' replays and probes, and the calls to a mock's control API."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = path
+        self._exchanges: list[Exchange] = []
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RequestSent) and event.exchange is not None:
+            self._exchanges.append(event.exchange)
+        elif isinstance(event, CampaignFinished):
+            result = event.result
+            comment = f"mpesa-atm fuzz {result.role} {result.target}, seed {result.seed}"
+            write_har(self.path, self._exchanges, comment=comment)

@@ -51,6 +51,7 @@ class CampaignResult:
     findings: list[Finding] = field(default_factory=list)
     sent: list[SentCase] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    exercised: dict[str, int] = field(default_factory=dict)  # check -> cases it applied to
 
     @property
     def failed(self) -> bool:

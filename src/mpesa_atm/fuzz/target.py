@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -19,11 +21,14 @@ from mpesa_atm.fuzz.checks import Credentials
 from mpesa_atm.fuzz.curl import curl_command
 from mpesa_atm.operations import CONTROL_PREFIX, Role, operation, operations_of
 from mpesa_atm.reachable import wait_until_listening
+from mpesa_atm.reporting.exchange import Exchange, headers_of
 from mpesa_atm.settings import Settings
 
 __all__ = [
+    "ControlAnswer",
     "NoAnswer",
     "Target",
+    "Timed",
     "call_control",
     "control_available",
     "open_session",
@@ -87,10 +92,61 @@ class Target:
 class NoAnswer(Exception):
     """The partner answered nothing to a request: the connection failed, was closed, or timed out."""
 
-    def __init__(self, reason: str, *, timed_out: bool) -> None:
+    def __init__(
+        self, reason: str, *, timed_out: bool, request: requests.PreparedRequest | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.timed_out = timed_out
+        self.request = request  # as it was sent, when it got that far
+
+
+def _body_bytes(body: Any) -> bytes:
+    if body is None:
+        return b""
+    return body if isinstance(body, bytes) else str(body).encode()
+
+
+class Timed:
+    """Times one request from its creation and makes its Exchange: `timed.answered(response)`, or
+    `timed.unanswered(request, url, reason)`."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.started = datetime.now(UTC)
+        self._clock = time.perf_counter()
+
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self._clock
+
+    def answered(self, response: Response) -> Exchange:
+        request = response.request
+        return Exchange(
+            started=self.started,
+            elapsed=self._elapsed(),
+            method=request.method or "POST",
+            url=request.url or "",
+            request_headers=headers_of(request.headers),
+            request_body=_body_bytes(request.body),
+            status=response.status_code,
+            reason=response.message,
+            response_headers=headers_of(response.headers),
+            response_body=response.content,
+            label=self.label,
+        )
+
+    def unanswered(self, request: requests.PreparedRequest | None, url: str, reason: str) -> Exchange:
+        return Exchange(
+            started=self.started,
+            elapsed=self._elapsed(),
+            method=(request.method if request is not None else None) or "POST",
+            url=(request.url if request is not None else None) or url,
+            request_headers=headers_of(request.headers) if request is not None else (),
+            request_body=_body_bytes(request.body if request is not None else None),
+            status=None,
+            reason=reason,
+            label=self.label,
+        )
 
 
 @contextmanager
@@ -116,14 +172,27 @@ def send(target: Target, session: requests.Session, case: Case) -> Response:
         answer = session.request(**kwargs, timeout=target.timeout, allow_redirects=False)
         return Response.from_any(answer)
     except requests.RequestException as exc:
-        raise NoAnswer(reason(exc), timed_out=isinstance(exc, requests.Timeout)) from None
+        request = exc.request if isinstance(exc.request, requests.PreparedRequest) else None
+        raise NoAnswer(reason(exc), timed_out=isinstance(exc, requests.Timeout), request=request) from None
+
+
+@dataclass(frozen=True)
+class ControlAnswer:
+    """What the mock's control API answered: its status, its body parsed (None when not JSON), a curl
+    command that sends the call again, and the exchange."""
+
+    status: int
+    body: Any
+    curl: str
+    exchange: Exchange
 
 
 def call_control(
     target: Target, session: requests.Session, path: str, body: Mapping[str, Any]
-) -> tuple[int, Any, str]:
-    """POSTs `body` to the mock's control API at `path`: (status, parsed body or None, curl command)."""
+) -> ControlAnswer:
+    """POSTs `body` to the mock's control API at `path`."""
     url = f"{target.base_url}{CONTROL_PREFIX}{path}"
+    timed = Timed(f"POST {CONTROL_PREFIX}{path}")
     try:
         response = session.post(url, json=dict(body), timeout=target.timeout)
     except requests.RequestException as exc:
@@ -132,7 +201,8 @@ def call_control(
         parsed = response.json()
     except ValueError:
         parsed = None
-    return response.status_code, parsed, curl_command(url, dict(body))
+    exchange = timed.answered(Response.from_any(response))
+    return ControlAnswer(response.status_code, parsed, curl_command(url, dict(body)), exchange)
 
 
 def control_available(target: Target) -> bool:

@@ -4,6 +4,7 @@ The phases are functions of a Unit."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -13,15 +14,15 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
-from schemathesis import Case, Response
+from schemathesis import Case, CheckContext, Response
 from schemathesis.core.failures import Failure, FailureGroup
 
 from mpesa_atm.fuzz.cases import Fresh
-from mpesa_atm.fuzz.checks import CheckInfo, ContractViolation, Probe, probing
+from mpesa_atm.fuzz.checks import CheckFunction, CheckInfo, ContractViolation, Probe, probing
 from mpesa_atm.fuzz.collector import Collector
-from mpesa_atm.fuzz.events import CaseSent, Event, FindingFound, RequestSent
+from mpesa_atm.fuzz.events import CaseChecked, CaseSent, Event, FindingFound, RequestSent
 from mpesa_atm.fuzz.results import Finding, SentCase
-from mpesa_atm.fuzz.target import NoAnswer, Target, call_control, open_session, reproduce, send
+from mpesa_atm.fuzz.target import NoAnswer, Target, Timed, call_control, open_session, reproduce, send
 
 __all__ = ["Campaign", "Stop", "Unit"]
 
@@ -71,6 +72,24 @@ def _plain(body: Any) -> Any:
     return repr(body)
 
 
+def _noting(info: CheckInfo, applied: list[str]) -> CheckFunction:
+    """`info`'s check, noting its name in `applied` when it applies to the case (it fails, or it
+    passes rather than skipping it), for the report's count of the cases that exercised each check."""
+
+    @functools.wraps(info.function)
+    def check(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+        try:
+            skipped = info.function(ctx, response, case)
+        except BaseException:
+            applied.append(info.name)
+            raise
+        if not skipped and info.applies(case):
+            applied.append(info.name)
+        return skipped
+
+    return check
+
+
 class Unit:
     def __init__(
         self,
@@ -113,10 +132,12 @@ class Unit:
     def send(self, case: Case) -> Response:
         """Sends `case`; raises Stop, after recording it, when the partner does not answer."""
         assert self.session is not None
-        self.emit(RequestSent())
+        timed = Timed(case.operation.label)
         try:
-            return send(self.campaign.target, self.session, case)
+            response = send(self.campaign.target, self.session, case)
         except NoAnswer as exc:
+            url = self.campaign.target.base_url + case.formatted_path
+            self.emit(RequestSent(timed.unanswered(exc.request, url, exc.reason)))
             self.stopped = True
             self.emit(
                 FindingFound(
@@ -132,12 +153,15 @@ class Unit:
                 )
             )
             raise Stop from None
+        self.emit(RequestSent(timed.answered(response)))
+        return response
 
     def control(self, path: str, body: dict[str, Any]) -> tuple[int, Any, str]:
         """POSTs to the mock's control API: (status, parsed body, curl command)."""
         assert self.session is not None
-        self.emit(RequestSent())
-        return call_control(self.campaign.target, self.session, path, body)
+        answer = call_control(self.campaign.target, self.session, path, body)
+        self.emit(RequestSent(answer.exchange))
+        return answer.status, answer.body, answer.curl
 
     def reproduce(self, case: Case) -> str:
         return reproduce(self.campaign.target, case)
@@ -154,12 +178,14 @@ class Unit:
     # Checking -----------------------------------------------------------------------------------------
 
     def check(self, case: Case, response: Response, checks: Sequence[CheckInfo]) -> None:
+        applied: list[str] = []
         for info in checks:
             try:
-                case.validate_response(response, checks=[info.function])
+                case.validate_response(response, checks=[_noting(info, applied)])
             except FailureGroup as group:
                 for failure in group.exceptions:
                     self._record(info.name, case, failure)
+        self.emit(CaseChecked(case.operation.label, tuple(applied)))
 
     def _record(self, check: str, case: Case, failure: Failure) -> None:
         if isinstance(failure, ContractViolation):

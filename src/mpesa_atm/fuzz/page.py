@@ -1,0 +1,197 @@
+"""`mpesa-atm fuzz --report FILE.html`: the campaign as one page a person can read and sign off, from
+its events: the verdict first, then every check of the role with its section and verdict, each
+finding with its reproduction, and the charts."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mpesa_atm.fuzz.checks import CHECKS, CheckInfo, checks_for
+from mpesa_atm.fuzz.events import CampaignFinished, CampaignStarted, CaseSent, Event, RequestSent
+from mpesa_atm.fuzz.results import CampaignResult, Finding
+from mpesa_atm.reporting.exchange import answer_class
+from mpesa_atm.reporting.page import duration_text, write_page
+from mpesa_atm.reporting.views import Answer, exchange_charts, over_time_chart
+
+__all__ = ["FEW_CASES", "CheckRow", "FindingView", "HtmlReporter", "check_rows", "finding_view"]
+
+# A check that passed on fewer cases than this passed on too little to say much: a warning.
+FEW_CASES = 3
+_VERDICT_ORDER = ("failed", "warning", "not exercised", "passed")
+_ROLE_NAMES = {"bank": "bank (Token Generation)", "ipg": "iPG (Token Redemption, Token Reversal)"}
+_MAX_DETAIL_LINES = 40
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    name: str
+    section: str
+    verdict: str  # passed, failed, warning, not exercised
+    cases: int
+    meaning: str
+    why: str = ""
+
+    @property
+    def verdict_class(self) -> str:
+        return self.verdict.replace(" ", "-")
+
+
+@dataclass(frozen=True)
+class FindingView:
+    check: str
+    section: str
+    operation: str
+    phase: str
+    occurrences: int
+    title: str
+    received: str
+    documented: str
+    details: str
+    steps: tuple[str, ...]
+
+
+def check_rows(result: CampaignResult) -> list[CheckRow]:
+    """Every check of the role: failed, with a warning, not exercised (and why), or passed."""
+    failed = {finding.check for finding in result.findings}
+    rows = []
+    for info in checks_for(result.role):
+        cases = result.exercised.get(info.name, 0)
+        if info.name in failed:
+            row = CheckRow(info.name, info.section, "failed", cases, info.meaning)
+        elif info.name not in result.checks:
+            why = f"Not run: the campaign ran only {', '.join(result.checks)} (--check)."
+            row = CheckRow(info.name, info.section, "not exercised", 0, info.meaning, why)
+        elif cases == 0:
+            why = f"Not exercised: it needs {info.needs}, and no case of this campaign brought one."
+            row = CheckRow(info.name, info.section, "not exercised", 0, info.meaning, why)
+        elif cases < FEW_CASES:
+            why = (
+                f"Passed, but only {cases} case{'s' if cases > 1 else ''} exercised it: raise --max-examples."
+            )
+            row = CheckRow(info.name, info.section, "warning", cases, info.meaning, why)
+        else:
+            row = CheckRow(info.name, info.section, "passed", cases, info.meaning)
+        rows.append(row)
+    return sorted(rows, key=lambda row: _VERDICT_ORDER.index(row.verdict))
+
+
+def _info(name: str) -> CheckInfo | None:
+    return next((info for info in CHECKS if info.name == name), None)
+
+
+def finding_view(finding: Finding) -> FindingView:
+    """A finding as the page shows it: the document's checks say Received and Documented; for
+    schemathesis's own, the first line of its message is what was received, its rule what is documented."""
+    info = _info(finding.check)
+    message = finding.message.strip()
+    head, documented_mark, documented = message.partition("\nDocumented: ")
+    if head.startswith("Received: ") and documented_mark:
+        received, details = head.removeprefix("Received: "), ""
+    else:
+        first, _, rest = message.partition("\n")
+        received = first or finding.title
+        lines = rest.strip().splitlines()
+        if len(lines) > _MAX_DETAIL_LINES:
+            lines = [*lines[:_MAX_DETAIL_LINES], f"... ({len(lines) - _MAX_DETAIL_LINES} more lines)"]
+        details = "\n".join(lines)
+        documented = info.meaning if info else ""
+    return FindingView(
+        check=finding.check,
+        section=info.section if info else "",
+        operation=finding.operation,
+        phase=finding.phase,
+        occurrences=finding.occurrences,
+        title=finding.title,
+        received=received,
+        documented=documented,
+        details=details,
+        steps=finding.reproduce,
+    )
+
+
+def _lead(result: CampaignResult, rows: list[CheckRow]) -> str:
+    count = {verdict: sum(row.verdict == verdict for row in rows) for verdict in _VERDICT_ORDER}
+    if result.findings:
+        names = ", ".join(row.name for row in rows if row.verdict == "failed")
+        return f"{count['failed']} of {len(rows)} checks failed against {result.target}: {names}."
+    return (
+        f"No check failed against {result.target}: {count['passed']} passed, {count['warning']} with a "
+        f"warning, {count['not exercised']} not exercised, of {len(rows)}."
+    )
+
+
+class HtmlReporter:
+    """Writes the campaign's page to `path` when it is over."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = path
+        self._started: CampaignStarted | None = None
+        self._wall = datetime.now(UTC)
+        self._clock = time.perf_counter()
+        self._answers: list[Answer] = []
+        self._cases: list[float] = []  # seconds since the start, one per case
+        self._requests: list[float] = []
+
+    def _since_start(self) -> float:
+        return time.perf_counter() - self._clock
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, CampaignStarted):
+            self._started = event
+            self._wall, self._clock = datetime.now(UTC), time.perf_counter()
+        elif isinstance(event, RequestSent):
+            self._requests.append(self._since_start())
+            exchange = event.exchange
+            if exchange is not None:
+                self._answers.append(Answer(exchange.label, answer_class(exchange), exchange.elapsed * 1000))
+        elif isinstance(event, CaseSent):
+            self._cases.append(self._since_start())
+        elif isinstance(event, CampaignFinished):
+            write_page(self.path, "fuzz.html", **self.context(event.result))
+
+    def context(self, result: CampaignResult) -> dict[str, Any]:
+        """What the template shows."""
+        rows = check_rows(result)
+        options = self._started.options if self._started else ()
+        rerun = f"mpesa-atm fuzz {result.role} --url {result.target} --seed {result.seed}"
+        rerun += f" --max-examples {result.max_examples}"
+        facts = [
+            ("Target", result.target),
+            ("Role", _ROLE_NAMES.get(result.role, result.role)),
+            ("Started", self._wall.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")),
+            ("Duration", duration_text(result.duration)),
+            ("Seed", str(result.seed)),
+            ("Examples per operation", str(result.max_examples)),
+            ("Cases (requests)", f"{result.cases} ({result.requests})"),
+            ("Control API", "used" if result.harness else "not used"),
+            ("Options", "; ".join(f"{name} {value}" for name, value in options) or "defaults"),
+            (
+                "Run again",
+                rerun
+                if result.target.startswith("http")
+                else "run_campaign(..., seed=" + str(result.seed) + ")",
+            ),
+        ]
+        series = {
+            "cases": [(seconds, index + 1) for index, seconds in enumerate(self._cases)],
+            "requests": [(seconds, index + 1) for index, seconds in enumerate(self._requests)],
+        }
+        charts = [*exchange_charts(self._answers), over_time_chart(series, result.duration)]
+        return {
+            "kind": "fuzzing campaign",
+            "title": f"mpesa-atm fuzz {result.role}",
+            "verdict": "failed" if result.findings else "passed",
+            "lead": _lead(result, rows),
+            "facts": facts,
+            "contents": [("checks", "Checks"), ("findings", "Findings"), ("charts", "Charts")]
+            + ([("notes", "Notes")] if result.notes else []),
+            "made": datetime.now(UTC),
+            "checks": rows,
+            "findings": [finding_view(finding) for finding in result.findings],
+            "charts": charts,
+            "notes": result.notes,
+        }
