@@ -113,19 +113,20 @@ def _without_passwords(params: dict[str, Any]) -> dict[str, Any]:
     return {key: MASK if "password" in key.lower() else value for key, value in params.items()}
 
 
+def _state(state: dict[str, Any]) -> tuple[str, str]:
+    """A provider state's name, and its parameters as JSON (a password among them masked)."""
+    params = state.get("params") or {}
+    return str(state.get("name")), json.dumps(_without_passwords(params), sort_keys=True) if params else ""
+
+
 def interaction_view(role: str, outcome: InteractionOutcome) -> dict[str, Any]:
     contract = outcome.contract
     path = str(((contract or {}).get("request") or {}).get("path", ""))
     if not path and outcome.exchange is not None:
         path = outcome.exchange.label.partition(" ")[2]
     operation, section = _operation_of(role, path)
-    states = [
-        (
-            str(state.get("name")),
-            json.dumps(_without_passwords(state.get("params") or {}), sort_keys=True) if state.get("params") else "",
-        )
-        for state in (contract or {}).get("providerStates", [])
-    ] or [(name, "") for name in outcome.states]
+    states = [_state(state) for state in (contract or {}).get("providerStates", [])]
+    states = states or [(name, "") for name in outcome.states]
     if outcome.exchange is not None:
         request = _sent(outcome.exchange)
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -102,11 +103,10 @@ def test_fuzz_of_the_running_mocks_exits_0_with_progress_and_junit(serve, tmp_pa
 def test_fuzz_of_a_broken_partner_exits_1_and_shows_the_finding(serve_app, tmp_path, capsys):
     broken = next(b for b in BROKEN if b.name == "short_reference")
     url = serve_app(broken.app(Settings(db_path=str(tmp_path / "partner.sqlite3"))))
-    junit = tmp_path / "fuzz.xml"
+    junit, page, har = tmp_path / "fuzz.xml", tmp_path / "fuzz.html", tmp_path / "fuzz.har"
 
-    code = main(
-        ["fuzz", "bank", "--url", url, "--max-examples", "10", "--seed", "2", "--junit-xml", str(junit)]
-    )
+    files = ["--junit-xml", str(junit), "--report", str(page), "--har", str(har)]
+    code = main(["fuzz", "bank", "--url", url, "--max-examples", "10", "--seed", "2", *files])
 
     out = capsys.readouterr().out
     assert code == 1
@@ -124,6 +124,11 @@ def test_fuzz_of_a_broken_partner_exits_1_and_shows_the_finding(serve_app, tmp_p
         "bank_reference_length",
         "response_schema_conformance",
     }
+    # The page and the recording (rendered and validated in test_page.py) are written too.
+    html = page.read_text()
+    assert "<title>mpesa-atm fuzz bank: FAILED</title>" in html
+    assert f"mpesa-atm fuzz bank --url {url} --seed 2 --max-examples 10" in html
+    assert json.loads(har.read_text())["log"]["entries"][0]["request"]["url"].startswith(url)
 
 
 def test_unreachable_target_exits_2_with_one_line_after_the_wait(capsys):

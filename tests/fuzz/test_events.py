@@ -9,6 +9,7 @@ from mpesa_atm.fuzz import (
     CampaignFinished,
     CampaignResult,
     CampaignStarted,
+    CaseChecked,
     CaseSent,
     ConsoleReporter,
     Finding,
@@ -101,9 +102,27 @@ def test_a_listener_sees_the_whole_campaign_in_order_and_progress_still_works(mo
         progress=progress.append,
     )
 
-    assert events[0] == CampaignStarted("bank", "the app in process", 1, 4)
+    started = events[0]
+    assert isinstance(started, CampaignStarted)
+    assert (started.role, started.target, started.seed, started.max_examples) == (
+        "bank",
+        "the app in process",
+        1,
+        4,
+    )
+    assert ("workers", "1") in started.options
     assert events[-1] == CampaignFinished(result)
     assert sum(isinstance(e, CaseSent) for e in events) == result.cases == len(result.sent)
-    assert sum(isinstance(e, RequestSent) for e in events) == result.requests
+    requests = [e for e in events if isinstance(e, RequestSent)]
+    assert len(requests) == result.requests
+    # Each request carries its exchange: what was sent, what came back, how long it took.
+    assert all(e.exchange is not None and e.exchange.status is not None for e in requests)
+    api = [e.exchange for e in requests if e.exchange and e.exchange.label == "POST /token-generation"]
+    assert api and all(e.method == "POST" and e.elapsed > 0 and e.response_body for e in api)
+    # Each case's answer went through the checks; those that applied are counted.
+    checked = [e for e in events if isinstance(e, CaseChecked)]
+    assert len(checked) == result.cases
+    assert result.exercised["not_a_server_error"] == result.cases
+    assert 0 < result.exercised.get("negative_data_rejection", 0) < result.cases
     assert progress == [e for e in events if isinstance(e, UnitProgress)]
     assert progress[-1] == UnitProgress("POST /token-generation fuzz", 4, 4, 0)

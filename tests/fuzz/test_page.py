@@ -1,0 +1,143 @@
+"""`--report FILE.html` of a campaign: every check with its section and verdict, each finding with its
+reproduction, the charts; rendered by headless Chromium. And `--har FILE`: every exchange, HAR 1.2."""
+
+from __future__ import annotations
+
+import json
+
+from mpesa_atm.fuzz import CampaignResult, Finding, Target, run_campaign
+from mpesa_atm.fuzz.checks import checks_for
+from mpesa_atm.fuzz.page import HtmlReporter, check_rows, finding_view
+from mpesa_atm.fuzz.report import HarReporter
+from mpesa_atm.settings import Settings
+from tests.fuzz.partners import BROKEN
+from tests.reporting.browser import rendered_dom
+from tests.reporting.dom import parse
+from tests.reporting.har import assert_har_1_2
+from tests.reporting.selfcontained import assert_self_contained
+
+VERDICTS = {"passed", "failed", "warning", "not exercised"}
+
+
+def _result(**changes: object) -> CampaignResult:
+    result = CampaignResult(
+        role="bank",
+        target="http://bank.test",
+        seed=7,
+        max_examples=20,
+        checks=tuple(info.name for info in checks_for("bank")),
+        operations=("POST /token-generation",),
+        phases=("fuzz",),
+        harness=False,
+    )
+    for name, value in changes.items():
+        setattr(result, name, value)
+    return result
+
+
+def test_the_page_of_a_campaign_against_a_broken_partner_renders_every_check_finding_and_chart(
+    tmp_path, credentials
+):
+    broken = next(b for b in BROKEN if b.name == "ipg_duplicate_new_reference")
+    app = broken.app(Settings(db_path=str(tmp_path / "partner.sqlite3")))
+    page, har = tmp_path / "fuzz.html", tmp_path / "fuzz.har"
+
+    result = run_campaign(
+        Target("ipg", app=app, credentials=credentials),
+        max_examples=20,
+        seed=7,
+        listeners=[HtmlReporter(page), HarReporter(har)],
+    )
+
+    html = page.read_text()
+    assert_self_contained(html)
+    dom = parse(rendered_dom(page))
+    assert dom.having("span", id="verdict")[0].text == "FAILED"
+    rows = {
+        row.attrs["data-check"]: (
+            row.having("td", class_="section")[0].text,
+            row.having("span", class_="pill")[0].text,
+        )
+        for row in dom.having("tr")
+        if "data-check" in row.attrs
+    }
+    assert {name: section for name, (section, _) in rows.items()} == {
+        info.name: info.section for info in checks_for("ipg")
+    }
+    assert {verdict for _, verdict in rows.values()} <= VERDICTS
+    assert rows["replay_is_duplicate"] == ("2.1, 2.2, 3.1", "failed")
+    assert rows["token_lifecycle"][1] == "passed"
+    # The finding: received against documented, and its requests in order (the token recorded
+    # through the control API, the redemption, its replay), the password read from the environment.
+    finding = dom.having("article", class_="finding")[0]
+    assert "replay_is_duplicate" in finding.text
+    assert finding.having("td", class_="documented")[0].text.startswith("-3 Duplicate")
+    steps = [pre.text for pre in finding.having("pre", class_="curl")]
+    assert len(steps) == 3 and steps[1] == steps[2] and "/_harness/tokens" in steps[0]
+    assert finding.having("h4")[0].text == "Reproduce: 3 requests, in this order"
+    assert steps[1].startswith("curl -sS -X POST http://") and '"$MPESA_ATM_PASSWORD"' in steps[1]
+    # The charts, as inline SVG.
+    figures = {figure.attrs["id"]: figure for figure in dom.having("figure")}
+    assert set(figures) == {"chart-answers", "chart-latency", "chart-over-time"}
+    assert all(figure.having("svg") for figure in figures.values())
+    assert {
+        rect.attrs["data-class"]
+        for rect in figures["chart-answers"].having("rect")
+        if "data-class" in rect.attrs
+    } >= {"0", "-3"}
+    assert figures["chart-latency"].having("text", class_="p99")
+    # Never the password, on the page or in the recording.
+    har_text = har.read_text()
+    assert "P@ssword123" not in html and "P@ssword123" not in har_text
+    document = json.loads(har_text)
+    assert_har_1_2(document)
+    assert len(document["log"]["entries"]) == result.requests
+    assert any(entry["comment"].startswith("POST /_harness/") for entry in document["log"]["entries"])
+
+
+def test_a_check_is_failed_passed_with_a_warning_or_not_exercised_and_then_says_why():
+    finding = Finding(
+        "bank_reference_length", "POST /token-generation", "fuzz", "t", "Received: x\nDocumented: y", ()
+    )
+    result = _result(
+        checks=("bank_reference_length", "replay_is_duplicate", "json_envelope", "not_a_server_error"),
+        findings=[finding],
+        exercised={"bank_reference_length": 9, "json_envelope": 2, "not_a_server_error": 20},
+    )
+
+    rows = {row.name: row for row in check_rows(result)}
+
+    assert set(rows) == {info.name for info in checks_for("bank")}
+    assert [row.verdict for row in check_rows(result)][:2] == ["failed", "warning"]  # what matters first
+    assert (rows["bank_reference_length"].verdict, rows["bank_reference_length"].cases) == ("failed", 9)
+    assert rows["json_envelope"].verdict == "warning" and "only 2 cases" in rows["json_envelope"].why
+    assert rows["not_a_server_error"].verdict == "passed"
+    assert rows["replay_is_duplicate"].verdict == "not exercised"
+    assert "a request answered 0 Success, to replay" in rows["replay_is_duplicate"].why
+    assert rows["bank_date_time_format"].verdict == "not exercised"
+    assert "(--check)" in rows["bank_date_time_format"].why
+
+
+def test_a_finding_shows_received_and_documented_for_every_kind_of_check():
+    own = finding_view(
+        Finding(
+            "bank_reference_length",
+            "POST /token-generation",
+            "fuzz",
+            "t",
+            "Received: 'abc'\nDocumented: 32",
+            ("c1",),
+        )
+    )
+    builtin = finding_view(
+        Finding(
+            "not_a_server_error", "POST /token-generation", "fuzz", "Server error", "Received 500\n\nbody", ()
+        )
+    )
+
+    assert (own.received, own.documented, own.details, own.section) == ("'abc'", "32", "", "3.1.3.1")
+    assert (builtin.received, builtin.documented, builtin.details) == (
+        "Received 500",
+        "no answer is a 5xx",
+        "body",
+    )
