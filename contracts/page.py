@@ -180,6 +180,7 @@ def write_report(path: str | Path, report: Report) -> None:
         verdict="passed" if report.ok else "failed",
         lead=_lead(report),
         facts=facts,
+        rerun=f"mpesa-atm verify {report.role} --url {report.url}",
         contents=[("interactions", "Interactions"), ("charts", "Charts")]
         + ([("notes", "Notes")] if notes else []),
         made=datetime.now(UTC),

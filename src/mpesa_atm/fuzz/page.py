@@ -4,6 +4,7 @@ finding with its reproduction, and the charts."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,11 +14,20 @@ from typing import Any
 from mpesa_atm.fuzz.checks import CHECKS, CheckInfo, checks_for
 from mpesa_atm.fuzz.events import CampaignFinished, CampaignStarted, CaseSent, Event, RequestSent
 from mpesa_atm.fuzz.results import CampaignResult, Finding
+from mpesa_atm.operations import Role, operations_of
 from mpesa_atm.reporting.exchange import answer_class
 from mpesa_atm.reporting.page import duration_text, write_page
 from mpesa_atm.reporting.views import Answer, exchange_charts, over_time_chart
 
-__all__ = ["FEW_CASES", "CheckRow", "FindingView", "HtmlReporter", "check_rows", "finding_view"]
+__all__ = [
+    "FEW_CASES",
+    "CheckRow",
+    "FindingView",
+    "HtmlReporter",
+    "check_rows",
+    "finding_view",
+    "sections_of",
+]
 
 # A check that passed on fewer cases than this passed on too little to say much: a warning.
 FEW_CASES = 3
@@ -54,11 +64,26 @@ class FindingView:
     steps: tuple[str, ...]
 
 
+def sections_of(role: Role, section: str) -> str:
+    """The sections of `section` that concern `role`: "2.1.3, 2.2.3, 3.1.3" is "3.1.3" for a bank;
+    a section of no operation (4, the response codes) stays."""
+    own = tuple(op.section for op in operations_of(role))
+    every = tuple(op.section for op in operations_of("ipg") + operations_of("bank"))
+
+    def concerns(part: str, prefixes: tuple[str, ...]) -> bool:
+        return any(part == prefix or part.startswith(prefix + ".") for prefix in prefixes)
+
+    parts = [part.strip() for part in section.split(",")]
+    kept = [part for part in parts if concerns(part, own) or not concerns(part, every)]
+    return ", ".join(kept) or section
+
+
 def check_rows(result: CampaignResult) -> list[CheckRow]:
     """Every check of the role: failed, with a warning, not exercised (and why), or passed."""
     failed = {finding.check for finding in result.findings}
     rows = []
     for info in checks_for(result.role):
+        info = dataclasses.replace(info, section=sections_of(result.role, info.section))
         cases = result.exercised.get(info.name, 0)
         if info.name in failed:
             row = CheckRow(info.name, info.section, "failed", cases, info.meaning)
@@ -83,7 +108,7 @@ def _info(name: str) -> CheckInfo | None:
     return next((info for info in CHECKS if info.name == name), None)
 
 
-def finding_view(finding: Finding) -> FindingView:
+def finding_view(finding: Finding, role: Role | None = None) -> FindingView:
     """A finding as the page shows it: the document's checks say Received and Documented; for
     schemathesis's own, the first line of its message is what was received, its rule what is documented."""
     info = _info(finding.check)
@@ -101,7 +126,7 @@ def finding_view(finding: Finding) -> FindingView:
         documented = info.meaning if info else ""
     return FindingView(
         check=finding.check,
-        section=info.section if info else "",
+        section=(sections_of(role, info.section) if role else info.section) if info else "",
         operation=finding.operation,
         phase=finding.phase,
         occurrences=finding.occurrences,
@@ -169,12 +194,6 @@ class HtmlReporter:
             ("Cases (requests)", f"{result.cases} ({result.requests})"),
             ("Control API", "used" if result.harness else "not used"),
             ("Options", "; ".join(f"{name} {value}" for name, value in options) or "defaults"),
-            (
-                "Run again",
-                rerun
-                if result.target.startswith("http")
-                else "run_campaign(..., seed=" + str(result.seed) + ")",
-            ),
         ]
         series = {
             "cases": [(seconds, index + 1) for index, seconds in enumerate(self._cases)],
@@ -187,11 +206,12 @@ class HtmlReporter:
             "verdict": "failed" if result.findings else "passed",
             "lead": _lead(result, rows),
             "facts": facts,
+            "rerun": rerun if result.target.startswith("http") else "",
             "contents": [("checks", "Checks"), ("findings", "Findings"), ("charts", "Charts")]
             + ([("notes", "Notes")] if result.notes else []),
             "made": datetime.now(UTC),
             "checks": rows,
-            "findings": [finding_view(finding) for finding in result.findings],
+            "findings": [finding_view(finding, result.role) for finding in result.findings],
             "charts": charts,
             "notes": result.notes,
         }
