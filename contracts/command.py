@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from mpesa_atm.argtypes import path_mapping
 from mpesa_atm.contracts.pacticipants import PROVIDER_NAMES
 from mpesa_atm.errors import UsageError
+from mpesa_atm.reporting.options import add_report_options
 from mpesa_atm.settings import ENV_PREFIX, Settings, load_settings
 
 if TYPE_CHECKING:
@@ -87,14 +88,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     broker.add_argument("--provider-version", metavar="VERSION", help="with --publish-results (required)")
     broker.add_argument("--provider-branch", metavar="BRANCH", help="with --publish-results")
     broker.add_argument("--build-url", metavar="URL", help="with --publish-results: the CI build's URL")
-    verify.add_argument(
-        "--report",
-        metavar="FILE.html",
-        help="also write a self-contained HTML page: each interaction with its provider states, the "
-        "request, what the contract expects and what came back",
-    )
-    verify.add_argument(
-        "--har", metavar="FILE", help="also write every request and answer as HAR 1.2 (passwords masked)"
+    add_report_options(
+        verify,
+        "each interaction with its provider states, the request, what the contract expects and what "
+        "came back",
     )
     verify.add_argument(
         "-v", "--verbose", action="store_true", help="also print the Pact verifier's own report"

@@ -9,12 +9,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from mpesa_atm.contracts.loopback import LoopbackServer
 from mpesa_atm.reporting.exchange import Exchange, headers_of
 
 __all__ = ["RecordingProxy", "StateChange", "Timeline", "group_by_interaction"]
@@ -79,7 +80,7 @@ def group_by_interaction(
     return [(tuple(group.states), group.exchange) for group in groups]
 
 
-class RecordingProxy:
+class RecordingProxy(LoopbackServer):
     """A loopback HTTP server that forwards every request to `upstream` (scheme and host of the
     provider; the path is the request's) and puts each exchange on `timeline`. A provider that gives
     no answer gets the verifier none either: the connection is closed."""
@@ -114,22 +115,7 @@ class RecordingProxy:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # the report says what matters
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="verification recorder")
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    def __enter__(self) -> RecordingProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._thread.join()
-        self._server.server_close()
-        self._client.close()
+        super().__init__(Handler, "verification recorder", self._client)
 
     def forward(
         self, method: str, path: str, headers: list[tuple[str, str]], body: bytes

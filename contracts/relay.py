@@ -5,19 +5,19 @@ which Pact's own report leaves out."""
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
 
+from mpesa_atm.contracts.loopback import LoopbackServer
 from mpesa_atm.contracts.recorder import StateChange, Timeline
 from mpesa_atm.contracts.report import StateFailure
 
 __all__ = ["StateRelay"]
 
 
-class StateRelay:
+class StateRelay(LoopbackServer):
     """A loopback HTTP server the verifier sends its state changes to; each is forwarded to the
     provider's endpoint. A refusal is answered 400, so that the verifier fails the interaction at
     once (it retries a 5xx for minutes), and kept with its reason."""
@@ -44,23 +44,11 @@ class StateRelay:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # the report says what matters
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="provider-state relay")
+        super().__init__(Handler, "provider-state relay", self._client)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/"
-
-    def __enter__(self) -> StateRelay:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._thread.join()
-        self._server.server_close()
-        self._client.close()
+        return f"http://127.0.0.1:{self.port}/"
 
     def forward(self, raw: bytes) -> tuple[int, bytes]:
         try:

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from mpesa_atm.contracts.generate import pact_dir
@@ -30,9 +30,6 @@ from mpesa_atm.errors import ProviderUnreachable, UsageError, VerificationError
 from mpesa_atm.operations import CONTROL_PREFIX, Role, operations_of
 from mpesa_atm.reachable import wait_until_listening
 from mpesa_atm.spec import OPERATION_PATHS
-
-if TYPE_CHECKING:
-    from pact import Verifier
 
 __all__ = [
     "STATES_PATH",
@@ -290,30 +287,16 @@ def _run(
     os.environ["PACT_DO_NOT_TRACK"] = "true"  # before Pact's core is loaded
     from pact import Verifier
 
-    with contextlib.ExitStack() as stack:
-        if timeline is None:
-            verifier = Verifier(report.provider, host=urlsplit(report.url).hostname)
-            verifier.add_transport(url=report.url)
-            verifier.set_request_timeout(int(timeout * 1000))
-        else:
-            proxy = stack.enter_context(RecordingProxy(report.url, timeline, timeout))
-            verifier = Verifier(report.provider, host="127.0.0.1")
-            verifier.add_transport(url=f"http://127.0.0.1:{proxy.port}{urlsplit(report.url).path}")
-            # A second more than the proxy gives the provider: the proxy's own answer comes first.
-            verifier.set_request_timeout(int(timeout * 1000) + 1000)
-        _verify(report, verifier, local, broker, publish, control_token, timeout, timeline)
-
-
-def _verify(
-    report: Report,
-    verifier: Verifier,
-    local: list[Path],
-    broker: Broker | None,
-    publish: Publication | None,
-    control_token: str | None,
-    timeout: float,
-    timeline: Timeline | None,
-) -> None:
+    proxy = RecordingProxy(report.url, timeline, timeout) if timeline is not None else None
+    if proxy is None:
+        verifier = Verifier(report.provider, host=urlsplit(report.url).hostname)
+        verifier.add_transport(url=report.url)
+        verifier.set_request_timeout(int(timeout * 1000))
+    else:
+        verifier = Verifier(report.provider, host="127.0.0.1")
+        verifier.add_transport(url=f"http://127.0.0.1:{proxy.port}{urlsplit(report.url).path}")
+        # A second more than the proxy gives the provider: the proxy's own answer comes first.
+        verifier.set_request_timeout(int(timeout * 1000) + 1000)
     verifier.set_coloured_output(enabled=False)
     for path in local:
         verifier.add_source(path)
@@ -333,6 +316,7 @@ def _verify(
     with (
         StateRelay(report.states_url, headers, timeout, timeline) as relay,
         errors.attached(logging.getLogger("pact")),
+        proxy or contextlib.nullcontext(),
     ):
         verifier.state_handler(relay.url, teardown=True, body=True)
         # A failure raises a bare RuntimeError ("failed to execute"): what failed is in the results.

@@ -16,6 +16,7 @@ from typing import Any
 from mpesa_atm.argtypes import path_mapping, whole_number
 from mpesa_atm.errors import ConfigError, UsageError
 from mpesa_atm.operations import CONTROL_PREFIX, ROLES, operations
+from mpesa_atm.reporting.options import add_report_options
 from mpesa_atm.settings import ENV_PREFIX, load_settings
 
 __all__ = ["hypothesis_home", "register"]
@@ -65,15 +66,7 @@ def register(commands: Any) -> None:
         "--workers", type=_positive, default=1, metavar="N", help="operations fuzzed at once (1)"
     )
     fuzz.add_argument("--junit-xml", metavar="FILE", help="also write the results as JUnit XML")
-    fuzz.add_argument(
-        "--report",
-        metavar="FILE.html",
-        help="also write a self-contained HTML page: every check with its section and verdict, "
-        "the findings and charts",
-    )
-    fuzz.add_argument(
-        "--har", metavar="FILE", help="also write every request and answer as HAR 1.2 (passwords masked)"
-    )
+    add_report_options(fuzz, "every check with its section and verdict, the findings and charts")
     fuzz.add_argument(
         "--timeout",
         type=float,
