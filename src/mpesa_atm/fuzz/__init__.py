@@ -20,8 +20,10 @@ if TYPE_CHECKING:
     from mpesa_atm.fuzz.checks import CHECKS, CheckInfo, ContractViolation, Credentials
     from mpesa_atm.fuzz.curl import curl_command
     from mpesa_atm.fuzz.expectations import Expectation, TokenState, expect
+    from mpesa_atm.fuzz.page import HtmlReporter
     from mpesa_atm.fuzz.report import (
         ConsoleReporter,
+        HarReporter,
         JUnitReporter,
         render_finding,
         render_summary,
@@ -36,8 +38,10 @@ _HOMES = {
     "mpesa_atm.fuzz.checks": ("CHECKS", "CheckInfo", "ContractViolation", "Credentials"),
     "mpesa_atm.fuzz.curl": ("curl_command",),
     "mpesa_atm.fuzz.expectations": ("Expectation", "TokenState", "expect"),
+    "mpesa_atm.fuzz.page": ("HtmlReporter",),
     "mpesa_atm.fuzz.report": (
         "ConsoleReporter",
+        "HarReporter",
         "JUnitReporter",
         "render_finding",
         "render_summary",
@@ -58,6 +62,8 @@ __all__ = [
     "Credentials",
     "Expectation",
     "Finding",
+    "HarReporter",
+    "HtmlReporter",
     "JUnitReporter",
     "SentCase",
     "Target",
