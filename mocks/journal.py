@@ -1,12 +1,13 @@
 """The request journal: what each mock was asked and answered, kept in files beside the database.
 
 Each role has one append-only file of JSON lines, `<db>.journal-<role>.jsonl`, which every worker
-appends to in its turn on `<db>.journal.lock` (Store): the order of the lines is the order of the ids,
-and an append is one `write` to the file, which a killed process leaves whole. Past `limit`
-entries the file becomes `<db>.journal-<role>.1.jsonl` (replacing the one before) and a new one
-starts, so the disk holds at most about twice `limit` entries a role and a read shows the newest
-`limit`. Counters that the processes share (ids, and which file is current) live in the store's
-lock file, mapped (SharedCounters). Without fcntl (Windows) there are no lock files: one worker.
+appends to in its turn on `<db>.journal.lock` (mocks/coordination.py): the order of the lines is
+the order of the ids, and an append is one `write` to the file, which a killed process leaves
+whole. Past `limit` entries the file becomes `<db>.journal-<role>.1.jsonl` (replacing the one
+before) and a new one starts, so the disk holds at most about twice `limit` entries a role and a
+read shows the newest `limit`. Counters that the processes share (ids, and which file is current)
+are SharedCounters (mocks/coordination.py). Without fcntl (Windows) there are no lock files: one
+worker.
 
 A SQLite row a call cost more CPU than a line here (the INSERT, its index and pages in every COMMIT,
 and its share of the turns on the writer lock: benchmarks/README.md).
@@ -22,32 +23,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["Journal", "JournalEntry", "JournalRecord", "SharedCounters"]
+from mpesa_atm.mocks.coordination import JOURNAL_FILES, LAST_JOURNAL_ID, SharedCounters
+
+__all__ = ["Journal", "JournalEntry", "JournalRecord"]
 
 ROLES = ("bank", "ipg")
-# Slots of SharedCounters: 0 is the store's (config_version), then the last journal id, then for
-# each role the generation of its current file (moved on by a rotation or a reset) and its lines.
-_LAST_ID = 1
-_SLOTS = 2 + 2 * len(ROLES)
-
-
-class SharedCounters:
-    """8-byte counters in memory that the processes on one database share (the lock file, mapped),
-    or this process's own; each is changed only in a turn on the lock that guards it."""
-
-    SIZE = 8 * 8
-
-    def __init__(self, memory: Any = None) -> None:
-        self.memory = memory if memory is not None else bytearray(self.SIZE)
-
-    def __getitem__(self, slot: int) -> int:
-        return int.from_bytes(self.memory[slot * 8 : slot * 8 + 8], "little")
-
-    def __setitem__(self, slot: int, value: int) -> None:
-        self.memory[slot * 8 : slot * 8 + 8] = value.to_bytes(8, "little")
-
-
-assert _SLOTS * 8 <= SharedCounters.SIZE
+# Per role, two slots from JOURNAL_FILES: the generation of its current file (moved on by a
+# rotation or a reset) and the file's lines.
+assert (JOURNAL_FILES + 2 * len(ROLES)) * 8 <= SharedCounters.SIZE
 
 
 @dataclass(frozen=True)
@@ -122,8 +105,8 @@ class Journal:
     def append(self, records: Sequence[JournalRecord]) -> None:
         """Journals the records, ids in their order, starting a new file where one is full."""
         at = datetime.now(UTC).isoformat(timespec="milliseconds")
-        first = self.counters[_LAST_ID] + 1
-        self.counters[_LAST_ID] = first + len(records) - 1
+        first = self.counters[LAST_JOURNAL_ID] + 1
+        self.counters[LAST_JOURNAL_ID] = first + len(records) - 1
         lines: dict[str, list[str]] = {}
         for entry_id, r in enumerate(records, first):
             line = json.dumps(
@@ -192,7 +175,7 @@ class Journal:
         self._files.clear()
 
     def _slot(self, role: str) -> int:
-        return 2 + 2 * ROLES.index(role)
+        return JOURNAL_FILES + 2 * ROLES.index(role)
 
     def _write(self, role: str, data: bytes) -> None:
         if self._memory is not None:

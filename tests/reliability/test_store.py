@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
+from mpesa_atm.mocks.coordination import WriterLock
 from mpesa_atm.mocks.journal import JournalRecord
-from mpesa_atm.mocks.store import BankToken, Store, StoreBusy, _while_locked
+from mpesa_atm.mocks.store import BankToken, Store, StoreBusy
+from mpesa_atm.mocks.wal import while_locked
 
 
 def journal_one(store: Store, i: int) -> None:
@@ -71,7 +73,7 @@ def written(store: Store) -> tuple[list[str], list[str]]:
 def test_writer_gives_up_after_the_busy_timeout_when_its_lock_is_held(tmp_path, lock, write, other, expected):
     fcntl = pytest.importorskip("fcntl")  # the lock files are Unix only
     path = tmp_path / "held.sqlite3"
-    store = Store(str(path), busy_timeout_ms=300)
+    store = Store(str(path), busy_timeout=0.3)
     holder = os.open(f"{path}{lock}", os.O_RDWR)
     fcntl.flock(holder, fcntl.LOCK_EX)  # another writer, stuck mid-transaction or mid-append
     try:
@@ -146,10 +148,11 @@ def test_writes_queued_in_one_turn_share_one_transaction_and_are_undone_alone(tm
 
 def test_token_writes_queued_in_one_turn_all_fail_when_the_store_stays_locked(tmp_path):
     path = str(tmp_path / "locked.sqlite3")
-    store = Store(path, busy_timeout_ms=100)
+    store = Store(path, busy_timeout=0.1)
     holder = Store(path)
-    assert holder._lock is not None
-    holder._lock.acquire()
+    lock = holder._locks.database
+    assert isinstance(lock, WriterLock)
+    lock.acquire()
     try:
 
         async def turn() -> list[Any]:
@@ -165,7 +168,7 @@ def test_token_writes_queued_in_one_turn_all_fail_when_the_store_stays_locked(tm
         assert [type(outcome) for outcome in asyncio.run(turn())] == [StoreBusy, StoreBusy, type(None)]
         assert len(store.journal("bank")) == 1
     finally:
-        holder._lock.release()
+        lock.release()
         holder.close()
         store.close()
 
@@ -179,11 +182,40 @@ def test_opening_a_new_file_is_tried_again_while_another_process_makes_it_wal():
         if answer is not None:
             raise answer
 
-    _while_locked(action, timeout=1)
+    while_locked(action, timeout=1)
     assert next(answers, "spent") == "spent"
 
     def broken() -> None:
         raise sqlite3.OperationalError("no such table: x")
 
     with pytest.raises(sqlite3.OperationalError, match="no such table"):  # other errors at once
-        _while_locked(broken, timeout=1)
+        while_locked(broken, timeout=1)
+
+
+def test_the_busy_timeout_in_seconds_is_sqlites_too(tmp_path):
+    store = Store(str(tmp_path / "timeout.sqlite3"), busy_timeout=0.25)
+    try:
+        assert store._db.execute("PRAGMA busy_timeout").fetchone() == (250,)
+    finally:
+        store.close()
+
+
+def test_closing_a_store_twice_does_nothing_more(tmp_path):
+    store = Store(str(tmp_path / "twice.sqlite3"))
+    store.close()
+    store.close()
+
+
+def test_writes_queued_on_a_closed_store_fail_instead_of_waiting_for_ever(tmp_path):
+    store = Store(str(tmp_path / "closed.sqlite3"))
+    store.close()  # the app's lifespan ended while a call was still under way
+
+    async def turn() -> list[Any]:
+        entry = JournalRecord("bank", "inbound", None, "POST", "/", 200, "{}", "{}", 1.0)
+        futures = [
+            store.in_next_write(lambda tx: tx.add_bank_token_once(BankToken(*"abcdefg"), 0.0)),
+            store.journal_in_next_write(entry),
+        ]
+        return await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 5)
+
+    assert [isinstance(outcome, Exception) for outcome in asyncio.run(turn())] == [True, True]

@@ -1,0 +1,153 @@
+"""How the processes on one database take turns and share counters: lock files beside it, and
+counters in the first bytes of `<db>.lock`, which every process maps.
+
+Writers take turns on `<db>.lock` (each write transaction) and `<db>.journal.lock` (each append to
+the journal). Without fcntl (Windows) or for a database in memory there are no lock files: SQLite's
+own locking alone, and the counters are this process's own.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import time
+from types import TracebackType
+from typing import Any
+
+from mpesa_atm.errors import StoreBusy
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: SQLite's own locking alone
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "CONFIG_VERSION",
+    "JOURNAL_FILES",
+    "LAST_JOURNAL_ID",
+    "Coordination",
+    "SharedCounters",
+    "Unlocked",
+    "WriterLock",
+]
+
+# Slots of SharedCounters, each changed only in a turn on the lock that guards it.
+CONFIG_VERSION = 0  # `.lock`: changes to fault rules and modes (Store.config_version)
+LAST_JOURNAL_ID = 1  # `.journal.lock`: the last id the journal gave
+JOURNAL_FILES = 2  # `.journal.lock`: from here, per role, its current file's generation and lines
+
+
+class SharedCounters:
+    """8-byte counters in memory that the processes on one database share (the lock file, mapped),
+    or this process's own; each is changed only in a turn on the lock that guards it."""
+
+    SIZE = 8 * 8
+
+    def __init__(self, memory: Any = None) -> None:
+        self.memory = memory if memory is not None else bytearray(self.SIZE)
+
+    def __getitem__(self, slot: int) -> int:
+        return int.from_bytes(self.memory[slot * 8 : slot * 8 + 8], "little")
+
+    def __setitem__(self, slot: int, value: int) -> None:
+        self.memory[slot * 8 : slot * 8 + 8] = value.to_bytes(8, "little")
+
+
+class WriterLock:
+    """An exclusive flock on `<database><suffix>`, held for one turn: `with lock:`.
+
+    SQLite's busy handler, when BEGIN IMMEDIATE finds another writer, sleeps 1, 2, 5, 10... ms with
+    the worker's event loop blocked, so two busy workers spend much of their time asleep. Queued
+    here instead, a writer polls from every 50 us up to every 1 ms, and gets in soon after the
+    release. The wait still blocks the event loop, in shorter sleeps.
+    """
+
+    def __init__(self, path: str, timeout: float, suffix: str = ".lock") -> None:
+        self.path = path + suffix
+        self.timeout = timeout
+        self.fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def acquire(self) -> None:
+        """Waits for the lock; StoreBusy when another holder kept it past the timeout."""
+        assert fcntl is not None and self.fd is not None
+        deadline = 0.0
+        pause = 50e-6
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                now = time.monotonic()
+                deadline = deadline or now + self.timeout
+                if now >= deadline:
+                    raise StoreBusy(f"another writer held {self.path} for {self.timeout:g} s") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 1e-3)
+
+    def release(self) -> None:
+        assert fcntl is not None and self.fd is not None
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.release()
+
+    def shared_memory(self, size: int) -> mmap.mmap:
+        """The lock file's first `size` bytes, mapped: memory all processes see, changed under the lock."""
+        assert self.fd is not None
+        if os.fstat(self.fd).st_size < size:
+            os.ftruncate(self.fd, size)  # another process doing the same at once: same size, no harm
+        return mmap.mmap(self.fd, size)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # releases the lock too
+            self.fd = None
+
+
+class Unlocked:
+    """The turn of a process that has no lock file to take turns on: it writes at once."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        return None
+
+
+class Coordination:
+    """The lock files of one database and the counters its processes share, open until close().
+
+    `database` guards the write transactions and CONFIG_VERSION; `journal` the journal's files and
+    counters. The journal's appends take turns of their own: they need not wait for transactions.
+    """
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self.database: WriterLock | Unlocked = Unlocked()
+        self.journal: WriterLock | Unlocked = Unlocked()
+        self._mapping: mmap.mmap | None = None
+        if path != ":memory:" and fcntl is not None:
+            self.database = WriterLock(path, timeout)
+            self.journal = WriterLock(path, timeout, ".journal.lock")
+            self._mapping = self.database.shared_memory(SharedCounters.SIZE)
+        self.counters = SharedCounters(self._mapping)
+
+    @property
+    def shared(self) -> bool:
+        """Whether there are lock files: other processes may write to the same database."""
+        return isinstance(self.database, WriterLock)
+
+    def close(self) -> None:
+        if self._mapping is not None:
+            self.counters = SharedCounters()  # the mapping goes: no reader may keep using it
+            self._mapping.close()
+            self._mapping = None
+        for lock in (self.database, self.journal):
+            if isinstance(lock, WriterLock):
+                lock.close()

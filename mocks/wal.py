@@ -1,0 +1,116 @@
+"""The database's write-ahead log: a connection opened in WAL mode while other processes may be
+opening the same file, and the WAL copied back into the database from a thread of its own."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mpesa_atm.errors import StoreBusy
+from mpesa_atm.mocks.coordination import WriterLock
+
+__all__ = ["Checkpointer", "connect", "while_locked"]
+
+
+def while_locked(action: Callable[[], Any], timeout: float) -> None:
+    """Runs `action`, again every 10 ms for up to `timeout` while SQLite answers "database is locked".
+
+    Processes opening a new file at once (the workers of `uvicorn --workers N`) race to make it a WAL
+    database, and the loser can be told "locked" at once, without SQLite's busy handler waiting."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            action()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.01)
+
+
+def connect(path: str, timeout: float) -> sqlite3.Connection:
+    """A connection to `path` in WAL mode, in autocommit mode: transactions are opened explicitly with
+    BEGIN IMMEDIATE. SQLite's busy handler waits up to `timeout` seconds for another writer."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=timeout)
+    try:
+        if path != ":memory:":
+            while_locked(lambda: db.execute("PRAGMA journal_mode = WAL"), timeout)
+        # NORMAL in WAL mode: a commit survives the process being killed (it is in the OS's hands);
+        # only a power cut may lose the last commits.
+        db.execute("PRAGMA synchronous = NORMAL")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+# WAL pages a checkpoint pass may leave behind for the last pass, the one that holds writers off.
+_CAUGHT_UP = 32
+# WAL pages (4 KiB) past which the WAL is started over: holding writers off is rare, the WAL small.
+_RESTART_AT = 4096
+
+
+class Checkpointer:
+    """Copies the WAL back into the database every `every` commits, from a thread of its own.
+
+    SQLite's automatic checkpoint runs inside the COMMIT that crosses 1000 WAL pages and stalls that
+    worker for the copy and two fsyncs. Here the copy runs beside the writers (PASSIVE). But a WAL
+    is only started over when a checkpoint caught up with it whole, which writers adding pages
+    meanwhile prevent: so once it is long (_RESTART_AT), a last pass runs with writers held off by
+    the lock file. The database's connections leave checkpoints to it (wal_autocheckpoint = 0).
+    """
+
+    def __init__(self, path: str, timeout: float, every: int = 200) -> None:
+        self.path = path
+        self.timeout = timeout
+        self.every = every
+        self.commits = 0
+        self._wake = threading.Event()
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+
+    def committed(self) -> None:
+        self.commits += 1
+        if self.commits % self.every:
+            return
+        if self._thread is None:  # started on first need: most test stores never write this much
+            self._thread = threading.Thread(target=self._run, name="mpesa-atm-checkpoint", daemon=True)
+            self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # Its own lock file descriptor: flock excludes other descriptors, this process's too.
+        lock = WriterLock(self.path, self.timeout)
+        try:
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                if self._stopped:
+                    return
+                with contextlib.suppress(sqlite3.Error, StoreBusy):  # another one is under way
+                    self._checkpoint(db, lock)
+        finally:
+            db.close()
+            lock.close()
+
+    @staticmethod
+    def _checkpoint(db: sqlite3.Connection, lock: WriterLock) -> None:
+        # Passes beside the writers while they add more than a few pages during a pass...
+        for _ in range(4):
+            _, wal_pages, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if wal_pages - copied <= _CAUGHT_UP:
+                break
+        # ...and, once the WAL is long, a last one with writers held off (for the copy of those few
+        # pages and two fsyncs), after which the next writer starts it over.
+        if wal_pages > _RESTART_AT:
+            with lock:
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
