@@ -6,10 +6,12 @@ environment for uvicorn's `factory=True` workers.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from http import HTTPStatus
 from typing import Any
 
@@ -135,6 +137,19 @@ def _one_line(text: Any) -> str:
     return " ".join(str(text).split())[:500]
 
 
+def _closing(store: Store) -> Callable[[Any], AbstractAsyncContextManager[None]]:
+    """A lifespan that closes `store` when the server shuts the app down."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            store.close()
+
+    return lifespan
+
+
 def create_app(
     role: Role,
     settings: Settings | None = None,
@@ -142,9 +157,16 @@ def create_app(
     store: Store | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> connexion.AsyncApp:
-    """A mock of `role` ("ipg" or "bank"). `transport` routes its drivers' outbound calls (tests)."""
+    """A mock of `role` ("ipg" or "bank"). `transport` routes its drivers' outbound calls (tests).
+
+    The store it opens closes with the app's lifespan; a `store` passed in is the caller's to close."""
     settings = settings or Settings()
-    store = store or Store(settings.db_path, journal_limit=settings.journal_limit)
+    lifespan = None
+    if store is None:
+        store = Store(
+            settings.db_path, journal_limit=settings.journal_limit, busy_timeout=settings.busy_timeout
+        )
+        lifespan = _closing(store)
     control = ControlHandlers(role, store, settings, transport)
     operations: dict[str, Any] = {
         "health": control.health,
@@ -202,7 +224,7 @@ def create_app(
     envelopes.served = ", ".join(f"POST {path}" for path in operation_at)
     # ConnectionFaults first: it must hold the server's own `send` to break a connection.
     middlewares = [ConnectionFaults, *ConnexionMiddleware.default_middlewares]
-    app = connexion.AsyncApp(__name__, middlewares=middlewares)
+    app = connexion.AsyncApp(__name__, middlewares=middlewares, lifespan=lifespan)
     resolver = Resolver(function_resolver=operations.__getitem__)
     common = {
         "resolver": resolver,

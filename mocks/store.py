@@ -221,7 +221,8 @@ T = TypeVar("T")
 
 
 class Store:
-    """One connection to the shared SQLite file; each worker process opens its own."""
+    """One connection to the shared SQLite file; each worker process opens its own, and closes it
+    with close() (an app's lifespan does: mocks/app.py)."""
 
     def __init__(self, path: str, *, journal_limit: int = 10_000, busy_timeout: float = 5.0) -> None:
         """`busy_timeout`: seconds a write waits for another process's turn before StoreBusy."""
@@ -246,13 +247,6 @@ class Store:
         if self._checkpointer is not None:
             self._checkpointer.stop()
         self._locks.close()
-
-    def __del__(self) -> None:
-        # Until the app's lifespan closes the store (next commit): an app built in a test is dropped
-        # without a shutdown; close rather than leave it to the connection's own finaliser (which
-        # warns on Python 3.13).
-        if hasattr(self, "_turn_writes"):
-            self.close()
 
     def config_version(self) -> int:
         """A number that changes whenever any process changes fault rules or modes in this file."""
