@@ -2,8 +2,11 @@
 
 A body over `max_body_bytes` is answered 413 before it is read whole (at once when its
 Content-Length says so), one that stalls for `body_timeout` seconds 408, both in the envelope and
-with the connection closed. The body read is kept in the scope (`BODY_KEY`) for the error handlers
-and the journal, then replayed to connexion.
+with the connection closed. The rest of a refused body is then read and dropped, up to
+`DRAIN_BYTES` or `body_timeout` (a lingering close): most clients send their whole body before
+they read, and a connection closed on unread bytes is reset, which loses the answer on its way.
+The body read is kept in the scope (`BODY_KEY`) for the error handlers and the journal, then
+replayed to connexion.
 
 The limit and the deadline are one layer because they are one loop over the same reads: the 413
 ends it, the 408 cancels it. Two layers would have to share that loop through a second wrapped
@@ -22,11 +25,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mpesa_atm.settings import Settings
 
-__all__ = ["BODY_KEY", "ErrorAnswer", "RequestBody", "replaying", "send_json"]
+__all__ = ["BODY_KEY", "DRAIN_BYTES", "ErrorAnswer", "RequestBody", "replaying", "send_json"]
 
 BODY_KEY = "mpesa_atm.body"
+# The most of a refused body read and dropped after the answer; past it the connection is closed.
+DRAIN_BYTES = 4 * 1024 * 1024
 # (scope, status, reason) -> (status, answer): the refusal in the format of the path's API.
 ErrorAnswer = Callable[[Scope, int, str], tuple[int, dict[str, Any]]]
+
+
+# (status, reason, whether more of the body may still come)
+_Refusal = tuple[int, str, bool]
 
 
 class _ClientGone(Exception):
@@ -50,24 +59,41 @@ class RequestBody:
         except _ClientGone:
             return
         if refusal is not None:
-            status, answer = self.error_answer(scope, *refusal)
-            await send_json(send, status, answer, close=True)
+            status, reason, unread = refusal
+            status, answer = self.error_answer(scope, status, reason)
+            if not unread:
+                await send_json(send, status, answer, close=True)
+                return
+            # The answer leaves now (a client that reads while it sends stops sending), and the
+            # connection closes once the rest of the body is in: not on unread bytes, which would
+            # reset it and lose the answer for a client that reads only once it has sent it all.
+            await send_json(send, status, answer, close=True, more_body=True)
+            await self._drain(receive)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         scope[BODY_KEY] = body
         scope["headers"] = _headers_for(body, scope["headers"])
         await self.app(scope, replaying(body, receive), send)
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, tuple[int, str] | None]:
-        """The whole body, or the status and reason to refuse it with (past the limit: unread)."""
-        too_large = (413, f"request body larger than {self.max_body_bytes} bytes")
+    async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, _Refusal | None]:
+        """The whole body, or the status and reason to refuse it with, and whether more of the body
+        may still come (past the limit, or stalled: the rest is unread)."""
+        too_large = f"request body larger than {self.max_body_bytes} bytes"
+        length = None
+        waiting = False  # for a "100 Continue", which a refusal before the first read never sends
         for name, value in scope["headers"]:
             if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    return b"", (400, "Content-Length is not a number")
-                if declared > self.max_body_bytes:
-                    return b"", too_large
+                length = value
+            elif name == b"expect":
+                waiting = value.lower() == b"100-continue"
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                return b"", (400, "Content-Length is not a number", False)
+            if declared > self.max_body_bytes:
+                # Unread; a client that waits for "100 Continue" gets the 413 instead and sends none.
+                return b"", (413, too_large, not waiting)
         chunks: list[bytes] = []
         size = 0
         task = asyncio.current_task()
@@ -81,7 +107,7 @@ class RequestBody:
                 chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > self.max_body_bytes:
-                    return b"", too_large
+                    return b"", (413, too_large, message.get("more_body", False))
                 chunks.append(chunk)
                 if not message.get("more_body", False):
                     break
@@ -89,10 +115,32 @@ class RequestBody:
             if not self._deadlines.stop(task):
                 raise  # cancelled for another reason (the server stopping): not ours to answer
             task.uncancel()
-            return b"", (408, f"the request body did not arrive within {self.body_timeout:g} s")
+            return b"", (408, f"the request body did not arrive within {self.body_timeout:g} s", True)
         finally:
             self._deadlines.stop(task)
         return b"".join(chunks), None
+
+    async def _drain(self, receive: Receive) -> None:
+        """Reads and drops the rest of a refused body: until it ends or the client leaves, for at
+        most DRAIN_BYTES and `body_timeout` seconds."""
+        dropped = 0
+        task = asyncio.current_task()
+        assert task is not None
+        self._deadlines.start(task)
+        try:
+            while dropped <= DRAIN_BYTES:
+                message = await receive()
+                if message["type"] != "http.request":  # http.disconnect: gone
+                    return
+                dropped += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
+        except asyncio.CancelledError:
+            if not self._deadlines.stop(task):
+                raise
+            task.uncancel()
+        finally:
+            self._deadlines.stop(task)
 
 
 def _headers_for(body: bytes, received: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -180,12 +228,14 @@ def replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def send_json(send: Send, status: int, payload: Any, *, close: bool = False) -> None:
+async def send_json(
+    send: Send, status: int, payload: Any, *, close: bool = False, more_body: bool = False
+) -> None:
     """Answers `payload` as JSON; `close` when the rest of an unread body must not be taken for the
-    next request."""
+    next request; `more_body` when the caller ends the answer itself (an empty last message)."""
     body = json.dumps(payload).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if close:
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": body, "more_body": more_body})

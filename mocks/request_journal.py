@@ -59,9 +59,10 @@ class RequestJournal:
         status = 0
         chunks: list[bytes] = []
         held: Message | None = None  # an API answer's start, sent with its body
+        journalled = False
 
         async def journalled_send(message: Message) -> None:
-            nonlocal status, held
+            nonlocal status, held, journalled
             if message["type"] == "http.response.start":
                 status = message["status"]
                 if not is_control:
@@ -70,9 +71,13 @@ class RequestJournal:
                     held = message
                     return
             elif message["type"] == "http.response.body" and not is_control:
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body", False):
-                    await self._journal(scope, status, b"".join(chunks), started)
+                if not journalled:
+                    chunks.append(message.get("body", b""))
+                    # Whole at its last message, or when its first is as long as its start says
+                    # (a refused body's answer, whose last message waits for the body's drain).
+                    if not message.get("more_body", False) or (held is not None and _is_whole(held, chunks)):
+                        journalled = True
+                        await self._journal(scope, status, b"".join(chunks), started)
                 if held is not None:
                     await send(held)
                     held = None
@@ -120,6 +125,14 @@ class RequestJournal:
         except (StoreBusy, OSError) as exc:
             # The answer (committed already, if a success) matters more than its journal entry.
             log.warning("journal entry lost: %s", exc)
+
+
+def _is_whole(start: Message, chunks: list[bytes]) -> bool:
+    """Whether the body sent so far is as long as the answer's start declared."""
+    for name, value in start.get("headers", ()):
+        if name.lower() == b"content-length":
+            return sum(map(len, chunks)) >= int(value)
+    return False
 
 
 def _journal_text(raw: bytes) -> str:

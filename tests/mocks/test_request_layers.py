@@ -1,14 +1,20 @@
 """The mock's own ASGI layers, RequestJournal outside RequestBody: a refused body is journalled with
-its answer, and whatever escapes the error handlers is still answered in the envelope."""
+its answer, then drained before the connection closes; whatever escapes the error handlers is still
+answered in the envelope."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
+import pytest
+
 from mpesa_atm.mocks.journal import JournalRecord
+from mpesa_atm.mocks.request_body import DRAIN_BYTES, RequestBody
 from mpesa_atm.mocks.request_journal import RequestJournal
+from mpesa_atm.settings import Settings
 from tests.fixtures.mocks import DOCUMENT_GENERATION
 
 JSON = {"Content-Type": "application/json"}
@@ -42,7 +48,7 @@ class _Journal:
         self.records.append(record)
 
 
-def _call(app: Any, path: str) -> list[dict[str, Any]]:
+def _call(app: Any, path: str, **scope_keys: Any) -> list[dict[str, Any]]:
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -51,7 +57,7 @@ def _call(app: Any, path: str) -> list[dict[str, Any]]:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": path, "query_string": b"", "headers": []}
+    scope = {"type": "http", "method": "POST", "path": path, "query_string": b"", "headers": [], **scope_keys}
     asyncio.run(app(scope, receive, send))
     return sent
 
@@ -100,3 +106,102 @@ def test_a_control_call_is_passed_on_and_not_journalled():
     sent = _call(_layer(answer, store), "/_harness/journal")
     assert [message["type"] for message in sent] == ["http.response.start", "http.response.body"]
     assert store.records == []
+
+
+# The lingering close of a refused body (RequestBody, inside RequestJournal)
+
+CHUNK = 16 * 1024
+
+
+def _refusing_layers(store: _Journal, **settings: Any) -> RequestJournal:
+    async def unreachable(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("a refused body never reaches connexion")
+
+    body = RequestBody(
+        unreachable,
+        settings=Settings(max_body_bytes=1024, **settings),
+        error_answer=lambda scope, status, reason: (status, {"output_ResponseCode": "-1", "reason": reason}),
+    )
+    return _layer(body, store)
+
+
+def _upload(
+    app: Any, chunks: int | None, headers: list[tuple[bytes, bytes]], *, stall_after: int | None = None
+) -> tuple[list[Any], int]:
+    """Sends `chunks` chunks of CHUNK bytes (None: without end), stalling for good after `stall_after`
+    of them; returns what was sent back, with a "read" marker where the app read a chunk, and how
+    many chunks the app read."""
+    events: list[Any] = []
+    read = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal read
+        if read == stall_after:
+            await asyncio.sleep(3600)  # the rest never comes
+        read += 1
+        events.append("read")
+        more = chunks is None or read < chunks
+        return {"type": "http.request", "body": b"1" * CHUNK, "more_body": more}
+
+    async def send(message: dict[str, Any]) -> None:
+        events.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/token-generation",
+        "query_string": b"",
+        "headers": headers,
+    }
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), 10))
+    return events, read
+
+
+def test_a_refused_body_is_answered_journalled_then_drained_before_the_close():
+    store = _Journal()
+    events, read = _upload(_refusing_layers(store), 100, [(b"content-type", b"application/json")])
+    assert read == 100  # all of it: the first past the limit, then the 99 others dropped
+    answered = [event for event in events if event != "read"]
+    start, body, end = answered
+    assert (start["status"], json.loads(body["body"])["reason"]) == (
+        413,
+        "request body larger than 1024 bytes",
+    )
+    assert (b"connection", b"close") in start["headers"]
+    assert body["more_body"] is True  # the answer is out...
+    assert events.index(body) < events.index("read", events.index(start))  # ...before the drain
+    assert end == {"type": "http.response.body", "body": b"", "more_body": False}  # then the close
+    (record,) = store.records  # journalled once, before the answer left
+    assert (record.status, json.loads(record.response)["output_ResponseCode"]) == (413, "-1")
+
+
+def test_the_drain_stops_after_drain_bytes():
+    events, read = _upload(_refusing_layers(_Journal()), None, [])  # a body without end
+    assert read * CHUNK <= DRAIN_BYTES + 2 * CHUNK
+    assert events[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+def test_the_drain_stops_after_the_body_timeout():
+    started = time.monotonic()
+    events, read = _upload(_refusing_layers(_Journal(), body_timeout=0.3), None, [], stall_after=1)
+    assert time.monotonic() - started < 2
+    assert read == 1
+    assert [e.get("status") for e in events if e != "read"] == [413, None, None]
+    assert events[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+@pytest.mark.parametrize(
+    ("headers", "drained"),
+    [
+        ([(b"content-length", b"3145728")], True),
+        # The client waits for "100 Continue" and gets the 413 instead: it sends no body to drain.
+        ([(b"content-length", b"3145728"), (b"expect", b"100-continue")], False),
+    ],
+    ids=["declared-length", "expect-100-continue"],
+)
+def test_a_body_declared_too_large_is_drained_unless_the_client_waits_for_100_continue(headers, drained):
+    store = _Journal()
+    events, read = _upload(_refusing_layers(store), 192, headers)  # 3 MiB
+    assert read == (192 if drained else 0)
+    assert [e["status"] for e in events if e != "read" and e["type"] == "http.response.start"] == [413]
+    assert [record.status for record in store.records] == [413]

@@ -8,6 +8,7 @@ a stalled or oversized upload, a broken request line) runs over loopback.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import socket
 import time
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+import requests
 from starlette.testclient import TestClient
 
 from mpesa_atm.mocks import create_app
@@ -34,6 +36,7 @@ from tests.reliability.helpers import (
 
 JSON = {"Content-Type": "application/json"}
 LIMIT = 64 * 1024
+THREE_MIB = 3 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,7 @@ CORPUS = [
     Case("junk-query-string", body, path="{op}?a=%ff%fe&b"),
     # Size
     Case("over-the-limit", raw(b'{"x": "' + b"a" * LIMIT + b'"}'), 413),
+    Case("3-mib", raw(b'{"x": "' + b"a" * THREE_MIB + b'"}'), 413),
 ]
 
 
@@ -229,6 +233,54 @@ def test_hostile_request_is_refused_in_the_envelope_and_the_mock_keeps_serving(c
     after = clients[role].post(valid_path, json=valid_body)
     assert after.status_code == 200, after.text
     assert set(after.json()) == envelope_fields
+
+
+def _with_http_client(url: str, path: str, content: bytes) -> tuple[int, str, bytes]:
+    host, port = host_port(url)
+    connection = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        connection.request("POST", path, body=content, headers=JSON)  # the whole body, then it reads
+        response = connection.getresponse()
+        return response.status, response.getheader("content-type", ""), response.read()
+    finally:
+        connection.close()
+
+
+def _with_requests(url: str, path: str, content: bytes) -> tuple[int, str, bytes]:
+    response = requests.post(url + path, data=content, headers=JSON, timeout=10)
+    return response.status_code, response.headers.get("content-type", ""), response.content
+
+
+def _with_requests_chunked(url: str, path: str, content: bytes) -> tuple[int, str, bytes]:
+    pieces = (content[i : i + 65536] for i in range(0, len(content), 65536))  # Transfer-Encoding: chunked
+    response = requests.post(url + path, data=pieces, headers=JSON, timeout=10)
+    return response.status_code, response.headers.get("content-type", ""), response.content
+
+
+SENDERS = {
+    "http.client": _with_http_client,
+    "requests": _with_requests,
+    "requests-chunked": _with_requests_chunked,
+}
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("sender", SENDERS)
+@pytest.mark.parametrize("case", ["3-mib-json", "3-mib-not-json"])
+def test_a_3_mib_body_sent_whole_before_reading_gets_the_413_envelope_not_a_reset(
+    loopback, role, sender, case
+):
+    # These clients read only once the body is sent: the mock drains the refused body before it
+    # closes the connection, else the client's send or read meets a reset.
+    served, _ = loopback
+    operation_path, _, envelope_fields = ROLES[role]
+    content = body(role, input_Amount="2" * THREE_MIB) if case == "3-mib-json" else b"\x00" * THREE_MIB
+    for _ in range(3):  # whether a reset loses the answer depends on the kernel's buffers: try again
+        status, content_type, answer = SENDERS[sender](served.urls[role], operation_path, content)
+        assert status == 413, answer[:300]
+        assert_refused_in_envelope(status, content_type, answer, envelope_fields)
+    assert_still_serving(served.bank_url)
 
 
 def test_media_type_is_matched_without_regard_to_case(mocks):
