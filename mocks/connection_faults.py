@@ -1,7 +1,8 @@
 """The outermost ASGI layer: breaks a connection when a fault asked for it (reset, empty, malformed).
 
 A fault decided by `faults.Faults` writes what to break into the call's slot (`SLOT_KEY` in the
-scope); this layer reads it when the answer is sent. It needs the server's transport, which
+scope); this layer reads it when the answer is sent, and `sent_instead` tells the journal and the
+access log what the client got instead of the answer. It needs the server's transport, which
 uvicorn's `send` carries; in-process test clients see a ConnectionResetError instead.
 """
 
@@ -10,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+from typing import NamedTuple
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mpesa_atm.mocks.faults import SLOT_KEY
 
-__all__ = ["ConnectionFaults"]
+__all__ = ["ConnectionFaults", "Instead", "sent_instead"]
 
 _MALFORMED = b'{"output_ResponseCode": "0", "output_Respon'
 
@@ -50,6 +52,25 @@ class ConnectionFaults:
                 await _drop(send, reset=fault == "reset")
 
         await self.app(scope, receive, guarded_send)
+
+
+class Instead(NamedTuple):
+    """What a connection fault sent in place of the call's answer."""
+
+    fault: str  # reset, empty, malformed
+    status: int | None  # the status line the client read; None: it read none
+    body: bytes | None  # the bytes of body it read; None: none
+
+
+def sent_instead(scope: Scope) -> Instead | None:
+    """What the client of `scope` gets instead of the answer the mock made, if a fault breaks it."""
+    slot = scope.get(SLOT_KEY)
+    fault = slot.get("connection") if slot else None
+    if fault is None:
+        return None
+    if fault == "malformed":
+        return Instead(fault, 200, _MALFORMED)
+    return Instead(fault, None, None)
 
 
 async def _send_malformed(send: Send, message: Message) -> None:

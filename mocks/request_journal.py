@@ -8,6 +8,10 @@ It is also the mock's last resort: whatever escaped the error handlers (a bug of
 logged and answered in the envelope, and journalled, unless some of the answer already left. Only
 this layer knows that (it holds the start), so the last resort is here rather than in a layer of
 its own; connexion's ServerErrorMiddleware, outside it, is left for a failure of this layer.
+
+An answer that a connection fault withholds is journalled as what the client got instead:
+status null (or the malformed fault's 200) and the response
+`{"connection_fault": ..., "sent": ..., "withheld": <the answer the mock made>}`.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mpesa_atm.errors import StoreBusy
 from mpesa_atm.masking import masked_body, masked_text
+from mpesa_atm.mocks.connection_faults import sent_instead
+from mpesa_atm.mocks.faults import SLOT_KEY
 from mpesa_atm.mocks.journal import JournalRecord
 from mpesa_atm.mocks.request_body import BODY_KEY, ErrorAnswer, send_json
 from mpesa_atm.mocks.store import Store
@@ -101,11 +107,19 @@ class RequestJournal:
         except Exception:  # the envelope builder failed on this very request: the bare envelope
             return 500, {"output_ResponseCode": "-1", "output_ResponseDesc": f"Failure: {reason}"}
 
-    async def _journal(self, scope: Scope, status: int, answer: bytes, started: float) -> None:
+    async def _journal(self, scope: Scope, status: int | None, answer: bytes, started: float) -> None:
         path = scope["path"]
         url = path
         if scope["query_string"]:
             url += "?" + masked_text(scope["query_string"].decode("latin-1"))
+        response = _journal_text(answer)
+        instead = sent_instead(scope) if scope.get(SLOT_KEY) else None
+        if instead is not None:  # the client never gets this answer: say what it got
+            status = instead.status
+            sent = None if instead.body is None else instead.body.decode()
+            response = json.dumps(
+                {"connection_fault": instead.fault, "sent": sent, "withheld": _parsed(response)}
+            )
         record = JournalRecord(
             role=self.role,
             direction="inbound",
@@ -115,7 +129,7 @@ class RequestJournal:
             status=status,
             # The body as read by RequestBody, inside this layer; none when it refused the body.
             request=_journal_text(scope.get(BODY_KEY, b"")),
-            response=_journal_text(answer),
+            response=response,
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
         )
         try:
@@ -148,3 +162,10 @@ def _journal_text(raw: bytes) -> str:
         except UnicodeDecodeError:
             pass
     return json.dumps(masked_body(raw, limit=_JOURNAL_TEXT_LIMIT))
+
+
+def _parsed(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

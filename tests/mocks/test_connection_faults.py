@@ -1,5 +1,6 @@
 """Faults that need a real socket: reset, empty answer, malformed body, hang; `times: 1` across two
-workers; and the bank's reversal when a redemption's answer is lost."""
+workers; the bank's reversal when a redemption's answer is lost; and what the journal shows of a
+broken call (what the client got, and the answer withheld)."""
 
 from __future__ import annotations
 
@@ -204,3 +205,23 @@ def test_delay_by_each_trigger(served, trigger):
     assert time.monotonic() - started >= 2.0
     # Answered by the rules after the wait (the magic MSISDN is not the token's: -1).
     assert response.json()["output_ResponseCode"] == ("-1" if trigger == "magic" else "0")
+
+
+@pytest.mark.parametrize("kind", ["reset", "empty", "malformed"])
+def test_the_journal_shows_what_a_broken_call_sent_and_the_answer_it_withheld(served, kind):
+    url = served.ipg_url
+    headers = {"X-Mpesa-Atm-Fault": f"connection={kind}; processed=true"}
+    _expect_broken(
+        kind,
+        lambda: httpx.post(f"{url}/token-redemption", json=DOCUMENT_REDEMPTION, headers=headers, timeout=5),
+    )
+    (entry,) = httpx.get(f"{url}/_harness/journal").json()["entries"]
+    assert entry["status"] == (200 if kind == "malformed" else None)  # None: no status line left
+    assert entry["response"]["connection_fault"] == kind
+    if kind == "malformed":
+        assert entry["response"]["sent"] == '{"output_ResponseCode": "0", "output_Respon'
+    else:
+        assert entry["response"]["sent"] is None
+    # processed: the redemption was made, and its answer is kept for the reader of the journal.
+    assert entry["response"]["withheld"]["output_ResponseCode"] == "0"
+    assert redeem(url).json()["output_ResponseCode"] == "-3"

@@ -1,6 +1,7 @@
 """The mock's own ASGI layers, RequestJournal outside RequestBody: a refused body is journalled with
-its answer, then drained before the connection closes; whatever escapes the error handlers is still
-answered in the envelope."""
+its answer, then drained before the connection closes; an answer a connection fault withholds is
+journalled as what the client got; whatever escapes the error handlers is still answered in the
+envelope."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from typing import Any
 
 import pytest
 
+from mpesa_atm.mocks.faults import SLOT_KEY
 from mpesa_atm.mocks.journal import JournalRecord
 from mpesa_atm.mocks.request_body import DRAIN_BYTES, RequestBody
 from mpesa_atm.mocks.request_journal import RequestJournal
 from mpesa_atm.settings import Settings
-from tests.fixtures.mocks import DOCUMENT_GENERATION
+from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION, DOCUMENT_TOKEN
 
 JSON = {"Content-Type": "application/json"}
 
@@ -205,3 +207,54 @@ def test_a_body_declared_too_large_is_drained_unless_the_client_waits_for_100_co
     assert read == (192 if drained else 0)
     assert [e["status"] for e in events if e != "read" and e["type"] == "http.response.start"] == [413]
     assert [record.status for record in store.records] == [413]
+
+
+# Answers withheld by a connection fault, in the journal
+
+
+def test_an_answer_withheld_by_a_connection_fault_is_journalled_as_what_the_client_got():
+    async def faulted(scope: Any, receive: Any, send: Any) -> None:
+        scope[SLOT_KEY]["connection"] = scope["fault"]  # as faults.Faults.run does
+        answer = json.dumps({"output_ResponseCode": "0"}).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": answer})
+
+    store = _Journal()
+    for fault in ("reset", "empty", "malformed"):
+        _call(_layer(faulted, store), "/token-generation", **{SLOT_KEY: {}, "fault": fault})
+    entries = [(r.status, json.loads(r.response)) for r in store.records]
+    withheld = {"output_ResponseCode": "0"}
+    assert entries == [
+        (None, {"connection_fault": "reset", "sent": None, "withheld": withheld}),
+        (None, {"connection_fault": "empty", "sent": None, "withheld": withheld}),
+        (
+            200,
+            {
+                "connection_fault": "malformed",
+                "sent": '{"output_ResponseCode": "0", "output_Respon',
+                "withheld": withheld,
+            },
+        ),
+    ]
+
+
+def test_a_malformed_answer_is_journalled_with_the_bytes_sent_in_process(mocks):
+    mocks.ipg.post("/_harness/tokens", json=DOCUMENT_TOKEN)
+    headers = {"X-Mpesa-Atm-Fault": "connection=malformed; processed=true"}
+    response = mocks.ipg.post("/token-redemption", json=DOCUMENT_REDEMPTION, headers=headers)
+    assert response.status_code == 200
+    (entry,) = mocks.ipg.get("/_harness/journal").json()["entries"]
+    assert entry["status"] == 200
+    assert entry["response"]["connection_fault"] == "malformed"
+    assert entry["response"]["sent"] == response.text  # exactly what the client read
+    assert entry["response"]["withheld"]["output_ResponseCode"] == "0"  # processed: the real answer
+
+
+def test_a_hang_is_journalled_with_the_late_answer_it_sends(make_mocks):
+    mocks = make_mocks(hang_seconds=0.2)
+    mocks.ipg.post("/_harness/tokens", json=DOCUMENT_TOKEN)
+    headers = {"X-Mpesa-Atm-Fault": "connection=hang"}
+    answer = mocks.ipg.post("/token-redemption", json=DOCUMENT_REDEMPTION, headers=headers).json()
+    (entry,) = mocks.ipg.get("/_harness/journal").json()["entries"]
+    assert (entry["status"], entry["response"]) == (200, answer)
+    assert entry["duration_ms"] >= 200
