@@ -95,6 +95,7 @@ def _settings_for(args: argparse.Namespace, **urls: Any) -> Settings:
         db_path=args.db,
         control_token=args.control_token,
         max_body_bytes=args.max_body_bytes,
+        access_log=args.access_log,
         **urls,
     )
 
@@ -128,6 +129,7 @@ def _worker_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
     env[ENV_PREFIX + "BANK_URL"] = settings.bank_url
     env[ENV_PREFIX + "IPG_URL"] = settings.ipg_url
     env[ENV_PREFIX + "MAX_BODY_BYTES"] = str(settings.max_body_bytes)
+    env[ENV_PREFIX + "ACCESS_LOG"] = "true" if settings.access_log else "false"
     if settings.control_token:
         env[ENV_PREFIX + "CONTROL_TOKEN"] = settings.control_token
     return env
@@ -288,6 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--bank-port", type=int, default=DEFAULT_PORTS["bank"], metavar="N")
     serve.add_argument("--bank-url", metavar="URL", help="where the iPG mock calls Token Generation")
     serve.add_argument("--ipg-url", metavar="URL", help="where the bank mock calls the iPG")
+    serve.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        help="one line per call on stdout: time, role, method, path, status, response code, ms (off)",
+    )
     _add_common(serve)
     serve.set_defaults(handler=_serve)
 

@@ -108,6 +108,7 @@ class Settings:
     magic_values: bool = True
     offline: bool = False
     max_concurrency: int | None = None
+    access_log: bool = False  # serve: one line per call on stdout
     clock: Callable[[], datetime] = utc_now
 
     def __post_init__(self) -> None:
@@ -181,6 +182,7 @@ _SIMPLE: dict[str, tuple[str, type]] = {
     "magic_values": ("magic_values", bool),
     "offline": ("offline", bool),
     "max_concurrency": ("max_concurrency", int),
+    "access_log": ("access_log", bool),
 }
 _TOP_KEYS = set(_SIMPLE) | {"token_ttl_hours", "ipg", "bank", "paths"}
 _IPG_KEYS = {"bank_url", "banks"}
@@ -275,11 +277,14 @@ _ENV_NUMBERS: dict[str, tuple[str, type, str]] = {
     "JOURNAL_LIMIT": ("journal_limit", int, "a whole number"),
     **{name.upper(): (name, float, "a number of seconds") for name in _SECONDS},
 }
+_ENV_BOOLS = {"ACCESS_LOG": "access_log"}  # true or 1, false or 0 (any case)
+_BOOL_WORDS = {"true": True, "1": True, "false": False, "0": False}
 
 
 def environment_variables() -> tuple[str, ...]:
     """Every variable the harness reads, MPESA_ATM_CONFIG first."""
-    return (ENV_PREFIX + "CONFIG", *(ENV_PREFIX + suffix for suffix in (*_ENV_STRINGS, *_ENV_NUMBERS)))
+    suffixes = (*_ENV_STRINGS, *_ENV_NUMBERS, *_ENV_BOOLS)
+    return (ENV_PREFIX + "CONFIG", *(ENV_PREFIX + suffix for suffix in suffixes))
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
@@ -294,6 +299,12 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
                 out[name] = kind(raw)
             except ValueError:
                 raise ConfigError(f"{ENV_PREFIX}{suffix} must be {what}, not {raw!r}") from None
+    for suffix, name in _ENV_BOOLS.items():
+        raw = env.get(ENV_PREFIX + suffix)
+        if raw:
+            if raw.lower() not in _BOOL_WORDS:
+                raise ConfigError(f"{ENV_PREFIX}{suffix} must be true or false (1 or 0), not {raw!r}")
+            out[name] = _BOOL_WORDS[raw.lower()]
     return out
 
 
