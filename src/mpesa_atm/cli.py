@@ -160,7 +160,9 @@ def _serve_one(args: argparse.Namespace, role: Role) -> int:
         sock = _listen(args.host, args.port if args.port is not None else DEFAULT_PORTS[role])
     port = sock.getsockname()[1]
     os.environ.update(_worker_env(args, settings))
-    print(_banner(role, _url(args.host, port), settings, args.workers), flush=True)
+    # In one write: both role processes share the output, and print() makes two when unbuffered.
+    sys.stdout.write(_banner(role, _url(args.host, port), settings, args.workers) + "\n")
+    sys.stdout.flush()
     config = uvicorn.Config(
         f"mpesa_atm.mocks:{role}_app",
         factory=True,
