@@ -23,9 +23,11 @@ from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
 from connexion.resolver import Resolver
 from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
 from starlette.types import Scope
 
 from mpesa_atm.codes import ResponseCode, bank_answer, ipg_answer
+from mpesa_atm.mocks.access_log import AccessLog
 from mpesa_atm.mocks.bank import BankRules
 from mpesa_atm.mocks.connection_faults import ConnectionFaults
 from mpesa_atm.mocks.control import ControlHandlers
@@ -64,6 +66,7 @@ class _Envelopes:
         self.role = role
         self.settings = settings
         self.served = ""  # the API's paths, for the 404 answer
+        self.allowed: list[tuple[re.Pattern[str], str]] = []  # each path's methods, for the 405's Allow
 
     def __call__(self, scope: Scope, status: int, reason: str) -> tuple[int, dict[str, Any]]:
         path: str = scope["path"]
@@ -121,7 +124,11 @@ class _Envelopes:
 
     def method_not_allowed(self, request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
-        allowed = headers.get("Allow") or headers.get("allow") or "POST"
+        # connexion routes each method of a path apart: the 405 it raises lists one route's methods.
+        path = request.url.path
+        allowed = next((methods for pattern, methods in self.allowed if pattern.match(path)), None)
+        allowed = allowed or headers.pop("allow", None) or headers.get("Allow") or "POST"
+        headers["Allow"] = allowed
         return self.response(
             request, 405, f"{request.method} is not allowed on {request.url.path}; use {allowed}", headers
         )
@@ -135,6 +142,20 @@ class _Envelopes:
 
 def _one_line(text: Any) -> str:
     return " ".join(str(text).split())[:500]
+
+
+_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+def _allow_headers(paths: Mapping[str, Any], prefix: str = "") -> list[tuple[re.Pattern[str], str]]:
+    """Each path of a document (under `prefix`) and the Allow of its 405: every method it serves."""
+    table = []
+    for path, item in paths.items():
+        methods = {method.upper() for method in item if method in _METHODS}
+        if "GET" in methods:
+            methods.add("HEAD")  # starlette answers HEAD where GET is served
+        table.append((compile_path(prefix + path)[0], ", ".join(sorted(methods))))
+    return table
 
 
 def _closing(store: Store) -> Callable[[Any], AbstractAsyncContextManager[None]]:
@@ -237,6 +258,10 @@ def create_app(
     app.add_api(
         control_document, base_path=CONTROL_PREFIX, name="control", security_map=control_security, **common
     )
+    envelopes.allowed = [
+        *_allow_headers(spec["paths"]),
+        *_allow_headers(control_document["paths"], CONTROL_PREFIX),
+    ]
     app.add_error_handler(ProblemException, envelopes.problem)
     app.add_error_handler(404, envelopes.not_found)
     app.add_error_handler(405, envelopes.method_not_allowed)
@@ -244,7 +269,10 @@ def create_app(
     app.add_error_handler(Exception, envelopes.internal)
     # Between connexion's ServerErrorMiddleware and ExceptionMiddleware, in this order: the journal
     # sees every answer, the body's refusals included (each is inserted just before
-    # ExceptionMiddleware, so the first added is the outer).
+    # ExceptionMiddleware, so the first added is the outer). The access log, outside them, only
+    # when asked for: off, it costs no layer.
+    if settings.access_log:
+        app.add_middleware(AccessLog, position=MiddlewarePosition.BEFORE_EXCEPTION, role=role)
     app.add_middleware(
         RequestJournal,
         position=MiddlewarePosition.BEFORE_EXCEPTION,
