@@ -102,7 +102,7 @@ class Settings:
     client_timeout: float = 10.0  # fuzz and verify: seconds to wait for a partner's answer
     body_timeout: float = 10.0  # a request body that has not arrived by then is answered 408
     busy_timeout: float = 5.0  # a write waits this long for another process's lock, then -7
-    hang_seconds: float = 30.0  # a "hang" fault holds the connection this long, then closes it
+    hang_seconds: float = 30.0  # a "hang" fault holds the answer this long, then answers -1
     control_token: str | None = None
     # Fault modes at start-up (the control API's /_harness/modes changes them at run time).
     magic_values: bool = True
