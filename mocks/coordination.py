@@ -23,6 +23,7 @@ except ImportError:  # not on Windows: SQLite's own locking alone
 
 __all__ = [
     "CONFIG_VERSION",
+    "IN_FLIGHT",
     "JOURNAL_FILES",
     "LAST_JOURNAL_ID",
     "Coordination",
@@ -35,6 +36,7 @@ __all__ = [
 CONFIG_VERSION = 0  # `.lock`: changes to fault rules and modes (Store.config_version)
 LAST_JOURNAL_ID = 1  # `.journal.lock`: the last id the journal gave
 JOURNAL_FILES = 2  # `.journal.lock`: from here, per role, its current file's generation and lines
+IN_FLIGHT = 6  # `.lock`: from here, per role (bank, ipg), its calls under way in all its workers
 
 
 class SharedCounters:
@@ -137,6 +139,25 @@ class Coordination:
             self.journal = WriterLock(path, timeout, ".journal.lock")
             self._mapping = self.database.shared_memory(SharedCounters.SIZE)
         self.counters = SharedCounters(self._mapping)
+
+    def enter(self, slot: int, limit: int) -> bool:
+        """Counts one more call under way in `slot`, unless `limit` already are (then False)."""
+        with self.database:
+            count = self.counters[slot]
+            if count >= limit:
+                return False
+            self.counters[slot] = count + 1
+        return True
+
+    def leave(self, slot: int) -> None:
+        """Counts one call under way in `slot` fewer; never below 0, as after a clear()."""
+        with self.database:
+            self.counters[slot] = max(self.counters[slot] - 1, 0)
+
+    def clear(self, slot: int) -> None:
+        """Forgets the calls counted in `slot`, those of a killed worker with them."""
+        with self.database:
+            self.counters[slot] = 0
 
     @property
     def shared(self) -> bool:

@@ -256,9 +256,10 @@ class Faults:
         self.envelope = envelope
         self.defaults = defaults
         self.hang_seconds = hang_seconds  # a "hang" holds the connection this long, then lets go
-        self.in_flight = 0  # this worker's calls under way (the concurrency limit is per worker)
         self._rng = random.Random()
         self._settings: _Settings | None = None
+        # A worker starts: calls counted under max_concurrency by a worker that died are forgotten.
+        store.calls_clear(role)
 
     def _current(self) -> _Settings:
         version = self.store.config_version()
@@ -293,6 +294,8 @@ class Faults:
     def set_modes(self, changes: Mapping[str, Any]) -> Modes:
         modes = Modes(**{**self.modes().__dict__, **changes})
         self.store.modes_set(self.role, modes.as_json())
+        if "max_concurrency" in changes:  # a fresh count, without the calls of a killed worker
+            self.store.calls_clear(self.role)
         return modes
 
     # Per call
@@ -328,10 +331,12 @@ class Faults:
         modes = settings.modes
         if modes.offline:
             return self.envelope(ResponseCode.API_OFFLINE, "the mock is set offline", body)
-        if modes.max_concurrency is not None and self.in_flight >= modes.max_concurrency:
-            reason = f"more than {modes.max_concurrency} calls under way"
+        # Counted across the role's workers (Store.calls_enter), and only with a limit set: without
+        # one, a call does no extra work.
+        limit = modes.max_concurrency
+        if limit is not None and not self.store.calls_enter(self.role, limit):
+            reason = f"more than {limit} calls under way"
             return self.envelope(ResponseCode.SYSTEM_TOO_BUSY, reason, body)
-        self.in_flight += 1
         try:
             try:
                 rule = self._decide(operation, body, _fault_header(scope), settings)
@@ -357,7 +362,8 @@ class Faults:
                 return answer
             return self.envelope(ResponseCode.FAILURE, f"connection fault {rule.connection}", body)
         finally:
-            self.in_flight -= 1
+            if limit is not None:
+                self.store.calls_leave(self.role)
 
 
 _FAULT_HEADER_NAME = FAULT_HEADER.lower().encode()

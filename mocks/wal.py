@@ -69,6 +69,7 @@ class Checkpointer:
         self.timeout = timeout
         self.every = every
         self.commits = 0
+        self.passes = 0  # wake-ups the thread has acted on (a test waits for them)
         self._wake = threading.Event()
         self._stopped = False
         self._thread: threading.Thread | None = None
@@ -94,6 +95,7 @@ class Checkpointer:
                     return
                 with contextlib.suppress(sqlite3.Error, StoreBusy):  # another one is under way
                     self._checkpoint(db, lock)
+                self.passes += 1
         finally:
             db.close()
             lock.close()

@@ -17,6 +17,7 @@ from mpesa_atm.mocks.coordination import WriterLock
 from mpesa_atm.mocks.journal import JournalRecord
 from mpesa_atm.mocks.store import BankToken, Store, StoreBusy
 from mpesa_atm.mocks.wal import while_locked
+from tests.fixtures.servers import wait_for
 
 
 def journal_one(store: Store, i: int) -> None:
@@ -37,15 +38,21 @@ def test_wal_is_started_over_under_sustained_writes(tmp_path):
     path = tmp_path / "busy.sqlite3"
     store = Store(str(path))
     wal = tmp_path / "busy.sqlite3-wal"
+    checkpointer = store._checkpointer
+    assert checkpointer is not None
     largest = 0
     try:
         for i in range(8000):  # about 100 MB of WAL frames if it were never started over
             token = BankToken(f"{i:032d}", f"TX{i}", "243843330333", "200.00", "CDF", "x" * 300, "x")
             with store.transaction() as tx:
                 tx.add_bank_token(token, 0.0)
+            if checkpointer.commits % checkpointer.every == 0:
+                # The commit woke the checkpoint thread: its pass ends before the next writes, as a
+                # server's pauses between requests let it.
+                woken = checkpointer.commits // checkpointer.every
+                wait_for(lambda: checkpointer.passes >= woken, "the checkpoint pass")  # noqa: B023
             if i % 100 == 0:
                 largest = max(largest, wal.stat().st_size)
-                time.sleep(0.001)  # what a server between requests gives the checkpoint thread
     finally:
         store.close()
     assert largest < 40 * 1024 * 1024, f"the WAL reached {largest} bytes"  # restarted past 16 MiB
@@ -219,3 +226,24 @@ def test_writes_queued_on_a_closed_store_fail_instead_of_waiting_for_ever(tmp_pa
         return await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 5)
 
     assert [isinstance(outcome, Exception) for outcome in asyncio.run(turn())] == [True, True]
+
+
+def test_calls_under_way_are_counted_across_processes_and_a_fresh_count_forgets_them(tmp_path):
+    path = str(tmp_path / "shared.sqlite3")
+    first, second = Store(path), Store(path)  # as two workers' stores: the counter is in the lock file
+    try:
+        assert first.calls_enter("ipg", 2) and second.calls_enter("ipg", 2)
+        assert not first.calls_enter("ipg", 2)  # the limit holds across both
+        assert second.calls_enter("bank", 1)  # each role counts its own calls
+        # A worker killed mid-call never leaves: a worker's start or a change of modes forgets it.
+        second.calls_clear("ipg")
+        assert first.calls_enter("ipg", 1)
+        for _ in range(3):  # the ends of calls counted before: never below 0
+            first.calls_leave("ipg")
+        assert first.calls_enter("ipg", 1)
+        assert not first.calls_enter("bank", 1)
+        first.reset("bank")  # so does a reset
+        assert first.calls_enter("bank", 1)
+    finally:
+        first.close()
+        second.close()
