@@ -5,27 +5,37 @@ broken call (what the client got, and the answer withheld)."""
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import time
 
 import httpx
 import pytest
 
 from tests.fixtures.mocks import DOCUMENT_REDEMPTION, DOCUMENT_TOKEN
+from tests.fixtures.servers import wait_for
 
 pytestmark = pytest.mark.network
 
 
 @pytest.fixture(scope="module")
-def both(serve_for_module):
-    return serve_for_module()
+def both(serve_for_module, tmp_path_factory):
+    # A hang lets go after 1 s (past the 0.5 s the tests' clients wait for it), so that the test that
+    # made it sees it end, rather than the next test's journal or the server's stop.
+    config = tmp_path_factory.mktemp("config") / "mpesa-atm.toml"
+    config.write_text("hang_seconds = 1\n")
+    return serve_for_module("--config", str(config))
 
 
 @pytest.fixture
 def served(both):
     for url in both.urls.values():
         httpx.post(f"{url}/_harness/reset").raise_for_status()
+        # A limit no test reaches: the calls under way are counted, and the teardown sees them end.
+        httpx.put(f"{url}/_harness/modes", json={"max_concurrency": 100_000}).raise_for_status()
     assert httpx.post(f"{both.ipg_url}/_harness/tokens", json=DOCUMENT_TOKEN).status_code == 201
-    return both
+    yield both
+    for role in both.urls:
+        wait_for(lambda: both.calls_under_way(role) == 0, f"the {role} mock's calls to end")  # noqa: B023
 
 
 def add_fault(url, **rule):
@@ -142,10 +152,28 @@ def test_calls_beyond_the_concurrency_limit_are_system_too_busy(serve):
     add_fault(served.ipg_url, operation="token-redemption", delay_ms=3000, times=1)
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         slow = pool.submit(redeem, served.ipg_url)
-        time.sleep(1.0)  # the slow call is under way (generous: CI machines are busy)
+        wait_for(lambda: served.calls_under_way("ipg") == 1, "the slow call under way")
         busy = redeem(served.ipg_url, input_ThirdPartyReference="second").json()
         assert busy["output_ResponseCode"] == "-7"
         assert slow.result().json()["output_ResponseCode"] == "0"
+    assert served.calls_under_way("ipg") == 0
+
+
+def test_the_concurrency_limit_holds_across_the_workers_of_a_mock(serve):
+    served = serve("--workers", "2", role="ipg")
+    httpx.put(f"{served.ipg_url}/_harness/modes", json={"max_concurrency": 3}).raise_for_status()
+    add_fault(served.ipg_url, delay_ms=3000)  # every call, until reset: the first three stay under way
+    start = threading.Barrier(10)
+
+    def call(number):
+        start.wait()
+        answer = redeem(served.ipg_url, timeout=15, input_ThirdPartyReference=f"call-{number}")
+        return answer.json()["output_ResponseCode"]
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
+        codes = list(pool.map(call, range(10)))
+    assert 1 <= sum(code != "-7" for code in codes) <= 3, codes
+    assert served.calls_under_way("ipg") == 0
 
 
 MAGIC = {
