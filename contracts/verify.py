@@ -28,7 +28,7 @@ from mpesa_atm.contracts.relay import StateRelay
 from mpesa_atm.contracts.report import InteractionOutcome, Report, StateFailure, outcomes
 from mpesa_atm.errors import ProviderUnreachable, UsageError, VerificationError
 from mpesa_atm.operations import CONTROL_PREFIX, Role, operations_of
-from mpesa_atm.reachable import wait_until_listening
+from mpesa_atm.reachable import url_problem, wait_until_listening
 from mpesa_atm.spec import OPERATION_PATHS
 
 __all__ = [
@@ -67,13 +67,9 @@ class Publication:
 
 
 def _check_url(argument: str, url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"{url!r} is not an http:// or https:// URL", argument=argument)
-    try:
-        parts.port  # noqa: B018  (raises on a port that is not a number)
-    except ValueError:
-        raise UsageError(f"{url!r} has an invalid port", argument=argument) from None
+    problem = url_problem(url)
+    if problem is not None:
+        raise UsageError(problem, argument=argument)
     return url.rstrip("/")
 
 

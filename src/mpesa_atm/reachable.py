@@ -10,7 +10,20 @@ import socket
 import time
 from urllib.parse import urlsplit
 
-__all__ = ["wait_until_listening"]
+__all__ = ["url_problem", "wait_until_listening"]
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with `url` as a partner's address ("'x' is not an http:// or https:// URL",
+    "... has an invalid port"), or None."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{url!r} is not an http:// or https:// URL"
+    try:
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        return f"{url!r} has an invalid port"
+    return None
 
 
 def wait_until_listening(url: str, *, wait: float, timeout: float) -> None:

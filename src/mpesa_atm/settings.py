@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mpesa_atm.errors import ConfigError
 from mpesa_atm.passwords import is_password_hash, verify_password
+from mpesa_atm.reachable import url_problem
 from mpesa_atm.spec import OPERATION_PATHS
 
 __all__ = [
@@ -157,13 +157,9 @@ class Settings:
 
 
 def _check_url(what: str, url: str) -> None:
-    parts = urlsplit(url)
-    try:
-        parts.port  # noqa: B018  (raises on a port that is not a number)
-    except ValueError:
-        raise ConfigError(f"{what}: {url!r} has an invalid port") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{what}: {url!r} is not an http:// or https:// URL")
+    problem = url_problem(url)
+    if problem is not None:
+        raise ConfigError(f"{what}: {problem}")
 
 
 # Fields that may be None ("not set"), and fields that are a number of seconds.
