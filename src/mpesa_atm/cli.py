@@ -185,23 +185,19 @@ def _serve_one(args: argparse.Namespace, role: Role) -> int:
 
 
 def _serve_both(args: argparse.Namespace) -> int:
-    # Wired to each other, unless a flag, a variable or the config file says where the other side is.
     chosen = _settings_for(args, bank_url=args.bank_url, ipg_url=args.ipg_url)
-    settings = chosen.replace(
-        bank_url=_url(args.host, args.bank_port) if chosen.bank_url == Settings.bank_url else None,
-        ipg_url=_url(args.host, args.ipg_port) if chosen.ipg_url == Settings.ipg_url else None,
-    )
-    _validate(args, settings)
+    _validate(args, chosen)
     sockets: dict[Role, socket.socket] = {"ipg": _listen(args.host, args.ipg_port)}
     try:
         sockets["bank"] = _listen(args.host, args.bank_port)
     except UsageError:
         sockets["ipg"].close()
         raise
-    ports = {role: sock.getsockname()[1] for role, sock in sockets.items()}
-    settings = settings.replace(  # port 0: the ports the system picked
-        bank_url=_url(args.host, ports["bank"]) if settings.bank_url.endswith(":0") else None,
-        ipg_url=_url(args.host, ports["ipg"]) if settings.ipg_url.endswith(":0") else None,
+    ports = {role: sock.getsockname()[1] for role, sock in sockets.items()}  # port 0: the real ones
+    # Wired to each other, unless a flag, a variable or the config file says where the other side is.
+    settings = chosen.replace(
+        bank_url=_url(args.host, ports["bank"]) if chosen.bank_url == Settings.bank_url else None,
+        ipg_url=_url(args.host, ports["ipg"]) if chosen.ipg_url == Settings.ipg_url else None,
     )
     common = ["--host", args.host, "--workers", str(args.workers)]
     children: list[subprocess.Popen[bytes]] = []
