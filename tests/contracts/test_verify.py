@@ -190,8 +190,8 @@ def test_a_broker_without_pacts_for_the_provider_exits_2(bank_url, serve_app, ca
     assert err.count("\n") == 1
 
 
-def test_an_unreachable_provider_exits_2_with_one_line_after_the_wait(capsys):
-    url = f"http://127.0.0.1:{free_port()}"
+def test_an_unreachable_provider_exits_2_with_one_line_after_the_wait(capsys, refused_url):
+    url = refused_url
     started = time.monotonic()
     status, out, err = verify(capsys, "ipg", "--url", url, "--wait", "0.5")
     assert 0.5 <= time.monotonic() - started < 5
@@ -205,6 +205,7 @@ def test_an_unreachable_provider_exits_2_with_one_line_after_the_wait(capsys):
 def test_verify_started_with_the_mocks_waits_for_them(tmp_path):
     """The docs' `mpesa-atm serve &` then `mpesa-atm verify ...` at once, as typed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MPESA_ATM_")}
+    # Named before serve starts, as typed: port 0 and the banner would not be the docs' sequence.
     ipg, bank = free_port(), free_port()
     server = subprocess.Popen(
         [

@@ -8,7 +8,6 @@ from mpesa_atm.errors import ConfigError, UsageError
 from mpesa_atm.fuzz import Credentials, Target, TargetUnreachable, render_finding, run_campaign
 from mpesa_atm.mocks import create_app
 from mpesa_atm.spec import OPERATION_PATHS
-from tests.fixtures.servers import free_port
 
 
 def _shown(result):
@@ -119,8 +118,8 @@ def test_a_shortcode_not_linked_to_the_credentials_stops_the_campaign(mocks):
         run_campaign(target, max_examples=5, seed=5)
 
 
-def test_unreachable_url_raises_before_anything_is_sent():
-    target = Target("bank", url=f"http://127.0.0.1:{free_port()}")
+def test_unreachable_url_raises_before_anything_is_sent(refused_url):
+    target = Target("bank", url=refused_url)
 
     refused = r"cannot reach the bank at http://127\.0\.0\.1:\d+: connection refused"
     with pytest.raises(TargetUnreachable, match=refused):

@@ -20,7 +20,6 @@ from mpesa_atm.fuzz.command import hypothesis_home
 from mpesa_atm.mocks import create_app
 from mpesa_atm.settings import BankAccount, Settings
 from mpesa_atm.spec import OPERATION_PATHS
-from tests.fixtures.servers import free_port
 from tests.fuzz.partners import BROKEN
 
 
@@ -131,8 +130,8 @@ def test_fuzz_of_a_broken_partner_exits_1_and_shows_the_finding(serve_app, tmp_p
     assert json.loads(har.read_text())["log"]["entries"][0]["request"]["url"].startswith(url)
 
 
-def test_unreachable_target_exits_2_with_one_line_after_the_wait(capsys):
-    url = f"http://127.0.0.1:{free_port()}"
+def test_unreachable_target_exits_2_with_one_line_after_the_wait(capsys, refused_url):
+    url = refused_url
 
     started = time.monotonic()
     code = main(["fuzz", "bank", "--url", url, "--max-examples", "5", "--wait", "0.5"])

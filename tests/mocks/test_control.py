@@ -7,7 +7,6 @@ from starlette.testclient import TestClient
 
 from mpesa_atm.mocks import create_app
 from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION, DOCUMENT_TOKEN
-from tests.fixtures.servers import free_port
 
 WITHDRAWAL = {"msisdn": "243843330333", "amount": "200", "currency": "CDF"}
 
@@ -66,8 +65,8 @@ def test_bank_driver_refuses_a_token_it_never_generated(mocks):
     assert response.status_code == 404
 
 
-def test_driver_answers_502_when_the_other_side_is_unreachable(settings):
-    closed = f"http://127.0.0.1:{free_port()}"
+def test_driver_answers_502_when_the_other_side_is_unreachable(settings, refused_url):
+    closed = refused_url
     ipg = TestClient(create_app("ipg", settings.replace(bank_url=closed)))
     response = ipg.post("/_harness/withdrawals", json=WITHDRAWAL)
     assert response.status_code == 502
