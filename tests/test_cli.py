@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,6 +15,7 @@ import pytest
 from mpesa_atm.cli import main
 from mpesa_atm.passwords import verify_password
 from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION
+from tests.fixtures.servers import port_is_free, wait_for
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -159,27 +159,18 @@ def test_hash_password_without_a_terminal_says_how_to_give_it():
     )
 
 
-def _port_is_free(url: str) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", int(url.rsplit(":", 1)[1])))
-        except OSError:
-            return False
-        return True
+def _ports_are_free(served) -> list[bool]:
+    return [port_is_free(int(url.rsplit(":", 1)[1])) for url in served.urls.values()]
 
 
 @pytest.mark.network
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_the_mocks_end_with_their_parent_even_after_kill_9(serve, workers):
     served = serve("--workers", workers)
-    assert not any(_port_is_free(url) for url in served.urls.values())
+    assert _ports_are_free(served) == [False, False]
     served.process.send_signal(signal.SIGKILL)
     served.process.wait(5)
-    deadline = time.monotonic() + 2
-    while not all(_port_is_free(url) for url in served.urls.values()):
-        assert time.monotonic() < deadline, "a mock still holds its port 2 s after its parent was killed"
-        time.sleep(0.05)
+    wait_for(lambda: all(_ports_are_free(served)), "both ports free after the parent's SIGKILL", timeout=2)
 
 
 @pytest.mark.network

@@ -3,8 +3,8 @@ milliseconds); off by default, and then no layer at all."""
 
 from __future__ import annotations
 
+import contextlib
 import re
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from mpesa_atm.mocks import create_app
 from mpesa_atm.mocks.access_log import AccessLog
 from mpesa_atm.settings import load_settings
 from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION, DOCUMENT_TOKEN
+from tests.fixtures.servers import wait_for
 
 # time role method path status code milliseconds [what a connection fault sent instead]
 LINE = re.compile(
@@ -32,13 +33,15 @@ def logged(text: str) -> list[tuple[str, ...]]:
 
 
 def calls_logged(served, count: int) -> list[tuple[str, ...]]:
-    """The lines of the calls made, once `count` are in (the fixture's health checks left out)."""
-    deadline = time.monotonic() + 10
-    while True:
-        lines = [line for line in logged(served.log()) if line[2] != "/_harness/health"]
-        if len(lines) >= count or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.05)
+    """The lines of the calls made, once `count` are in (the fixture's health checks left out): a
+    line is written once its answer has left, so the client may read the answer first."""
+
+    def calls() -> list[tuple[str, ...]]:
+        return [line for line in logged(served.log()) if line[2] != "/_harness/health"]
+
+    with contextlib.suppress(AssertionError):  # fewer: the comparison that follows shows which
+        wait_for(lambda: len(calls()) >= count, f"{count} access-log lines")
+    return calls()
 
 
 @pytest.mark.network
@@ -82,8 +85,10 @@ def test_serve_access_log_writes_a_line_per_call_on_stdout(serve):
 def test_serve_writes_no_access_log_by_default(serve):
     served = serve()
     httpx.post(f"{served.bank_url}/token-generation", json=DOCUMENT_GENERATION).raise_for_status()
-    time.sleep(0.3)
+    # Stopped and waited for, serve and its role processes have written all they would have.
+    assert served.stop() == 0
     assert LINE.findall(served.log()) == []
+    assert "bank mock on" in served.log()
 
 
 def test_off_the_app_has_no_access_log_layer(settings):
