@@ -19,6 +19,7 @@ import connexion
 import httpx
 from connexion.context import scope as call_scope
 from connexion.exceptions import ProblemException
+from connexion.json_schema import resolve_refs
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
 from connexion.resolver import Resolver
@@ -32,6 +33,7 @@ from mpesa_atm.mocks.bank import BankRules
 from mpesa_atm.mocks.connection_faults import ConnectionFaults
 from mpesa_atm.mocks.control import ControlHandlers
 from mpesa_atm.mocks.control_token import TOKEN_NEEDED, secured
+from mpesa_atm.mocks.fastpath import FastPath, Handler, Operation
 from mpesa_atm.mocks.faults import Faults, Modes
 from mpesa_atm.mocks.ipg import IpgRules
 from mpesa_atm.mocks.request_body import BODY_KEY, RequestBody
@@ -107,6 +109,18 @@ class _Envelopes:
 
     def problem(self, request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         assert isinstance(exc, ProblemException)
+        return self.response(request, exc.status, self.reason(exc), dict(exc.headers or {}))
+
+    def refusal(self, scope: Scope, exc: ProblemException) -> tuple[int, dict[str, Any]]:
+        """The answer to a request connexion's validation would refuse with `exc` (the fast path)."""
+        return self(scope, exc.status, self.reason(exc))
+
+    def internal_error(self, scope: Scope, exc: Exception) -> tuple[int, dict[str, Any]]:
+        """The answer to a call whose handler failed (a bug of the mock), as `internal` words it."""
+        return self(scope, 500, f"internal error of the mock ({type(exc).__name__})")
+
+    @staticmethod
+    def reason(exc: ProblemException) -> str:
         if exc.status == 415:
             reason = "Content-Type must be application/json"
         elif exc.status == 400 and exc.detail == "RequestBody is required":  # connexion's words
@@ -117,7 +131,7 @@ class _Envelopes:
             reason = TOKEN_NEEDED
         else:
             reason = _one_line(exc.detail or exc.title or HTTPStatus(exc.status).phrase)
-        return self.response(request, exc.status, reason, dict(exc.headers or {}))
+        return reason
 
     def not_found(self, request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         return self.response(request, 404, f"no API at {request.url.path}; this mock serves {self.served}")
@@ -215,14 +229,18 @@ def create_app(
     )
     control.faults = faults
 
+    handlers: dict[str, Handler] = {}  # operationId -> its handler on the fast path
+
     def api(operation: str, process: Callable[[dict[str, str]], Awaitable[Answer]]) -> Any:
+        async def answer(body: dict[str, Any], scope: Scope) -> dict[str, str]:
+            return await faults.run(operation, body, scope, lambda: process(body))
+
         async def handler(body: dict[str, str]) -> tuple[dict[str, str], int]:
             # The call's scope as connexion's ContextMiddleware keeps it: the proxy's object, read
             # once (connexion's `request` proxy would build a request object a call).
-            scope = call_scope._get_current_object()
-            answer = await faults.run(operation, body, scope, lambda: process(body))
-            return answer, 200
+            return await answer(body, call_scope._get_current_object()), 200
 
+        handlers[operation] = answer
         return handler
 
     if role == "ipg":
@@ -284,6 +302,22 @@ def create_app(
     app.add_middleware(
         RequestBody, position=MiddlewarePosition.BEFORE_EXCEPTION, settings=settings, error_answer=envelopes
     )
+    if not settings.validate_responses:  # else connexion answers the API too, and checks its answers
+        resolved = resolve_refs(spec)["paths"]
+        fast = {
+            path: Operation(
+                resolved[path]["post"]["requestBody"]["content"]["application/json"]["schema"],
+                handlers[operation_id],
+            )
+            for path, operation_id in operation_at.items()
+        }
+        app.add_middleware(
+            FastPath,
+            position=MiddlewarePosition.BEFORE_EXCEPTION,
+            operations=fast,
+            refusal=envelopes.refusal,
+            internal=envelopes.internal_error,
+        )
     return app
 
 

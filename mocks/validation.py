@@ -19,7 +19,7 @@ from typing import Any
 
 import fastjsonschema
 from connexion.datastructures import MediaTypeDict
-from connexion.exceptions import BadRequestProblem
+from connexion.exceptions import BadRequestProblem, UnsupportedMediaTypeProblem
 from connexion.json_schema import Draft4RequestValidator, Draft4Validator
 from connexion.utils import is_null, is_nullable
 from connexion.validators import (
@@ -32,7 +32,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from jsonschema.validators import extend
 from starlette.types import Scope
 
-__all__ = ["VALIDATORS", "explain"]
+__all__ = ["VALIDATORS", "check_body", "explain", "parse_body"]
 
 _JSON_TYPES = {
     dict: "an object",
@@ -213,41 +213,50 @@ def _passes(schema: dict[str, Any], body: Any) -> bool:
 
 
 class ReadableJSONBodyValidator(JSONRequestBodyValidator):
-    @property
-    def _validator(self) -> Any:
-        return _RequestValidator(self._schema, format_checker=Draft4Validator.FORMAT_CHECKER)
-
     async def _parse(self, stream: AsyncGenerator[bytes, None], scope: Scope) -> Any:
-        raw = b"".join([message async for message in stream])
-        try:
-            text = raw.decode(self._encoding)
-        except UnicodeDecodeError:
-            raise BadRequestProblem(detail="the body is not UTF-8") from None
-        if not text:
-            return None
-        try:
-            parsed = json.loads(text, parse_constant=_reject_constant)
-        except json.JSONDecodeError as exc:
-            raise BadRequestProblem(detail=f"the body is not JSON: {exc}") from None
-        except ValueError as exc:  # NaN, Infinity: not JSON
-            raise BadRequestProblem(detail=f"the body is not JSON: {exc}") from None
-        except RecursionError:
-            raise BadRequestProblem(detail="the body is nested too deeply") from None
-        if "\\u" in text and _has_lone_surrogate(parsed):
-            # JSON may escape half of a UTF-16 pair ("\ud800"); that is no text, and nothing
-            # downstream (password hashing, SQLite) can encode it.
-            raise BadRequestProblem(detail="a string holds a lone surrogate (\\ud800-\\udfff), not text")
-        return parsed
+        return parse_body(b"".join([message async for message in stream]), self._encoding)
 
     def _validate(self, body: Any) -> dict[str, Any] | None:
-        if body is None:  # JSON null (an empty body is refused before parsing)
-            raise BadRequestProblem(detail="the body must be an object, not null")
-        if _passes(self._schema, body):
-            return None
-        error = best_match(self._validator.iter_errors(body))
-        if error is not None:
-            raise BadRequestProblem(detail=explain(error))
+        check_body(self._schema, body)
         return None
+
+
+def parse_body(raw: bytes, encoding: str = "utf-8") -> Any:
+    """The JSON value of a request body (None when it is empty); BadRequestProblem, in one line,
+    when it is no JSON text (or 415 for a charset Python does not know)."""
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError:
+        raise BadRequestProblem(detail="the body is not UTF-8") from None
+    except LookupError:  # charset=foo: no answer can be read from it
+        raise UnsupportedMediaTypeProblem(detail=f"unknown charset {encoding}") from None
+    if not text:
+        return None
+    try:
+        parsed = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise BadRequestProblem(detail=f"the body is not JSON: {exc}") from None
+    except ValueError as exc:  # NaN, Infinity: not JSON
+        raise BadRequestProblem(detail=f"the body is not JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequestProblem(detail="the body is nested too deeply") from None
+    if "\\u" in text and _has_lone_surrogate(parsed):
+        # JSON may escape half of a UTF-16 pair ("\ud800"); that is no text, and nothing
+        # downstream (password hashing, SQLite) can encode it.
+        raise BadRequestProblem(detail="a string holds a lone surrogate (\\ud800-\\udfff), not text")
+    return parsed
+
+
+def check_body(schema: dict[str, Any], body: Any) -> None:
+    """BadRequestProblem, in one line, unless `body` (parsed) is what `schema` allows."""
+    if body is None:  # JSON null (an empty body is refused before parsing)
+        raise BadRequestProblem(detail="the body must be an object, not null")
+    if _passes(schema, body):
+        return
+    validator = _RequestValidator(schema, format_checker=Draft4Validator.FORMAT_CHECKER)
+    error = best_match(validator.iter_errors(body))
+    if error is not None:
+        raise BadRequestProblem(detail=explain(error))
 
 
 def _has_lone_surrogate(value: Any) -> bool:

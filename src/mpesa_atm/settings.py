@@ -109,6 +109,8 @@ class Settings:
     offline: bool = False
     max_concurrency: int | None = None
     access_log: bool = False  # serve: one line per call on stdout
+    # The API's calls through connexion, each answer checked against the document (debugging; slower)
+    validate_responses: bool = False
     clock: Callable[[], datetime] = utc_now
 
     def __post_init__(self) -> None:
@@ -179,6 +181,7 @@ _SIMPLE: dict[str, tuple[str, type]] = {
     "offline": ("offline", bool),
     "max_concurrency": ("max_concurrency", int),
     "access_log": ("access_log", bool),
+    "validate_responses": ("validate_responses", bool),
 }
 _TOP_KEYS = set(_SIMPLE) | {"token_ttl_hours", "ipg", "bank", "paths"}
 _IPG_KEYS = {"bank_url", "banks"}
@@ -273,7 +276,8 @@ _ENV_NUMBERS: dict[str, tuple[str, type, str]] = {
     "JOURNAL_LIMIT": ("journal_limit", int, "a whole number"),
     **{name.upper(): (name, float, "a number of seconds") for name in _SECONDS},
 }
-_ENV_BOOLS = {"ACCESS_LOG": "access_log"}  # true or 1, false or 0 (any case)
+# true or 1, false or 0 (any case)
+_ENV_BOOLS = {"ACCESS_LOG": "access_log", "VALIDATE_RESPONSES": "validate_responses"}
 _BOOL_WORDS = {"true": True, "1": True, "false": False, "0": False}
 
 
