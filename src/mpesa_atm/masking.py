@@ -1,4 +1,5 @@
-"""The bank's password is never shown: one masking for journals, logs, reports and reproducers.
+"""The bank's password, and a header that looks secret, are never shown: one masking for journals,
+logs, reports and reproducers.
 
 A password sits in `input_Password` of a Token Redemption or Reversal; a hostile body may nest it
 anywhere, or send it as text that is not JSON.
@@ -10,7 +11,7 @@ import json
 import re
 from typing import Any
 
-__all__ = ["MASK", "PASSWORD_FIELD", "masked", "masked_body", "masked_text"]
+__all__ = ["MASK", "PASSWORD_FIELD", "is_secret_header", "masked", "masked_body", "masked_text"]
 
 MASK = "********"
 PASSWORD_FIELD = "input_Password"
@@ -20,6 +21,20 @@ _PASSWORD_IN_TEXT = re.compile(
     r"""(["']?input_Password["']?\s*[:=]\s*)"""
     r"""("(?:[^"\\]|\\.)*(?:"|\\?$)|'[^']*(?:'|$)|[^\s,;&}]*)"""
 )
+
+# Headers whose value is a secret: these, and any whose name has one of the words (X-Api-Key,
+# X-Auth-Token, Ocp-Apim-Subscription-Key): a gateway's credentials given with -H.
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+_SECRET_WORDS = ("token", "key", "secret", "password", "auth", "session", "signature", "credential")
+_NOT_SECRET = frozenset({"www-authenticate", "proxy-authenticate"})  # the scheme wanted: worth seeing
+
+
+def is_secret_header(name: str) -> bool:
+    """Whether a header's value is a secret, by its name."""
+    lower = name.lower()
+    if lower in _NOT_SECRET:
+        return False
+    return lower in _SECRET_HEADERS or any(word in lower for word in _SECRET_WORDS)
 
 
 def masked(value: Any, *, mask: str = MASK, only: str | None = None) -> Any:

@@ -10,13 +10,11 @@ from datetime import datetime
 from typing import Any
 
 from mpesa_atm.codes import ResponseCode
-from mpesa_atm.masking import MASK, masked, masked_text
+from mpesa_atm.masking import MASK, is_secret_header, masked, masked_text
 
 __all__ = ["MAPPED_CODES", "Exchange", "answer_class", "headers_of", "masked_headers", "shown_body"]
 
 MAPPED_CODES = tuple(code.value for code in ResponseCode)
-# Headers that carry a secret: their value is never written out.
-_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -74,7 +72,7 @@ def answer_class(exchange: Exchange) -> str:
 
 
 def masked_headers(headers: Headers) -> Headers:
-    return tuple((name, MASK if name.lower() in _SECRET_HEADERS else value) for name, value in headers)
+    return tuple((name, MASK if is_secret_header(name) else value) for name, value in headers)
 
 
 def shown_body(raw: bytes) -> str:
