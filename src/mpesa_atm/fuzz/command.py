@@ -18,6 +18,7 @@ from mpesa_atm.errors import ConfigError, UsageError
 from mpesa_atm.operations import CONTROL_PREFIX, ROLES, operations
 from mpesa_atm.reporting.options import add_report_options
 from mpesa_atm.settings import ENV_PREFIX, load_settings
+from mpesa_atm.transport import Network, add_network_options
 
 __all__ = ["hypothesis_home", "register"]
 
@@ -105,6 +106,7 @@ def register(commands: Any) -> None:
     credentials.add_argument(
         "--other-shortcode", metavar="CODE", help="a shortcode NOT linked to the username (default: derived)"
     )
+    add_network_options(fuzz)
     fuzz.set_defaults(handler=_fuzz)
 
 
@@ -164,6 +166,7 @@ def _fuzz(args: argparse.Namespace) -> int:
     if args.har:
         listeners.append(HarReporter(args.har))
     listeners.append(ConsoleReporter())
+    network = Network.from_args(args)  # a file it cannot use: its own one line, not the credentials'
     try:
         target = Target(
             role=args.role,
@@ -172,6 +175,7 @@ def _fuzz(args: argparse.Namespace) -> int:
             credentials=credentials,
             timeout=args.timeout if args.timeout is not None else settings.client_timeout,
             wait=args.wait,
+            network=network,
         )
         result = run_campaign(
             target,

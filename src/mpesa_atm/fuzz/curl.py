@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Sequence
 from typing import Any
 
 from mpesa_atm.masking import masked
@@ -30,10 +31,25 @@ def _printf_octal(data: bytes) -> str:
 
 
 def curl_command(
-    url: str, body: Any, *, media_type: str = "application/json", secret: str | None = None
+    url: str,
+    body: Any,
+    *,
+    media_type: str = "application/json",
+    secret: str | None = None,
+    options: Sequence[str] = (),
 ) -> str:
-    """A curl command that sends `body` to `url`; a password equal to `secret` is read from the env."""
-    head = ["curl", "-sS", "-X", "POST", shlex.quote(url), "-H", shlex.quote(f"Content-Type: {media_type}")]
+    """A curl command that sends `body` to `url`; a password equal to `secret` is read from the env.
+    `options` are more curl arguments, already quoted for the shell (the network's: --cacert, -H ...)."""
+    head = [
+        "curl",
+        "-sS",
+        *options,
+        "-X",
+        "POST",
+        shlex.quote(url),
+        "-H",
+        shlex.quote(f"Content-Type: {media_type}"),
+    ]
     if isinstance(body, bytes):
         return f"printf {_printf_octal(body)} | " + " ".join([*head, "--data-binary", "@-"])
     if body is None or not isinstance(body, (dict, list, str, int, float, bool)):

@@ -23,6 +23,7 @@ from mpesa_atm.operations import CONTROL_PREFIX, Role, operation, operations_of
 from mpesa_atm.reachable import wait_until_listening
 from mpesa_atm.reporting.exchange import Exchange, headers_of
 from mpesa_atm.settings import Settings
+from mpesa_atm.transport import Network, refused_outside_envelope, tls_problem
 
 __all__ = [
     "ControlAnswer",
@@ -33,6 +34,7 @@ __all__ = [
     "control_available",
     "open_session",
     "reason",
+    "refused",
     "reproduce",
     "response_code",
     "send",
@@ -52,6 +54,7 @@ class Target:
     credentials: Credentials | None = None  # iPG targets: the bank's username, password and shortcode
     timeout: float = Settings.client_timeout  # seconds to wait for an answer
     wait: float = 0.0  # seconds to wait for a target that refuses connections while it starts
+    network: Network = field(default_factory=Network)  # TLS, client certificate, headers
 
     def __post_init__(self) -> None:
         if (self.url is None) == (self.app is None):
@@ -151,12 +154,14 @@ class Timed:
 
 @contextmanager
 def open_session(target: Target) -> Iterator[requests.Session]:
-    """A session to the target: over the network, or to its app in process."""
+    """A session to the target: over the network as `target.network` says, or to its app in process
+    (with the network's headers)."""
     if target.app is not None:
         with asgi.get_client(target.app) as client:
+            client.headers.update(dict(target.network.headers))
             yield client
     else:
-        with requests.Session() as session:
+        with target.network.session() as session:
             yield session
 
 
@@ -202,12 +207,14 @@ def call_control(
     except ValueError:
         parsed = None
     exchange = timed.answered(Response.from_any(response))
-    return ControlAnswer(response.status_code, parsed, curl_command(url, dict(body)), exchange)
+    curl = curl_command(url, dict(body), options=target.network.curl_options())
+    return ControlAnswer(response.status_code, parsed, curl, exchange)
 
 
 def control_available(target: Target) -> bool:
-    """Whether the target is an mpesa-atm mock of its role (it has the control API); raises
-    TargetUnreachable when nothing answers."""
+    """Whether the target is an mpesa-atm mock of its role (it has the control API). The campaign's
+    first request: raises TargetUnreachable when nothing answers, TLS fails, or a layer in front of
+    the API refuses it (401 or 403 outside the envelope: a gateway that wants a header)."""
     if target.url is not None and target.wait > 0:
         with contextlib.suppress(OSError):  # said below, in the words of the request that fails
             wait_until_listening(target.url, wait=target.wait, timeout=target.timeout)
@@ -216,9 +223,12 @@ def control_available(target: Target) -> bool:
         try:
             response = session.get(url, timeout=target.timeout)
         except requests.RequestException as exc:
+            said = reason(exc)
+            hint = target.network.closed_hint(url) if said in _CLOSED else ""
             raise TargetUnreachable(
-                f"cannot reach the {target.role} at {target.label}: {reason(exc)}"
+                f"cannot reach the {target.role} at {target.label}: {said}{hint}"
             ) from None
+    refused(target, response.status_code, response.content, url)
     try:
         body = response.json()
     except ValueError:
@@ -226,14 +236,27 @@ def control_available(target: Target) -> bool:
     return response.status_code == 200 and isinstance(body, dict) and body.get("role") == target.role
 
 
+def refused(target: Target, status: int, body: bytes, url: str) -> None:
+    """Raises TargetUnreachable when an answer is a 401 or 403 outside the API's envelope: a gateway
+    (or another layer before the API) refused the request, and would refuse every case."""
+    if refused_outside_envelope(status, body):
+        words = " ".join(body.decode("utf-8", errors="replace").split())[:120]
+        said = f" ({words})" if words else ""
+        raise TargetUnreachable(
+            f"the {target.role} at {target.label} refused {url} with HTTP {status}{said}, outside the "
+            "API's envelope: give what its gateway wants with -H 'Name: value' (or --cert and --key)"
+        )
+
+
 def reproduce(target: Target, case: Case) -> str:
-    """A curl command that sends `case` to the target again."""
+    """A curl command that sends `case` to the target again, over the same network."""
     credentials = target.credentials
     return curl_command(
         target.base_url + case.formatted_path,
         case.body,
         media_type=case.media_type or "application/json",
         secret=credentials.password if credentials else None,
+        options=target.network.curl_options(),
     )
 
 
@@ -257,8 +280,14 @@ _REASONS = {
 }
 
 
+_CLOSED = (_REASONS["RemoteDisconnected"], _REASONS["Connection reset by peer"])
+
+
 def reason(exc: BaseException) -> str:
     """What went wrong on the wire, in a few words (requests nests the cause in its message)."""
+    tls = tls_problem(exc)
+    if tls is not None:
+        return tls
     text = str(exc)
     for marker, words in _REASONS.items():
         if marker in text:
