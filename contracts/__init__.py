@@ -14,6 +14,7 @@ from mpesa_atm.contracts.pacticipants import BANK, IPG, PROVIDER_NAMES
 if TYPE_CHECKING:
     from mpesa_atm.contracts.generate import ConsumerContractError, exercise, generate_pacts, pact_dir
     from mpesa_atm.contracts.interactions import INTERACTIONS, Interaction
+    from mpesa_atm.contracts.report import write_junit
     from mpesa_atm.contracts.verify import (
         Broker,
         ProviderUnreachable,
@@ -39,6 +40,7 @@ __all__ = [
     "generate_pacts",
     "pact_dir",
     "verify_provider",
+    "write_junit",
 ]
 
 # Imported on first use: the CLI loads this package for its `verify` options on every start, and
@@ -56,6 +58,7 @@ _LAZY = {
     "Report": "verify",
     "VerificationError": "verify",
     "verify_provider": "verify",
+    "write_junit": "report",
 }
 
 

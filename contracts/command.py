@@ -16,6 +16,7 @@ from mpesa_atm.contracts.pacticipants import PROVIDER_NAMES
 from mpesa_atm.errors import UsageError
 from mpesa_atm.reporting.options import add_report_options
 from mpesa_atm.settings import ENV_PREFIX, Settings, load_settings
+from mpesa_atm.transport import Network, add_network_options
 
 if TYPE_CHECKING:
     from mpesa_atm.contracts.verify import Broker
@@ -28,9 +29,11 @@ Redemption and Token Reversal, as the bank calls them) or a bank (Token Generati
 calls it). Before each interaction the verifier sets up the provider state it names by POSTing
 {"state", "params", "action"} to the provider-states URL, and tears it down after.
 
-Broker credentials may come from PACT_BROKER_TOKEN, or PACT_BROKER_USERNAME and
-PACT_BROKER_PASSWORD; the control token from MPESA_ATM_CONTROL_TOKEN.
-Exit status: 0 every interaction verified, 1 a mismatch, 2 a usage error or an unreachable provider.
+The network options (--cacert, --cert, --key, --insecure, -H) apply to the provider and to its
+provider-states endpoint; HTTPS_PROXY is honoured. Broker credentials may come from PACT_BROKER_TOKEN,
+or PACT_BROKER_USERNAME and PACT_BROKER_PASSWORD; the control token from MPESA_ATM_CONTROL_TOKEN.
+Exit status: 0 every interaction verified, 1 a mismatch, 2 a usage error or a provider that cannot be
+verified (unreachable, TLS refused, or every request refused 401/403 by a gateway).
 """
 
 
@@ -88,6 +91,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     broker.add_argument("--provider-version", metavar="VERSION", help="with --publish-results (required)")
     broker.add_argument("--provider-branch", metavar="BRANCH", help="with --publish-results")
     broker.add_argument("--build-url", metavar="URL", help="with --publish-results: the CI build's URL")
+    verify.add_argument(
+        "--junit-xml",
+        metavar="FILE",
+        help="also write the results as JUnit XML: one test case per interaction",
+    )
     add_report_options(
         verify,
         "each interaction with its provider states, the request, what the contract expects and what "
@@ -96,6 +104,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     verify.add_argument(
         "-v", "--verbose", action="store_true", help="also print the Pact verifier's own report"
     )
+    add_network_options(verify)
     verify.set_defaults(handler=_run)
 
 
@@ -150,6 +159,7 @@ def _run(args: argparse.Namespace) -> int:
             if value:
                 raise UsageError(f"{option} is only used with --publish-results")
     broker = _broker(args)
+    network = Network.from_args(args)
     settings = load_settings()  # the control token and the time-out the flags leave out
     report = verify_provider(
         args.role,
@@ -163,7 +173,12 @@ def _run(args: argparse.Namespace) -> int:
         timeout=args.timeout if args.timeout is not None else settings.client_timeout,
         wait=args.wait,
         record=bool(args.report or args.har),
+        network=network,
     )
+    if args.junit_xml:
+        from mpesa_atm.contracts.report import write_junit
+
+        write_junit(report, args.junit_xml)
     if args.report or args.har:
         from mpesa_atm.contracts.page import write_har_of, write_report
 

@@ -1,6 +1,7 @@
-"""With --report or --har, the verifier's requests go through a recording proxy on loopback: it
-forwards each to the provider unchanged and keeps the exchange, and the state changes the relay
-forwards go on the same timeline, which says which exchange belongs to which interaction."""
+"""The verifier's requests go through a recording proxy on loopback: it forwards each to the provider
+unchanged (over TLS, with a client certificate, as the network says: Pact's verifier can present no
+client certificate) and keeps the exchange; the state changes the relay forwards go on the same
+timeline, which says which exchange belongs to which interaction (for --report and --har)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import httpx
 
 from mpesa_atm.contracts.loopback import LoopbackServer
 from mpesa_atm.reporting.exchange import Exchange, headers_of
+from mpesa_atm.transport import Network, tls_problem
 
 __all__ = ["RecordingProxy", "StateChange", "Timeline", "group_by_interaction"]
 
@@ -85,11 +87,14 @@ class RecordingProxy(LoopbackServer):
     provider; the path is the request's) and puts each exchange on `timeline`. A provider that gives
     no answer gets the verifier none either: the connection is closed."""
 
-    def __init__(self, upstream: str, timeline: Timeline, timeout: float) -> None:
+    def __init__(
+        self, upstream: str, timeline: Timeline, timeout: float, network: Network | None = None
+    ) -> None:
         parts = urlsplit(upstream)
         self.upstream = f"{parts.scheme}://{parts.netloc}"
         self.timeline = timeline
-        self._client = httpx.Client(timeout=timeout, follow_redirects=False)
+        verify = (network or Network()).ssl_context()
+        self._client = httpx.Client(timeout=timeout, follow_redirects=False, verify=verify)
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -127,7 +132,7 @@ class RecordingProxy(LoopbackServer):
         try:
             answer = self._client.request(method, url, headers=sent, content=body)
         except httpx.HTTPError as exc:
-            reason = str(exc) or type(exc).__name__
+            reason = tls_problem(exc) or str(exc) or type(exc).__name__
             self.timeline.add(
                 Exchange(
                     started,

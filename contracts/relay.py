@@ -13,6 +13,7 @@ import httpx
 from mpesa_atm.contracts.loopback import LoopbackServer
 from mpesa_atm.contracts.recorder import StateChange, Timeline
 from mpesa_atm.contracts.report import StateFailure
+from mpesa_atm.transport import Network, tls_problem
 
 __all__ = ["StateRelay"]
 
@@ -23,12 +24,22 @@ class StateRelay(LoopbackServer):
     once (it retries a 5xx for minutes), and kept with its reason."""
 
     def __init__(
-        self, target: str, headers: dict[str, str], timeout: float, timeline: Timeline | None = None
+        self,
+        target: str,
+        headers: dict[str, str],
+        timeout: float,
+        timeline: Timeline | None = None,
+        network: Network | None = None,
     ) -> None:
         self.target = target
         self.timeline = timeline  # where each change goes too, when the verification is recorded
         self.failures: list[StateFailure] = []
-        self._client = httpx.Client(headers=headers, timeout=timeout)
+        self.answers: list[tuple[int, bytes]] = []  # the endpoint's status and body, for each change
+        network = network or Network()
+        # The network's headers (a gateway's), then the control token's Authorization.
+        self._client = httpx.Client(
+            headers={**dict(network.headers), **headers}, timeout=timeout, verify=network.ssl_context()
+        )
         relay = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -62,8 +73,11 @@ class StateRelay(LoopbackServer):
         try:
             response = self._client.post(self.target, json=change)
         except httpx.HTTPError as exc:
-            detail = f"could not reach {self.target}: {exc or type(exc).__name__}"
+            detail = f"could not reach {self.target}: {tls_problem(exc) or exc or type(exc).__name__}"
+            status = None
         else:
+            status = response.status_code
+            self.answers.append((status, response.content))
             if response.is_success:
                 # Values the state produced, for provider-state generators.
                 try:
@@ -72,7 +86,7 @@ class StateRelay(LoopbackServer):
                     produced = {}
                 return 200, json.dumps(produced if isinstance(produced, dict) else {}).encode()
             detail = f"HTTP {response.status_code} {_reason(response)}"
-        self.failures.append(StateFailure(state, action, params, detail))
+        self.failures.append(StateFailure(state, action, params, detail, status))
         return 400, json.dumps({"error": detail}).encode()
 
 

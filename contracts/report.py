@@ -1,17 +1,19 @@
 """What a verification found: each interaction's outcome, the provider-state changes refused, and
-the mismatches as Pact reported them, worded as received / expected."""
+the mismatches as Pact reported them, worded as received / expected; the same as JUnit XML."""
 
 from __future__ import annotations
 
 import json
 import re
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from mpesa_atm.reporting.exchange import Exchange
 
-__all__ = ["InteractionOutcome", "Report", "StateFailure", "outcomes"]
+__all__ = ["InteractionOutcome", "Report", "StateFailure", "outcomes", "write_junit"]
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,7 @@ class StateFailure:
     action: str
     params: dict[str, Any]
     detail: str
+    status: int | None = None  # the endpoint's answer, None when it gave none
 
     def __str__(self) -> str:
         params = json.dumps(self.params, sort_keys=True)
@@ -148,3 +151,54 @@ def outcomes(results: dict[str, Any], failures: list[StateFailure]) -> list[Inte
             )
         )
     return outcomes
+
+
+def write_junit(report: Report, path: str | Path) -> None:
+    """One test case per interaction, named by its description, its class the consumer whose pact it
+    is: failed with the mismatches (and the provider states given), skipped when the broker marks it
+    pending, else passed."""
+    failed = len(report.failed)
+    pending = sum(i.status == "pending" for i in report.interactions)
+    suite = ET.Element(
+        "testsuite",
+        name=f"mpesa-atm verify {report.role or report.provider}",
+        tests=str(len(report.interactions)),
+        failures=str(failed),
+        errors="0",
+        skipped=str(pending),
+        time=f"{report.duration:.3f}",
+    )
+    if report.started is not None:
+        suite.set("timestamp", report.started.isoformat(timespec="seconds"))
+    properties = ET.SubElement(suite, "properties")
+    shown = [("provider", report.provider), ("url", report.url), ("provider states", report.states_url)]
+    shown += [("pacts", source) for source in report.sources]
+    for name, value in shown:
+        ET.SubElement(properties, "property", name=name, value=value)
+    for outcome in report.interactions:
+        testcase = ET.SubElement(
+            suite, "testcase", classname=outcome.consumer or report.provider, name=outcome.description
+        )
+        if outcome.exchange is not None:
+            testcase.set("time", f"{outcome.exchange.elapsed:.3f}")
+        given = [f"given: {'; '.join(outcome.states)}"] if outcome.states else []
+        if outcome.status == "failed":
+            failure = ET.SubElement(
+                testcase,
+                "failure",
+                message=outcome.problems[0] if outcome.problems else "failed",
+                type="mismatch",
+            )
+            failure.text = "\n".join([*given, *outcome.problems])
+        elif outcome.status == "pending":
+            skipped = ET.SubElement(
+                testcase, "skipped", message="pending: failed, but the broker marks it pending"
+            )
+            skipped.text = "\n".join([*given, *outcome.problems])
+        elif given:
+            ET.SubElement(testcase, "system-out").text = given[0]
+    root = ET.Element("testsuites")
+    root.append(suite)
+    tree = ET.ElementTree(root)
+    ET.indent(tree)
+    tree.write(path, encoding="utf-8", xml_declaration=True)

@@ -1,6 +1,7 @@
 """The provider side: replays the contracts against a running provider with Pact's verifier and
 reports each interaction, with the mismatches themselves when one fails (`report.py`); provider-state
-changes go through a relay that keeps the provider's reasons (`relay.py`).
+changes go through a relay that keeps the provider's reasons (`relay.py`), and the verifier's requests
+through a loopback proxy that speaks TLS to the provider as the network says (`recorder.py`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from mpesa_atm.errors import ProviderUnreachable, UsageError, VerificationError
 from mpesa_atm.operations import CONTROL_PREFIX, Role, operations_of
 from mpesa_atm.reachable import url_problem, wait_until_listening
 from mpesa_atm.spec import OPERATION_PATHS
+from mpesa_atm.transport import Network, refused_outside_envelope
 
 __all__ = [
     "STATES_PATH",
@@ -188,6 +190,7 @@ def verify_provider(
     timeout: float = 10.0,
     wait: float = 0.0,
     record: bool = False,
+    network: Network | None = None,
 ) -> Report:
     """Replays the contracts whose provider is `role` ("ipg" or "bank") against the provider at `url`.
 
@@ -195,9 +198,13 @@ def verify_provider(
     shipped with the harness; `paths` maps an operation (e.g. "token_generation") to the provider's
     own path. A provider that refuses connections is tried again for `wait` seconds (it may be
     starting). With `record`, the requests go through a recording proxy and the report keeps each
-    exchange (for `--report` and `--har`). Raises UsageError, ProviderUnreachable or
-    VerificationError when no verification could be made; a mismatch is in the report, not raised.
+    exchange (for `--report` and `--har`). `network` says how to reach the provider and its states
+    endpoint (TLS, a client certificate, headers for every request). Raises UsageError,
+    ProviderUnreachable (nothing answered, TLS failed, or every request was refused 401/403 outside the
+    API's envelope) or VerificationError when no verification could be made; a mismatch is in the
+    report, not raised.
     """
+    network = network or Network()
     if role not in PROVIDER_NAMES:
         raise UsageError(f"no provider role {role!r}: use one of {', '.join(PROVIDER_NAMES)}")
     provider = PROVIDER_NAMES[role]
@@ -244,14 +251,14 @@ def verify_provider(
         if renames:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mpesa-atm-pacts-")))
             local = _with_paths(local, renames, folder)
-        timeline = Timeline() if record else None
-        _run(report, local, broker, publish, control_token, timeout, timeline)
+        timeline = Timeline()
+        _run(report, local, broker, publish, control_token, timeout, timeline, network)
     report.duration = time.perf_counter() - clock
     report.interactions = [
         dataclasses.replace(outcome, contract=contracts.get((outcome.consumer, outcome.description)))
         for outcome in report.interactions
     ]
-    if timeline is not None:
+    if record:
         _pair(report, timeline, renames)
     return report
 
@@ -276,24 +283,21 @@ def _run(
     publish: Publication | None,
     control_token: str | None,
     timeout: float,
-    timeline: Timeline | None,
+    timeline: Timeline,
+    network: Network,
 ) -> None:
-    """Runs Pact's verifier and fills the report from its results; with a timeline, through the
-    recording proxy."""
+    """Runs Pact's verifier, its requests through the proxy, and fills the report from its results."""
     os.environ["PACT_DO_NOT_TRACK"] = "true"  # before Pact's core is loaded
     from pact import Verifier
 
-    proxy = RecordingProxy(report.url, timeline, timeout) if timeline is not None else None
-    if proxy is None:
-        verifier = Verifier(report.provider, host=urlsplit(report.url).hostname)
-        verifier.add_transport(url=report.url)
-        verifier.set_request_timeout(int(timeout * 1000))
-    else:
-        verifier = Verifier(report.provider, host="127.0.0.1")
-        verifier.add_transport(url=f"http://127.0.0.1:{proxy.port}{urlsplit(report.url).path}")
-        # A second more than the proxy gives the provider: the proxy's own answer comes first.
-        verifier.set_request_timeout(int(timeout * 1000) + 1000)
+    proxy = RecordingProxy(report.url, timeline, timeout, network)
+    verifier = Verifier(report.provider, host="127.0.0.1")
+    verifier.add_transport(url=f"http://127.0.0.1:{proxy.port}{urlsplit(report.url).path}")
+    # A second more than the proxy gives the provider: the proxy's own answer comes first.
+    verifier.set_request_timeout(int(timeout * 1000) + 1000)
     verifier.set_coloured_output(enabled=False)
+    if network.headers:
+        verifier.add_custom_headers(network.headers)
     for path in local:
         verifier.add_source(path)
     if broker is not None:
@@ -310,9 +314,9 @@ def _run(
     headers = {"Authorization": f"Bearer {control_token}"} if control_token else {}
     errors = _ErrorLog()
     with (
-        StateRelay(report.states_url, headers, timeout, timeline) as relay,
+        StateRelay(report.states_url, headers, timeout, timeline, network) as relay,
         errors.attached(logging.getLogger("pact")),
-        proxy or contextlib.nullcontext(),
+        proxy,
     ):
         verifier.state_handler(relay.url, teardown=True, body=True)
         # A failure raises a bare RuntimeError ("failed to execute"): what failed is in the results.
@@ -326,6 +330,8 @@ def _run(
     report.interactions = outcomes(results, relay.failures)
     report.notices = [str(n.get("text", n)) for n in results.get("notices", []) if isinstance(n, dict)]
     report.pact_output = verifier.output(strip_ansi=True)
+    if not any(outcome.status == "verified" for outcome in report.interactions):
+        _not_tested(report, relay, timeline, network)
     if not report.interactions:
         reasons = "; ".join(
             _ANSI.sub("", str((e.get("mismatch") or {}).get("message") or e.get("interaction") or e))
@@ -334,3 +340,41 @@ def _run(
         raise VerificationError(
             f"no interaction of {report.provider} was verified" + (f": {reasons}" if reasons else "")
         )
+
+
+def _tls_said(text: str) -> str | None:
+    """The TLS failure the relay or the proxy worded (transport.tls_problem), if `text` has one."""
+    _, found, said = text.partition("TLS: ")
+    return found + said if found else None
+
+
+def _not_tested(report: Report, relay: StateRelay, timeline: Timeline, network: Network) -> None:
+    """Nothing was verified: raises ProviderUnreachable when that is because TLS failed, no request
+    was answered, or every request was refused 401/403 outside the API's envelope (a gateway, or a
+    control API that wants its token), rather than because the provider broke the contracts."""
+    for failure in report.state_failures:
+        if failure.status is None and (tls := _tls_said(failure.detail)):
+            raise ProviderUnreachable(f"cannot reach the provider-states endpoint {report.states_url}: {tls}")
+    exchanges = timeline.exchanges
+    for exchange in exchanges:
+        if exchange.status is None and (tls := _tls_said(exchange.reason)):
+            raise ProviderUnreachable(f"cannot reach the provider at {report.url}: {tls}")
+    answers = [(status, body, "a provider-state change") for status, body in relay.answers]
+    answers += [(e.status, e.response_body, e.label) for e in exchanges if e.status is not None]
+    unanswered = [f.detail for f in report.state_failures if f.status is None]
+    unanswered += [f"{e.label}: {e.reason}" for e in exchanges if e.status is None]
+    if not answers and unanswered:
+        raise ProviderUnreachable(
+            f"the provider at {report.url} answered no request ({unanswered[0]})"
+            + network.closed_hint(report.url)
+        )
+    if not answers or not all(refused_outside_envelope(status, body) for status, body, _ in answers):
+        return
+    status, body, what = answers[0]
+    refusal = next((f for f in report.state_failures if f.status == status), None)
+    said = refusal.detail.split(" ", 2)[-1] if refusal else " ".join(body.decode(errors="replace").split())
+    hint = " (or the control token with --control-token)" if relay.answers else ""
+    raise ProviderUnreachable(
+        f"the provider at {report.url} refused every request with HTTP {status} outside the API's "
+        f"envelope (first, {what}: {said[:160]}): give what its gateway wants with -H 'Name: value'{hint}"
+    )

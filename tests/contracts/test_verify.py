@@ -95,8 +95,12 @@ def test_the_control_token_is_sent_with_each_state_change(serve, capsys):
     status, out, err = verify(capsys, "bank", "--url", served.bank_url, "--control-token", "s3cret")
     assert status == 0, out + err
     status, out, err = verify(capsys, "bank", "--url", served.bank_url)
-    assert status == 1
-    assert "HTTP 401 this mock's control API needs 'Authorization: Bearer <control token>'" in out
+    # Every request refused 401 outside the envelope: nothing could be verified, said in one line.
+    assert status == 2, out + err
+    [line] = err.strip().splitlines()
+    assert "refused every request with HTTP 401" in line
+    assert "this mock's control API needs 'Authorization: Bearer <control token>'" in line
+    assert line.endswith("(or the control token with --control-token)")
 
 
 def test_pacts_from_a_folder_are_those_of_the_provider_verified(bank_url, tmp_path, capsys):
