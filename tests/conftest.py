@@ -1,3 +1,8 @@
 """Loads the fixture modules; every test's store lives under its own tmp_path."""
 
-pytest_plugins = ["tests.fixtures.mocks", "tests.fixtures.servers", "tests.contracts.fixtures"]
+pytest_plugins = [
+    "tests.fixtures.mocks",
+    "tests.fixtures.servers",
+    "tests.fixtures.tls",
+    "tests.contracts.fixtures",
+]

@@ -11,6 +11,7 @@ import ipaddress
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -43,9 +44,9 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _url(host: str, port: int) -> str:
+def _url(host: str, port: int, tls: bool = False) -> str:
     shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}"
+    return f"{'https' if tls else 'http'}://{shown}:{port}"
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -96,8 +97,45 @@ def _settings_for(args: argparse.Namespace, **urls: Any) -> Settings:
         control_token=args.control_token,
         max_body_bytes=args.max_body_bytes,
         access_log=args.access_log,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
         **urls,
     )
+
+
+def _check_tls(settings: Settings) -> None:
+    """Loads the TLS files once, before anything listens: a file that cannot be used is one line."""
+    if settings.tls_cert is None:
+        return
+    from mpesa_atm.transport import load_cert_chain
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    what = f"TLS certificate {settings.tls_cert}" + (
+        f" and key {settings.tls_key}" if settings.tls_key else ""
+    )
+    load_cert_chain(context, settings.tls_cert, settings.tls_key, what, key_option="--tls-key")
+    if settings.tls_client_ca is not None:
+        try:
+            context.load_verify_locations(cafile=settings.tls_client_ca)
+        except OSError as exc:
+            raise ConfigError(f"TLS client CA {settings.tls_client_ca}: {exc.strerror or exc}") from None
+        except ssl.SSLError as exc:
+            raise ConfigError(
+                f"TLS client CA {settings.tls_client_ca}: no PEM certificate in it ({exc})"
+            ) from None
+
+
+def _tls_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's ssl_* options; with a client CA a client certificate is required (mutual TLS)."""
+    if settings.tls_cert is None:
+        return {}
+    return {
+        "ssl_certfile": settings.tls_cert,
+        "ssl_keyfile": settings.tls_key,
+        "ssl_ca_certs": settings.tls_client_ca,
+        "ssl_cert_reqs": ssl.CERT_REQUIRED if settings.tls_client_ca else ssl.CERT_NONE,
+    }
 
 
 def _validate(args: argparse.Namespace, settings: Settings) -> None:
@@ -117,6 +155,7 @@ def _validate(args: argparse.Namespace, settings: Settings) -> None:
             Store(settings.db_path).close()  # creates the schema once, and proves the path works
         except Exception as exc:  # sqlite3 says little; say where
             raise ConfigError(f"cannot open the database {settings.db_path}: {exc}") from exc
+    _check_tls(settings)
 
 
 def _worker_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
@@ -132,6 +171,13 @@ def _worker_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
     env[ENV_PREFIX + "ACCESS_LOG"] = "true" if settings.access_log else "false"
     if settings.control_token:
         env[ENV_PREFIX + "CONTROL_TOKEN"] = settings.control_token
+    for suffix, path in (
+        ("TLS_CERT", settings.tls_cert),
+        ("TLS_KEY", settings.tls_key),
+        ("TLS_CLIENT_CA", settings.tls_client_ca),
+    ):
+        if path is not None:
+            env[ENV_PREFIX + suffix] = str(Path(path).resolve())
     return env
 
 
@@ -161,7 +207,8 @@ def _serve_one(args: argparse.Namespace, role: Role) -> int:
     port = sock.getsockname()[1]
     os.environ.update(_worker_env(args, settings))
     # In one write: both role processes share the output, and print() makes two when unbuffered.
-    sys.stdout.write(_banner(role, _url(args.host, port), settings, args.workers) + "\n")
+    url = _url(args.host, port, tls=settings.tls_cert is not None)
+    sys.stdout.write(_banner(role, url, settings, args.workers) + "\n")
     sys.stdout.flush()
     config = uvicorn.Config(
         f"mpesa_atm.mocks:{role}_app",
@@ -172,6 +219,7 @@ def _serve_one(args: argparse.Namespace, role: Role) -> int:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=5,
+        **_tls_options(settings),
     )
     # What uvicorn.run does, on our socket.
     try:
@@ -195,9 +243,10 @@ def _serve_both(args: argparse.Namespace) -> int:
         raise
     ports = {role: sock.getsockname()[1] for role, sock in sockets.items()}  # port 0: the real ones
     # Wired to each other, unless a flag, a variable or the config file says where the other side is.
+    tls = chosen.tls_cert is not None
     settings = chosen.replace(
-        bank_url=_url(args.host, ports["bank"]) if chosen.bank_url == Settings.bank_url else None,
-        ipg_url=_url(args.host, ports["ipg"]) if chosen.ipg_url == Settings.ipg_url else None,
+        bank_url=_url(args.host, ports["bank"], tls) if chosen.bank_url == Settings.bank_url else None,
+        ipg_url=_url(args.host, ports["ipg"], tls) if chosen.ipg_url == Settings.ipg_url else None,
     )
     common = ["--host", args.host, "--workers", str(args.workers)]
     children: list[subprocess.Popen[bytes]] = []
@@ -288,6 +337,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--bank-port", type=int, default=DEFAULT_PORTS["bank"], metavar="N")
     serve.add_argument("--bank-url", metavar="URL", help="where the iPG mock calls Token Generation")
     serve.add_argument("--ipg-url", metavar="URL", help="where the bank mock calls the iPG")
+    tls = serve.add_argument_group(
+        "HTTPS", "serve over TLS (also tls_cert, tls_key, tls_client_ca in the config)"
+    )
+    tls.add_argument(
+        "--tls-cert", metavar="FILE", help="the mocks' certificate (PEM; its key in it unless --tls-key)"
+    )
+    tls.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM, no passphrase)")
+    tls.add_argument(
+        "--tls-client-ca",
+        metavar="FILE",
+        help="require a client certificate signed by a CA in this PEM file (mutual TLS)",
+    )
     serve.add_argument(
         "--access-log",
         action=argparse.BooleanOptionalAction,

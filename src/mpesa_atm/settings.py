@@ -109,6 +109,11 @@ class Settings:
     offline: bool = False
     max_concurrency: int | None = None
     access_log: bool = False  # serve: one line per call on stdout
+    # serve over HTTPS: the certificate (PEM, its key in it unless tls_key), and with tls_client_ca
+    # a client certificate signed by one of those CAs is required (mutual TLS).
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
     # The API's calls through connexion, each answer checked against the document (debugging; slower)
     validate_responses: bool = False
     clock: Callable[[], datetime] = utc_now
@@ -135,6 +140,8 @@ class Settings:
                 )
         if len(set(self.paths.values())) < len(self.paths):
             raise ConfigError("paths: two operations at the same path")
+        if self.tls_cert is None and (self.tls_key is not None or self.tls_client_ca is not None):
+            raise ConfigError("tls_key and tls_client_ca need tls_cert: the mock's own certificate")
         _check_url("bank_url", self.bank_url)
         _check_url("ipg_url", self.ipg_url)
         for account in self.banks:
@@ -165,7 +172,7 @@ def _check_url(what: str, url: str) -> None:
 
 
 # Fields that may be None ("not set"), and fields that are a number of seconds.
-_OPTIONAL = frozenset({"control_token", "max_concurrency"})
+_OPTIONAL = frozenset({"control_token", "max_concurrency", "tls_cert", "tls_key", "tls_client_ca"})
 _SECONDS = ("outbound_timeout", "client_timeout", "body_timeout", "busy_timeout", "hang_seconds")
 
 
@@ -181,6 +188,9 @@ _SIMPLE: dict[str, tuple[str, type]] = {
     "offline": ("offline", bool),
     "max_concurrency": ("max_concurrency", int),
     "access_log": ("access_log", bool),
+    "tls_cert": ("tls_cert", str),
+    "tls_key": ("tls_key", str),
+    "tls_client_ca": ("tls_client_ca", str),
     "validate_responses": ("validate_responses", bool),
 }
 _TOP_KEYS = set(_SIMPLE) | {"token_ttl_hours", "ipg", "bank", "paths"}
@@ -270,6 +280,10 @@ _ENV_STRINGS = {
     "USERNAME": "bank_username",
     "PASSWORD": "bank_password",
     "SHORTCODE": "bank_shortcode",
+    # serve over HTTPS (the role processes of `serve` read the flags' values from these too).
+    "TLS_CERT": "tls_cert",
+    "TLS_KEY": "tls_key",
+    "TLS_CLIENT_CA": "tls_client_ca",
 }
 _ENV_NUMBERS: dict[str, tuple[str, type, str]] = {
     "MAX_BODY_BYTES": ("max_body_bytes", int, "a whole number"),
