@@ -14,7 +14,6 @@ import pytest
 
 from mpesa_atm.cli import main
 from mpesa_atm.passwords import verify_password
-from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION
 from tests.fixtures.servers import port_is_free, wait_for
 
 
@@ -68,36 +67,6 @@ def test_hash_password_prints_a_hash_the_config_accepts():
         check=True,
     )
     assert verify_password(result.stdout.strip(), "P@ssword123")
-
-
-@pytest.mark.network
-def test_quick_start_flow_over_loopback(serve):
-    """The README's promise: the document's example, a withdrawal, its redemption, a replay, the journal."""
-    served = serve()
-    generated = httpx.post(f"{served.bank_url}/token-generation", json=DOCUMENT_GENERATION).json()
-    assert generated["output_ResponseCode"] == "0"
-    assert len(generated["output_BankTransactionRef"]) == 32
-
-    withdrawal = httpx.post(
-        f"{served.ipg_url}/_harness/withdrawals",
-        json={"msisdn": "243843330333", "amount": "200", "currency": "CDF"},
-    )
-    assert withdrawal.status_code == 201, withdrawal.text
-    token_ref = withdrawal.json()["bank_transaction_ref"]
-    redemption = {**DOCUMENT_REDEMPTION, "input_BankTransactionRef": token_ref}
-    first = httpx.post(f"{served.ipg_url}/token-redemption", json=redemption).json()
-    assert first["output_ResponseCode"] == "0"
-    replay = httpx.post(f"{served.ipg_url}/token-redemption", json=redemption).json()
-    assert (replay["output_ResponseCode"], replay["output_InsightReference"]) == (
-        "-3",
-        first["output_InsightReference"],
-    )
-    journal = httpx.get(f"{served.ipg_url}/_harness/journal").text
-    assert "token_redemption" in journal
-    assert "P@ssword123" not in journal
-    banner = served.log()
-    assert f"iPG mock on {served.ipg_url}" in banner
-    assert f"{served.ipg_url}/ui/" in banner
 
 
 def test_a_library_error_names_its_argument_and_the_cli_its_flag(capsys):
