@@ -8,9 +8,12 @@ own locking alone, and the counters are this process's own.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import mmap
 import os
 import time
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
 
@@ -56,12 +59,15 @@ class SharedCounters:
 
 
 class WriterLock:
-    """An exclusive flock on `<database><suffix>`, held for one turn: `with lock:`.
+    """An exclusive flock on `<database><suffix>`, held for one turn: `with lock:` (a thread, the
+    control API), `async with lock.turn():` (a call's work) or `try_acquire` (turns.py).
 
     SQLite's busy handler, when BEGIN IMMEDIATE finds another writer, sleeps 1, 2, 5, 10... ms with
     the worker's event loop blocked, so two busy workers spend much of their time asleep. Queued
     here instead, a writer polls from every 50 us up to every 1 ms, and gets in soon after the
-    release. The wait still blocks the event loop, in shorter sleeps.
+    release. `acquire` waits in `time.sleep` and so blocks its thread; the calls of a worker wait
+    in `turn()` or through `try_acquire` and the event loop's timers, which leave the loop free for
+    the other calls meanwhile.
     """
 
     def __init__(self, path: str, timeout: float, suffix: str = ".lock") -> None:
@@ -85,6 +91,35 @@ class WriterLock:
                     raise StoreBusy(f"another writer held {self.path} for {self.timeout:g} s") from None
                 time.sleep(pause)
                 pause = min(pause * 2, 1e-3)
+
+    def try_acquire(self) -> bool:
+        """Takes the lock if no other holder has it, without waiting."""
+        assert fcntl is not None
+        if self.fd is None:
+            raise StoreBusy(f"{self.path} is closed: the store was closed")
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """The lock for the block, awaited in short sleeps of the event loop (StoreBusy past the
+        timeout)."""
+        deadline = 0.0
+        pause = 50e-6
+        while not self.try_acquire():
+            now = time.monotonic()
+            deadline = deadline or now + self.timeout
+            if now >= deadline:
+                raise StoreBusy(f"another writer held {self.path} for {self.timeout:g} s")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1e-3)
+        try:
+            yield
+        finally:
+            self.release()
 
     def release(self) -> None:
         assert fcntl is not None and self.fd is not None
@@ -114,6 +149,16 @@ class WriterLock:
 class Unlocked:
     """The turn of a process that has no lock file to take turns on: it writes at once."""
 
+    def try_acquire(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        return None
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        yield
+
     def __enter__(self) -> None:
         return None
 
@@ -140,18 +185,18 @@ class Coordination:
             self._mapping = self.database.shared_memory(SharedCounters.SIZE)
         self.counters = SharedCounters(self._mapping)
 
-    def enter(self, slot: int, limit: int) -> bool:
+    async def enter(self, slot: int, limit: int) -> bool:
         """Counts one more call under way in `slot`, unless `limit` already are (then False)."""
-        with self.database:
+        async with self.database.turn():
             count = self.counters[slot]
             if count >= limit:
                 return False
             self.counters[slot] = count + 1
         return True
 
-    def leave(self, slot: int) -> None:
+    async def leave(self, slot: int) -> None:
         """Counts one call under way in `slot` fewer; never below 0, as after a clear()."""
-        with self.database:
+        async with self.database.turn():
             self.counters[slot] = max(self.counters[slot] - 1, 0)
 
     def clear(self, slot: int) -> None:

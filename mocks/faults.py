@@ -299,7 +299,7 @@ class Faults:
         return modes
 
     # Per call
-    def _decide(
+    async def _decide(
         self, operation: str, body: Mapping[str, Any], header: str | None, settings: _Settings
     ) -> FaultRule | None:
         if header is not None:
@@ -311,7 +311,7 @@ class Faults:
                 continue
             if rule.probability < 1 and self._rng.random() >= rule.probability:
                 continue
-            if remaining is None or self.store.fault_claim(rule_id):  # the store counts, not the copy
+            if remaining is None or await self.store.fault_claim(rule_id):  # the store counts, not the copy
                 return rule
         if settings.modes.magic_values:
             magic = MAGIC_MSISDNS.get(str(body.get(_MSISDN_FIELD)))
@@ -334,12 +334,12 @@ class Faults:
         # Counted across the role's workers (Store.calls_enter), and only with a limit set: without
         # one, a call does no extra work.
         limit = modes.max_concurrency
-        if limit is not None and not self.store.calls_enter(self.role, limit):
+        if limit is not None and not await self.store.calls_enter(self.role, limit):
             reason = f"more than {limit} calls under way"
             return self.envelope(ResponseCode.SYSTEM_TOO_BUSY, reason, body)
         try:
             try:
-                rule = self._decide(operation, body, _fault_header(scope), settings)
+                rule = await self._decide(operation, body, _fault_header(scope), settings)
             except FaultError as exc:
                 return self.envelope(ResponseCode.FAILURE, f"bad {FAULT_HEADER} header: {exc}", body)
             if rule is None:
@@ -363,7 +363,7 @@ class Faults:
             return self.envelope(ResponseCode.FAILURE, f"connection fault {rule.connection}", body)
         finally:
             if limit is not None:
-                self.store.calls_leave(self.role)
+                await self.store.calls_leave(self.role)
 
 
 _FAULT_HEADER_NAME = FAULT_HEADER.lower().encode()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -75,6 +75,34 @@ class JournalEntry:
             "response": self.response,
             "duration_ms": self.duration_ms,
         }
+
+
+# A journal file to read: open (descriptor, length when the snapshot was taken), or the bytes of
+# one kept in memory.
+Source = tuple[int, int] | bytes
+_BLOCK = 64 * 1024
+
+
+def _lines_backwards(sources: list[Source]) -> Iterator[bytes]:
+    """The non-empty lines of `sources` (newest first), last line first."""
+    for source in sources:
+        if isinstance(source, bytes):
+            for line in reversed(source.split(b"\n")):
+                if line:
+                    yield line
+            continue
+        descriptor, end = source
+        rest = b""  # the start of a line whose beginning is in the block before
+        while end > 0:
+            start = max(0, end - _BLOCK)
+            lines = (os.pread(descriptor, end - start, start) + rest).split(b"\n")
+            end = start
+            rest = lines[0]
+            for line in reversed(lines[1:]):
+                if line:
+                    yield line
+        if rest:
+            yield rest
 
 
 def _loads(text: str) -> Any:
@@ -141,32 +169,47 @@ class Journal:
                 os.unlink(path)
         self._next_file(role)
 
-    def snapshot(self, role: str) -> bytes:
-        """The role's lines, oldest first (take it in a turn on the journal's lock: no append or new
-        file is half done)."""
+    def snapshot(self, role: str) -> list[Source]:
+        """The role's files, newest first, each open at its length now (take it in a turn on the
+        journal's lock: no append or new file is half done). `entries` reads and closes them; what
+        is appended or rotated meanwhile is not in them."""
         if self._memory is not None:
-            return b"".join(self._memory[role])
-        data = []
-        for path in reversed(self._paths[role]):
-            with contextlib.suppress(FileNotFoundError), open(path, "rb") as file:
-                data.append(file.read())
-        return b"".join(data)
-
-    def entries(self, snapshot: bytes, role: str, operation: str | None, limit: int) -> list[JournalEntry]:
-        """Newest first, from the newest `self.limit` lines of `snapshot`."""
-        found: list[JournalEntry] = []
-        for line in reversed(snapshot.split(b"\n")[-self.limit - 1 :]):
-            if len(found) >= limit:
-                break
+            return [bytes(part) for part in reversed(self._memory[role])]
+        sources: list[Source] = []
+        for path in self._paths[role]:
             try:
-                values = json.loads(line)
-            except ValueError:  # the empty end, or a line a power cut tore: not an entry
+                descriptor = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
                 continue
-            if operation is not None and values["operation"] != operation:
-                continue
-            values["request"] = _loads(values["request"])
-            values["response"] = _loads(values["response"])
-            found.append(JournalEntry(role=role, **values))
+            sources.append((descriptor, os.fstat(descriptor).st_size))
+        return sources
+
+    def entries(
+        self, snapshot: list[Source], role: str, operation: str | None, limit: int
+    ) -> list[JournalEntry]:
+        """Newest first, of the newest `self.limit` lines of `snapshot`, read from the files' ends:
+        a read costs about the entries it returns (or looks through, for `operation`), not the
+        journal's size."""
+        found: list[JournalEntry] = []
+        seen = 0
+        try:
+            for line in _lines_backwards(snapshot):
+                if seen >= self.limit or len(found) >= limit:
+                    break
+                seen += 1
+                try:
+                    values = json.loads(line)
+                except ValueError:  # a line a power cut tore: not an entry
+                    continue
+                if operation is not None and values["operation"] != operation:
+                    continue
+                values["request"] = _loads(values["request"])
+                values["response"] = _loads(values["response"])
+                found.append(JournalEntry(role=role, **values))
+        finally:
+            for source in snapshot:
+                if isinstance(source, tuple):
+                    os.close(source[0])
         return found
 
     def close(self) -> None:

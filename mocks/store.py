@@ -238,7 +238,13 @@ class Store:
             self._db.execute("PRAGMA wal_autocheckpoint = 0")  # Checkpointer's job
             self._checkpointer = Checkpointer(path, busy_timeout)
         self._journal = Journal(path, journal_limit, self._locks.counters)
-        self._turn_writes = TurnWrites(self._db, self.transaction, self.journal_add_many)
+        self._turn_writes = TurnWrites(
+            self._db,
+            lambda: self.transaction(held=True),
+            lambda records: self.journal_add_many(records, held=True),
+            database_lock=self._locks.database if self._locks.shared else None,
+            journal_lock=self._locks.journal if self._locks.shared else None,
+        )
 
     def close(self) -> None:
         """Closes the connection, the journal's files and the lock files; again, does nothing."""
@@ -255,29 +261,37 @@ class Store:
     @contextlib.contextmanager
     def _write_lock(self, *, config: bool = False) -> Iterator[None]:
         """One write transaction, in this process's turn on the database's lock file (StoreBusy past
-        the busy timeout); `config`: it changes fault rules or modes (see config_version)."""
-        with self._locks.database:
+        the busy timeout; the wait blocks: the control API's writes, not a call's); `config`: it
+        changes fault rules or modes (see config_version)."""
+        with self._locks.database, self._committed(config=config):
+            yield
+
+    @contextlib.contextmanager
+    def _committed(self, *, config: bool = False) -> Iterator[None]:
+        """One write transaction, committed when the block ends without error; the caller holds this
+        process's turn on the database's lock."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                if "locked" in str(exc) or "busy" in str(exc):
-                    raise StoreBusy(str(exc)) from exc
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
                 raise
-            if config:  # after the commit, so that whoever sees the new number reads the change
-                self._locks.counters[CONFIG_VERSION] += 1
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreBusy(str(exc)) from exc
+            raise
+        if config:  # after the commit, so that whoever sees the new number reads the change
+            self._locks.counters[CONFIG_VERSION] += 1
         if self._checkpointer is not None:
             self._checkpointer.committed()
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Transaction]:
-        """One writer at a time across every process; committed when the block ends without error."""
-        with self._write_lock():
+    def transaction(self, *, held: bool = False) -> Iterator[Transaction]:
+        """One writer at a time across every process; committed when the block ends without error.
+        `held`: the caller has taken this process's turn on the lock (turns.py)."""
+        with contextlib.nullcontext() if held else self._locks.database, self._committed():
             yield Transaction(self._db)
 
     def in_next_write(self, work: Callable[[Transaction], T]) -> asyncio.Future[T]:
@@ -323,12 +337,13 @@ class Store:
             (role,),
         ).fetchall()
 
-    def fault_claim(self, rule_id: str) -> bool:
+    async def fault_claim(self, rule_id: str) -> bool:
         """Takes one firing of a counted rule; False when another call took the last one."""
-        with self._write_lock(config=True):
-            cursor = self._db.execute(
-                "UPDATE faults SET remaining = remaining - 1 WHERE id = ? AND remaining > 0", (rule_id,)
-            )
+        async with self._locks.database.turn():
+            with self._committed(config=True):
+                cursor = self._db.execute(
+                    "UPDATE faults SET remaining = remaining - 1 WHERE id = ? AND remaining > 0", (rule_id,)
+                )
         return cursor.rowcount == 1
 
     def fault_delete(self, role: str, rule_id: str) -> bool:
@@ -339,12 +354,12 @@ class Store:
     # Calls under way in all workers of a role, counted only under max_concurrency (faults.py). A
     # worker killed mid-call leaves its calls counted until a worker starts, the modes change or
     # the role is reset; clearing while calls are under way undercounts only until they end.
-    def calls_enter(self, role: str, limit: int) -> bool:
+    async def calls_enter(self, role: str, limit: int) -> bool:
         """One more call of `role` under way, unless `limit` already are (then False)."""
-        return self._locks.enter(_in_flight_slot(role), limit)
+        return await self._locks.enter(_in_flight_slot(role), limit)
 
-    def calls_leave(self, role: str) -> None:
-        self._locks.leave(_in_flight_slot(role))
+    async def calls_leave(self, role: str) -> None:
+        await self._locks.leave(_in_flight_slot(role))
 
     def calls_clear(self, role: str) -> None:
         self._locks.clear(_in_flight_slot(role))
@@ -378,9 +393,10 @@ class Store:
             [JournalRecord(role, direction, operation, method, url, status, request, response, duration_ms)]
         )
 
-    def journal_add_many(self, records: Sequence[JournalRecord]) -> None:
-        """Journals the records, now (in a server, journal_in_next_write)."""
-        with self._locks.journal:
+    def journal_add_many(self, records: Sequence[JournalRecord], *, held: bool = False) -> None:
+        """Journals the records, now (in a server, journal_in_next_write); `held`: the caller has
+        taken this process's turn on the journal's lock."""
+        with contextlib.nullcontext() if held else self._locks.journal:
             self._journal.append(records)
 
     def journal(self, role: str, *, operation: str | None = None, limit: int = 100) -> list[JournalEntry]:

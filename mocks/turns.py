@@ -1,17 +1,25 @@
 """Writes batched per turn of the event loop: what a worker queues in one turn (Store.in_next_write,
 Store.journal_in_next_write) is written after that turn, the rules' work in one transaction and the
 journal entries in one append, so that calls ending their turn together share a lock turn and a
-COMMIT."""
+COMMIT.
+
+Neither waits on the event loop for another process's turn: when a lock is taken, the write is
+tried again from the loop's timers (every 50 us, up to every 1 ms) until the busy timeout, and the
+worker answers its other calls meanwhile (those that write wait for their turn; a refused request,
+the control API's health, a call the fast path refuses are answered at once).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+from mpesa_atm.errors import StoreBusy
 from mpesa_atm.mocks.journal import JournalRecord
 
 if TYPE_CHECKING:
@@ -20,52 +28,167 @@ if TYPE_CHECKING:
 __all__ = ["TurnWrites"]
 
 T = TypeVar("T")
+Item = TypeVar("Item")
+Outcome = tuple[Any, BaseException | None]
+
+
+class Lock(Protocol):
+    timeout: float
+
+    def try_acquire(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+class _Queue(Generic[Item]):
+    """What one turn queued for one kind of write, flushed after the turn under `lock`: `flush`
+    gets the items and gives each one's outcome (value, exception)."""
+
+    def __init__(
+        self, lock: Lock | None, timeout: float, flush: Callable[[list[Item]], list[Outcome]]
+    ) -> None:
+        self.lock = lock  # None: no lock file (one process): written at once
+        self.timeout = timeout
+        self.flush = flush
+        self.items: list[tuple[Item, asyncio.Future[Any]]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._scheduled = False
+        self._deadline = 0.0
+        self._pause = 50e-6
+
+    def add(self, item: Item) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        if self.items and self._loop is not loop:  # left by a loop that is gone (tests): now
+            self._write(self._take(), wait=True)
+            self._scheduled = False
+        done: asyncio.Future[Any] = loop.create_future()
+        self.items.append((item, done))
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop = loop
+            loop.call_soon(self.run)
+        return done
+
+    def run(self) -> None:
+        """After the turn: the write, or another try soon when another process has the lock."""
+        try:
+            taken = self.lock is None or self.lock.try_acquire()
+        except Exception as exc:  # the store was closed meanwhile
+            batch = self._take()
+            self._settle(batch, [(None, exc)] * len(batch))
+            return
+        if not taken:
+            now = time.monotonic()
+            self._deadline = self._deadline or now + self.timeout
+            if now < self._deadline and self._loop is not None and not self._loop.is_closed():
+                self._loop.call_later(self._pause, self.run)
+                self._pause = min(self._pause * 2, 1e-3)
+                return
+            busy = StoreBusy(f"another writer held the lock for {self.timeout:g} s")
+            batch = self._take()
+            self._settle(batch, [(None, busy)] * len(batch))
+            return
+        batch = self._take()
+        try:
+            self._write(batch, wait=False)
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+
+    def _take(self) -> list[tuple[Item, asyncio.Future[Any]]]:
+        batch, self.items = self.items, []
+        self._scheduled = False
+        self._deadline = 0.0
+        self._pause = 50e-6
+        return batch
+
+    def _write(self, batch: list[tuple[Item, asyncio.Future[Any]]], *, wait: bool) -> None:
+        if wait and self.lock is not None:  # outside the event loop's turn: a blocking wait is all
+            with _blocking(self.lock):
+                outcomes = self.flush([item for item, _ in batch])
+        else:
+            outcomes = self.flush([item for item, _ in batch])
+        self._settle(batch, outcomes)
+
+    @staticmethod
+    def _settle(batch: list[tuple[Any, asyncio.Future[Any]]], outcomes: list[Outcome]) -> None:
+        for (_, done), (value, error) in zip(batch, outcomes, strict=True):
+            if done.done():
+                continue
+            with contextlib.suppress(RuntimeError):  # its event loop was closed meanwhile
+                if error is None:
+                    done.set_result(value)
+                else:
+                    done.set_exception(error)
+
+
+@contextlib.contextmanager
+def _blocking(lock: Lock) -> Any:
+    deadline = time.monotonic() + lock.timeout
+    while not lock.try_acquire():
+        if time.monotonic() >= deadline:
+            raise StoreBusy(f"another writer held the lock for {lock.timeout:g} s")
+        time.sleep(1e-3)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 class TurnWrites:
     """The writes one store queued in a turn of the event loop, made after it: through
-    `transaction` (one write transaction on `db`) and `append` (to the journal)."""
+    `transaction` (one write transaction on `db`, in a turn on `database_lock`) and `append` (to
+    the journal, in a turn on `journal_lock`). The two queues take their turns apart."""
 
     def __init__(
         self,
         db: sqlite3.Connection,
         transaction: Callable[[], AbstractContextManager[Transaction]],
         append: Callable[[Sequence[JournalRecord]], None],
+        *,
+        database_lock: Lock | None = None,
+        journal_lock: Lock | None = None,
     ) -> None:
         self.db = db
         self._transaction = transaction
         self._append = append
-        self.pending: list[tuple[Callable[[Transaction], Any], asyncio.Future[Any]]] = []
-        self.journal: list[tuple[JournalRecord, asyncio.Future[None]]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
+        timeout = database_lock.timeout if database_lock is not None else 5.0
+        self._works: _Queue[Callable[[Transaction], Any]] = _Queue(database_lock, timeout, self._run_works)
+        self._journal: _Queue[JournalRecord] = _Queue(journal_lock, timeout, self._run_journal)
 
     def add(self, work: Callable[[Transaction], T]) -> asyncio.Future[T]:
-        done: asyncio.Future[T] = self._future()
-        self.pending.append((work, done))
-        return done
+        return self._works.add(work)
 
     def add_journal(self, record: JournalRecord) -> asyncio.Future[None]:
-        done: asyncio.Future[None] = self._future()
-        self.journal.append((record, done))
-        return done
+        return self._journal.add(record)
 
-    def _future(self) -> asyncio.Future[Any]:
-        """A future of the next write, which this schedules if nothing has yet in this turn."""
-        loop = asyncio.get_running_loop()
-        if (self.pending or self.journal) and self._loop is not loop:  # their loop is gone
-            self.write()
-        if not (self.pending or self.journal):
-            self._loop = loop
-            loop.call_soon(self.write)
-        return loop.create_future()
+    def _run_works(self, works: list[Callable[[Transaction], Any]]) -> list[Outcome]:
+        """Every work in one transaction. Tried first without savepoints (each costs two statements
+        a work); when a work raises, that transaction is rolled back and the turn's works run again,
+        each in a savepoint, so that the one that raises is undone alone and its exception goes to
+        its future alone. A work is a function of the database, so running it again is safe."""
+        failed: list[bool] = []
 
-    def _run(
-        self, tx: Transaction, work: Callable[[Transaction], Any], *, alone: bool
-    ) -> tuple[Any, BaseException | None]:
-        """`work`'s value or exception. In a savepoint, so that one that raises is undone alone,
-        unless it is `alone` in the transaction: then it raises, and the ROLLBACK undoes it."""
-        if alone:
-            return work(tx), None
+        def first_try(tx: Transaction, work: Callable[[Transaction], Any]) -> Any:
+            try:
+                return work(tx)
+            except Exception:
+                failed.append(True)
+                raise
+
+        try:
+            with self._transaction() as tx:
+                return [(first_try(tx, work), None) for work in works]
+        except Exception as exc:  # StoreBusy, a failed COMMIT, or a work raised: nothing written
+            if not failed or len(works) == 1:
+                return [(None, exc)] * len(works)
+        try:
+            with self._transaction() as tx:
+                return [self._in_savepoint(tx, work) for work in works]
+        except Exception as exc:
+            return [(None, exc)] * len(works)
+
+    def _in_savepoint(self, tx: Transaction, work: Callable[[Transaction], Any]) -> Outcome:
         db = self.db
         db.execute("SAVEPOINT work")
         try:
@@ -77,31 +200,9 @@ class TurnWrites:
         db.execute("RELEASE work")
         return value, None
 
-    def write(self) -> None:
-        batch, self.pending = self.pending, []
-        journal, self.journal = self.journal, []
-        if not (batch or journal):
-            return
-        outcomes: list[tuple[Any, BaseException | None]] = []
-        journalled: BaseException | None = None
-        if batch:
-            try:
-                with self._transaction() as tx:
-                    outcomes = [self._run(tx, work, alone=len(batch) == 1) for work, _ in batch]
-            except Exception as exc:  # StoreBusy, a failed COMMIT, or the one work raised: nothing written
-                outcomes = [(None, exc)] * len(batch)
-        if journal:  # one write to each role's file for the entries of the turn
-            try:
-                self._append([r for r, _ in journal])
-            except Exception as exc:  # StoreBusy, OSError, a closed store: to the futures, none left waiting
-                journalled = exc
-        futures = [done for _, done in batch] + [done for _, done in journal]
-        results = outcomes + [(None, journalled)] * len(journal)
-        for done, (value, error) in zip(futures, results, strict=True):
-            if done.done():
-                continue
-            with contextlib.suppress(RuntimeError):  # its event loop was closed meanwhile
-                if error is None:
-                    done.set_result(value)
-                else:
-                    done.set_exception(error)
+    def _run_journal(self, records: list[JournalRecord]) -> list[Outcome]:
+        try:  # one write to each role's file for the entries of the turn
+            self._append(records)
+        except Exception as exc:  # StoreBusy, OSError, a closed store: to the futures, none left waiting
+            return [(None, exc)] * len(records)
+        return [(None, None)] * len(records)

@@ -233,7 +233,9 @@ def parse_body(raw: bytes, encoding: str = "utf-8") -> Any:
     if not text:
         return None
     try:
-        parsed = json.loads(text, parse_constant=_reject_constant)
+        if text.startswith("\ufeff"):  # as json.loads says it
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        parsed = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise BadRequestProblem(detail=f"the body is not JSON: {exc}") from None
     except ValueError as exc:  # NaN, Infinity: not JSON
@@ -269,6 +271,9 @@ def _has_lone_surrogate(value: Any) -> bool:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # json.loads would build one a call
 
 
 class ReadableParameterValidator(ParameterValidator):

@@ -231,19 +231,23 @@ def test_writes_queued_on_a_closed_store_fail_instead_of_waiting_for_ever(tmp_pa
 def test_calls_under_way_are_counted_across_processes_and_a_fresh_count_forgets_them(tmp_path):
     path = str(tmp_path / "shared.sqlite3")
     first, second = Store(path), Store(path)  # as two workers' stores: the counter is in the lock file
-    try:
-        assert first.calls_enter("ipg", 2) and second.calls_enter("ipg", 2)
-        assert not first.calls_enter("ipg", 2)  # the limit holds across both
-        assert second.calls_enter("bank", 1)  # each role counts its own calls
+
+    async def counted() -> None:
+        assert await first.calls_enter("ipg", 2) and await second.calls_enter("ipg", 2)
+        assert not await first.calls_enter("ipg", 2)  # the limit holds across both
+        assert await second.calls_enter("bank", 1)  # each role counts its own calls
         # A worker killed mid-call never leaves: a worker's start or a change of modes forgets it.
         second.calls_clear("ipg")
-        assert first.calls_enter("ipg", 1)
+        assert await first.calls_enter("ipg", 1)
         for _ in range(3):  # the ends of calls counted before: never below 0
-            first.calls_leave("ipg")
-        assert first.calls_enter("ipg", 1)
-        assert not first.calls_enter("bank", 1)
+            await first.calls_leave("ipg")
+        assert await first.calls_enter("ipg", 1)
+        assert not await first.calls_enter("bank", 1)
         first.reset("bank")  # so does a reset
-        assert first.calls_enter("bank", 1)
+        assert await first.calls_enter("bank", 1)
+
+    try:
+        asyncio.run(counted())
     finally:
         first.close()
         second.close()

@@ -1,0 +1,138 @@
+"""Nothing a call waits for blocks the worker's event loop: while another process holds the
+database's writer lock, the worker still answers at once what needs no write; reading the journal
+costs what is read, not the journal's size."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import httpx
+import pytest
+
+from mpesa_atm.mocks.journal import JournalRecord
+from mpesa_atm.mocks.store import Store
+from tests.fixtures.mocks import DOCUMENT_GENERATION
+from tests.reliability.helpers import host_port, read_answer
+
+JSON = {"Content-Type": "application/json"}
+
+HOLDER = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+sys.stdin.read()  # until the test closes our stdin
+"""
+
+
+@pytest.mark.network
+def test_while_another_process_holds_the_writer_lock_the_worker_answers_what_needs_no_write(serve):
+    served = serve(role="bank")
+    url = served.bank_url
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, f"{served.db_path}.lock"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        # A Token Generation, which needs the lock: it waits for its turn, up to the busy timeout (5 s).
+        body = json.dumps({**DOCUMENT_GENERATION, "input_TransactionID": uuid.uuid4().hex[:20]}).encode()
+        waiting = socket.create_connection(host_port(url), timeout=10)
+        waiting.sendall(
+            b"POST /token-generation HTTP/1.1\r\nHost: bank\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        with httpx.Client(base_url=url, timeout=5) as client:
+            # Sent after it, on other connections: the worker reads them after it, so from the
+            # second round on the Token Generation is certainly waiting for the lock.
+            for _ in range(3):
+                started = time.monotonic()
+                refused = client.post("/token-generation", content=b"{}", headers=JSON)
+                health = client.get("/_harness/health")
+                elapsed = time.monotonic() - started
+                assert (refused.status_code, health.status_code) == (400, 200)
+                assert refused.json()["output_ResponseCode"] == "-1"
+                assert elapsed < 0.5, f"{elapsed:.2f} s while the lock was held"
+        waiting.setblocking(False)
+        with pytest.raises(BlockingIOError):  # still no answer: it waits for its turn
+            waiting.recv(1)
+        waiting.setblocking(True)
+    finally:
+        holder.communicate("")  # the holder exits, and its lock goes with it
+    with waiting:
+        status, _, answer = read_answer(waiting)
+    assert status == 200
+    assert json.loads(answer)["output_ResponseCode"] == "0"  # written once the lock was free
+
+
+def _records(count: int, operation: str = "token_generation") -> list[JournalRecord]:
+    return [
+        JournalRecord(
+            "bank",
+            "inbound",
+            operation if n % 2 else "other",
+            "POST",
+            "/token-generation",
+            200,
+            json.dumps({"n": n}),
+            "{}",
+            1.0,
+        )
+        for n in range(count)
+    ]
+
+
+def test_a_journal_read_costs_what_it_returns_not_the_journals_size(tmp_path):
+    store = Store(str(tmp_path / "big.sqlite3"), journal_limit=20_000)
+    try:
+        for _start in range(0, 30_000, 1000):  # past the limit: a full older file and a current one
+            store.journal_add_many(_records(1000))
+        size = sum(os.path.getsize(path) for path in store._journal.paths("bank") if os.path.exists(path))
+        before = _bytes_read()
+        entries = store.journal("bank", limit=10)
+        read = _bytes_read() - before
+        assert [entry.request for entry in entries] == [{"n": n} for n in range(999, 989, -1)]
+        assert read < 2 * 64 * 1024 < size / 20, read  # a block from the end of a 5 MB journal
+        for limit in (1, 10, 999, 25_000):
+            for operation in (None, "token_generation"):
+                got = [entry.as_json() for entry in store.journal("bank", operation=operation, limit=limit)]
+                assert got == _read_whole(store, operation, limit), (limit, operation)
+    finally:
+        store.close()
+
+
+def _bytes_read() -> int:
+    """What this process has read through read(2) and pread(2) so far (Linux's rchar)."""
+    with open("/proc/self/io") as io:
+        fields = dict(line.split(": ") for line in io.read().splitlines())
+    return int(fields["rchar"])
+
+
+def _read_whole(store: Store, operation: str | None, limit: int) -> list[dict[str, object]]:
+    """The journal as it was read before: both files whole, the newest journal_limit lines."""
+    data = b""
+    for path in reversed(store._journal.paths("bank")):
+        if os.path.exists(path):
+            with open(path, "rb") as file:
+                data += file.read()
+    found = []
+    for line in reversed(data.split(b"\n")[-store._journal.limit - 1 :]):
+        if not line or len(found) >= limit:
+            continue
+        values = json.loads(line)
+        if operation is None or values["operation"] == operation:
+            values["request"], values["response"] = (
+                json.loads(values["request"]),
+                json.loads(values["response"]),
+            )
+            found.append(values)
+    return found
