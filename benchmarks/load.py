@@ -1,15 +1,19 @@
 """Load benchmark of the mocks: unique valid requests per operation from wrk (10 connections),
-against `mpesa-atm serve <role> --workers N` and, in the same run, against the ceiling (the mock's
-own connexion app, spec, validation and workers, its handlers answering a constant body without
-touching the store: benchmarks/ceiling.py) and, with --bare, connexion alone with the same spec.
+against `mpesa-atm serve <role> --workers N` and, in the same run, against Prism 5 mocking the same
+document (`prism mock openapi/<role>.yaml`: no state, no rules, no journal; with --prism), the
+ceiling (the mock's own app whose handlers answer a constant body: benchmarks/ceiling.py; with
+--ceiling) and connexion alone with the same spec (--bare).
 
-Prints requests/s, p50 and p99 latency, the ratio to the ceiling, the share of calls answered 0
-(read back from the store), and the CPU the server and everything else on the machine used.
+Prints requests/s, p50 and p99 latency, the ratio to Prism and to the ceiling, the share of calls
+answered 0 (read back from the store), and the CPU the server and everything else used.
 
-    python benchmarks/load.py                                  # every operation, 1 and 2 workers
+    python benchmarks/load.py --prism                          # every operation, 1 and 2 workers
+    python benchmarks/load.py --check                          # the goals of issue 14 (exit 1: missed)
     python benchmarks/load.py --operations token_generation --workers 2 --duration 20 --repeat 3
 
 wrk is the Debian/Ubuntu package `wrk`; run as root, the script installs it when it is missing.
+Prism comes from the npm registry into ~/.cache/mpesa-atm/prism (`npm install`, once, when --prism
+or --check asks for it; Node.js from Debian's packages when it is missing and the script is root).
 """
 
 from __future__ import annotations
@@ -34,15 +38,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+OPENAPI = HERE.parent / "openapi"
+PRISM_PACKAGE = "@stoplight/prism-cli@5"
+PRISM_HOME = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mpesa-atm" / "prism"
 OPERATIONS = {
     "token_generation": ("bank", "/token-generation"),
     "token_redemption": ("ipg", "/token-redemption"),
     "token_reversal": ("ipg", "/token-reversal"),
 }
-# What the issue asks of the bank mock with 2 workers on the 2-core reference machine.
-GOALS = {"requests_per_s": 3700, "p99_ms": 10.0, "ratio_to_ceiling": 0.70}
+# What issue 14 asks of the bank mock with 2 workers on the 2-core reference machine, Token
+# Generation and (printed beside it) Token Redemption: 1.5 times Prism's requests/s in the same
+# run, p99 at most 5 ms at 10 connections, every call answered 0 and in the store.
+GOALS = {"ratio_to_prism": 1.5, "p99_ms": 5.0, "answered_0": 1.0}
+CHECKED = ("token_generation", "token_redemption")
 WARM_UP_S = 2
-MAX_RATE = 8000  # an upper bound of requests/s, to seed enough tokens for a run
+# uvicorn's workers share one listening socket, and a fast worker may accept (nearly) every
+# connection wrk opens at once: a point is measured again until each worker holds this share.
+MIN_SHARE = 0.2
+MAX_RATE = 20000  # an upper bound of requests/s, to seed enough tokens for a run
 
 # One wrk Lua script for the three operations: each request unique by a counter under a prefix
 # given on the command line (`-- PREFIX`); redemptions and reversals spend the seeded token PREFIX<n>.
@@ -80,7 +93,7 @@ end
 @dataclass
 class Point:
     operation: str
-    target: str  # "mock", "ceiling" or "bare"
+    target: str  # "mock", "prism", "ceiling" or "bare"
     workers: int
     requests_per_s: float
     p50_ms: float
@@ -92,6 +105,7 @@ class Point:
     wrk_cores: float
     other_cores: float  # CPU everything else on the machine used meanwhile
     connections_per_worker: str = ""
+    ratio_to_prism: float | None = None
     ratio_to_ceiling: float | None = None
     ratio_to_bare: float | None = None
 
@@ -111,6 +125,41 @@ def ensure_wrk() -> str:
             "Debian/Ubuntu package with `sudo apt-get install wrk` (or `brew install wrk`), then run again."
         )
     return found
+
+
+def ensure_prism() -> str:
+    """The `prism` command: on PATH, in the cache folder, or installed there from npm."""
+    found = shutil.which("prism")
+    cached = PRISM_HOME / "node_modules" / ".bin" / "prism"
+    if found or cached.exists():
+        return found or str(cached)
+    npm = shutil.which("npm")
+    if npm is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        print("npm is missing: apt-get install -y nodejs npm", flush=True)
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "nodejs", "npm"], check=True)
+        npm = shutil.which("npm")
+    if npm is None:
+        sys.exit(
+            "load.py --prism needs Node.js and npm to install Prism (https://stoplight.io/open-source/prism):\n"
+            "install Debian's `nodejs` and `npm` packages, or put a `prism` command on PATH, then run again."
+        )
+    print(f"installing {PRISM_PACKAGE} into {PRISM_HOME}", flush=True)
+    PRISM_HOME.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            npm,
+            "install",
+            "--prefix",
+            str(PRISM_HOME),
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            PRISM_PACKAGE,
+        ],
+        check=True,
+    )
+    return str(cached)
 
 
 def free_port() -> int:
@@ -152,13 +201,20 @@ def machine_busy_seconds() -> float:
 
 
 @contextlib.contextmanager
-def server(target: str, role: str, workers: int, db: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`mpesa-atm serve <role>`, or a ceiling under uvicorn with the same uvicorn settings."""
+def server(
+    target: str, role: str, workers: int, db: Path, prism: str | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`mpesa-atm serve <role>`, Prism on the role's document, or a ceiling under uvicorn with the
+    same uvicorn settings."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MPESA_ATM_")}
     if target == "mock":
         command = [sys.executable, "-m", "mpesa_atm", "serve", role, "--port", str(port)]
         command += ["--workers", str(workers), "--db", str(db)]
+    elif target == "prism":  # one Node.js process, whatever the mock's workers
+        assert prism is not None
+        document = str(OPENAPI / f"{role}.yaml")
+        command = [prism, "mock", document, "-p", str(port), "-h", "127.0.0.1", "-v", "silent"]
     else:  # as cli.py runs uvicorn: log level warning, no access log
         factory = f"ceiling:{role}_ceiling" if target == "ceiling" else f"ceiling:bare_{role}_ceiling"
         command = [sys.executable, "-m", "uvicorn", factory, "--factory"]
@@ -265,7 +321,7 @@ def run_wrk(
         split = connection_split(processes, int(url.rsplit(":", 1)[1]))
         # uvicorn's workers share one listening socket: now and then one of them takes (nearly)
         # every connection, and then two workers measure as one.
-        if workers > 1 and (len(split) < workers or split[0] > 0.7 * connections):
+        if workers > 1 and (len(split) < workers or split[-1] < MIN_SHARE * connections):
             process.terminate()
             process.wait()
             raise Unbalanced(split)
@@ -277,7 +333,14 @@ def run_wrk(
 
 
 def measure(
-    wrk: str, operation: str, target: str, workers: int, seconds: float, connections: int, folder: Path
+    wrk: str,
+    operation: str,
+    target: str,
+    workers: int,
+    seconds: float,
+    connections: int,
+    folder: Path,
+    prism: str | None = None,
 ) -> Point:
     role, path = OPERATIONS[operation]
     kind = operation.removeprefix("token_")
@@ -288,13 +351,14 @@ def measure(
     if target == "mock" and role == "ipg":
         seed_tokens(db, warm, WARM_UP_S * MAX_RATE)
         seed_tokens(db, run, int(seconds * MAX_RATE))
-    with server(target, role, workers, db) as (url, process):
+    with server(target, role, workers, db, prism) as (url, process):
         run_wrk(wrk, url, script, WARM_UP_S, connections, warm)  # every worker up, caches warm
         before = successes(db, operation) if target == "mock" else 0
         pids = process_tree(process.pid)
         server_cpu, machine, started = cpu_seconds(pids), machine_busy_seconds(), time.monotonic()
         wrk_cpu = resource_children_seconds()
-        result, split = run_wrk(wrk, url, script, seconds, connections, run, pids, workers)
+        balanced = workers if target != "prism" else 1  # Prism: one process
+        result, split = run_wrk(wrk, url, script, seconds, connections, run, pids, balanced)
         elapsed = time.monotonic() - started
         server_cpu = cpu_seconds(pids) - server_cpu
         wrk_cpu = resource_children_seconds() - wrk_cpu
@@ -320,12 +384,19 @@ def measure(
 
 
 def measure_balanced(
-    wrk: str, operation: str, target: str, workers: int, seconds: float, connections: int, folder: Path
+    wrk: str,
+    operation: str,
+    target: str,
+    workers: int,
+    seconds: float,
+    connections: int,
+    folder: Path,
+    prism: str | None = None,
 ) -> Point:
     """`measure`, on a new server when the connections went (nearly) all to one worker."""
-    for attempt in range(1, 6):
+    for attempt in range(1, 11):
         try:
-            return measure(wrk, operation, target, workers, seconds, connections, folder)
+            return measure(wrk, operation, target, workers, seconds, connections, folder, prism)
         except Unbalanced as exc:
             print(
                 f"  {operation} {target} x{workers}: connections split {exc}, again ({attempt})", flush=True
@@ -348,44 +419,52 @@ def median_point(points: list[Point]) -> Point:
 def print_table(points: list[Point]) -> None:
     header = (
         f"{'operation':17} {'target':8} {'workers':>7} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'vs ceiling':>10} {'vs bare':>7} {'answered 0':>10} {'connections':>11} {'server cores':>12} "
-        f"{'others':>6} {'errors':>6}"
+        f"{'vs prism':>8} {'vs ceiling':>10} {'vs bare':>7} {'answered 0':>10} {'connections':>11} "
+        f"{'server cores':>12} {'others':>6} {'errors':>6}"
     )
     print(header)
     print("-" * len(header))
     for p in points:
+        prism = f"{p.ratio_to_prism:.2f}x" if p.ratio_to_prism is not None else "-"
         ratio = f"{p.ratio_to_ceiling:.0%}" if p.ratio_to_ceiling is not None else "-"
         bare = f"{p.ratio_to_bare:.0%}" if p.ratio_to_bare is not None else "-"
         answered = f"{p.answered_0:.1%}" if p.answered_0 is not None else "-"
         print(
             f"{p.operation:17} {p.target:8} {p.workers:>7} {p.requests_per_s:>8.0f} {p.p50_ms:>7.2f} "
-            f"{p.p99_ms:>7.2f} {ratio:>10} {bare:>7} {answered:>10} {p.connections_per_worker:>11} "
-            f"{p.server_cores:>12.2f} {p.other_cores:>6.2f} {p.errors + p.non_2xx:>6}"
+            f"{p.p99_ms:>7.2f} {prism:>8} {ratio:>10} {bare:>7} {answered:>10} "
+            f"{p.connections_per_worker:>11} {p.server_cores:>12.2f} {p.other_cores:>6.2f} "
+            f"{p.errors + p.non_2xx:>6}"
         )
 
 
 def print_goals(points: list[Point]) -> bool:
-    mock = next(
-        (p for p in points if (p.operation, p.target, p.workers) == ("token_generation", "mock", 2)), None
-    )
-    if mock is None:
-        return True
-    checks = [
-        (f"requests/s >= {GOALS['requests_per_s']}", mock.requests_per_s >= GOALS["requests_per_s"]),
-        (f"p99 <= {GOALS['p99_ms']:g} ms", mock.p99_ms <= GOALS["p99_ms"]),
-    ]
-    if mock.ratio_to_ceiling is not None:
-        checks.append(
+    """The goals for the bank mock's Token Generation with 2 workers, and the same figures for Token
+    Redemption beside it; True when every one measured is met."""
+    met = True
+    for operation in CHECKED:
+        mock = next((p for p in points if (p.operation, p.target, p.workers) == (operation, "mock", 2)), None)
+        if mock is None:
+            continue
+        checks = [
+            (f"p99 <= {GOALS['p99_ms']:g} ms", mock.p99_ms <= GOALS["p99_ms"]),
             (
-                f">= {GOALS['ratio_to_ceiling']:.0%} of the ceiling",
-                mock.ratio_to_ceiling >= GOALS["ratio_to_ceiling"],
-            )
+                "every call answered 0 and in the store",
+                mock.answered_0 is not None
+                and mock.answered_0 >= GOALS["answered_0"]
+                and mock.errors + mock.non_2xx == 0,
+            ),
+        ]
+        if mock.ratio_to_prism is not None:
+            ratio = f">= {GOALS['ratio_to_prism']:g}x Prism ({mock.ratio_to_prism:.2f}x)"
+            checks.insert(0, (ratio, mock.ratio_to_prism >= GOALS["ratio_to_prism"]))
+        else:
+            checks.insert(0, ("the ratio to Prism (not measured: --prism)", False))
+        print(
+            f"\n{OPERATIONS[operation][0]} mock, {operation}, 2 workers: "
+            + "; ".join(f"{t}: {'met' if ok else 'MISSED'}" for t, ok in checks)
         )
-    print(
-        "\nbank mock, token_generation, 2 workers: "
-        + "; ".join(f"{t}: {'met' if ok else 'MISSED'}" for t, ok in checks)
-    )
-    return all(ok for _, ok in checks)
+        met = met and all(ok for _, ok in checks)
+    return met
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -397,22 +476,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeat", type=int, default=1, help="runs a point, ceiling and mock in turn; the median is shown"
     )
-    parser.add_argument("--no-ceiling", action="store_true", help="measure the mocks only")
+    parser.add_argument(
+        "--prism", action="store_true", help="also measure Prism 5 on the same document (npm install once)"
+    )
+    parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="also measure the mock's app with constant handlers (ceiling.py)",
+    )
     parser.add_argument(
         "--bare", action="store_true", help="also measure connexion alone with the spec (ceiling.py)"
     )
     parser.add_argument("--json", metavar="FILE", help="also write every run as JSON")
-    parser.add_argument("--check", action="store_true", help="exit 1 when the bank mock misses a goal")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="with Prism, Token Generation and Redemption with 2 workers unless told otherwise; "
+        "exit 1 when the bank mock or the iPG mock misses a goal",
+    )
     args = parser.parse_args(argv)
+    if args.check:
+        args.prism = True
+        if args.operations == parser.get_default("operations"):
+            args.operations = ",".join(CHECKED)
+        if args.workers == parser.get_default("workers"):
+            args.workers = "2"
     operations = [op.strip() for op in args.operations.split(",")]
     unknown = set(operations) - set(OPERATIONS)
     if unknown:
         parser.error(f"unknown operation(s) {sorted(unknown)}; choose from {', '.join(OPERATIONS)}")
     workers = [int(w) for w in args.workers.split(",")]
-    targets = ["mock"] if args.no_ceiling else ["ceiling", "mock"]
+    targets = ["mock"]
+    if args.ceiling:
+        targets.insert(0, "ceiling")
     if args.bare:
         targets.insert(0, "bare")
+    if args.prism:
+        targets.insert(0, "prism")
     wrk = ensure_wrk()
+    prism = ensure_prism() if args.prism else None
     wrk_version = subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout.splitlines()[0]
     print(
         f"{platform.node()}: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start; "
@@ -430,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
                 for _ in range(args.repeat):
                     for target in targets:
                         point = measure_balanced(
-                            wrk, operation, target, count, args.duration, args.connections, Path(tmp)
+                            wrk, operation, target, count, args.duration, args.connections, Path(tmp), prism
                         )
                         by_target[target].append(point)
                         runs.append(point)
@@ -442,6 +544,8 @@ def main(argv: list[str] | None = None) -> int:
                         )
                 chosen = {t: median_point(ps) for t, ps in by_target.items()}
                 mock = chosen["mock"]
+                if "prism" in chosen:
+                    mock.ratio_to_prism = mock.requests_per_s / chosen["prism"].requests_per_s
                 if "ceiling" in chosen:
                     mock.ratio_to_ceiling = mock.requests_per_s / chosen["ceiling"].requests_per_s
                 if "bare" in chosen:
