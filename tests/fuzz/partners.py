@@ -221,6 +221,14 @@ def crashes_on_cents(request: Body | None, answer: Answer) -> Answer:
     return Answer(500, {"content-type": "application/json"}, b'{"error": "NumberFormatException"}')
 
 
+def crashes_on_longest_account_number(request: Body | None, answer: Answer) -> Answer:
+    """Crashes (500) on an input_AccountNumber of 32 digits, the longest the formats allow (its column
+    is narrower)."""
+    if request is None or len(str(request.get("input_AccountNumber", ""))) != 32:
+        return answer
+    return Answer(500, {"content-type": "text/plain"}, b"ORA-12899: value too large for column ACCOUNT_NO")
+
+
 # iPG faults --------------------------------------------------------------------------------------
 
 
@@ -316,6 +324,13 @@ BROKEN: tuple[Broken, ...] = (
         "not_a_server_error",
         frozenset({"status_code_conformance", "json_envelope", SCHEMA}),
         on_answer=crashes_on_cents,
+    ),
+    Broken(
+        "crashes_on_longest_account_number",
+        "bank",
+        "not_a_server_error",
+        frozenset({"status_code_conformance", "content_type_conformance", "json_envelope", SCHEMA}),
+        on_answer=crashes_on_longest_account_number,
     ),
     Broken("echoes_bank_reference", "ipg", "third_party_reference_echoed", on_answer=echoes_bank_reference),
     Broken("ignores_password", "ipg", "wrong_password_rejected", on_request=ignores_password),

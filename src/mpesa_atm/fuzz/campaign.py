@@ -18,7 +18,7 @@ from typing import Any, Literal
 import schemathesis
 
 from mpesa_atm.errors import ConfigError, TargetUnreachable, UsageError
-from mpesa_atm.fuzz import edges, generated, realistic, stateful
+from mpesa_atm.fuzz import boundaries, edges, generated, realistic, stateful
 from mpesa_atm.fuzz.cases import DEFAULT_CURRENCIES, Draft, Fresh
 from mpesa_atm.fuzz.checks import checks_for
 from mpesa_atm.fuzz.collector import Collector
@@ -68,8 +68,10 @@ def _budgets(kinds: Sequence[str], total: int) -> dict[str, int]:
 
 
 def _fuzz_operation(operation_id: str, kinds: tuple[Kind, ...], unit: Unit) -> None:
-    """The fuzz phase of one operation: its edge cases, then each kind's share of the examples."""
+    """The fuzz phase of one operation: its edge cases and boundary values, then each kind's share of
+    the examples."""
     edges.run(unit, operation_id)
+    boundaries.run(unit, operation_id)
     for kind, examples in _budgets(kinds, unit.campaign.max_examples).items():
         if kind == "realistic":
             realistic.run(unit, operation_id, examples)

@@ -11,6 +11,7 @@ gives the same cases.
 from __future__ import annotations
 
 import hashlib
+import random
 import string
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -25,6 +26,7 @@ __all__ = [
     "Draft",
     "Fresh",
     "Lifecycle",
+    "draft_from",
     "drafts",
     "lifecycles",
 ]
@@ -95,25 +97,27 @@ class Draft:
         return body
 
 
+# 243 (DR Congo) then a 9-digit mobile number starting 8, like the document's 243843330333; this keeps
+# clear of the mocks' magic MSISDNs (2439000000xx), which answer faults on purpose.
+_SUBSCRIBERS = (810_000_000, 899_999_999)
+_UNITS = (1, 5000)  # whole amounts such as 200; with cents, 0.01 to 5000.99
+_ACCOUNT_NUMBERS = (10**13, 10**14 - 1)  # 14 digits, like 85000001222840
+
+
 def _amounts() -> st.SearchStrategy[str]:
-    whole = st.integers(min_value=1, max_value=5000).map(str)  # "200"
+    whole = st.integers(*_UNITS).map(str)  # "200"
     cents = st.builds(
-        lambda units, hundredths: f"{units}.{hundredths:02d}", st.integers(0, 5000), st.integers(1, 99)
+        lambda units, hundredths: f"{units}.{hundredths:02d}", st.integers(0, _UNITS[1]), st.integers(1, 99)
     )
     return st.one_of(whole, cents)
 
 
 def _msisdns() -> st.SearchStrategy[str]:
-    # 243 (DR Congo) then a 9-digit mobile number starting 8, like the document's 243843330333; this
-    # keeps clear of the mocks' magic MSISDNs (2439000000xx), which answer faults on purpose.
-    return st.integers(min_value=810_000_000, max_value=899_999_999).map(lambda n: f"243{n}")
+    return st.integers(*_SUBSCRIBERS).map(lambda n: f"243{n}")
 
 
 def drafts(currencies: tuple[str, ...] = DEFAULT_CURRENCIES) -> st.SearchStrategy[Draft]:
-    account_numbers = st.one_of(
-        st.none(),
-        st.integers(10**13, 10**14 - 1).map(str),  # 14 digits, like 85000001222840
-    )
+    account_numbers = st.one_of(st.none(), st.integers(*_ACCOUNT_NUMBERS).map(str))
     tokens: st.SearchStrategy[TokenMode] = st.sampled_from(("exists", "exists", "other_amount", "unknown"))
     return st.builds(
         Draft,
@@ -122,6 +126,22 @@ def drafts(currencies: tuple[str, ...] = DEFAULT_CURRENCIES) -> st.SearchStrateg
         currency=st.sampled_from(currencies),
         account_number=account_numbers,
         token=tokens,
+    )
+
+
+def draft_from(rng: random.Random, currencies: tuple[str, ...], token: TokenMode = "exists") -> Draft:
+    """A realistic draft drawn from `rng`, of the same kinds `drafts` draws, for the phases that send a
+    fixed list of cases rather than Hypothesis's."""
+    if rng.random() < 0.5:
+        amount = str(rng.randint(*_UNITS))
+    else:
+        amount = f"{rng.randint(0, _UNITS[1])}.{rng.randint(1, 99):02d}"
+    return Draft(
+        msisdn=f"243{rng.randint(*_SUBSCRIBERS)}",
+        amount=amount,
+        currency=rng.choice(currencies),
+        account_number=str(rng.randint(*_ACCOUNT_NUMBERS)) if rng.random() < 0.5 else None,
+        token=token,
     )
 
 

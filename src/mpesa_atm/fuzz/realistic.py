@@ -3,6 +3,8 @@ outcome. Against a harness mock, the token a redemption or reversal names is mad
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from schemathesis import Case
 
 from mpesa_atm.fuzz.cases import Draft, drafts, other_amount
@@ -20,11 +22,18 @@ def run(unit: Unit, operation_id: str, examples: int) -> None:
     )
 
 
-def realistic_case(unit: Unit, operation_id: str, draft: Draft, newline_after: str | None = None) -> Case:
-    """The case of `draft`, with fresh references; `newline_after` names a field to end with a newline."""
+def realistic_case(
+    unit: Unit,
+    operation_id: str,
+    draft: Draft,
+    newline_after: str | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> Case:
+    """The case of `draft`, with fresh references; `overrides` sets fields to given values (the token a
+    redemption names is made with them); `newline_after` names a field to end with a newline."""
     campaign = unit.campaign
     credentials = campaign.target.credentials
-    body = draft.body(operation_id, unit.case_fresh, credentials)
+    body = {**draft.body(operation_id, unit.case_fresh, credentials), **(overrides or {})}
     if operation(operation_id).role == "ipg" and campaign.harness and draft.token != "unknown":
         amount = body["input_Amount"] if draft.token == "exists" else other_amount(body["input_Amount"])
         token = {
