@@ -261,6 +261,33 @@ def redeems_twice(request: Body | None, answer: Answer) -> Answer:
     return _json_answer(answer, {"output_ResponseCode": "0", "output_ResponseDesc": "Success"})
 
 
+def _paid(request: Body | None, answer: Answer, reason: str, *, reversal: bool) -> Answer:
+    """0 Success instead of the refusal whose description says `reason`, for a reversal or a redemption."""
+    body = answer.json()
+    if request is None or ("input_TransactionID" in request) != reversal or not isinstance(body, dict):
+        return answer
+    if reason not in str(body.get("output_ResponseDesc", "")):
+        return answer
+    return _json_answer(answer, {"output_ResponseCode": "0", "output_ResponseDesc": "Success"})
+
+
+def pays_another_amount(request: Body | None, answer: Answer) -> Answer:
+    """Pays a token out for another amount than it was generated for (the mismatch is overruled)."""
+    return _paid(request, answer, "input_Amount does not match the token", reversal=False)
+
+
+def reverses_twice(request: Body | None, answer: Answer) -> Answer:
+    """Reverses a token that was already reversed: the customer is refunded twice."""
+    return _paid(request, answer, "already reversed", reversal=True)
+
+
+def pays_unknown_tokens(request: Body | None, answer: Answer) -> Answer:
+    """Pays out a redemption whose input_BankTransactionRef it never issued (the -9 is overruled)."""
+    if request is None or "input_TransactionID" in request or _code(answer) != "-9":
+        return answer
+    return _json_answer(answer, {"output_ResponseCode": "0", "output_ResponseDesc": "Success"})
+
+
 @dataclass(frozen=True)
 class Broken:
     """A broken partner: its role, its one fault, and the checks that must (and may) report it."""
@@ -341,5 +368,27 @@ BROKEN: tuple[Broken, ...] = (
     # A second redemption answered 0 is not a success it remembers, so its replay is no duplicate either.
     Broken(
         "redeems_twice", "ipg", "token_lifecycle", frozenset({"replay_is_duplicate"}), on_answer=redeems_twice
+    ),
+    # Each answers 0 where the mock refused, and the same again to the replay: no duplicate either.
+    Broken(
+        "pays_another_amount",
+        "ipg",
+        "token_lifecycle",
+        frozenset({"replay_is_duplicate"}),
+        on_answer=pays_another_amount,
+    ),
+    Broken(
+        "reverses_twice",
+        "ipg",
+        "token_lifecycle",
+        frozenset({"replay_is_duplicate"}),
+        on_answer=reverses_twice,
+    ),
+    Broken(
+        "pays_unknown_tokens",
+        "ipg",
+        "unknown_token_paid",
+        frozenset({"replay_is_duplicate"}),
+        on_answer=pays_unknown_tokens,
     ),
 )

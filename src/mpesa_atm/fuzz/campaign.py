@@ -1,13 +1,15 @@
 """The campaign: checks its options, reaches the target, plans its units and runs them (in threads when
 asked), emitting events all along. The CLI and the test suite share this code path.
 
-Units per role: one per operation for the `fuzz` phase (edge cases, then realistic, schema-valid and
-schema-invalid cases), and, for an iPG that exposes the harness's control API, one `stateful` unit
-(token lifecycles: generated, redeemed, reversed, replayed).
+Units per role: one per operation for the `fuzz` phase (edge cases, boundary values, then realistic,
+schema-valid and schema-invalid cases), and, for an iPG, one `stateful` unit (a token nobody issued; then
+token lifecycles, redeemed, reversed, replayed, of the tokens given or, against a mock with the control
+API, of tokens it makes).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import random
 import time
@@ -31,6 +33,7 @@ from mpesa_atm.fuzz.events import (
     RequestSent,
     UnitProgress,
 )
+from mpesa_atm.fuzz.probe_checks import AUTH_PROBING, AuthProbes
 from mpesa_atm.fuzz.results import CampaignResult
 from mpesa_atm.fuzz.target import (
     NoAnswer,
@@ -41,6 +44,7 @@ from mpesa_atm.fuzz.target import (
     response_code,
     send,
 )
+from mpesa_atm.fuzz.tokens import Token
 from mpesa_atm.fuzz.unit import Campaign, Unit
 from mpesa_atm.operations import CONTROL_PREFIX, operations_of
 from mpesa_atm.spec import load_spec
@@ -166,11 +170,15 @@ def run_campaign(
     phases: Sequence[str] = PHASES,
     currencies: Sequence[str] = DEFAULT_CURRENCIES,
     use_harness: bool = True,
+    tokens: Sequence[Token] = (),
+    auth_probes: int = 3,
     progress: Callable[[UnitProgress], None] | None = None,
     listeners: Iterable[Listener] = (),
 ) -> CampaignResult:
     """Fuzz `target` and return what was found. Each event goes to every listener as it happens, and
-    each UnitProgress also to `progress`.
+    each UnitProgress also to `progress`. `tokens` (iPG) exist at the target: the stateful phase spends
+    each on one lifecycle. At most `auth_probes` requests with a wrong password, and as many with another
+    shortcode, go out.
 
     Raises UsageError for options that do not fit, TargetUnreachable when the target cannot be reached,
     ConfigError when an iPG refuses the target's credentials.
@@ -187,6 +195,15 @@ def run_campaign(
         chosen = checks_for(target.role, tuple(checks) if checks is not None else None)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if auth_probes < 0:
+        raise UsageError("must be 0 or more", argument="auth_probes")
+    if tokens and (target.role != "ipg" or "stateful" not in phases):
+        raise UsageError("are spent by an iPG campaign's stateful phase", argument="tokens")
+    budget = AuthProbes(auth_probes)
+    chosen = tuple(
+        dataclasses.replace(info, function=budget.bound(info.function)) if info.name in AUTH_PROBING else info
+        for info in chosen
+    )
     allowed = set(load_spec("common.yaml")["components"]["schemas"]["Currency"]["enum"])
     if not currencies or set(currencies) - allowed:
         raise UsageError(
@@ -238,18 +255,18 @@ def run_campaign(
             body = functools.partial(_fuzz_operation, op.id, chosen_kinds)
             units.append(Unit(campaign, campaign.operation(op.id).label, "fuzz", (op.id,), body))
     if "stateful" in phases and target.role == "ipg":
-        if result.harness:
-            units.append(
-                Unit(campaign, "token lifecycle", "stateful", tuple(op.id for op in own), stateful.run)
-            )
-        else:
-            result.phases = tuple(phase for phase in result.phases if phase != "stateful")
+        lifecycles = functools.partial(stateful.run, tokens=tuple(tokens))
+        units.append(Unit(campaign, "token lifecycle", "stateful", tuple(op.id for op in own), lifecycles))
+        if not result.harness and not tokens:
             collector.emit(
                 Note(
-                    f"stateful: skipped, the target has no {CONTROL_PREFIX} control API to make tokens; "
-                    "valid redemptions of unknown tokens are answered -9, which is legitimate"
+                    f"stateful: no token lifecycles, the target has no {CONTROL_PREFIX} control API to make"
+                    " tokens and no tokens were given (--tokens); valid redemptions of unknown tokens are"
+                    " answered -9, which is legitimate"
                 )
             )
+    if target.role == "ipg" and auth_probes == 0 and AUTH_PROBING & set(result.checks):
+        collector.emit(Note("no wrong-password or other-shortcode probes: auth probes 0"))
     if workers == 1:
         for unit in units:
             unit.run()

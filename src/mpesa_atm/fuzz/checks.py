@@ -26,6 +26,7 @@ from mpesa_atm.fuzz.probe_checks import (
     other_shortcode_rejected,
     replay_is_duplicate,
     token_lifecycle,
+    unknown_token_paid,
     wrong_password_rejected,
 )
 from mpesa_atm.fuzz.violations import ContractViolation, is_valid_request
@@ -126,6 +127,7 @@ _OWN: tuple[tuple[CheckFunction, tuple[Role, ...], str], ...] = (
     (bank_date_time_format, _BANK, _each(_BANK, _RESPONSE_PARAMETERS)),
     (optional_field_left_out, _BANK, _each(_BANK, _REQUEST_PARAMETERS)),
     (token_lifecycle, _IPG, _each(_IPG)),
+    (unknown_token_paid, _IPG, f"{_each(_IPG, _REQUEST_PARAMETERS)}, {_RESPONSE_CODE_MAPPING}"),
 )
 
 
@@ -142,7 +144,9 @@ _NEEDS = {
     "bank_reference_length": "an answer with output_BankTransactionRef",
     "bank_date_time_format": "an answer with output_BankDateTime",
     "optional_field_left_out": "a valid request, to send with and without input_AccountNumber",
-    "token_lifecycle": "the stateful run, which needs the mock's /_harness control API to make tokens",
+    "token_lifecycle": "the stateful run, with tokens given (--tokens) or made by the mock's /_harness"
+    " control API",
+    "unknown_token_paid": "the stateful run (its redemption and reversal of a token nobody issued)",
 }
 _APPLIES: dict[str, Callable[[Case], bool]] = {
     "negative_data_rejection": lambda case: not is_valid_request(case),

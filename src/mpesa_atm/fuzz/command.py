@@ -106,6 +106,20 @@ def register(commands: Any) -> None:
     credentials.add_argument(
         "--other-shortcode", metavar="CODE", help="a shortcode NOT linked to the username (default: derived)"
     )
+    credentials.add_argument(
+        "--tokens",
+        metavar="FILE",
+        help="a CSV of tokens that exist at the iPG (header bank_transaction_ref,transaction_id,msisdn,"
+        "amount,currency), each spent on one token lifecycle",
+    )
+    credentials.add_argument(
+        "--auth-probes",
+        type=whole_number(0),
+        default=3,
+        metavar="N",
+        help="send at most N requests with a wrong password, and N with another shortcode (3; 0: none), "
+        "as an iPG locks an account after a few failed logins",
+    )
     add_network_options(fuzz)
     fuzz.set_defaults(handler=_fuzz)
 
@@ -135,6 +149,7 @@ def _fuzz(args: argparse.Namespace) -> int:
     from mpesa_atm.fuzz.page import HtmlReporter
     from mpesa_atm.fuzz.report import ConsoleReporter, HarReporter, JUnitReporter
     from mpesa_atm.fuzz.target import Target
+    from mpesa_atm.fuzz.tokens import read_tokens
 
     settings = load_settings(
         bank_username=args.username, bank_password=args.password, bank_shortcode=args.shortcode
@@ -185,6 +200,8 @@ def _fuzz(args: argparse.Namespace) -> int:
             checks=args.check,
             currencies=tuple(args.currency or DEFAULT_CURRENCIES),
             use_harness=not args.no_harness,
+            tokens=read_tokens(args.tokens) if args.tokens else (),
+            auth_probes=args.auth_probes,
             listeners=listeners,
         )
     except UsageError as exc:

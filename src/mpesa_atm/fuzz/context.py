@@ -50,6 +50,7 @@ class Probe:
     history: list[str] = field(default_factory=list)  # curl commands that set this case up, in order
     expectation: Expectation | None = None
     probes_enabled: bool = True
+    unknown_token: bool = False  # the case names a token nobody issued (unknown_token_paid)
 
 
 _PROBE: contextvars.ContextVar[Probe | None] = contextvars.ContextVar("mpesa_atm_fuzz_probe", default=None)

@@ -3,12 +3,18 @@ a replay, the same request with a wrong password or another shortcode, or withou
 sent through the campaign's probe; and the answer a token's history calls for. Outside a campaign (no
 probe) they skip.
 
+The wrong-password and other-shortcode probes go out a bounded number of times per campaign
+(`AuthProbes`): a real iPG locks a bank's account after a few failed logins.
+
 A check returns True when it does not apply (schemathesis counts it as skipped), None when it passed.
 """
 
 from __future__ import annotations
 
+import contextvars
 import copy
+import functools
+import threading
 from collections.abc import Callable
 
 import schemathesis
@@ -30,10 +36,13 @@ from mpesa_atm.fuzz.violations import (
 )
 
 __all__ = [
+    "AUTH_PROBING",
+    "AuthProbes",
     "optional_field_left_out",
     "other_shortcode_rejected",
     "replay_is_duplicate",
     "token_lifecycle",
+    "unknown_token_paid",
     "wrong_password_rejected",
 ]
 
@@ -77,6 +86,44 @@ def replay_is_duplicate(ctx: CheckContext, response: Response, case: Case) -> bo
     return None
 
 
+CheckFunction = Callable[[CheckContext, Response, Case], bool | None]
+# The budget of the check running in this thread; None (no bound) outside a campaign's bound checks.
+_AUTH_PROBES: contextvars.ContextVar[AuthProbes | None] = contextvars.ContextVar(
+    "mpesa_atm_auth_probes", default=None
+)
+
+
+class AuthProbes:
+    """How many requests with a wrong password, and with another shortcode, a campaign may still send:
+    at most `limit` of each, counted across the campaign's threads."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.sent: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def take(self, check: str) -> bool:
+        """Whether `check` may send one more probe (counted if so)."""
+        with self._lock:
+            if self.sent.get(check, 0) >= self.limit:
+                return False
+            self.sent[check] = self.sent.get(check, 0) + 1
+            return True
+
+    def bound(self, function: CheckFunction) -> CheckFunction:
+        """`function` (a check of AUTH_PROBING) drawing its probes from this budget."""
+
+        @functools.wraps(function)
+        def check(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+            token = _AUTH_PROBES.set(self)
+            try:
+                return function(ctx, response, case)
+            finally:
+                _AUTH_PROBES.reset(token)
+
+        return check
+
+
 def _with_credentials(case: Case, probe: Probe) -> bool:
     credentials = probe.credentials
     body = case.body
@@ -110,6 +157,9 @@ def _probe_with(
         return True
     if not _with_credentials(case, probe):
         return True
+    budget = _AUTH_PROBES.get()
+    if budget is not None and not budget.take(check):
+        return True  # the campaign sent as many as --auth-probes allows
     assert probe.credentials is not None and isinstance(case.body, dict)
     changed = value(probe.credentials)
     # A new input_ThirdPartyReference, so that the iPG does not take the variant for a duplicate.
@@ -162,6 +212,10 @@ def other_shortcode_rejected(ctx: CheckContext, response: Response, case: Case) 
         documented="{expected}: Bank shortcode does not match shortcode linked to username and password"
         " (section 4)",
     )
+
+
+# The checks whose probes fail a login; AuthProbes bounds them.
+AUTH_PROBING = frozenset({"wrong_password_rejected", "other_shortcode_rejected"})
 
 
 @schemathesis.check
@@ -228,6 +282,31 @@ def token_lifecycle(ctx: CheckContext, response: Response, case: Case) -> bool |
             "The answer does not fit the token's history",
             describe(code, answer),
             expectation.documented,
+            *steps(probe, case),
+        )
+    return None
+
+
+@schemathesis.check
+def unknown_token_paid(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+    """iPG: a redemption or reversal naming an input_BankTransactionRef nobody issued is never 0 Success."""
+    probe = current_probe()
+    if probe is None or not probe.unknown_token or not isinstance(case.body, dict):
+        return True
+    answer = answer_of(response)
+    code = text(answer, "output_ResponseCode")
+    if code == ResponseCode.SUCCESS:
+        what = "reversal" if "input_TransactionID" in case.body else "redemption"
+        reference = case.body.get("input_BankTransactionRef")
+        fail(
+            "unknown_token_paid",
+            case,
+            f"A {what} of a token nobody issued succeeded",
+            f"{describe(code, answer)} to a {what} of input_BankTransactionRef {shown(reference)}, which no"
+            " bank generated (a reference made up by the fuzzer)",
+            f"not {documented_code(ResponseCode.SUCCESS)}: the incoming transaction is validated against"
+            " the token generation transaction (2.1.2.1); none found is"
+            f" {documented_code(ResponseCode.TRANSACTION_DETAILS_NOT_FOUND)} (section 4)",
             *steps(probe, case),
         )
     return None
