@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from mpesa_atm.errors import StoreBusy
-from mpesa_atm.mocks.coordination import CONFIG_VERSION, IN_FLIGHT, Coordination
+from mpesa_atm.mocks.coordination import CONFIG_VERSION, IN_FLIGHT, Coordination, WriterLock
 from mpesa_atm.mocks.journal import Journal, JournalEntry, JournalRecord
 from mpesa_atm.mocks.turns import TurnWrites
 from mpesa_atm.mocks.wal import Checkpointer, connect, while_locked
@@ -242,8 +242,8 @@ class Store:
             self._db,
             lambda: self.transaction(held=True),
             lambda records: self.journal_add_many(records, held=True),
-            database_lock=self._locks.database if self._locks.shared else None,
-            journal_lock=self._locks.journal if self._locks.shared else None,
+            database_lock=self._locks.database if isinstance(self._locks.database, WriterLock) else None,
+            journal_lock=self._locks.journal if isinstance(self._locks.journal, WriterLock) else None,
         )
 
     def close(self) -> None:
