@@ -163,6 +163,7 @@ CORPUS = [
     Case("json-lookalike", body, 415, headers={"Content-Type": "application/jsonx"}),
     Case("no-content-type", body, 415, headers={}),
     Case("garbage-content-type", body, 415, headers={"Content-Type": ";;=/="}),
+    Case("unknown-charset", body, 415, headers={"Content-Type": "application/json;charset=x-unknown"}),
     Case("upper-case-media-type", raw("[]"), headers={"Content-Type": "APPLICATION/JSON"}),
     # Method and path
     Case("get", raw(b""), 405, method="GET", headers={}),
