@@ -9,6 +9,7 @@ import os
 import random
 import secrets
 import string
+import time
 from datetime import datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -37,8 +38,12 @@ def _hex(digits: int) -> str:
 
 
 def new_bank_transaction_ref() -> str:
-    """32 characters, like the document's 12345678123412341234123456789abc."""
-    return _hex(32)
+    """32 characters, like the document's 12345678123412341234123456789abc: the microsecond it was
+    made in 13 hexadecimal digits, then 19 random ones. As unique and unpredictable as needed (76
+    random bits), and in the order they are made, so that the store's index on them grows at one end
+    rather than gaining a random page per token: about 7 us of SQLite a token less, a third of it
+    (benchmarks/README.md)."""
+    return f"{time.time_ns() // 1000:013x}{_hex(19)}"
 
 
 def new_insight_reference() -> str:
