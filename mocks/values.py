@@ -46,9 +46,23 @@ def new_bank_transaction_ref() -> str:
     return f"{time.time_ns() // 1000:013x}{_hex(19)}"
 
 
+_BASE36 = string.digits + string.ascii_lowercase  # in this order, their order as text
+
+
 def new_insight_reference() -> str:
-    """19 lower-case characters, like the document's 12sdxq3634dadsas242."""
-    return _hex(19)
+    """19 lower-case characters, like the document's 12sdxq3634dadsas242: the millisecond it was made
+    in 8 base-36 digits, then 11 random hexadecimal ones (44 bits, for the calls of one
+    millisecond), in the order they are made for the same reason as the bank's references."""
+    return f"{_base36_millisecond(time.time_ns() // 1_000_000)}{_hex(11)}"
+
+
+@functools.lru_cache(maxsize=4)  # one a millisecond, for every reference made in it
+def _base36_millisecond(millisecond: int) -> str:
+    digits = []
+    for _ in range(8):
+        millisecond, digit = divmod(millisecond, 36)
+        digits.append(_BASE36[digit])
+    return "".join(reversed(digits))
 
 
 def new_third_party_reference() -> str:

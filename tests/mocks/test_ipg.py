@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
 
+from mpesa_atm.mocks.values import new_insight_reference
 from mpesa_atm.passwords import hash_password
 from mpesa_atm.settings import DOCUMENT_BANK, BankAccount
 from tests.fixtures.mocks import DOCUMENT_REDEMPTION, DOCUMENT_REVERSAL, DOCUMENT_TOKEN
@@ -242,3 +244,11 @@ def test_missing_field_is_named(mocks):
     response = mocks.ipg.post("/token-reversal", json=body)
     assert response.status_code == 400
     assert "input_TransactionID missing" in response.json()["output_ResponseDesc"]
+
+
+def test_insight_references_are_in_the_order_they_were_made():
+    """So that the store's index on them grows at one end (mocks/values.py)."""
+    made = [new_insight_reference() for _ in range(1000)]
+    assert [ref[:8] for ref in made] == sorted(ref[:8] for ref in made)  # by their millisecond
+    assert len(set(made)) == 1000
+    assert all(re.fullmatch(r"[0-9a-z]{19}", ref) for ref in made)
