@@ -7,7 +7,8 @@ Each point serves the bank mock under uvicorn with the part patched out of the p
 worker processes (a `without` factory below, never an option of the mocks), puts it under the same
 wrk load as `load.py` (Token Generation, 10 connections), and prints requests/s, the CPU cores the
 server used and the CPU per call. The difference to `mock` is the part's cost; `none` takes every
-part out and should come close to `ceiling`.
+part out and should come close to `ceiling` (`fast_path` is the other way round: without it, the
+API's calls take connexion's path and cost more).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 
 import mpesa_atm.mocks  # noqa: F401
 from mpesa_atm.codes import ResponseCode, bank_answer
-from mpesa_atm.mocks import bank, connection_faults, faults, request_body, request_journal
+from mpesa_atm.mocks import bank, connection_faults, fastpath, faults, request_body, request_journal
 from mpesa_atm.mocks.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -57,13 +58,27 @@ def _without_journal() -> None:
 
 
 def _without_request_layers() -> None:
-    """RequestJournal and RequestBody, the two layers that were Ingress."""
+    """RequestJournal, and of RequestBody all but the read of the body (which the fast path needs)."""
 
     async def passed_on(self: Any, scope: Any, receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
 
+    async def read_only(self: Any, scope: Any, receive: Any, send: Any) -> None:
+        message = await receive()
+        scope[request_body.BODY_KEY] = message.get("body", b"")
+        await self.app(scope, request_body.replaying(scope[request_body.BODY_KEY], receive), send)
+
     request_journal.RequestJournal.__call__ = passed_on  # type: ignore[method-assign]
-    request_body.RequestBody.__call__ = passed_on  # type: ignore[method-assign]
+    request_body.RequestBody.__call__ = read_only  # type: ignore[method-assign]
+
+
+def _without_fast_path() -> None:
+    """The API's calls through connexion (validation, routing, handler), as before the fast path."""
+
+    async def passed_on(self: Any, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+    fastpath.FastPath.__call__ = passed_on  # type: ignore[method-assign]
 
 
 def _without_rules() -> None:
@@ -82,13 +97,14 @@ PARTS: dict[str, Callable[[], None]] = {
     "request_layers": _without_request_layers,
     "rules": _without_rules,
     "connection_faults": _without_connection_faults,
+    "fast_path": _without_fast_path,
 }
 
 
 def bank_app() -> Any:
     """uvicorn factory: the bank mock without the parts named in MPESA_ATM_BENCH_WITHOUT."""
     names = [name for name in os.environ.get(VARIABLE, "").split(",") if name]
-    for name in list(PARTS) if "none" in names else names:
+    for name in [p for p in PARTS if p != "fast_path"] if "none" in names else names:
         PARTS[name]()
     from mpesa_atm.mocks.app import bank_app as real
 
