@@ -89,12 +89,11 @@ class FastPath:
         try:
             body = parse_body(raw)
             check_body(operation.schema, body)
+            answer = await operation.handler(body, scope)
         except ProblemException as exc:
             await _send(send, *self.refusal(scope, exc), refused=True)
             return
-        try:
-            answer = await operation.handler(body, scope)
-        except Exception as exc:  # a bug of the mock: answered as connexion's handler would be
+        except Exception as exc:  # a bug of the mock: answered as connexion's error handler would
             log.exception("%s %s failed", scope["method"], scope["path"])
             await _send(send, *self.internal(scope, exc), refused=True)
             return
@@ -102,6 +101,7 @@ class FastPath:
 
 
 def _content_type(scope: Scope) -> bytes | None:
+    """The first Content-Type header, as connexion reads it (RequestBody lower-cased the type)."""
     for name, value in scope["headers"]:
         if name == b"content-type":
             return bytes(value)

@@ -44,6 +44,7 @@ class Call:
     path: str
     content: bytes = b""
     headers: dict[str, str] = field(default_factory=lambda: dict(JSON))
+    raw_headers: list[tuple[bytes, bytes]] | None = None  # instead of `headers`: repeated names
 
     @classmethod
     def post(cls, path: str, body: dict[str, Any], **headers: str) -> Call:
@@ -81,10 +82,11 @@ class Twins:
 
     def _answer(self, name: str, call: Call) -> Any:
         client = self.clients[name]
+        headers: Any = {**call.headers, FAST_MARK: name}
+        if call.raw_headers is not None:
+            headers = [*call.raw_headers, (FAST_MARK.encode(), name.encode())]
         try:
-            response = client.request(
-                call.method, call.path, content=call.content, headers={**call.headers, FAST_MARK: name}
-            )
+            response = client.request(call.method, call.path, content=call.content, headers=headers)
         except (ConnectionError, AssertionError, httpx.TransportError) as exc:  # a connection fault
             return type(exc).__name__
         base = str(client.base_url).rstrip("/")  # in a redirect's location: each server's own port
@@ -201,6 +203,9 @@ def _all_variants(path: str, example: dict[str, str]) -> Iterator[Call]:
     yield Call.post(path, example, **{"Content-Type": "application/json;charset=UTF-8"})
     yield Call.post(path, example, **{"Content-Type": "application/json;charset=latin-1"})
     yield Call.post(path, example, **{"Content-Type": "Application/JSON"})
+    two_types = [(b"content-type", b"application/json"), (b"content-type", b"text/plain")]
+    yield Call("POST", path, json.dumps(example).encode(), {}, two_types)
+    yield Call("POST", path, json.dumps(example).encode(), {}, two_types[::-1])
     yield Call("POST", path, b" " + json.dumps(example).encode() + b"\n")
     yield Call("POST", path, b"{}")
     yield Call("POST", path + "?", json.dumps(example).encode())
