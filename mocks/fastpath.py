@@ -28,9 +28,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mpesa_atm.mocks.request_body import BODY_KEY
 from mpesa_atm.mocks.validation import check_body, parse_body
 
-__all__ = ["FastPath", "Handler", "Operation"]
+__all__ = ["PARSED_KEY", "FastPath", "Handler", "Operation"]
 
 log = logging.getLogger("mpesa_atm.mocks")
+
+# The body as parsed and found valid (a flat object of strings), for the journal, which then masks
+# the password in it instead of parsing the body again (RequestJournal).
+PARSED_KEY = "mpesa_atm.parsed"
 
 # The media types connexion reads as JSON in utf-8 (RequestBody has lower-cased the type; a
 # charset parameter connexion reads is taken as written: utf-8 in any case is the same codec).
@@ -89,6 +93,7 @@ class FastPath:
         try:
             body = parse_body(raw)
             check_body(operation.schema, body)
+            scope[PARSED_KEY] = body
             answer = await operation.handler(body, scope)
         except ProblemException as exc:
             await _send(send, *self.refusal(scope, exc), refused=True)

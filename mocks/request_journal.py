@@ -21,11 +21,13 @@ import logging
 import time
 from typing import Any
 
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mpesa_atm.errors import StoreBusy
-from mpesa_atm.masking import masked_body, masked_text
+from mpesa_atm.masking import MASK, PASSWORD_FIELD, masked_body, masked_text
 from mpesa_atm.mocks.connection_faults import sent_instead
+from mpesa_atm.mocks.fastpath import PARSED_KEY
 from mpesa_atm.mocks.faults import SLOT_KEY
 from mpesa_atm.mocks.journal import JournalRecord
 from mpesa_atm.mocks.request_body import BODY_KEY, ErrorAnswer, send_json
@@ -128,7 +130,7 @@ class RequestJournal:
             url=url,
             status=status,
             # The body as read by RequestBody, inside this layer; none when it refused the body.
-            request=_journal_text(scope.get(BODY_KEY, b"")),
+            request=_request_text(scope),
             response=response,
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
         )
@@ -147,6 +149,16 @@ def _is_whole(start: Message, chunks: list[bytes]) -> bool:
         if name.lower() == b"content-length":
             return sum(map(len, chunks)) >= int(value)
     return False
+
+
+def _request_text(scope: Scope) -> str:
+    """The request body for the journal: as `_journal_text` makes it, but a valid body with a
+    password, which the fast path parsed already, is masked as it was parsed (a flat object of
+    strings) instead of being parsed again: a fifth of a redemption's time in the journal."""
+    parsed = scope.get(PARSED_KEY)
+    if isinstance(parsed, dict) and PASSWORD_FIELD in parsed:
+        return orjson.dumps({**parsed, PASSWORD_FIELD: MASK}).decode()
+    return _journal_text(scope.get(BODY_KEY, b""))
 
 
 def _journal_text(raw: bytes) -> str:
