@@ -46,9 +46,10 @@ OPERATIONS = {
     "token_redemption": ("ipg", "/token-redemption"),
     "token_reversal": ("ipg", "/token-reversal"),
 }
-# What issue 14 asks of the bank mock with 2 workers on the 2-core reference machine, Token
-# Generation and (printed beside it) Token Redemption: 1.5 times Prism's requests/s in the same
-# run, p99 at most 5 ms at 10 connections, every call answered 0 and in the store.
+# What issue 14 asks of the bank mock with 2 workers on the 2-core reference machine (Token
+# Generation; Token Redemption's figures against the same goals are printed beside it): 1.5 times
+# Prism's requests/s in the same run, p99 at most 5 ms at 10 connections, every call answered 0
+# and in the store.
 GOALS = {"ratio_to_prism": 1.5, "p99_ms": 5.0, "answered_0": 1.0}
 CHECKED = ("token_generation", "token_redemption")
 WARM_UP_S = 2
@@ -439,7 +440,7 @@ def print_table(points: list[Point]) -> None:
 
 def print_goals(points: list[Point]) -> bool:
     """The goals for the bank mock's Token Generation with 2 workers, and the same figures for Token
-    Redemption beside it; True when every one measured is met."""
+    Redemption beside it; True when the bank mock meets every one (issue 14's --check)."""
     met = True
     for operation in CHECKED:
         mock = next((p for p in points if (p.operation, p.target, p.workers) == (operation, "mock", 2)), None)
@@ -459,11 +460,15 @@ def print_goals(points: list[Point]) -> bool:
             checks.insert(0, (ratio, mock.ratio_to_prism >= GOALS["ratio_to_prism"]))
         else:
             checks.insert(0, ("the ratio to Prism (not measured: --prism)", False))
+        checked = operation == "token_generation"
         print(
-            f"\n{OPERATIONS[operation][0]} mock, {operation}, 2 workers: "
+            f"\n{OPERATIONS[operation][0]} mock, {operation}, 2 workers"
+            + ("" if checked else " (beside it, not part of --check's exit code)")
+            + ": "
             + "; ".join(f"{t}: {'met' if ok else 'MISSED'}" for t, ok in checks)
         )
-        met = met and all(ok for _, ok in checks)
+        if checked:
+            met = met and all(ok for _, ok in checks)
     return met
 
 
@@ -492,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         "--check",
         action="store_true",
         help="with Prism, Token Generation and Redemption with 2 workers unless told otherwise; "
-        "exit 1 when the bank mock or the iPG mock misses a goal",
+        "exit 1 when the bank mock misses a goal (Token Redemption's figures are printed beside it)",
     )
     args = parser.parse_args(argv)
     if args.check:
