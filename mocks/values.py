@@ -91,5 +91,9 @@ def _bank_date_time(second: int, timezone: str) -> str:
     return datetime.fromtimestamp(second, ZoneInfo(timezone)).strftime("%Y%m%d %H%M%S")
 
 
+# json.dumps with separators builds an encoder a call; this one is built once (same text).
+_KEY_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def duplicate_key(*fields: str) -> str:
-    return json.dumps(fields, separators=(",", ":"))
+    return _KEY_ENCODER.encode(fields)
