@@ -380,6 +380,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"mpesa-atm: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before a command had anything to show (a campaign shows what ran)
+        print("mpesa-atm: interrupted", file=sys.stderr)
+        return 130
     return code
 
 

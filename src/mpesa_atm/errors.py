@@ -13,6 +13,7 @@
     ├── PartnerError                 a partner did not answer in the envelope (`exchange`: the call)
     ├── TargetError                  a partner to fuzz or verify could not be tested at all
     │   ├── TargetUnreachable        nothing answered at the fuzzed URL
+    │   ├── WrongTarget              something answers, but not the role's API (URL, path or role wrong)
     │   ├── ProviderUnreachable      nothing answered at the verified URL or its provider states
     │   └── VerificationError        Pact could not run the verification
     └── ConsumerContractError        a reference client misread its contract's answer
@@ -43,6 +44,7 @@ __all__ = [
     "UnsatisfiableProviderState",
     "UsageError",
     "VerificationError",
+    "WrongTarget",
 ]
 
 
@@ -115,6 +117,17 @@ class TargetError(HarnessError):
 
 class TargetUnreachable(TargetError):
     """The partner could not be reached at all: nothing was tested."""
+
+
+class WrongTarget(TargetError):
+    """Something answers at the fuzzed URL, but not as the role's API does: every request to an
+    operation was answered 404/405, a gateway's 401/403, or with the other role's answer. `operation_id`
+    names the operation, `answered` says how it was answered; the message says what to check."""
+
+    def __init__(self, message: str, *, operation_id: str, answered: str) -> None:
+        super().__init__(message)
+        self.operation_id = operation_id
+        self.answered = answered
 
 
 class ProviderUnreachable(TargetError):

@@ -290,7 +290,8 @@ def pays_unknown_tokens(request: Body | None, answer: Answer) -> Answer:
 
 @dataclass(frozen=True)
 class Broken:
-    """A broken partner: its role, its one fault, and the checks that must (and may) report it."""
+    """A broken partner: its role, its one fault, the checks that must (and may) report it, and whether
+    the fault breaks the document (a failure) or only a choice of ours (a warning: exit 0 unless strict)."""
 
     name: str
     role: str
@@ -298,6 +299,7 @@ class Broken:
     also: frozenset[str] = field(default_factory=frozenset)
     on_request: RequestFault | None = None
     on_answer: AnswerFault | None = None
+    severity: str = "failure"
 
     def app(self, settings: Settings) -> ASGIApp:
         if self.role == "ipg":
@@ -339,12 +341,25 @@ BROKEN: tuple[Broken, ...] = (
         frozenset({"negative_data_rejection", SCHEMA, "replay_is_duplicate"}),
         on_answer=accepts_invalid,
     ),
-    Broken("refuses_with_422", "bank", "status_code_conformance", on_answer=refuses_with_422),
     Broken(
-        "refuses_with_200", "bank", "negative_data_rejection", frozenset({SCHEMA}), on_answer=refuses_with_200
+        "refuses_with_422", "bank", "status_code_conformance", on_answer=refuses_with_422, severity="warning"
     ),
-    Broken("text_content_type", "bank", "content_type_conformance", on_answer=text_content_type),
-    Broken("extra_output_field", "bank", SCHEMA, on_answer=extra_output_field),
+    Broken(
+        "refuses_with_200",
+        "bank",
+        "negative_data_rejection",
+        frozenset({SCHEMA}),
+        on_answer=refuses_with_200,
+        severity="warning",
+    ),
+    Broken(
+        "text_content_type",
+        "bank",
+        "content_type_conformance",
+        on_answer=text_content_type,
+        severity="warning",
+    ),
+    Broken("extra_output_field", "bank", SCHEMA, on_answer=extra_output_field, severity="warning"),
     Broken(
         "crashes_on_cents",
         "bank",

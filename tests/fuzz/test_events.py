@@ -86,7 +86,7 @@ def test_console_reporter_prints_the_start_progress_notes_findings_and_summary()
         "  The answer is not a JSON object",
         "  Received: x",
         "",
-        "mpesa-atm fuzz bank: 4 cases (9 requests) in 0.0 s: FAILED json_envelope; seed 7",
+        "mpesa-atm fuzz bank: FAILED: 1 failure (json_envelope); 4 cases (9 requests) in 0.0 s; seed 7",
     ]
 
 

@@ -1,33 +1,251 @@
-"""The document's rules that every answer is held to, as `@schemathesis.check` functions: they read the
-case and its answer only, so they work in any schemathesis run.
+"""The rules that every answer is held to: they read the case and its answer only, so they work in any
+schemathesis run. The document's own rules are `@schemathesis.check` functions; the five that keep the
+names of schemathesis's own checks (not_a_server_error, status_code_conformance, content_type_conformance,
+response_schema_conformance, negative_data_rejection) are ours, judged by the document: a refusal is an
+HTTP 4xx or a non-zero output_ResponseCode, and what only breaks a choice of ours is a warning.
 
 A check returns True when it does not apply (schemathesis counts it as skipped), None when it passed.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 import schemathesis
+from jsonschema import Draft7Validator
 from schemathesis import Case, CheckContext, Response
 
 from mpesa_atm.codes import ResponseCode
-from mpesa_atm.fuzz.violations import answer_of, excerpt, fail, is_valid_request, role_of, text
+from mpesa_atm.fuzz.results import FAILURE, WARNING, Severity
+from mpesa_atm.fuzz.violations import (
+    answer_of,
+    excerpt,
+    fail,
+    is_valid_request,
+    request_breaks_document,
+    role_of,
+    shown,
+    text,
+)
+from mpesa_atm.operations import operations
+from mpesa_atm.spec import load_spec
 
 __all__ = [
     "MAPPED_CODES",
     "bank_date_time_format",
     "bank_reference_length",
+    "content_type_conformance",
     "invalid_request_not_success",
     "json_envelope",
     "mapped_response_code",
+    "negative_data_rejection",
+    "not_a_server_error",
+    "response_schema_conformance",
+    "status_code_conformance",
     "third_party_reference_echoed",
 ]
 
 MAPPED_CODES = frozenset(code.value for code in ResponseCode)
 _REFERENCE = re.compile(r"^[!-~]{1,32}$")
 _DATE_TIME = re.compile(r"^[0-9]{8} [0-9]{6}$")
+_SPEC_NOTES = "docs/spec-notes.md"
+
+
+def _documented_statuses(case: Case) -> tuple[int, ...]:
+    raw = case.operation.definition.raw
+    responses = raw.get("responses", {}) if isinstance(raw, Mapping) else {}
+    return tuple(sorted(int(status) for status in responses if str(status).isdigit()))
+
+
+def not_a_server_error(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+    """No answer is a 5xx: the document's failures are output codes in the envelope."""
+    if response.status_code < 500:
+        return None
+    fail(
+        "not_a_server_error",
+        case,
+        f"The partner answered with a server error (HTTP {response.status_code})",
+        excerpt(response),
+        "an answer in the envelope, a failure as its output_ResponseCode (-1 Failure, -2 G2 Error, ...), "
+        "never a server error (sections 2.1.3, 2.2.3, 3.1.3, 4)",
+    )
+
+
+def status_code_conformance(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+    """The HTTP status is one of ours (200 for outcomes; 400, 408, 413, 415 for requests that cannot be
+    read); the document names none."""
+    if role_of(case) is None or response.status_code >= 500:
+        return True
+    ours = _documented_statuses(case)
+    if ours and response.status_code not in ours:
+        fail(
+            "status_code_conformance",
+            case,
+            f"HTTP {response.status_code} is not a status the harness uses",
+            f"HTTP {response.status_code} ({text(answer_of(response), 'output_ResponseCode') or 'no code'})",
+            f"one of HTTP {', '.join(map(str, ours))}; the document names no HTTP statuses, these are "
+            f"the harness's ({_SPEC_NOTES} row 2)",
+            severity=WARNING,
+        )
+    return None
+
+
+def content_type_conformance(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+    """An answer in the envelope is labelled application/json."""
+    if role_of(case) is None or answer_of(response) is None:
+        return True  # not JSON at all: json_envelope says so
+    values = response.headers.get("content-type") or []
+    media_type = (values[0] if values else "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        fail(
+            "content_type_conformance",
+            case,
+            "The JSON answer is not labelled application/json",
+            f"Content-Type {shown(values[0]) if values else 'absent'}",
+            "Content-Type application/json, as the document's requests are (2.1.1, 2.2.1, 3.1.1)",
+            severity=WARNING,
+        )
+    return None
+
+
+def negative_data_rejection(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+    """A request the schema rejects is refused with an HTTP 4xx, as the harness does; the document
+    names no statuses, so a refusal by output_ResponseCode alone (HTTP 200) is the partner's choice."""
+    if role_of(case) is None or is_valid_request(case) or response.status_code >= 500:
+        return True
+    code = text(answer_of(response), "output_ResponseCode")
+    if 400 <= response.status_code < 500 or code is None or code == ResponseCode.SUCCESS:
+        return None  # refused as ours are; or no envelope (json_envelope) or 0 (invalid_request_not_success)
+    fail(
+        "negative_data_rejection",
+        case,
+        f"A request the schema rejects was refused with HTTP {response.status_code}, not a 4xx",
+        f"HTTP {response.status_code} with output_ResponseCode {shown(code)}",
+        f"a refusal: the harness answers HTTP 400 with -1; the document names no HTTP statuses "
+        f"({_SPEC_NOTES} row 2), so HTTP {response.status_code} with a non-zero code refuses too",
+        severity=WARNING,
+    )
+
+
+@functools.cache
+def _response_validator(operation_id: str, status: int) -> Draft7Validator | None:
+    """A validator of the answer the role's document gives `operation_id` for HTTP `status`, or None
+    when the document has no answer for that status (status_code_conformance's business)."""
+    operation = operations().get(operation_id)
+    if operation is None:
+        return None
+    document = load_spec(f"{operation.role}.yaml")
+
+    def resolved(node: Any) -> Any:
+        while isinstance(node, dict) and "$ref" in node and node["$ref"].startswith("#/components/"):
+            kind, name = node["$ref"].split("/")[2:4]
+            node = document["components"][kind][name]
+        return node
+
+    post = next(
+        item["post"] for item in document["paths"].values() if item["post"]["operationId"] == operation_id
+    )
+    response = resolved(post["responses"].get(str(status)))
+    schema = (response or {}).get("content", {}).get("application/json", {}).get("schema")
+    if schema is None:
+        return None
+    return Draft7Validator({"allOf": [schema], "components": document["components"]})
+
+
+def _schema_problems(
+    validator: Draft7Validator, answer: Mapping[str, Any]
+) -> list[tuple[Severity, str, str, str]]:
+    """Every way the answer breaks the schema, judged by the document: (severity, title, received,
+    documented). In a refusal an empty field passes (a request refused before it was recorded has no
+    reference); the code's own value is mapped_response_code's."""
+    code = text(answer, "output_ResponseCode")
+    gives_a_token = code in _GIVES_A_TOKEN
+    problems: list[tuple[Severity, str, str, str]] = []
+    for error in validator.iter_errors(dict(answer)):
+        keyword = str(error.validator)
+        field = str(error.absolute_path[0]) if error.absolute_path else ""
+        if keyword in ("allOf", "anyOf", "oneOf") or (field == "output_ResponseCode" and keyword == "enum"):
+            continue
+        if keyword == "type":
+            where = field or "the answer"
+            problems.append(
+                (FAILURE, f"{where} is not a string", f"{where} {shown(error.instance)}", _ALL_STRINGS)
+            )
+        elif keyword == "required":
+            missing = next(iter(re.findall(r"'([^']*)'", str(error.message))), str(error.message))
+            severity: Severity = FAILURE if code == ResponseCode.SUCCESS else WARNING
+            problems.append(
+                (
+                    severity,
+                    f"The answer lacks {missing}",
+                    f"an answer {shown(code)} without {missing}",
+                    f"{missing}, which the document lists among the answer's fields "
+                    "(2.1.3.1, 2.2.3.1, 3.1.3.1)",
+                )
+            )
+        elif keyword == "additionalProperties":
+            extra = re.findall(r"'([^']*)'", str(error.message))
+            problems.append(
+                (
+                    WARNING,
+                    "The answer has an output field the document does not list",
+                    ", ".join(extra) or str(error.message),
+                    "only the output fields the document lists (2.1.3.1, 2.2.3.1, 3.1.3.1)",
+                )
+            )
+        elif error.instance == "" and not gives_a_token:
+            continue
+        else:
+            problems.append(
+                (
+                    WARNING,
+                    f"{field} is not in the harness's format",
+                    f"{field} {shown(error.instance)}",
+                    f"the harness's format of {field} ({_SPEC_NOTES} row 3): {_rule(error)}",
+                )
+            )
+    return sorted(problems, key=lambda problem: problem[0] != FAILURE)
+
+
+def _rule(error: Any) -> str:
+    keyword = str(error.validator)
+    if keyword == "maxLength":
+        return f"at most {error.validator_value} characters"
+    if keyword == "minLength":
+        return f"at least {error.validator_value} characters"
+    if keyword == "pattern":
+        return f"matching {error.validator_value}"
+    if keyword == "enum":
+        return "one of " + ", ".join(map(str, error.validator_value))
+    return f"{keyword} {shown(error.validator_value)}"
+
+
+_ALL_STRINGS = "every output field a string (the document: String, 2.1.3.1, 2.2.3.1, 3.1.3.1)"
+_GIVES_A_TOKEN = frozenset({ResponseCode.SUCCESS.value, ResponseCode.DUPLICATE.value})
+
+
+def response_schema_conformance(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+    """The answer has the documented output fields as strings (failures: a field not a string, or
+    missing from a 0 answer); in the harness's formats and no others (warnings: the formats and the
+    closed list are choices of ours). In a refusal an empty field passes."""
+    answer = answer_of(response)
+    role = role_of(case)
+    if role is None or answer is None or response.status_code >= 500:
+        return True  # no envelope: json_envelope says so; a 5xx: not_a_server_error
+    raw = case.operation.definition.raw
+    validator = _response_validator(str(raw.get("operationId", "")), response.status_code)
+    if validator is None:
+        return True  # a status the document has no answer for: status_code_conformance
+    problems = _schema_problems(validator, answer)
+    if not problems:
+        return None
+    severity, title, received, documented = problems[0]
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    fail("response_schema_conformance", case, title, received + more, documented, severity=severity)
 
 
 @schemathesis.check
@@ -64,7 +282,7 @@ def mapped_response_code(ctx: CheckContext, response: Response, case: Case) -> b
             "mapped_response_code",
             case,
             "The response code is not in the Response Code Mapping",
-            f"output_ResponseCode {code!r}",
+            f"output_ResponseCode {shown(code)}",
             "one of 0, -1, -2, -3, -4, -5, -6, -7, -8, -9 (section 4)",
         )
     return None
@@ -72,19 +290,33 @@ def mapped_response_code(ctx: CheckContext, response: Response, case: Case) -> b
 
 @schemathesis.check
 def invalid_request_not_success(ctx: CheckContext, response: Response, case: Case) -> bool | None:
-    """A request the schema rejects (a field missing, malformed, extra, or not JSON) is never answered 0."""
+    """A request the schema rejects is never answered 0: a failure when a required field is missing or
+    the body is not a JSON object; a warning when it breaks only the harness's formats or Content-Type."""
     if role_of(case) is None or is_valid_request(case):
         return True
     code = text(answer_of(response), "output_ResponseCode")
-    if code == ResponseCode.SUCCESS:
+    if code != ResponseCode.SUCCESS:
+        return None
+    if request_breaks_document(case):
         fail(
             "invalid_request_not_success",
             case,
-            "A request that breaks the schema was answered Success",
-            f"{excerpt(response)} to a request the schema rejects",
-            "an unreadable or invalid request is refused: HTTP 400 with -1 Failure, never 0 Success",
+            "A request without a required field, or not a JSON object, was answered Success",
+            f"{excerpt(response)} to a request the document's fields are missing from",
+            "every field marked Required, in a JSON object (2.1.2.1, 2.2.2.1, 3.1.2.1): such a request is "
+            "refused, never answered 0 Success",
         )
-    return None
+    media_type = (case.media_type or "").split(";")[0]
+    fail(
+        "invalid_request_not_success",
+        case,
+        "A request outside the harness's formats was answered Success",
+        f"{excerpt(response)} to a request sent as {media_type or 'no Content-Type'} that the harness's "
+        "schema rejects",
+        f"the document leaves the formats open; the harness refuses this request (HTTP 400, -1): "
+        f"Content-Type application/json and the formats of {_SPEC_NOTES} row 3",
+        severity=WARNING,
+    )
 
 
 @schemathesis.check
@@ -96,40 +328,58 @@ def third_party_reference_echoed(ctx: CheckContext, response: Response, case: Ca
     echoed = text(answer_of(response), "output_ThirdPartyReference")
     if not isinstance(sent, str) or not _REFERENCE.match(sent) or echoed is None:
         return True
-    # A business outcome (HTTP 200) must echo; a refusal may also leave it empty.
-    allowed = {sent} if response.status_code == 200 else {sent, ""}
+    # An answer that gives something (0, or -3 with the first answer's reference) must echo; a refusal
+    # may also leave it empty (it may have refused the request before reading it).
+    code = text(answer_of(response), "output_ResponseCode")
+    gives = code in _GIVES_A_TOKEN and response.status_code < 400
+    allowed = {sent} if gives else {sent, ""}
     if echoed not in allowed:
         fail(
             "third_party_reference_echoed",
             case,
             "output_ThirdPartyReference does not echo the request",
-            f"output_ThirdPartyReference {echoed!r} for input_ThirdPartyReference {sent!r}",
+            f"output_ThirdPartyReference {shown(echoed)} for input_ThirdPartyReference {shown(sent)}",
             "the request's input_ThirdPartyReference, unchanged (2.1.3.1, 2.2.3.1)",
         )
     return None
 
 
+def _bank_severity(answer: Mapping[str, Any] | None, value: str) -> Severity | None:
+    """How a malformed bank output field counts: a failure in an answer that gives a token (0, or -3
+    with the first answer's); in a refusal, an empty value passes (a request refused before it was
+    recorded has no reference) and another one is a warning (the document's failure example, 3.1.3.3,
+    carries a reference, but no rule rests on it)."""
+    if text(answer, "output_ResponseCode") in _GIVES_A_TOKEN:
+        return FAILURE
+    return None if value == "" else WARNING
+
+
 @schemathesis.check
 def bank_reference_length(ctx: CheckContext, response: Response, case: Case) -> bool | None:
-    """Bank: output_BankTransactionRef has exactly 32 characters."""
-    reference = text(answer_of(response), "output_BankTransactionRef")
+    """Bank: output_BankTransactionRef has exactly 32 characters (a failure in an answer 0 or -3)."""
+    answer = answer_of(response)
+    reference = text(answer, "output_BankTransactionRef")
     if role_of(case) != "bank" or reference is None:
         return True
-    if len(reference) != 32:
+    severity = _bank_severity(answer, reference)
+    if len(reference) != 32 and severity is not None:
         fail(
             "bank_reference_length",
             case,
             "output_BankTransactionRef is not 32 characters long",
-            f"{reference!r} ({len(reference)} characters)",
-            "32 characters, e.g. '12345678123412341234123456789abc' (3.1.3.1)",
+            f"{shown(reference)} ({len(reference)} characters)",
+            '32 characters, e.g. "12345678123412341234123456789abc" (3.1.3.1)',
+            severity=severity,
         )
     return None
 
 
 @schemathesis.check
 def bank_date_time_format(ctx: CheckContext, response: Response, case: Case) -> bool | None:
-    """Bank: output_BankDateTime is a real calendar date and time written YYYYMMDD HHMMSS."""
-    value = text(answer_of(response), "output_BankDateTime")
+    """Bank: output_BankDateTime is a real calendar date and time written YYYYMMDD HHMMSS (a failure in
+    an answer 0 or -3)."""
+    answer = answer_of(response)
+    value = text(answer, "output_BankDateTime")
     if role_of(case) != "bank" or value is None:
         return True
     valid = bool(_DATE_TIME.match(value))
@@ -138,12 +388,14 @@ def bank_date_time_format(ctx: CheckContext, response: Response, case: Case) -> 
             datetime.strptime(value, "%Y%m%d %H%M%S")
         except ValueError:
             valid = False
-    if not valid:
+    severity = _bank_severity(answer, value)
+    if not valid and severity is not None:
         fail(
             "bank_date_time_format",
             case,
             "output_BankDateTime is not a date and time in YYYYMMDD HH24MISS",
-            repr(value),
-            "a real date and time, format YYYYMMDD HH24MISS, e.g. '20190611 223210' (3.1.3.1)",
+            shown(value),
+            'a real date and time, format YYYYMMDD HH24MISS, e.g. "20190611 223210" (3.1.3.1)',
+            severity=severity,
         )
     return None

@@ -46,6 +46,7 @@ from mpesa_atm.fuzz.target import (
 )
 from mpesa_atm.fuzz.tokens import Token
 from mpesa_atm.fuzz.unit import Campaign, Unit
+from mpesa_atm.fuzz.wrong_target import check_answer
 from mpesa_atm.operations import CONTROL_PREFIX, operations_of
 from mpesa_atm.spec import load_spec
 
@@ -111,6 +112,7 @@ def _check_credentials(campaign: Campaign) -> None:
         except NoAnswer as exc:
             raise TargetUnreachable(f"cannot reach the ipg at {target.label}: {exc.reason}") from None
     campaign.collector.emit(RequestSent(timed.answered(response)))
+    check_answer(target, case, response)
     code = response_code(response)
     if code == "-4":
         raise ConfigError(
@@ -136,14 +138,20 @@ def _shown_options(
     target: Target,
     workers: int,
     checks: Sequence[str] | None,
+    excluded: Sequence[str],
+    strict: bool,
     kinds: Sequence[str],
     phases: Sequence[str],
     currencies: Sequence[str],
     use_harness: bool,
+    tokens: int,
+    auth_probes: int,
 ) -> tuple[tuple[str, str], ...]:
     """The options a report shows beside the seed and the examples (never the password)."""
     shown = [
         ("checks", "all of the role's" if checks is None else ", ".join(checks)),
+        *((("excluded checks", ", ".join(excluded)),) if excluded else ()),
+        ("warnings", "fail the campaign (strict)" if strict else "reported, the campaign passes"),
         ("kinds", ", ".join(kinds)),
         ("phases", ", ".join(phases)),
         ("currencies", ", ".join(currencies)),
@@ -156,7 +164,34 @@ def _shown_options(
     if target.credentials is not None:
         credentials = target.credentials
         shown.append(("credentials", f"{credentials.username}, shortcode {credentials.shortcode}"))
+    if target.role == "ipg":
+        shown.append(("tokens", f"{tokens} given (--tokens)" if tokens else "none given"))
+        shown.append(("auth probes", f"at most {auth_probes} of each" if auth_probes else "none"))
     return tuple(shown)
+
+
+def _run_units(units: Sequence[Unit], workers: int) -> None:
+    """Runs the units, `workers` at a time; on Ctrl-C every unit stops at its next case, the units
+    under way are waited for (a request in flight ends within the time-out), and it is raised again."""
+    try:
+        if workers == 1:
+            for unit in units:
+                unit.run()
+            return
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mpesa-atm-fuzz") as pool:
+            futures = [pool.submit(unit.run) for unit in units]
+            try:
+                for future in futures:
+                    future.result()
+            except KeyboardInterrupt:
+                for unit in units:
+                    unit.stopped = True
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    except KeyboardInterrupt:
+        for unit in units:
+            unit.stopped = True
+        raise
 
 
 def run_campaign(
@@ -166,6 +201,8 @@ def run_campaign(
     seed: int | None = None,
     workers: int = 1,
     checks: Sequence[str] | None = None,
+    exclude_checks: Sequence[str] = (),
+    strict: bool = False,
     kinds: Sequence[Kind] = KINDS,
     phases: Sequence[str] = PHASES,
     currencies: Sequence[str] = DEFAULT_CURRENCIES,
@@ -176,12 +213,17 @@ def run_campaign(
     listeners: Iterable[Listener] = (),
 ) -> CampaignResult:
     """Fuzz `target` and return what was found. Each event goes to every listener as it happens, and
-    each UnitProgress also to `progress`. `tokens` (iPG) exist at the target: the stateful phase spends
-    each on one lifecycle. At most `auth_probes` requests with a wrong password, and as many with another
-    shortcode, go out.
+    each UnitProgress also to `progress`. `checks` chooses the checks (None: all of the role's),
+    `exclude_checks` leaves some out; with `strict`, warnings fail the campaign as failures do.
+    `tokens` (iPG) exist at the target: the stateful phase spends each on one lifecycle. At most
+    `auth_probes` requests with a wrong password, and as many with another shortcode, go out.
+
+    Ctrl-C (KeyboardInterrupt) ends the campaign early: what ran is the result, marked interrupted, and
+    CampaignFinished still goes out, so that the reports are written.
 
     Raises UsageError for options that do not fit, TargetUnreachable when the target cannot be reached,
-    ConfigError when an iPG refuses the target's credentials.
+    WrongTarget when what answers is not the role's API, ConfigError when an iPG refuses the target's
+    credentials.
     """
     if max_examples < 1:
         raise UsageError("must be at least 1", argument="max_examples")
@@ -192,7 +234,7 @@ def run_campaign(
     if unknown_kinds or unknown_phases or not kinds:
         raise UsageError(f"unknown kinds {unknown_kinds} or phases {unknown_phases}")
     try:
-        chosen = checks_for(target.role, tuple(checks) if checks is not None else None)
+        chosen = checks_for(target.role, tuple(checks) if checks is not None else None, tuple(exclude_checks))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if auth_probes < 0:
@@ -222,6 +264,7 @@ def run_campaign(
         operations=(),
         phases=tuple(phase for phase in PHASES if phase in phases),
         harness=False,
+        strict=strict,
     )
     collector = Collector(result, listeners)
     collector.emit(
@@ -230,7 +273,19 @@ def run_campaign(
             target.label,
             seed,
             max_examples,
-            _shown_options(target, workers, checks, kinds, phases, currencies, use_harness),
+            _shown_options(
+                target,
+                workers,
+                checks,
+                exclude_checks,
+                strict,
+                kinds,
+                phases,
+                currencies,
+                use_harness,
+                len(tokens),
+                auth_probes,
+            ),
         )
     )
     result.harness = control_available(target) and use_harness
@@ -267,13 +322,11 @@ def run_campaign(
             )
     if target.role == "ipg" and auth_probes == 0 and AUTH_PROBING & set(result.checks):
         collector.emit(Note("no wrong-password or other-shortcode probes: auth probes 0"))
-    if workers == 1:
-        for unit in units:
-            unit.run()
-    else:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mpesa-atm-fuzz") as pool:
-            for future in [pool.submit(unit.run) for unit in units]:
-                future.result()
+    try:
+        _run_units(units, workers)
+    except KeyboardInterrupt:
+        result.interrupted = True
+        collector.emit(Note("interrupted (Ctrl-C): the results are those of the cases sent until then"))
     result.findings = collector.findings()
     result.duration = time.perf_counter() - started
     collector.emit(CampaignFinished(result))

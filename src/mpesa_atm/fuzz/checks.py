@@ -1,6 +1,7 @@
-"""The catalogue of every check a campaign runs: schemathesis's own that apply to this API, and the
-document's rules (`answer_checks`: every answer; `probe_checks`: those that send more requests), each
-with the roles it applies to and the document section it enforces.
+"""The catalogue of every check a campaign runs (`answer_checks`: every answer; `probe_checks`: those
+that send more requests), each with the roles it applies to, the document section it enforces, and what
+its findings are: failures (the partner breaks the document), warnings (the partner is only laxer than a
+choice of ours, which the document leaves open), or either, decided finding by finding.
 
 This module is also the public face of the checks: what a campaign or a test needs is importable here.
 """
@@ -15,9 +16,14 @@ from schemathesis import Case, CheckContext, Response
 from mpesa_atm.fuzz.answer_checks import (
     bank_date_time_format,
     bank_reference_length,
+    content_type_conformance,
     invalid_request_not_success,
     json_envelope,
     mapped_response_code,
+    negative_data_rejection,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
     third_party_reference_echoed,
 )
 from mpesa_atm.fuzz.context import Credentials, Probe, probing
@@ -33,8 +39,8 @@ from mpesa_atm.fuzz.violations import ContractViolation, is_valid_request
 from mpesa_atm.operations import ROLES, Role, operations
 
 __all__ = [
-    "BUILTIN_CHECKS",
     "CHECKS",
+    "FOLDED_UNDER",
     "CheckFunction",
     "CheckInfo",
     "ContractViolation",
@@ -58,6 +64,7 @@ class CheckInfo:
     section: str  # the document's section(s) the check enforces, e.g. "3.1.3.1" or "2.1, 2.2, 3.1"
     meaning: str
     function: CheckFunction
+    findings: str = "failures"  # failures, warnings, or "failures or warnings" (by what was received)
     needs: str = "an answer"  # what a case must bring for the check to apply, for a report's "why not"
     # Whether a case the check did not skip really exercised it (schemathesis's own checks pass,
     # rather than skip, a case they do not apply to).
@@ -77,62 +84,66 @@ def _each(roles: tuple[Role, ...], subsection: str = "") -> str:
     return ", ".join(op.section + subsection for op in operations().values() if op.role in roles)
 
 
-def _builtin(name: str) -> CheckFunction:
-    from schemathesis.checks import CHECKS as REGISTRY
-    from schemathesis.checks import load_all_checks
-
-    load_all_checks()
-    function = REGISTRY.get_one(name)
-    assert callable(function)
-    return function  # type: ignore[return-value]
-
-
-# Schemathesis's own checks that a campaign runs (for both roles): name, section, what they mean here.
-BUILTIN_CHECKS: tuple[tuple[str, str, str], ...] = (
-    ("not_a_server_error", _each(ROLES, _RESPONSE), "no answer is a 5xx"),
-    (
-        "status_code_conformance",
-        _each(ROLES, _RESPONSE),
-        "the HTTP status is one the document allows (200, 400, 413, 415)",
-    ),
-    (
-        "content_type_conformance",
-        _each(ROLES, _RESPONSE),
-        "the Content-Type is the documented application/json",
-    ),
-    (
-        "response_schema_conformance",
-        _each(ROLES, _RESPONSE_PARAMETERS),
-        "the answer has exactly the documented output fields, in their formats",
-    ),
-    (
-        "negative_data_rejection",
-        _each(ROLES, _REQUEST_PARAMETERS),
-        "a request the schema rejects gets a 4xx, not 200",
-    ),
-)
-
 _IPG: tuple[Role, ...] = ("ipg",)
 _BANK: tuple[Role, ...] = ("bank",)
-# The document's rules: the function (its docstring is its meaning), its roles and section.
-_OWN: tuple[tuple[CheckFunction, tuple[Role, ...], str], ...] = (
-    (json_envelope, ROLES, _each(ROLES, _RESPONSE)),
-    (mapped_response_code, ROLES, _RESPONSE_CODE_MAPPING),
-    (invalid_request_not_success, ROLES, _each(ROLES, _REQUEST_PARAMETERS)),
-    (third_party_reference_echoed, _IPG, _each(_IPG, _RESPONSE_PARAMETERS)),
-    (wrong_password_rejected, _IPG, _RESPONSE_CODE_MAPPING),  # -4 Authentication Failed
-    (other_shortcode_rejected, _IPG, _RESPONSE_CODE_MAPPING),  # -5 Bank Details Invalid
-    (replay_is_duplicate, ROLES, _each(ROLES)),  # each operation's duplicate check
-    (bank_reference_length, _BANK, _each(_BANK, _RESPONSE_PARAMETERS)),
-    (bank_date_time_format, _BANK, _each(_BANK, _RESPONSE_PARAMETERS)),
-    (optional_field_left_out, _BANK, _each(_BANK, _REQUEST_PARAMETERS)),
-    (token_lifecycle, _IPG, _each(_IPG)),
-    (unknown_token_paid, _IPG, f"{_each(_IPG, _REQUEST_PARAMETERS)}, {_RESPONSE_CODE_MAPPING}"),
+_EITHER = "failures or warnings"
+# The checks: the function (its docstring is its meaning), its roles, section, and what it finds.
+_OWN: tuple[tuple[CheckFunction, tuple[Role, ...], str, str], ...] = (
+    (not_a_server_error, ROLES, _each(ROLES, _RESPONSE), "failures"),
+    (status_code_conformance, ROLES, _each(ROLES, _RESPONSE), "warnings"),
+    (content_type_conformance, ROLES, _each(ROLES, _RESPONSE), "warnings"),
+    (response_schema_conformance, ROLES, _each(ROLES, _RESPONSE_PARAMETERS), _EITHER),
+    (negative_data_rejection, ROLES, _each(ROLES, _REQUEST_PARAMETERS), "warnings"),
+    (json_envelope, ROLES, _each(ROLES, _RESPONSE), "failures"),
+    (mapped_response_code, ROLES, _RESPONSE_CODE_MAPPING, "failures"),
+    (invalid_request_not_success, ROLES, _each(ROLES, _REQUEST_PARAMETERS), _EITHER),
+    (third_party_reference_echoed, _IPG, _each(_IPG, _RESPONSE_PARAMETERS), "failures"),
+    # -4 Authentication Failed, -5 Bank Details Invalid
+    (wrong_password_rejected, _IPG, _RESPONSE_CODE_MAPPING, "failures"),
+    (other_shortcode_rejected, _IPG, _RESPONSE_CODE_MAPPING, "failures"),
+    (replay_is_duplicate, ROLES, _each(ROLES), "failures"),  # each operation's duplicate check
+    (bank_reference_length, _BANK, _each(_BANK, _RESPONSE_PARAMETERS), _EITHER),
+    (bank_date_time_format, _BANK, _each(_BANK, _RESPONSE_PARAMETERS), _EITHER),
+    (optional_field_left_out, _BANK, _each(_BANK, _REQUEST_PARAMETERS), "failures"),
+    (token_lifecycle, _IPG, _each(_IPG), "failures"),
+    (unknown_token_paid, _IPG, f"{_each(_IPG, _REQUEST_PARAMETERS)}, {_RESPONSE_CODE_MAPPING}", "failures"),
 )
+
+# One cause, one finding: when a check on the left fails on an answer, the findings of the checks on
+# the right about the same answer say the same thing again, and are left out.
+_ANSWER_CHECKS = frozenset(
+    {
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_schema_conformance",
+        "negative_data_rejection",
+        "json_envelope",
+        "mapped_response_code",
+        "third_party_reference_echoed",
+        "bank_reference_length",
+        "bank_date_time_format",
+    }
+)
+FOLDED_UNDER: dict[str, frozenset[str]] = {
+    "not_a_server_error": _ANSWER_CHECKS,
+    "json_envelope": frozenset({"content_type_conformance", "response_schema_conformance"}),
+    "mapped_response_code": frozenset({"response_schema_conformance"}),
+    "bank_reference_length": frozenset({"response_schema_conformance"}),
+    "bank_date_time_format": frozenset({"response_schema_conformance"}),
+    "third_party_reference_echoed": frozenset({"response_schema_conformance"}),
+    # A 5xx without input_AccountNumber: the precise diagnosis says what not_a_server_error would.
+    "optional_field_left_out": frozenset({"not_a_server_error"}),
+    "invalid_request_not_success": frozenset(
+        {"negative_data_rejection", "status_code_conformance", "response_schema_conformance"}
+    ),
+}
 
 
 # What a case must bring for a check to apply: a report says it when no case of a campaign did.
 _NEEDS = {
+    "status_code_conformance": "an answer to one of the API's operations",
+    "content_type_conformance": "an answer in JSON",
+    "response_schema_conformance": "an answer in JSON",
     "negative_data_rejection": "a request the schema rejects",
     "json_envelope": "an answer to one of the API's operations",
     "mapped_response_code": "an answer with an output_ResponseCode",
@@ -153,34 +164,35 @@ _APPLIES: dict[str, Callable[[Case], bool]] = {
 }
 
 
-def _info(
-    name: str, roles: tuple[Role, ...], section: str, meaning: str, function: CheckFunction
-) -> CheckInfo:
-    needs = _NEEDS.get(name, "an answer")
-    return CheckInfo(name, roles, section, meaning, function, needs, _APPLIES.get(name, _any_case))
-
-
 def _catalogue() -> tuple[CheckInfo, ...]:
-    builtins = tuple(
-        _info(name, ROLES, section, meaning, _builtin(name)) for name, section, meaning in BUILTIN_CHECKS
+    return tuple(
+        CheckInfo(
+            name=function.__name__,
+            roles=roles,
+            section=section,
+            meaning=" ".join((function.__doc__ or "").split()),
+            function=function,
+            findings=findings,
+            needs=_NEEDS.get(function.__name__, "an answer"),
+            applies=_APPLIES.get(function.__name__, _any_case),
+        )
+        for function, roles, section, findings in _OWN
     )
-    own = tuple(
-        _info(function.__name__, roles, section, (function.__doc__ or "").strip(), function)
-        for function, roles, section in _OWN
-    )
-    return builtins + own
 
 
 CHECKS: tuple[CheckInfo, ...] = _catalogue()
 
 
-def checks_for(role: Role, names: tuple[str, ...] | None = None) -> tuple[CheckInfo, ...]:
-    """The checks that apply to `role`, all of them or only those named."""
-    chosen = tuple(info for info in CHECKS if role in info.roles)
-    if names is None:
-        return chosen
+def checks_for(
+    role: Role, names: tuple[str, ...] | None = None, excluded: tuple[str, ...] = ()
+) -> tuple[CheckInfo, ...]:
+    """The checks that apply to `role`: all of them or only those named, less those excluded."""
     known = {info.name for info in CHECKS}
-    unknown = sorted(set(names) - known)
+    unknown = sorted((set(names or ()) | set(excluded)) - known)
     if unknown:
         raise ValueError(f"unknown check(s): {', '.join(unknown)}")
-    return tuple(info for info in chosen if info.name in names)
+    return tuple(
+        info
+        for info in CHECKS
+        if role in info.roles and (names is None or info.name in names) and info.name not in excluded
+    )

@@ -17,7 +17,7 @@ from mpesa_atm.fuzz.events import (
     RequestSent,
     UnitProgress,
 )
-from mpesa_atm.fuzz.results import CampaignResult, Finding
+from mpesa_atm.fuzz.results import FAILURE, CampaignResult, Finding
 
 __all__ = ["Collector"]
 
@@ -27,7 +27,7 @@ class Collector:
         self.result = result
         self._listeners = tuple(listeners)
         self._lock = threading.Lock()
-        self._findings: dict[tuple[str, str], Finding] = {}  # by check and operation
+        self._findings: dict[tuple[str, str, str], Finding] = {}  # by check, operation and severity
 
     def emit(self, event: Event) -> None:
         with self._lock:
@@ -43,9 +43,15 @@ class Collector:
                 listener(event)
 
     def findings(self) -> list[Finding]:
-        """The findings so far, one per check and operation, sorted by operation then check."""
+        """The findings so far, one per check and operation (a failure, else a warning): failures
+        first, then by operation and check."""
         with self._lock:
-            return sorted(self._findings.values(), key=lambda f: (f.operation, f.check))
+            findings = list(self._findings.values())
+        # One cause, one finding: a check that failed on an operation says it; its warnings there
+        # (the same fault, met in answers where it only counts as a warning) would say it again.
+        failed = {(f.check, f.operation) for f in findings if f.severity == FAILURE}
+        kept = [f for f in findings if f.severity == FAILURE or (f.check, f.operation) not in failed]
+        return sorted(kept, key=lambda f: (f.severity != FAILURE, f.operation, f.check))
 
     def _fold(self, event: Event) -> None:
         match event:
@@ -58,11 +64,13 @@ class Collector:
                 for check in checks:
                     self.result.exercised[check] = self.result.exercised.get(check, 0) + 1
             case FindingFound(finding=finding):
-                key = (finding.check, finding.operation)
-                first = self._findings.get(key)
-                if first is None:
+                key = (finding.check, finding.operation, finding.severity)
+                kept = self._findings.get(key)
+                if kept is None:
                     self._findings[key] = finding
                 else:
-                    self._findings[key] = dataclasses.replace(first, occurrences=first.occurrences + 1)
+                    # The most realistic case that shows it is the one to show (the first of equals).
+                    shown = finding if finding.realism > kept.realism else kept
+                    self._findings[key] = dataclasses.replace(shown, occurrences=kept.occurrences + 1)
             case Note(text=text):
                 self.result.notes.append(text)

@@ -1,7 +1,8 @@
 """`mpesa-atm fuzz ipg|bank --url BASE`: a campaign against a partner's running implementation, with the
 console and JUnit reporters; it words the library's errors in terms of its flags.
 
-Exit 0 when no check failed, 1 when one did, 2 for a usage error or an unreachable target (one line).
+Exit 0 when nothing breaks the document (warnings allowed, unless --strict), 1 when something does, 2 for
+a usage error or a target that cannot be tested (one line), 130 when interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mpesa_atm.argtypes import path_mapping, whole_number
-from mpesa_atm.errors import ConfigError, UsageError
+from mpesa_atm.errors import ConfigError, UsageError, WrongTarget
 from mpesa_atm.operations import CONTROL_PREFIX, ROLES, operations
 from mpesa_atm.reporting.options import add_report_options
 from mpesa_atm.settings import ENV_PREFIX, load_settings
@@ -23,7 +24,17 @@ from mpesa_atm.transport import Network, add_network_options
 __all__ = ["hypothesis_home", "register"]
 
 # run_campaign's and Target's arguments whose flag is not their name with dashes.
-_FLAGS = {"currencies": "--currency", "checks": "--check", "paths": "--path"}
+_FLAGS = {
+    "currencies": "--currency",
+    "checks": "--check",
+    "exclude_checks": "--exclude-check",
+    "paths": "--path",
+}
+# What each role's campaign tests, for the error that says the target is not that.
+_TESTS = {
+    "bank": "`fuzz bank` tests a bank's Token Generation",
+    "ipg": "`fuzz ipg` tests an iPG's Token Redemption and Reversal",
+}
 # Where the bank's credentials come from, for an error about them.
 _CREDENTIALS_FROM = (
     f"give the bank's credentials with --username, --password and --shortcode, or {ENV_PREFIX}USERNAME, "
@@ -41,8 +52,10 @@ def register(commands: Any) -> None:
         help="fuzz a partner's Token Generation (bank) or Token Redemption/Reversal (iPG) endpoints",
         description=(
             "Run a property-based campaign from the OpenAPI documents against a partner at URL and check "
-            "every answer against the document's rules. Exit 0: nothing found; 1: a check failed; "
-            "2: usage error or target unreachable."
+            "every answer against the document's rules. A failure breaks the document; a warning is a "
+            "partner laxer than the harness's own choices, which the document leaves open. Exit 0: no "
+            "failure (warnings allowed unless --strict); 1: a failure; 2: usage error, or a target that "
+            "cannot be tested; 130: interrupted."
         ),
     )
     fuzz.add_argument("role", choices=ROLES, help="the side the partner implements")
@@ -88,6 +101,18 @@ def register(commands: Any) -> None:
         help="currency of the realistic cases; repeat for several (default: CDF and USD, the document's)",
     )
     fuzz.add_argument("--check", action="append", metavar="NAME", help="run only this check; repeatable")
+    fuzz.add_argument(
+        "--exclude-check",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="do not run this check; repeatable",
+    )
+    fuzz.add_argument(
+        "--strict",
+        action="store_true",
+        help="warnings (a partner laxer than the harness's formats, statuses, Content-Type) fail too",
+    )
     fuzz.add_argument(
         "--no-harness",
         action="store_true",
@@ -198,6 +223,8 @@ def _fuzz(args: argparse.Namespace) -> int:
             seed=args.seed,
             workers=args.workers,
             checks=args.check,
+            exclude_checks=args.exclude_check,
+            strict=args.strict,
             currencies=tuple(args.currency or DEFAULT_CURRENCIES),
             use_harness=not args.no_harness,
             tokens=read_tokens(args.tokens) if args.tokens else (),
@@ -208,5 +235,12 @@ def _fuzz(args: argparse.Namespace) -> int:
         raise UsageError(exc.as_flag(_FLAGS)) from None
     except ConfigError as exc:  # run_campaign's only one: the iPG refused the credentials
         raise ConfigError(f"{exc}; {_CREDENTIALS_FROM}") from None
+    except WrongTarget as exc:
+        raise WrongTarget(
+            f"{exc}; check --url (the partner's base URL), --path {exc.operation_id}=PATH (the partner's "
+            f"own path) and the role ({_TESTS[args.role]})",
+            operation_id=exc.operation_id,
+            answered=exc.answered,
+        ) from None
     sys.stdout.flush()
     return result.exit_code

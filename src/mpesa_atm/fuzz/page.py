@@ -29,9 +29,9 @@ __all__ = [
     "sections_of",
 ]
 
-# A check that passed on fewer cases than this passed on too little to say much: a warning.
+# A check that passed on fewer cases than this passed on too little to say much: "few cases".
 FEW_CASES = 3
-_VERDICT_ORDER = ("failed", "warning", "not exercised", "passed")
+_VERDICT_ORDER = ("failed", "warning", "few cases", "not exercised", "passed")
 _ROLE_NAMES = {"bank": "bank (Token Generation)", "ipg": "iPG (Token Redemption, Token Reversal)"}
 _MAX_DETAIL_LINES = 40
 
@@ -40,7 +40,7 @@ _MAX_DETAIL_LINES = 40
 class CheckRow:
     name: str
     section: str
-    verdict: str  # passed, failed, warning, not exercised
+    verdict: str  # failed, warning (only warnings found), few cases, not exercised, passed
     cases: int
     meaning: str
     why: str = ""
@@ -52,6 +52,7 @@ class CheckRow:
 
 @dataclass(frozen=True)
 class FindingView:
+    severity: str  # failure or warning
     check: str
     section: str
     operation: str
@@ -79,16 +80,21 @@ def sections_of(role: Role, section: str) -> str:
 
 
 def check_rows(result: CampaignResult) -> list[CheckRow]:
-    """Every check of the role: failed, with a warning, not exercised (and why), or passed."""
-    failed = {finding.check for finding in result.findings}
+    """Every check of the role: failed (a failure, or a warning of a strict campaign), warning (only
+    warnings), few cases, not exercised (and why), or passed."""
+    failed = {finding.check for finding in (result.findings if result.strict else result.failures)}
+    warned = {finding.check for finding in result.warnings} - failed
     rows = []
     for info in checks_for(result.role):
         info = dataclasses.replace(info, section=sections_of(result.role, info.section))
         cases = result.exercised.get(info.name, 0)
         if info.name in failed:
             row = CheckRow(info.name, info.section, "failed", cases, info.meaning)
+        elif info.name in warned:
+            why = "The partner is laxer than a choice of the harness that the document leaves open."
+            row = CheckRow(info.name, info.section, "warning", cases, info.meaning, why)
         elif info.name not in result.checks:
-            why = f"Not run: the campaign ran only {', '.join(result.checks)} (--check)."
+            why = "Not run: left out of this campaign (--check, --exclude-check)."
             row = CheckRow(info.name, info.section, "not exercised", 0, info.meaning, why)
         elif cases == 0:
             why = f"Not exercised: it needs {info.needs}, and no case of this campaign brought one."
@@ -97,7 +103,7 @@ def check_rows(result: CampaignResult) -> list[CheckRow]:
             why = (
                 f"Passed, but only {cases} case{'s' if cases > 1 else ''} exercised it: raise --max-examples."
             )
-            row = CheckRow(info.name, info.section, "warning", cases, info.meaning, why)
+            row = CheckRow(info.name, info.section, "few cases", cases, info.meaning, why)
         else:
             row = CheckRow(info.name, info.section, "passed", cases, info.meaning)
         rows.append(row)
@@ -125,6 +131,7 @@ def finding_view(finding: Finding, role: Role | None = None) -> FindingView:
         details = "\n".join(lines)
         documented = info.meaning if info else ""
     return FindingView(
+        severity=finding.severity,
         check=finding.check,
         section=(sections_of(role, info.section) if role else info.section) if info else "",
         operation=finding.operation,
@@ -140,13 +147,30 @@ def finding_view(finding: Finding, role: Role | None = None) -> FindingView:
 
 def _lead(result: CampaignResult, rows: list[CheckRow]) -> str:
     count = {verdict: sum(row.verdict == verdict for row in rows) for verdict in _VERDICT_ORDER}
-    if result.findings:
-        names = ", ".join(row.name for row in rows if row.verdict == "failed")
-        return f"{count['failed']} of {len(rows)} checks failed against {result.target}: {names}."
-    return (
-        f"No check failed against {result.target}: {count['passed']} passed, {count['warning']} with a "
-        f"warning, {count['not exercised']} not exercised, of {len(rows)}."
+    interrupted = " Interrupted (Ctrl-C): these are the results of the cases sent until then." * int(
+        result.interrupted
     )
+    warned = ", ".join(row.name for row in rows if row.verdict == "warning")
+    warnings = f" {count['warning']} with warnings only: {warned}." if warned else ""
+    if count["failed"]:
+        names = ", ".join(row.name for row in rows if row.verdict == "failed")
+        return (
+            f"{count['failed']} of {len(rows)} checks failed against {result.target}: {names}."
+            f"{warnings}{interrupted}"
+        )
+    return (
+        f"No check failed against {result.target}: {count['passed']} passed, {count['warning']} with "
+        f"warnings, {count['few cases']} on few cases, {count['not exercised']} not exercised, of "
+        f"{len(rows)}.{interrupted}"
+    )
+
+
+def _verdict(result: CampaignResult) -> str:
+    if result.failed:
+        return "failed"
+    if result.interrupted:
+        return "interrupted"
+    return "warning" if result.warnings else "passed"
 
 
 class HtmlReporter:
@@ -203,7 +227,7 @@ class HtmlReporter:
         return {
             "kind": "fuzzing campaign",
             "title": f"mpesa-atm fuzz {result.role}",
-            "verdict": "failed" if result.findings else "passed",
+            "verdict": _verdict(result),
             "lead": _lead(result, rows),
             "facts": facts,
             "rerun": rerun if result.target.startswith("http") else "",

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TextIO
 
 from mpesa_atm.fuzz.events import CampaignFinished, CampaignStarted, Event, RequestSent, UnitProgress
-from mpesa_atm.fuzz.results import CampaignResult, Finding
+from mpesa_atm.fuzz.results import FAILURE, CampaignResult, Finding
 from mpesa_atm.reporting.exchange import Exchange
 from mpesa_atm.reporting.har import write_har
 
@@ -33,10 +33,14 @@ def _indent(text: str, prefix: str) -> str:
     return "\n".join(prefix + line for line in lines)
 
 
+def _word(finding: Finding) -> str:
+    return "FAILED" if finding.severity == FAILURE else "WARNING"
+
+
 def render_finding(finding: Finding) -> str:
     times = f", {finding.occurrences} times" if finding.occurrences > 1 else ""
     parts = [
-        f"FAILED {finding.check}: {finding.operation} ({finding.phase}{times})",
+        f"{_word(finding)} {finding.check}: {finding.operation} ({finding.phase}{times})",
         f"  {finding.title}",
         _indent(finding.message, "  "),
     ]
@@ -47,37 +51,81 @@ def render_finding(finding: Finding) -> str:
     return "\n".join(parts)
 
 
+def _counted(findings: list[Finding], word: str) -> str:
+    checks = sorted({finding.check for finding in findings})
+    plural = "" if len(findings) == 1 else "s"
+    return f"{len(findings)} {word}{plural} ({', '.join(checks)})"
+
+
 def render_summary(result: CampaignResult) -> str:
-    failed = sorted({finding.check for finding in result.findings})
-    outcome = f"FAILED {', '.join(failed)}" if failed else "no check failed"
+    """One line: what was sent, the failures and warnings (by check), the verdict and the seed."""
+    parts = []
+    if result.failures:
+        parts.append(_counted(result.failures, "failure"))
+    if result.warnings:
+        parts.append(_counted(result.warnings, "warning"))
+    if result.interrupted:
+        verdict = "INTERRUPTED"
+    elif result.failed:
+        verdict = "FAILED" + (" (--strict: warnings fail)" if not result.failures else "")
+    else:
+        verdict = "PASSED"
+    found = ", ".join(parts) if parts else "no check failed"
     return (
-        f"mpesa-atm fuzz {result.role}: {result.cases} cases ({result.requests} requests) "
-        f"in {result.duration:.1f} s: {outcome}; seed {result.seed}"
+        f"mpesa-atm fuzz {result.role}: {verdict}: {found}; {result.cases} cases ({result.requests} "
+        f"requests) in {result.duration:.1f} s; seed {result.seed}"
     )
 
 
 def write_junit(result: CampaignResult, path: str | Path) -> None:
-    """One test case per operation and check: failed with the finding, or passed."""
-    by_key = {(f.operation, f.check): f for f in result.findings}
+    """One test case per operation and check: failed with its failures, or passed. Its warnings go in
+    the test case's system-out, with the property severity=warning, and fail it (type "warning") only
+    when the campaign is strict."""
+    by_key: dict[tuple[str, str], list[Finding]] = {}
+    for finding in result.findings:
+        by_key.setdefault((finding.operation, finding.check), []).append(finding)
     operations = sorted({f.operation for f in result.findings} | set(result.operations))
+    failed_cases = sum(
+        any(f.severity == FAILURE or result.strict for f in findings) for findings in by_key.values()
+    )
     suite = ET.Element(
         "testsuite",
         name=f"mpesa-atm fuzz {result.role}",
         tests=str(len(operations) * len(result.checks)),
-        failures=str(len(result.findings)),
+        failures=str(failed_cases),
         errors="0",
         time=f"{result.duration:.3f}",
     )
     properties = ET.SubElement(suite, "properties")
-    for name, value in (("seed", result.seed), ("target", result.target), ("cases", result.cases)):
+    shown: tuple[tuple[str, object], ...] = (
+        ("seed", result.seed),
+        ("target", result.target),
+        ("cases", result.cases),
+        ("failures", len(result.failures)),
+        ("warnings", len(result.warnings)),
+        ("strict", str(result.strict).lower()),
+        ("interrupted", str(result.interrupted).lower()),
+    )
+    for name, value in shown:
         ET.SubElement(properties, "property", name=name, value=str(value))
     for operation in operations:
         for check in result.checks:
             testcase = ET.SubElement(suite, "testcase", classname=operation, name=check)
-            finding = by_key.get((operation, check))
-            if finding is not None:
-                failure = ET.SubElement(testcase, "failure", message=finding.title, type=check)
-                failure.text = render_finding(finding)
+            findings = by_key.get((operation, check), [])
+            failures = [f for f in findings if f.severity == FAILURE]
+            warnings = [f for f in findings if f.severity != FAILURE]
+            if warnings:
+                case_properties = ET.SubElement(testcase, "properties")
+                ET.SubElement(case_properties, "property", name="severity", value="warning")
+            if failures:
+                failure = ET.SubElement(testcase, "failure", message=failures[0].title, type="failure")
+                failure.text = "\n\n".join(render_finding(f) for f in failures)
+            elif warnings and result.strict:
+                failure = ET.SubElement(testcase, "failure", message=warnings[0].title, type="warning")
+                failure.text = "\n\n".join(render_finding(f) for f in warnings)
+            if warnings and not (result.strict and not failures):
+                out = ET.SubElement(testcase, "system-out")
+                out.text = "\n\n".join(render_finding(f) for f in warnings)
     root = ET.Element("testsuites")
     root.append(suite)
     tree = ET.ElementTree(root)

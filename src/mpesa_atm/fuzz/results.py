@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, Literal
 
 from mpesa_atm.operations import Role
 
-__all__ = ["CampaignResult", "Finding", "SentCase"]
+__all__ = ["FAILURE", "WARNING", "CampaignResult", "Finding", "SentCase", "Severity"]
+
+Severity = Literal["failure", "warning"]
+# A failure: the partner breaks the document. A warning: the partner is only laxer (or stricter) than a
+# choice of ours that the document leaves open (docs/spec-notes.md): worth a look, not a broken contract.
+FAILURE: Final = "failure"
+WARNING: Final = "warning"
 
 
 @dataclass(frozen=True)
@@ -21,6 +27,10 @@ class Finding:
     message: str
     reproduce: tuple[str, ...]
     occurrences: int = 1
+    severity: Severity = FAILURE
+    # How realistic the case that showed it is (a valid request ranks above a malformed one): of the
+    # cases that fail a check, the finding shows the most realistic one's reproducer.
+    realism: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,11 +62,25 @@ class CampaignResult:
     sent: list[SentCase] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     exercised: dict[str, int] = field(default_factory=dict)  # check -> cases it applied to
+    strict: bool = False  # warnings fail the campaign too
+    interrupted: bool = False  # stopped by the user (Ctrl-C) before the end
+
+    @property
+    def failures(self) -> list[Finding]:
+        return [finding for finding in self.findings if finding.severity == FAILURE]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [finding for finding in self.findings if finding.severity == WARNING]
 
     @property
     def failed(self) -> bool:
-        return bool(self.findings)
+        """Whether the campaign fails: a finding breaks the document, or any finding with `strict`."""
+        return bool(self.failures) or (self.strict and bool(self.findings))
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.findings else 0
+        """The command's: 130 when interrupted, 1 when failed, else 0."""
+        if self.interrupted:
+            return 130
+        return 1 if self.failed else 0

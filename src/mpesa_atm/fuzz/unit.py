@@ -18,11 +18,13 @@ from schemathesis import Case, CheckContext, Response
 from schemathesis.core.failures import Failure, FailureGroup
 
 from mpesa_atm.fuzz.cases import Fresh
-from mpesa_atm.fuzz.checks import CheckFunction, CheckInfo, ContractViolation, Probe, probing
+from mpesa_atm.fuzz.checks import FOLDED_UNDER, CheckFunction, CheckInfo, ContractViolation, Probe, probing
 from mpesa_atm.fuzz.collector import Collector
 from mpesa_atm.fuzz.events import CaseChecked, CaseSent, Event, FindingFound, RequestSent
-from mpesa_atm.fuzz.results import Finding, SentCase
+from mpesa_atm.fuzz.results import FAILURE, Finding, SentCase
 from mpesa_atm.fuzz.target import NoAnswer, Target, Timed, call_control, open_session, reproduce, send
+from mpesa_atm.fuzz.violations import is_valid_request, required_fields
+from mpesa_atm.fuzz.wrong_target import WrongTargetWatch
 
 __all__ = ["Campaign", "Stop", "Unit"]
 
@@ -72,6 +74,18 @@ def _plain(body: Any) -> Any:
     return repr(body)
 
 
+def _realism(case: Case) -> tuple[int, ...]:
+    """How realistic a case is, to rank the cases that show one finding: a valid request first, then a
+    JSON object with more of the required fields, strings."""
+    body = case.body if isinstance(case.body, dict) else None
+    raw = case.operation.definition.raw
+    operation_id = raw.get("operationId", "") if isinstance(raw, dict) else ""
+    present = sum(
+        1 for name in required_fields(operation_id) if body is not None and isinstance(body.get(name), str)
+    )
+    return (int(is_valid_request(case)), int(body is not None), present)
+
+
 def _noting(info: CheckInfo, applied: list[str]) -> CheckFunction:
     """`info`'s check, noting its name in `applied` when it applies to the case (it fails, or it
     passes rather than skipping it), for the report's count of the cases that exercised each check."""
@@ -109,7 +123,8 @@ class Unit:
         self.probe_fresh = Fresh(campaign.seed, f"{name}/probes")
         self.session: requests.Session | None = None
         self.history: list[str] = []  # curl commands that set the current case up, in order
-        self.stopped = False
+        self.stopped = False  # the partner stopped answering, or the user interrupted the campaign
+        self.watch = WrongTargetWatch(campaign.target)
 
     def run(self) -> None:
         with open_session(self.campaign.target) as session:
@@ -147,8 +162,9 @@ class Unit:
                         phase=self.phase,
                         title="The partner did not answer" + (" in time" if exc.timed_out else ""),
                         message=f"Received: no answer ({exc.reason})\n"
-                        "Documented: a synchronous answer in the envelope",
+                        "Documented: a synchronous answer in the envelope (2.1.3, 2.2.3, 3.1.3)",
                         reproduce=(*self.history, self.reproduce(case)),
+                        realism=_realism(case),
                     )
                 )
             )
@@ -172,28 +188,38 @@ class Unit:
     def try_case(self, kind: str, case: Case) -> None:
         """Sends a generated case and runs every check of the campaign on the answer, probes allowed."""
         self.sent(kind, case)
+        response = self.send(case)
+        self.watch.answered(case, response)
         with probing(self.probe(probes_enabled=True)):
-            self.check(case, self.send(case), self.campaign.checks)
+            self.check(case, response, self.campaign.checks)
 
     # Checking -----------------------------------------------------------------------------------------
 
     def check(self, case: Case, response: Response, checks: Sequence[CheckInfo]) -> None:
+        """Runs `checks` on the answer to `case` and records what failed, one cause one finding: the
+        findings a failed check's FOLDED_UNDER names for the same answer are left out."""
         applied: list[str] = []
+        failed: list[tuple[str, Failure]] = []
         for info in checks:
             try:
                 case.validate_response(response, checks=[_noting(info, applied)])
             except FailureGroup as group:
-                for failure in group.exceptions:
-                    self._record(info.name, case, failure)
+                failed.extend((info.name, failure) for failure in group.exceptions)
+        folded = {name for check, _ in failed for name in FOLDED_UNDER.get(check, ()) if name != check}
+        for check, failure in failed:
+            if check not in folded:
+                self._record(check, case, failure)
         self.emit(CaseChecked(case.operation.label, tuple(applied)))
 
     def _record(self, check: str, case: Case, failure: Failure) -> None:
         if isinstance(failure, ContractViolation):
             reproduce = failure.reproduce or (*self.history, self.reproduce(case))
             message = failure.message
+            severity = failure.verdict
         else:
             reproduce = (*self.history, self.reproduce(case))
             message = failure.message or ""
+            severity = FAILURE
         finding = Finding(
             check=check,
             operation=failure.operation or case.operation.label,
@@ -201,6 +227,8 @@ class Unit:
             title=failure.title,
             message=message,
             reproduce=reproduce,
+            severity=severity,
+            realism=_realism(case),
         )
         self.emit(FindingFound(finding))
 
@@ -225,7 +253,9 @@ class Unit:
         @hypothesis_seed(self.campaign.seed)
         def explore(value: T) -> None:
             if self.stopped:
-                return
+                # Ends the Hypothesis test at once, rather than letting it draw the rest of its
+                # examples for nothing (Unit.run expects the exception once the unit is stopped).
+                raise Stop
             self.history.clear()
             step(value)
             self._tick()

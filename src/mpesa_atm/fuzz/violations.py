@@ -4,34 +4,46 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from typing import Any, ClassVar, NoReturn
 
 from schemathesis import Case, Response
-from schemathesis.core.failures import Failure, Severity
+from schemathesis.core.failures import Failure
+from schemathesis.core.failures import Severity as _SchemathesisSeverity
 
 from mpesa_atm.codes import DESCRIPTIONS, ResponseCode
 from mpesa_atm.fuzz.context import Probe
+from mpesa_atm.fuzz.results import FAILURE, WARNING, Severity
 from mpesa_atm.operations import Role, operations
+from mpesa_atm.spec import load_spec
 
 __all__ = [
+    "FAILURE",
+    "WARNING",
     "ContractViolation",
+    "Severity",
     "answer_of",
     "derived",
     "describe",
     "documented_code",
     "excerpt",
     "fail",
+    "is_refusal",
     "is_valid_request",
+    "request_breaks_document",
+    "required_fields",
     "role_of",
+    "shown",
     "steps",
     "text",
 ]
 
 
 class ContractViolation(Failure):
-    """A rule of the document broken: what the partner sent, what the document says, and how to replay it."""
+    """A rule of the document broken (or a choice of ours not followed, when `severity` is a warning):
+    what the partner sent, what the document says, and how to replay it."""
 
     code: ClassVar[str] = "MPESA"
     kind_title: ClassVar[str] = "M-Pesa Generic ATM rule broken"
@@ -45,22 +57,40 @@ class ContractViolation(Failure):
         received: str,
         documented: str,
         reproduce: tuple[str, ...] = (),
+        severity: Severity = FAILURE,
     ) -> None:
         message = f"Received: {received}\nDocumented: {documented}"
-        super().__init__(operation=case.operation.label, title=title, message=message, severity=Severity.HIGH)
+        super().__init__(
+            operation=case.operation.label, title=title, message=message, severity=_SchemathesisSeverity.HIGH
+        )
         self.check = check
         self.received = received
         self.documented = documented
         self.reproduce = reproduce
+        self.verdict: Severity = severity
 
     @property
     def _unique_key(self) -> str:
         return self.check
 
 
-def fail(check: str, case: Case, title: str, received: str, documented: str, *steps: str) -> NoReturn:
+def fail(
+    check: str,
+    case: Case,
+    title: str,
+    received: str,
+    documented: str,
+    *steps: str,
+    severity: Severity = FAILURE,
+) -> NoReturn:
     raise ContractViolation(
-        check=check, case=case, title=title, received=received, documented=documented, reproduce=steps
+        check=check,
+        case=case,
+        title=title,
+        received=received,
+        documented=documented,
+        reproduce=steps,
+        severity=severity,
     )
 
 
@@ -85,6 +115,46 @@ def is_valid_request(case: Case) -> bool:
         return False
     body = case.operation.get_body_for_media_type("application/json")
     return body is not None and bool(body.is_valid(case.body))
+
+
+def _body_object(case: Case) -> dict[str, Any] | None:
+    """The case's body as the partner reads it, whatever the Content-Type: a JSON object or None."""
+    body = case.body
+    if isinstance(body, (bytes, str)):
+        try:
+            body = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return None
+    return body if isinstance(body, dict) else None
+
+
+def request_breaks_document(case: Case) -> bool:
+    """Whether the case breaks the document itself, not only our formats: its body is not a JSON
+    object, or a field the document requires is missing or empty. (Every other way a request can fail
+    the schema, a format, a type, an unknown field, the Content-Type, is a choice of ours: a partner
+    that accepts it is laxer than we are, not wrong.)"""
+    body = _body_object(case)
+    if body is None:
+        return True
+    return any(body.get(field) in (None, "") for field in required_fields(_operation_id(case) or ""))
+
+
+@functools.cache
+def required_fields(operation_id: str) -> tuple[str, ...]:
+    """The request fields the document requires of an operation (its schema's `required`), none for an
+    operation that is not the API's."""
+    operation = operations().get(operation_id)
+    if operation is None:
+        return ()
+    document = load_spec(f"{operation.role}.yaml")
+    for item in document["paths"].values():
+        post = item.get("post", {})
+        if post.get("operationId") == operation_id:
+            schema = post["requestBody"]["content"]["application/json"]["schema"]
+            while "$ref" in schema:
+                schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+            return tuple(schema.get("required", ()))
+    return ()
 
 
 def derived(case: Case, body: Any) -> Case:
@@ -115,15 +185,39 @@ def text(answer: Mapping[str, Any] | None, key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def is_refusal(response: Response) -> bool:
+    """Whether the answer refuses the request: an HTTP 4xx, or a non-zero output_ResponseCode (the
+    document names no HTTP statuses, so a partner may refuse with 200 and its code)."""
+    if 400 <= response.status_code < 500:
+        return True
+    code = text(answer_of(response), "output_ResponseCode")
+    return code is not None and code != "0"
+
+
+def shown(value: Any) -> str:
+    """A value as a message quotes it: JSON, as the API writes it ("absent" for no value)."""
+    if value is None:
+        return "absent"
+    return json.dumps(value, ensure_ascii=False)
+
+
 def excerpt(response: Response, limit: int = 300) -> str:
-    body = response.content[:limit].decode("utf-8", errors="replace")
-    more = "..." if len(response.content) > limit else ""
-    return f"HTTP {response.status_code} {body!r}{more}"
+    """The answer as a message shows it: its status, and its body as received (cut at `limit`)."""
+    content = response.content or b""
+    if not content:
+        return f"HTTP {response.status_code} with an empty body"
+    body = content[:limit].decode("utf-8", errors="replace")
+    body = body.replace("\r", "\\r").replace("\n", "\\n")
+    more = "..." if len(content) > limit else ""
+    return f"HTTP {response.status_code} {body}{more}"
 
 
 def describe(code: str | None, answer: Mapping[str, Any] | None) -> str:
+    """An output_ResponseCode as a message quotes it, with its description."""
+    if code is None:
+        return "no output_ResponseCode"
     desc = text(answer, "output_ResponseDesc")
-    return f"{code!r}" + (f" ({desc})" if desc else "")
+    return shown(code) + (f" ({desc})" if desc else "")
 
 
 def documented_code(code: ResponseCode) -> str:

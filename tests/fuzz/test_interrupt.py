@@ -1,0 +1,42 @@
+"""Ctrl-C in the middle of `mpesa-atm fuzz`: the summary of what ran, the files written, exit 130, and no
+traceback."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from tests.fuzz.lenient import Partner, serving
+
+
+@pytest.mark.network
+@pytest.mark.parametrize(("role", "workers"), [("bank", 1), ("ipg", 2)])
+def test_ctrl_c_prints_the_summary_writes_the_files_and_exits_130(tmp_path, role, workers):
+    partner = Partner(role)
+    junit, page, har = tmp_path / "fuzz.xml", tmp_path / "fuzz.html", tmp_path / "fuzz.har"
+    with serving(partner) as url:
+        command = [sys.executable, "-m", "mpesa_atm.cli", "fuzz", role, "--url", url]
+        command += ["--max-examples", "100000", "--seed", "1", "--workers", str(workers)]
+        command += ["--junit-xml", str(junit), "--report", str(page), "--har", str(har)]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert partner.busy.wait(60), "the campaign never got under way"
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=60)
+        finally:
+            process.kill()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    summary = out.rstrip().splitlines()[-1]
+    assert summary.startswith(f"mpesa-atm fuzz {role}: INTERRUPTED: "), out
+    assert "note: interrupted (Ctrl-C)" in out
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None
+    properties = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert properties["interrupted"] == "true" and int(properties["cases"]) > 0
+    assert "INTERRUPTED" in page.read_text()
+    assert har.read_text().startswith("{")
