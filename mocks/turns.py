@@ -4,9 +4,14 @@ journal entries in one append, so that calls ending their turn together share a 
 COMMIT.
 
 Neither waits on the event loop for another process's turn: when a lock is taken, the write is
-tried again from the loop's timers (every 50 us, up to every 1 ms) until the busy timeout, and the
-worker answers its other calls meanwhile (those that write wait for their turn; a refused request,
-the control API's health, a call the fast path refuses are answered at once).
+tried again at each turn of the loop for SPIN_SECONDS (another worker's turn is a few hundred
+microseconds at most), then every millisecond until the busy timeout, and the worker answers its
+other calls meanwhile (those that write wait for their turn; a refused request, the control API's
+health, a call the fast path refuses are answered at once). Trying again from timers of 50 us
+doubling to 1 ms, as the blocking wait did, made a contended turn wait a whole millisecond: uvloop's
+timers count in milliseconds, so the short pauses ran at once and the next one was 1 ms (bank mock,
+2 workers, 4 runs each in turn with other load on the machine: 7.3-9.2k calls a second and p99
+12-74 ms before, 7.6-11.2k and 3.2-8.2 ms after; benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from mpesa_atm.mocks.journal import JournalRecord
 if TYPE_CHECKING:
     from mpesa_atm.mocks.store import Transaction
 
-__all__ = ["TurnWrites"]
+__all__ = ["SPIN_SECONDS", "TurnWrites"]
+
+SPIN_SECONDS = 2e-3  # a write tries again at each turn of the loop this long, then every 1 ms
 
 T = TypeVar("T")
 Item = TypeVar("Item")
@@ -54,7 +61,7 @@ class _Queue(Generic[Item]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scheduled = False
         self._deadline = 0.0
-        self._pause = 50e-6
+        self._spin_until = 0.0
 
     def add(self, item: Item) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
@@ -79,10 +86,14 @@ class _Queue(Generic[Item]):
             return
         if not taken:
             now = time.monotonic()
-            self._deadline = self._deadline or now + self.timeout
+            if not self._deadline:
+                self._deadline = now + self.timeout
+                self._spin_until = now + SPIN_SECONDS
             if now < self._deadline and self._loop is not None and not self._loop.is_closed():
-                self._loop.call_later(self._pause, self.run)
-                self._pause = min(self._pause * 2, 1e-3)
+                if now < self._spin_until:  # the next turn of the loop, after its other work
+                    self._loop.call_soon(self.run)
+                else:
+                    self._loop.call_later(1e-3, self.run)
                 return
             busy = StoreBusy(f"another writer held the lock for {self.timeout:g} s")
             batch = self._take()
@@ -99,7 +110,6 @@ class _Queue(Generic[Item]):
         batch, self.items = self.items, []
         self._scheduled = False
         self._deadline = 0.0
-        self._pause = 50e-6
         return batch
 
     def _write(self, batch: list[tuple[Item, asyncio.Future[Any]]], *, wait: bool) -> None:
