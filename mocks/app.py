@@ -38,6 +38,7 @@ from mpesa_atm.mocks.faults import Faults, Modes
 from mpesa_atm.mocks.ipg import IpgRules
 from mpesa_atm.mocks.request_body import BODY_KEY, RequestBody
 from mpesa_atm.mocks.request_journal import RequestJournal
+from mpesa_atm.mocks.retention import Retention
 from mpesa_atm.mocks.store import Store
 from mpesa_atm.mocks.validation import VALIDATORS
 from mpesa_atm.mocks.values import bank_date_time, new_bank_transaction_ref, new_insight_reference
@@ -172,14 +173,19 @@ def _allow_headers(paths: Mapping[str, Any], prefix: str = "") -> list[tuple[re.
     return table
 
 
-def _closing(store: Store) -> Callable[[Any], AbstractAsyncContextManager[None]]:
-    """A lifespan that closes `store` when the server shuts the app down."""
+def _closing(
+    store: Store, role: Role, settings: Settings
+) -> Callable[[Any], AbstractAsyncContextManager[None]]:
+    """A lifespan that prunes the role's old rows while the server runs (mocks/retention.py) and
+    closes `store` when it shuts the app down."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
+        retention = Retention(store, role, settings).start()
         try:
             yield
         finally:
+            await retention.stop()
             store.close()
 
     return lifespan
@@ -201,7 +207,7 @@ def create_app(
         store = Store(
             settings.db_path, journal_limit=settings.journal_limit, busy_timeout=settings.busy_timeout
         )
-        lifespan = _closing(store)
+        lifespan = _closing(store, role, settings)
     control = ControlHandlers(role, store, settings, transport)
     operations: dict[str, Any] = {
         "health": control.health,

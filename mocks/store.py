@@ -216,6 +216,16 @@ class Transaction:
             (at, token.username, token.bank_transaction_ref),
         )
 
+    # Retention (mocks/retention.py)
+    def remove_older(self, table: str, cutoff: float, limit: int) -> int:
+        """Removes the rows created before `cutoff` among the `limit` first written (rowid order: no
+        index on created_at to keep up on every write); how many. `table` is the caller's constant."""
+        return self._db.execute(
+            f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} ORDER BY rowid LIMIT ?)"
+            " AND created_at < ?",
+            (limit, cutoff),
+        ).rowcount
+
 
 T = TypeVar("T")
 

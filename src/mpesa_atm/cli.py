@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,7 @@ def _settings_for(args: argparse.Namespace, **urls: Any) -> Settings:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
+        retention=None if args.retention_days is None else timedelta(days=args.retention_days),
         **urls,
     )
 
@@ -169,6 +171,7 @@ def _worker_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
     env[ENV_PREFIX + "IPG_URL"] = settings.ipg_url
     env[ENV_PREFIX + "MAX_BODY_BYTES"] = str(settings.max_body_bytes)
     env[ENV_PREFIX + "ACCESS_LOG"] = "true" if settings.access_log else "false"
+    env[ENV_PREFIX + "RETENTION_DAYS"] = repr(settings.retention.total_seconds() / 86400)
     if settings.control_token:
         env[ENV_PREFIX + "CONTROL_TOKEN"] = settings.control_token
     for suffix, path in (
@@ -317,6 +320,16 @@ def _hash_password(args: argparse.Namespace) -> int:
     return 0
 
 
+def _days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        days = float("nan")
+    if not 0 < days < 1e6:
+        raise argparse.ArgumentTypeError(f"a number of days more than 0, not {text!r}")
+    return days
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mpesa-atm",
@@ -353,6 +366,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--access-log",
         action=argparse.BooleanOptionalAction,
         help="one line per call on stdout: time, role, method, path, status, response code, ms (off)",
+    )
+    serve.add_argument(
+        "--retention-days",
+        type=_days,
+        metavar="DAYS",
+        help="remove tokens and transactions older than this (7; at least token_ttl_hours)",
     )
     _add_common(serve)
     serve.set_defaults(handler=_serve)

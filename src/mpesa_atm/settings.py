@@ -96,6 +96,8 @@ class Settings:
     # Both: operation paths, limits, control API.
     paths: Mapping[str, str] = field(default_factory=lambda: dict(OPERATION_PATHS))
     token_ttl: timedelta = timedelta(days=2)
+    # Tokens and transactions older than this are removed (mocks/retention.py); never inside token_ttl.
+    retention: timedelta = timedelta(days=7)
     max_body_bytes: int = 64 * 1024
     journal_limit: int = 10_000
     outbound_timeout: float = 10.0  # the mock's own calls to the other side (its drivers)
@@ -130,6 +132,12 @@ class Settings:
         for name in _SECONDS:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be more than 0 seconds, not {getattr(self, name)!r}")
+        if self.retention < self.token_ttl:
+            raise ConfigError(
+                f"retention_days ({self.retention.total_seconds() / 86400:g}) must be at least the token"
+                f" window, token_ttl_hours ({self.token_ttl.total_seconds() / 3600:g} h ="
+                f" {self.token_ttl.total_seconds() / 86400:g} days)"
+            )
         unknown = set(self.paths) - set(OPERATION_PATHS)
         if unknown:
             raise ConfigError(f"paths: unknown operation(s) {sorted(unknown)}")
@@ -193,7 +201,7 @@ _SIMPLE: dict[str, tuple[str, type]] = {
     "tls_client_ca": ("tls_client_ca", str),
     "validate_responses": ("validate_responses", bool),
 }
-_TOP_KEYS = set(_SIMPLE) | {"token_ttl_hours", "ipg", "bank", "paths"}
+_TOP_KEYS = set(_SIMPLE) | {"token_ttl_hours", "retention_days", "ipg", "bank", "paths"}
 _IPG_KEYS = {"bank_url", "banks"}
 _BANK_ACCOUNT_KEYS = {"username", "password", "password_hash", "shortcodes", "url"}
 _BANK_KEYS = {"ipg_url", "username", "password", "shortcode"}
@@ -213,6 +221,12 @@ def _typed(value: Any, kind: type, where: str) -> Any:
     return value
 
 
+def _days(days: float, where: str) -> timedelta:
+    if not days > 0 or days == float("inf"):
+        raise ConfigError(f"{where} must be a number of days more than 0, not {days!r}")
+    return timedelta(days=days)
+
+
 def _from_file(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -227,6 +241,8 @@ def _from_file(path: Path) -> dict[str, Any]:
             out[name] = _typed(data[key], kind, key)
     if "token_ttl_hours" in data:
         out["token_ttl"] = timedelta(hours=_typed(data["token_ttl_hours"], float, "token_ttl_hours"))
+    if "retention_days" in data:
+        out["retention"] = _days(_typed(data["retention_days"], float, "retention_days"), "retention_days")
     ipg = _typed(data.get("ipg", {}), dict, "[ipg]")
     _check_keys(ipg, _IPG_KEYS, "[ipg]")
     if "bank_url" in ipg:
@@ -297,7 +313,7 @@ _BOOL_WORDS = {"true": True, "1": True, "false": False, "0": False}
 
 def environment_variables() -> tuple[str, ...]:
     """Every variable the harness reads, MPESA_ATM_CONFIG first."""
-    suffixes = (*_ENV_STRINGS, *_ENV_NUMBERS, *_ENV_BOOLS)
+    suffixes = (*_ENV_STRINGS, *_ENV_NUMBERS, "RETENTION_DAYS", *_ENV_BOOLS)
     return (ENV_PREFIX + "CONFIG", *(ENV_PREFIX + suffix for suffix in suffixes))
 
 
@@ -313,6 +329,13 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
                 out[name] = kind(raw)
             except ValueError:
                 raise ConfigError(f"{ENV_PREFIX}{suffix} must be {what}, not {raw!r}") from None
+    raw = env.get(ENV_PREFIX + "RETENTION_DAYS")
+    if raw:
+        try:
+            days = float(raw)
+        except ValueError:
+            raise ConfigError(f"{ENV_PREFIX}RETENTION_DAYS must be a number of days, not {raw!r}") from None
+        out["retention"] = _days(days, ENV_PREFIX + "RETENTION_DAYS")
     for suffix, name in _ENV_BOOLS.items():
         raw = env.get(ENV_PREFIX + suffix)
         if raw:

@@ -1,0 +1,97 @@
+"""Retention: tokens and transactions older than `retention_days` leave the store, in small batches
+written with the calls' own writes, so that a sandbox left running for months stays the size that
+`retention_days` of its load make.
+
+Every worker of a role prunes its role's tables in turn: a pass every `interval` seconds queues one
+batch (`BATCH` rows of a table) in the write transaction after its event loop's turn (store.in_next_write),
+and another while the last one removed rows, yielding to the loop between batches. No worker is
+elected (uvicorn's workers are alike, and one that dies is replaced); a worker that finds nothing
+has spent one read of the table's first rows. Rows go oldest-written first (rowid order), each only
+when its own `created_at` is past retention: a row is never removed early, whatever order the clock
+wrote them in.
+
+What is removed is answered as the window already answers it: retention is never shorter than
+token_ttl, so a removed iPG token was past its window (-9), and a removed transaction's token was too
+(a replay of it is -9, not -3). A bank token removed is a TransactionID the bank no longer knows: a
+replay of it after retention is a new Token Generation (docs/spec-notes.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from mpesa_atm.mocks.store import Store, StoreBusy, Transaction
+from mpesa_atm.operations import Role
+from mpesa_atm.settings import Settings
+
+__all__ = ["BATCH", "Retention", "interval_for"]
+
+# Rows removed in one write: measured at 1,000,000 bank tokens (benchmarks/soak.py, docs/mocks.md),
+# a batch of 500 takes about a millisecond of the write turn it joins.
+BATCH = 500
+
+# Oldest-written first; `table` is one of _TABLES's names, never the caller's text.
+_TABLES: dict[str, tuple[str, ...]] = {"bank": ("bank_tokens",), "ipg": ("ipg_transactions", "ipg_tokens")}
+
+
+def interval_for(settings: Settings) -> float:
+    """Seconds between passes: a twentieth of retention, between 50 ms (a test's retention of seconds)
+    and 5 s (7 days: at 5,000 tokens a second, 25,000 rows a pass, 50 batches)."""
+    return min(max(settings.retention.total_seconds() / 20, 0.05), 5.0)
+
+
+def _remove_older(tx: Transaction, table: str, cutoff: float, batch: int) -> int:
+    return tx.remove_older(table, cutoff, batch)
+
+
+class Retention:
+    """The pruning task of one worker's role: start() in the app's lifespan, stop() at its end."""
+
+    def __init__(self, store: Store, role: Role, settings: Settings, *, batch: int = BATCH) -> None:
+        self.store = store
+        self.tables = _TABLES[role]
+        self.settings = settings
+        self.batch = batch
+        self.interval = interval_for(settings)
+        self.removed = 0  # rows this worker removed
+        self.passes = 0
+        self.slowest_batch = 0.0  # seconds of the longest batch's write, for the measurements
+        self._task: asyncio.Task[None] | None = None
+
+    async def prune(self) -> int:
+        """One pass: every table of the role, batch after batch until a batch removes nothing."""
+        cutoff = self.settings.clock().timestamp() - self.settings.retention.total_seconds()
+        removed = 0
+        for table in self.tables:
+            while True:
+                started = time.perf_counter()
+                count = await self.store.in_next_write(
+                    lambda tx, table=table: _remove_older(tx, table, cutoff, self.batch)
+                )
+                self.slowest_batch = max(self.slowest_batch, time.perf_counter() - started)
+                removed += count
+                if not count:
+                    break
+                await asyncio.sleep(0)  # the calls queued meanwhile have their turn first
+        self.removed += removed
+        self.passes += 1
+        return removed
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            with contextlib.suppress(StoreBusy):  # the calls got -7 meanwhile; the next pass goes on
+                await self.prune()
+
+    def start(self) -> Retention:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="mpesa-atm-retention")
+        return self
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
