@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 
 from mpesa_atm.mocks.store import Store, StoreBusy, Transaction
@@ -28,9 +29,10 @@ from mpesa_atm.settings import Settings
 
 __all__ = ["BATCH", "Retention", "interval_for"]
 
-# Rows removed in one write: measured at 1,000,000 bank tokens (benchmarks/soak.py, docs/mocks.md),
-# a batch of 500 takes about a millisecond of the write turn it joins.
-BATCH = 500
+# Rows removed in one write, which holds the event loop while it runs. Measured at 1,000,000 bank
+# tokens (about 10 us a row, the random TransactionID index's pages): a batch of 100 took a median
+# 1.0-1.3 ms, p90 6-7 ms; 500 took 5-7 ms, p90 11-12 ms (benchmarks/README.md, "Soak").
+BATCH = 100
 
 # Oldest-written first; `table` is one of _TABLES's names, never the caller's text.
 _TABLES: dict[str, tuple[str, ...]] = {"bank": ("bank_tokens",), "ipg": ("ipg_transactions", "ipg_tokens")}
@@ -38,7 +40,7 @@ _TABLES: dict[str, tuple[str, ...]] = {"bank": ("bank_tokens",), "ipg": ("ipg_tr
 
 def interval_for(settings: Settings) -> float:
     """Seconds between passes: a twentieth of retention, between 50 ms (a test's retention of seconds)
-    and 5 s (7 days: at 5,000 tokens a second, 25,000 rows a pass, 50 batches)."""
+    and 5 s (7 days: at 5,000 tokens a second, 25,000 rows a pass, 250 batches)."""
     return min(max(settings.retention.total_seconds() / 20, 0.05), 5.0)
 
 
@@ -57,6 +59,7 @@ class Retention:
         self.interval = interval_for(settings)
         self.removed = 0  # rows this worker removed
         self.passes = 0
+        self.batches = 0
         self.slowest_batch = 0.0  # seconds of the longest batch's write, for the measurements
         self._task: asyncio.Task[None] | None = None
 
@@ -68,8 +71,9 @@ class Retention:
             while True:
                 started = time.perf_counter()
                 count = await self.store.in_next_write(
-                    lambda tx, table=table: _remove_older(tx, table, cutoff, self.batch)
+                    functools.partial(_remove_older, table=table, cutoff=cutoff, batch=self.batch)
                 )
+                self.batches += 1
                 self.slowest_batch = max(self.slowest_batch, time.perf_counter() - started)
                 removed += count
                 if not count:
