@@ -86,17 +86,23 @@ def _realism(case: Case) -> tuple[int, ...]:
     return (int(is_valid_request(case)), int(body is not None), present)
 
 
-def _noting(info: CheckInfo, applied: list[str]) -> CheckFunction:
+def _noting(info: CheckInfo, applied: list[str], failed: list[tuple[str, Failure]]) -> CheckFunction:
     """`info`'s check, noting its name in `applied` when it applies to the case (it fails, or it
-    passes rather than skipping it), for the report's count of the cases that exercised each check."""
+    passes rather than skipping it), for the report's count of the cases that exercised each check,
+    and its failure in `failed` (so that all the checks of a case run in one validate_response)."""
 
     @functools.wraps(info.function)
     def check(ctx: CheckContext, response: Response, case: Case) -> bool | None:
         try:
             skipped = info.function(ctx, response, case)
-        except BaseException:
+        except FailureGroup as group:
             applied.append(info.name)
-            raise
+            failed.extend((info.name, failure) for failure in group.exceptions)
+            return None
+        except Failure as failure:
+            applied.append(info.name)
+            failed.append((info.name, failure))
+            return None
         if not skipped and info.applies(case):
             applied.append(info.name)
         return skipped
@@ -200,11 +206,8 @@ class Unit:
         findings a failed check's FOLDED_UNDER names for the same answer are left out."""
         applied: list[str] = []
         failed: list[tuple[str, Failure]] = []
-        for info in checks:
-            try:
-                case.validate_response(response, checks=[_noting(info, applied)])
-            except FailureGroup as group:
-                failed.extend((info.name, failure) for failure in group.exceptions)
+        # Each check keeps its own failure (_noting): none reaches schemathesis, which raises nothing.
+        case.validate_response(response, checks=[_noting(info, applied, failed) for info in checks])
         folded = {name for check, _ in failed for name in FOLDED_UNDER.get(check, ()) if name != check}
         for check, failure in failed:
             if check not in folded:
