@@ -10,6 +10,7 @@ campaign must never fail them (warnings are allowed: they differ from our choice
 - formats: "lenient" checks only that the required fields are there (strings, not empty); "strict" also
   wants a 12-digit MSISDN, an amount in whole units and USD: stricter than our formats, and refused in the
   envelope as the document allows.
+- not_found_status: the HTTP status of -9 Transaction Details Not Found: 200, or a REST-minded 404.
 - tokens: the iPG's tokens (bank_transaction_ref -> Token), as if made by real withdrawals.
 """
 
@@ -84,6 +85,7 @@ class Partner:
     refusal_status: int = 200
     echo: str = "valid"
     formats: str = "lenient"
+    not_found_status: int = 200
     tokens: dict[str, Token] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _answered: dict[str, dict[str, str]] = field(default_factory=dict)  # request key -> its 0 answer
@@ -150,7 +152,7 @@ class Partner:
             else:
                 answer["output_BankTransactionRef"] = ""
                 answer["output_BankDateTime"] = ""
-            status = 200 if refused.code != "-1" or self.refusal_status == 200 else self.refusal_status
+            status = {"-1": self.refusal_status, "-9": self.not_found_status}.get(refused.code, 200)
             return status, answer
 
     def _generate(self, raw: bytes, media_type: str, fields: dict[str, str]) -> dict[str, str]:

@@ -23,7 +23,9 @@ PARTNERS = {
     "bank ignoring the Content-Type": Partner("bank", content_type="ignore", refusal_status=400),
     "bank refusing with HTTP 200": Partner("bank", content_type="require", refusal_status=200),
     "bank stricter than our formats": Partner("bank", content_type="require", formats="strict"),
-    "iPG echoing whatever it got": Partner("ipg", echo="whatever", refusal_status=400),
+    "iPG echoing whatever it got, not found with HTTP 404": Partner(
+        "ipg", echo="whatever", refusal_status=400, not_found_status=404
+    ),
     "iPG refusing with HTTP 200, ignoring the Content-Type": Partner("ipg", refusal_status=200),
     "iPG stricter than our formats": Partner("ipg", content_type="require", formats="strict"),
 }
@@ -46,6 +48,7 @@ def _fresh(partner: Partner) -> Partner:
         refusal_status=partner.refusal_status,
         echo=partner.echo,
         formats=partner.formats,
+        not_found_status=partner.not_found_status,
     )
 
 

@@ -2,7 +2,8 @@
 the other role would otherwise report every check as failed; instead it stops and says what to check.
 
 An answer says "wrong target" when it is a 404 or 405 (no such resource or method: no partner answers a
-valid request so, and the mocks answer unknown paths so), a 401 or 403 outside the API's envelope (a
+valid request so, and the mocks answer unknown paths so; but a 404 carrying -9 Transaction Details Not
+Found is an iPG's own answer), a 401 or 403 outside the API's envelope (a
 gateway refusing the call before the partner sees it), or the other role's answer (its output fields,
 none of this role's). The first answers of an operation decide: once one answer looks right, the
 operation is the role's, and later 404s are the partner's to explain (findings, not a stop).
@@ -45,6 +46,9 @@ def wrong_answer(role: Role, response: Response) -> str | None:
     status = response.status_code
     answer = answer_of(response)
     if status in (404, 405):
+        # An iPG may say "-9 Transaction Details Not Found" with a 404: the API's own answer.
+        if answer is not None and answer.get("output_ResponseCode") == "-9":
+            return None
         return f"HTTP {status}"
     if status in (401, 403) and (answer is None or "output_ResponseCode" not in answer):
         return f"HTTP {status} outside the API's envelope (a gateway refusing the call?)"
