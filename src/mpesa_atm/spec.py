@@ -21,7 +21,9 @@ __all__ = [
     "SPEC_FILES",
     "Role",
     "load_spec",
+    "operation_definition",
     "read_document",
+    "resolved",
     "spec_dir",
     "spec_path",
 ]
@@ -146,3 +148,20 @@ def _drop_unused_components(document: dict[str, Any]) -> None:
     for kind, section in components.items():
         if kind != "securitySchemes":
             components[kind] = {key: value for key, value in section.items() if (kind, key) in used}
+
+
+def resolved(document: dict[str, Any], node: Any) -> Any:
+    """`node` with its local references (`#/components/...`) followed in `document`, a bundled one."""
+    while isinstance(node, dict) and "$ref" in node:
+        target: Any = document
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def operation_definition(operation_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The bundled document of the role that implements `operation_id`, and the operation's POST in it."""
+    operation = operations()[operation_id]
+    document = load_spec(f"{operation.role}.yaml")
+    return document, document["paths"][operation.path]["post"]

@@ -26,13 +26,14 @@ from mpesa_atm.fuzz.violations import (
     excerpt,
     fail,
     is_valid_request,
+    operation_id_of,
     request_breaks_document,
     role_of,
     shown,
     text,
 )
 from mpesa_atm.operations import operations
-from mpesa_atm.spec import load_spec
+from mpesa_atm.spec import operation_definition, resolved
 
 __all__ = [
     "MAPPED_CODES",
@@ -135,21 +136,10 @@ def negative_data_rejection(ctx: CheckContext, response: Response, case: Case) -
 def _response_validator(operation_id: str, status: int) -> Draft7Validator | None:
     """A validator of the answer the role's document gives `operation_id` for HTTP `status`, or None
     when the document has no answer for that status (status_code_conformance's business)."""
-    operation = operations().get(operation_id)
-    if operation is None:
+    if operation_id not in operations():
         return None
-    document = load_spec(f"{operation.role}.yaml")
-
-    def resolved(node: Any) -> Any:
-        while isinstance(node, dict) and "$ref" in node and node["$ref"].startswith("#/components/"):
-            kind, name = node["$ref"].split("/")[2:4]
-            node = document["components"][kind][name]
-        return node
-
-    post = next(
-        item["post"] for item in document["paths"].values() if item["post"]["operationId"] == operation_id
-    )
-    response = resolved(post["responses"].get(str(status)))
+    document, post = operation_definition(operation_id)
+    response = resolved(document, post["responses"].get(str(status)))
     schema = (response or {}).get("content", {}).get("application/json", {}).get("schema")
     if schema is None:
         return None
@@ -236,8 +226,7 @@ def response_schema_conformance(ctx: CheckContext, response: Response, case: Cas
     role = role_of(case)
     if role is None or answer is None or response.status_code >= 500:
         return True  # no envelope: json_envelope says so; a 5xx: not_a_server_error
-    raw = case.operation.definition.raw
-    validator = _response_validator(str(raw.get("operationId", "")), response.status_code)
+    validator = _response_validator(operation_id_of(case), response.status_code)
     if validator is None:
         return True  # a status the document has no answer for: status_code_conformance
     problems = _schema_problems(validator, answer)

@@ -21,8 +21,7 @@ from mpesa_atm.fuzz.cases import draft_from
 from mpesa_atm.fuzz.checks import CheckInfo, probing
 from mpesa_atm.fuzz.realistic import realistic_case
 from mpesa_atm.fuzz.unit import Unit
-from mpesa_atm.operations import operation
-from mpesa_atm.spec import load_spec
+from mpesa_atm.spec import operation_definition, resolved
 
 __all__ = ["CREDENTIAL_FIELDS", "field_edges", "request_fields", "run"]
 
@@ -75,19 +74,9 @@ def _answer_only(unit: Unit, case: Any, checks: Sequence[CheckInfo]) -> None:
 @cache
 def request_fields(operation_id: str) -> Mapping[str, Mapping[str, Any]]:
     """The request body's fields of `operation_id` and their schemas, as the bundled document has them."""
-    document = load_spec(f"{operation(operation_id).role}.yaml")
-    body = document["paths"][operation(operation_id).path]["post"]["requestBody"]
-    schema = _resolve(document, body["content"]["application/json"]["schema"])
-    return {name: _resolve(document, value) for name, value in schema["properties"].items()}
-
-
-def _resolve(document: Mapping[str, Any], schema: Mapping[str, Any]) -> Mapping[str, Any]:
-    while "$ref" in schema:
-        node: Any = document
-        for part in schema["$ref"].removeprefix("#/").split("/"):
-            node = node[part]
-        schema = node
-    return schema
+    document, post = operation_definition(operation_id)
+    schema = resolved(document, post["requestBody"]["content"]["application/json"]["schema"])
+    return {name: resolved(document, value) for name, value in schema["properties"].items()}
 
 
 def field_edges(schema: Mapping[str, Any], preferred: str, rng: random.Random) -> tuple[str, ...]:

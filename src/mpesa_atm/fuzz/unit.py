@@ -23,7 +23,7 @@ from mpesa_atm.fuzz.collector import Collector
 from mpesa_atm.fuzz.events import CaseChecked, CaseSent, Event, FindingFound, RequestSent
 from mpesa_atm.fuzz.results import FAILURE, Finding, SentCase
 from mpesa_atm.fuzz.target import NoAnswer, Target, Timed, call_control, open_session, reproduce, send
-from mpesa_atm.fuzz.violations import is_valid_request, required_fields
+from mpesa_atm.fuzz.violations import is_valid_request, operation_id_of, required_fields
 from mpesa_atm.fuzz.wrong_target import WrongTargetWatch
 
 __all__ = ["Campaign", "Stop", "Unit"]
@@ -78,11 +78,8 @@ def _realism(case: Case) -> tuple[int, ...]:
     """How realistic a case is, to rank the cases that show one finding: a valid request first, then a
     JSON object with more of the required fields, strings."""
     body = case.body if isinstance(case.body, dict) else None
-    raw = case.operation.definition.raw
-    operation_id = raw.get("operationId", "") if isinstance(raw, dict) else ""
-    present = sum(
-        1 for name in required_fields(operation_id) if body is not None and isinstance(body.get(name), str)
-    )
+    required = required_fields(operation_id_of(case))
+    present = sum(1 for name in required if body is not None and isinstance(body.get(name), str))
     return (int(is_valid_request(case)), int(body is not None), present)
 
 

@@ -17,7 +17,7 @@ from mpesa_atm.codes import DESCRIPTIONS, ResponseCode
 from mpesa_atm.fuzz.context import Probe
 from mpesa_atm.fuzz.results import FAILURE, WARNING, Severity
 from mpesa_atm.operations import Role, operations
-from mpesa_atm.spec import load_spec
+from mpesa_atm.spec import operation_definition, resolved
 
 __all__ = [
     "FAILURE",
@@ -32,6 +32,7 @@ __all__ = [
     "fail",
     "is_refusal",
     "is_valid_request",
+    "operation_id_of",
     "request_breaks_document",
     "required_fields",
     "role_of",
@@ -97,15 +98,16 @@ def fail(
 # Reading the case -----------------------------------------------------------------------------------
 
 
-def _operation_id(case: Case) -> str | None:
+def operation_id_of(case: Case) -> str:
+    """The operationId of the operation `case` calls ("" when it has none)."""
     raw = case.operation.definition.raw
     value = raw.get("operationId") if isinstance(raw, Mapping) else None
-    return value if isinstance(value, str) else None
+    return value if isinstance(value, str) else ""
 
 
 def role_of(case: Case) -> Role | None:
     """The role whose operation `case` calls, or None for an operation that is not the API's."""
-    operation = operations().get(_operation_id(case) or "")
+    operation = operations().get(operation_id_of(case))
     return operation.role if operation else None
 
 
@@ -136,25 +138,18 @@ def request_breaks_document(case: Case) -> bool:
     body = _body_object(case)
     if body is None:
         return True
-    return any(body.get(field) in (None, "") for field in required_fields(_operation_id(case) or ""))
+    return any(body.get(field) in (None, "") for field in required_fields(operation_id_of(case)))
 
 
 @functools.cache
 def required_fields(operation_id: str) -> tuple[str, ...]:
     """The request fields the document requires of an operation (its schema's `required`), none for an
     operation that is not the API's."""
-    operation = operations().get(operation_id)
-    if operation is None:
+    if operation_id not in operations():
         return ()
-    document = load_spec(f"{operation.role}.yaml")
-    for item in document["paths"].values():
-        post = item.get("post", {})
-        if post.get("operationId") == operation_id:
-            schema = post["requestBody"]["content"]["application/json"]["schema"]
-            while "$ref" in schema:
-                schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
-            return tuple(schema.get("required", ()))
-    return ()
+    document, post = operation_definition(operation_id)
+    schema = resolved(document, post["requestBody"]["content"]["application/json"]["schema"])
+    return tuple(schema.get("required", ()))
 
 
 def derived(case: Case, body: Any) -> Case:

@@ -18,7 +18,7 @@ from schemathesis import Case, Response
 
 from mpesa_atm.errors import WrongTarget
 from mpesa_atm.fuzz.target import Target
-from mpesa_atm.fuzz.violations import answer_of
+from mpesa_atm.fuzz.violations import answer_of, operation_id_of
 from mpesa_atm.operations import ROLES, Role, operations
 from mpesa_atm.spec import load_spec
 
@@ -66,13 +66,8 @@ _NAMES = {"ipg": "iPG", "bank": "bank"}
 def _message(target: Target, case: Case, answered: str) -> str:
     return (
         f"{case.operation.label} at {target.label} was answered {answered}: "
-        f"this is not the {_NAMES[target.role]}'s {operations()[_operation_id(case)].summary} there"
+        f"this is not the {_NAMES[target.role]}'s {operations()[operation_id_of(case)].summary} there"
     )
-
-
-def _operation_id(case: Case) -> str:
-    raw = case.operation.definition.raw
-    return str(raw.get("operationId", "")) if isinstance(raw, dict) else ""
 
 
 def check_answer(target: Target, case: Case, response: Response) -> None:
@@ -83,7 +78,7 @@ def check_answer(target: Target, case: Case, response: Response) -> None:
         answered = f"HTTP {response.status_code} without the API's JSON envelope"
     if answered is not None:
         raise WrongTarget(
-            _message(target, case, answered), operation_id=_operation_id(case), answered=answered
+            _message(target, case, answered), operation_id=operation_id_of(case), answered=answered
         )
 
 
@@ -97,7 +92,7 @@ class WrongTargetWatch:
         self._settled: set[str] = set()  # operations an answer showed to be the role's
 
     def answered(self, case: Case, response: Response) -> None:
-        operation_id = _operation_id(case)
+        operation_id = operation_id_of(case)
         with self._lock:
             if operation_id in self._settled:
                 return
