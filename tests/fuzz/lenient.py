@@ -71,6 +71,11 @@ def _amount(value: str) -> Decimal:
     return amount
 
 
+def _duplicate(first: dict[str, str]) -> dict[str, str]:
+    """The answer to a repeat of a request answered 0: the first answer's references, with -3."""
+    return {**first, "output_ResponseCode": "-3", "output_ResponseDesc": "Duplicate"}
+
+
 @dataclass
 class _Redemption:
     token: Token
@@ -166,7 +171,7 @@ class Partner:
             ]
         )
         if key in self._answered:
-            return {**self._answered[key], "output_ResponseCode": "-3", "output_ResponseDesc": "Duplicate"}
+            return _duplicate(self._answered[key])
         if self._transactions.get(fields["input_TransactionID"], key) != key:
             raise Refused("-1", "input_TransactionID already used for another transaction")
         if _amount(fields["input_Amount"]) <= 0:
@@ -214,7 +219,7 @@ class Partner:
         self._authenticate(fields)
         key, first = self._ipg(fields, "redeem")
         if first is not None:
-            return {**first, "output_ResponseCode": "-3", "output_ResponseDesc": "Duplicate"}
+            return _duplicate(first)
         state = self._token(fields)
         token = state.token
         if (
@@ -233,7 +238,7 @@ class Partner:
         self._authenticate(fields)
         key, first = self._ipg(fields, "reverse")
         if first is not None:
-            return {**first, "output_ResponseCode": "-3", "output_ResponseDesc": "Duplicate"}
+            return _duplicate(first)
         state = self._token(fields)
         if fields["input_TransactionID"] != state.token.transaction_id:
             raise Refused("-9")
