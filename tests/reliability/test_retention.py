@@ -215,12 +215,15 @@ def test_database_and_wal_stop_growing_once_retention_balances_the_load(serve, t
 
     asyncio.run(_load(url, 9.0, record))
     calls = _count(Settings(db_path=str(db)), "bank_tokens")
-    early = [s for s in sizes if 3.0 <= s[0] < 5.0]
-    late = [s for s in sizes if s[0] >= 5.0]
+    # The last 2 s against the 2 s before them: with 2 workers on a busy machine a pruning pass may come
+    # late and the file take a few dozen pages more up to about 7 s (seen once in CI: 0.25 MB at 5 s,
+    # 0.34 MB from 7 s on), so the plateau is judged at the end of the run.
+    early = [s for s in sizes if 5.0 <= s[0] < 7.0]
+    late = [s for s in sizes if s[0] >= 7.0]
     report = "\n".join(f"{t:5.2f} s  db {d / 1e6:6.2f} MB  wal {w / 1e6:6.2f} MB" for t, d, w in sizes)
     print(report, f"\ntokens kept at the end: {calls}")
     assert early and late, report
-    # Past three retentions of load, the database grows by no more than a few pages' slack.
+    # Past five retentions of load, the database grows by no more than a few pages' slack.
     assert max(d for _, d, _ in late) <= max(d for _, d, _ in early) * 1.05 + 65536, report
     # The WAL grows past its limit between restarts and is cut back to it at each (mocks/wal.py):
     # it stays about that size, not the 19-23 MB it reached before under this load.
