@@ -5,6 +5,7 @@ from hypothesis.internal.conjecture import providers as _providers
 pytest_plugins = [
     "tests.fixtures.mocks",
     "tests.fixtures.servers",
+    "tests.fixtures.postgres",
     "tests.fixtures.tls",
     "tests.contracts.fixtures",
 ]
