@@ -107,21 +107,21 @@ def load_spec(name: str, *, role: Role | None = None) -> dict[str, Any]:
 
 def _for_role(node: Any, role: Role) -> Any:
     """`node` as `role`'s mock serves it: what is marked `x-mpesa-role` for the other role (an
-    operation, an example) left out, and each enum with `x-mpesa-enum-by-role` narrowed to the
-    values of `role` (the operations a fault rule can name, the codes it can answer)."""
+    operation, an example, a parameter) left out, and each enum with `x-mpesa-enum-by-role` narrowed
+    to the values of `role` (the operations a fault rule can name, the codes it can answer)."""
     if isinstance(node, list):
-        return [_for_role(item, role) for item in node]
+        return [_for_role(item, role) for item in node if not _for_other_role(item, role)]
     if not isinstance(node, dict):
         return node
-    kept = {
-        key: _for_role(value, role)
-        for key, value in node.items()
-        if not (isinstance(value, dict) and value.get("x-mpesa-role", role) != role)
-    }
+    kept = {key: _for_role(value, role) for key, value in node.items() if not _for_other_role(value, role)}
     by_role = kept.get("x-mpesa-enum-by-role")
     if isinstance(by_role, dict):
         kept["enum"] = list(by_role[role])
     return kept
+
+
+def _for_other_role(node: Any, role: Role) -> bool:
+    return isinstance(node, dict) and node.get("x-mpesa-role", role) != role
 
 
 _COMPONENT_REF = "#/components/"
