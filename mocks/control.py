@@ -50,9 +50,18 @@ class ControlHandlers:
     async def health(self) -> Answer:
         return {"status": "ok", "role": self.role}, 200
 
-    async def reset(self) -> Answer:
-        self.store.reset(self.role)
-        return {"reset": self.role}, 200
+    async def reset(self, username: str | None = None) -> Answer:
+        """`username` comes only to the iPG mock: the bank's document has no such parameter (its
+        tokens belong to no bank username), so connexion refuses it there with a 400."""
+        if username is None:
+            self.store.reset(self.role)
+            kept = "tokens, transactions" if self.role == "ipg" else "tokens"
+            return {"reset": self.role, "scope": f"everything: {kept}, fault rules, modes, the journal"}, 200
+        if self.settings.bank(username) is None:
+            return _error(404, "Not Found", f"no bank {username!r} is configured")
+        self.store.reset(self.role, username)
+        scope = f"{username}'s tokens and transactions; other banks, fault rules, modes and the journal kept"
+        return {"reset": self.role, "username": username, "scope": scope}, 200
 
     async def journal(self, operation: str | None = None, limit: int = 100) -> Answer:
         if operation is not None:  # either spelling (the schema's enum has both); entries keep the id

@@ -318,7 +318,18 @@ class Store:
         entries of the turn in one write."""
         return self._turn_writes.add_journal(record)
 
-    def reset(self, role: str) -> None:
+    def reset(self, role: str, username: str | None = None) -> None:
+        """Forgets the role's tokens, transactions, fault rules, modes, calls under way and journal;
+        with `username`, only that bank's iPG tokens and transactions, so that one bank's contract
+        run on a shared iPG leaves the other banks' tokens and the sandbox's rules alone. The bank
+        role's tokens belong to no bank username (Token Generation carries none): ValueError."""
+        if username is not None:
+            if role != "ipg":
+                raise ValueError(f"the {role} role's data belongs to no bank username")
+            with self._write_lock():  # no fault rule nor mode changes: workers keep their copies
+                for table in _ROLE_TABLES[role]:
+                    self._db.execute(f"DELETE FROM {table} WHERE username = ?", (username,))
+            return
         with self._write_lock(config=True):
             for table in _ROLE_TABLES[role]:
                 self._db.execute(f"DELETE FROM {table}")
