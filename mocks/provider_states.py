@@ -41,10 +41,12 @@ StateHandler = Callable[[dict[str, Any]], dict[str, Any]]
 
 class ProviderStates:
     """The states of one role. Setting up a state that seeds tokens ("a token exists", "no token
-    exists" and the bank's two) first empties the role's store, so that what the mock held before
-    verification cannot change an interaction's outcome; the states that build on a token ("the
-    redemption was already made", ...) come after it in the interaction and keep it. Teardown empties
-    the store."""
+    exists" and the bank's two) first empties the store of what it seeds, so that what the mock held
+    before verification cannot change an interaction's outcome: on the iPG, the tokens and
+    transactions of the state's bank only (a shared iPG sandbox serves other banks, whose contract
+    runs must not lose their tokens), on the bank mock the role's whole store. The states that build
+    on a token ("the redemption was already made", ...) come after it in the interaction and keep it.
+    Teardown empties what setup emptied: the bank named in the params, else the role's whole store."""
 
     def __init__(self, role: Role, store: Store, settings: Settings) -> None:
         self.role = role
@@ -73,7 +75,7 @@ class ProviderStates:
 
     def apply(self, state: str, params: dict[str, Any], action: str) -> dict[str, Any]:
         if action == "teardown":
-            self.store.reset(self.role)
+            self.store.reset(self.role, self._bank_torn_down(state, params))
             return {}
         try:
             setup = self._setups[state]
@@ -83,6 +85,14 @@ class ProviderStates:
                 f"the {self.role} mock has no provider state {state!r} (known: {known})"
             ) from None
         return setup(params)
+
+    def _bank_torn_down(self, state: str, params: dict[str, Any]) -> str | None:
+        """The bank whose tokens a teardown forgets: the iPG state's `username`; None (the whole
+        store) on the bank mock, whose states name no bank, or for a state with no username."""
+        username = params.get("username") if self.role == "ipg" else None
+        if username is not None and (not isinstance(username, str) or not username):
+            raise UnsatisfiableProviderState(f"{state!r}: the parameter username must be a non-empty string")
+        return username
 
     # iPG mock
     def _bank_is_registered(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -126,15 +136,14 @@ class ProviderStates:
             amount=_amount(A_TOKEN_EXISTS, given["amount"]),
             currency=given["currency"],
         )
-        self.store.reset(self.role)
+        self.store.reset(self.role, token.username)
         with self.store.transaction() as tx:
             tx.add_ipg_token(token)
         return {}
 
     def _no_token_exists(self, params: dict[str, Any]) -> dict[str, Any]:
         given = _strings(NO_TOKEN_EXISTS, params, ("username", "bank_transaction_ref"))
-        self._configured_bank(NO_TOKEN_EXISTS, given["username"])
-        self.store.reset(self.role)
+        self.store.reset(self.role, self._configured_bank(NO_TOKEN_EXISTS, given["username"]))
         return {}
 
     def _redemption_was_made(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from mpesa_atm.contracts.generate import pact_dir, pact_file_name, read_pact
 from mpesa_atm.mocks import provider_states
 from mpesa_atm.mocks.provider_states import ProviderStates
 from mpesa_atm.mocks.store import Store
-from mpesa_atm.settings import BankAccount
+from mpesa_atm.settings import DOCUMENT_BANK, BankAccount
 from mpesa_atm.states import STATE_NAMES
 from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION, DOCUMENT_REVERSAL, DOCUMENT_TOKEN
 
@@ -178,6 +178,64 @@ def test_teardown_forgets_what_the_state_set_up(mocks):
     state(mocks.ipg, "a token exists", TOKEN)
     assert state(mocks.ipg, "a token exists", TOKEN, action="teardown").status_code == 200
     assert code(mocks.ipg.post("/token-redemption", json=DOCUMENT_REDEMPTION)) == "-9"
+
+
+# A second bank on the same iPG sandbox: the states of fnb's contract run must leave its tokens.
+EQUITY = BankAccount(username="equity", password="S3cret!", shortcodes=("60001",))
+EQUITY_TOKEN = {**DOCUMENT_TOKEN, "username": "equity"}
+EQUITY_REDEMPTION = {
+    **DOCUMENT_REDEMPTION,
+    "input_Username": "equity",
+    "input_Password": "S3cret!",
+    "input_BankShortcode": "60001",
+}
+
+
+@pytest.fixture
+def shared(make_mocks):
+    """The iPG mock serving fnb and equity, equity holding the document's token and a fault rule
+    that no call here matches."""
+    mocks = make_mocks(banks=(DOCUMENT_BANK, EQUITY))
+    assert mocks.ipg.post("/_harness/tokens", json=EQUITY_TOKEN).status_code == 201
+    rule = {"response_code": "-7", "match": {"input_CustomerMSISDN": "243999999999"}}
+    assert mocks.ipg.post("/_harness/faults", json=rule).status_code == 201
+    return mocks
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("a token exists", TOKEN),
+        ("no token exists", {"username": "fnb", "bank_transaction_ref": REF}),
+    ],
+)
+def test_a_state_of_one_bank_leaves_the_other_banks_token_and_the_fault_rules(shared, name, params):
+    assert state(shared.ipg, name, params).status_code == 200
+    assert state(shared.ipg, name, params, action="teardown").status_code == 200
+    assert len(shared.ipg.get("/_harness/faults").json()["faults"]) == 1
+    assert code(shared.ipg.post("/token-redemption", json=EQUITY_REDEMPTION)) == "0"
+
+
+def test_a_state_of_one_bank_forgets_that_banks_redemptions(shared):
+    shared.ipg.post("/_harness/tokens", json=DOCUMENT_TOKEN)
+    assert code(shared.ipg.post("/token-redemption", json=DOCUMENT_REDEMPTION)) == "0"
+    state(shared.ipg, "no token exists", {"username": "fnb", "bank_transaction_ref": REF})
+    shared.ipg.post("/_harness/tokens", json=DOCUMENT_TOKEN)
+    # Not -3: the first redemption went with the state's reset of fnb.
+    assert code(shared.ipg.post("/token-redemption", json=DOCUMENT_REDEMPTION)) == "0"
+
+
+def test_teardown_with_no_username_forgets_every_bank_and_the_fault_rules(shared):
+    assert state(shared.ipg, "a token exists", {}, action="teardown").status_code == 200
+    assert shared.ipg.get("/_harness/faults").json() == {"faults": []}
+    assert code(shared.ipg.post("/token-redemption", json=EQUITY_REDEMPTION)) == "-9"
+
+
+def test_teardown_with_a_username_that_is_not_a_string_is_refused_and_forgets_nothing(shared):
+    refused = state(shared.ipg, "a token exists", {"username": 7}, action="teardown")
+    assert refused.status_code == UNSATISFIABLE
+    assert "username must be a non-empty string" in refused.json()["detail"]
+    assert code(shared.ipg.post("/token-redemption", json=EQUITY_REDEMPTION)) == "0"
 
 
 def test_a_token_was_generated_makes_the_same_generation_a_duplicate_with_its_reference(mocks):
