@@ -39,7 +39,7 @@ from mpesa_atm.mocks.ipg import IpgRules
 from mpesa_atm.mocks.request_body import BODY_KEY, RequestBody
 from mpesa_atm.mocks.request_journal import RequestJournal
 from mpesa_atm.mocks.retention import Retention
-from mpesa_atm.mocks.store import Store
+from mpesa_atm.mocks.storage import Storage, open_store
 from mpesa_atm.mocks.validation import VALIDATORS
 from mpesa_atm.mocks.values import bank_date_time, new_bank_transaction_ref, new_insight_reference
 from mpesa_atm.operations import CONTROL_PREFIX
@@ -174,7 +174,7 @@ def _allow_headers(paths: Mapping[str, Any], prefix: str = "") -> list[tuple[re.
 
 
 def _closing(
-    store: Store, role: Role, settings: Settings
+    store: Storage, role: Role, settings: Settings
 ) -> Callable[[Any], AbstractAsyncContextManager[None]]:
     """A lifespan that prunes the role's old rows while the server runs (mocks/retention.py) and
     closes `store` when it shuts the app down."""
@@ -195,7 +195,7 @@ def create_app(
     role: Role,
     settings: Settings | None = None,
     *,
-    store: Store | None = None,
+    store: Storage | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> connexion.AsyncApp:
     """A mock of `role` ("ipg" or "bank"). `transport` routes its drivers' outbound calls (tests).
@@ -204,7 +204,7 @@ def create_app(
     settings = settings or Settings()
     lifespan = None
     if store is None:
-        store = Store(
+        store = open_store(
             settings.db_path, journal_limit=settings.journal_limit, busy_timeout=settings.busy_timeout
         )
         lifespan = _closing(store, role, settings)

@@ -10,7 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from mpesa_atm.codes import ResponseCode, bank_answer
-from mpesa_atm.mocks.store import BankToken, Store, StoreBusy
+from mpesa_atm.errors import StoreBusy
+from mpesa_atm.mocks.storage import Storage
+from mpesa_atm.mocks.store import BankToken
 from mpesa_atm.mocks.values import bank_date_time, new_bank_transaction_ref, normalise_amount
 from mpesa_atm.settings import Settings
 
@@ -41,7 +43,7 @@ def new_bank_token(
 
 
 class BankRules:
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Storage, settings: Settings) -> None:
         self.store = store
         self.settings = settings
 

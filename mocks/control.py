@@ -8,17 +8,17 @@ call it sent.
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 import httpx
 
 from mpesa_atm.clients import BankClient, Exchange, IpgClient, PartnerError
-from mpesa_atm.errors import FaultError, UnknownProviderState, UnsatisfiableProviderState
+from mpesa_atm.errors import FaultError, StoreConflict, UnknownProviderState, UnsatisfiableProviderState
 from mpesa_atm.mocks.faults import FaultRule, Faults
 from mpesa_atm.mocks.ipg import issued_token
 from mpesa_atm.mocks.provider_states import ProviderStates
-from mpesa_atm.mocks.store import IpgToken, Store
+from mpesa_atm.mocks.storage import Storage
+from mpesa_atm.mocks.store import IpgToken
 from mpesa_atm.mocks.values import new_third_party_reference, new_transaction_id
 from mpesa_atm.operations import Role, by_slug
 from mpesa_atm.settings import Settings
@@ -36,7 +36,7 @@ class ControlHandlers:
     def __init__(
         self,
         role: Role,
-        store: Store,
+        store: Storage,
         settings: Settings,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
@@ -148,7 +148,7 @@ class ControlHandlers:
         try:
             with self.store.transaction() as tx:
                 tx.add_ipg_token(token)
-        except sqlite3.IntegrityError:
+        except StoreConflict:
             return None
         return token
 

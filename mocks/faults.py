@@ -24,7 +24,7 @@ from starlette.types import Scope
 
 from mpesa_atm.codes import ResponseCode
 from mpesa_atm.errors import FaultError
-from mpesa_atm.mocks.store import Store
+from mpesa_atm.mocks.storage import Storage
 from mpesa_atm.operations import Role, by_slug, operations_of
 
 __all__ = [
@@ -249,7 +249,7 @@ class Faults:
     says another change was made (by any worker): a call reads one shared counter, not the store."""
 
     def __init__(
-        self, role: Role, store: Store, envelope: Envelope, defaults: Modes, *, hang_seconds: float = 30.0
+        self, role: Role, store: Storage, envelope: Envelope, defaults: Modes, *, hang_seconds: float = 30.0
     ) -> None:
         self.role = role
         self.store = store
@@ -331,7 +331,7 @@ class Faults:
         modes = settings.modes
         if modes.offline:
             return self.envelope(ResponseCode.API_OFFLINE, "the mock is set offline", body)
-        # Counted across the role's workers (Store.calls_enter), and only with a limit set: without
+        # Counted across the role's workers (Storage.calls_enter), and only with a limit set: without
         # one, a call does no extra work.
         limit = modes.max_concurrency
         if limit is not None and not await self.store.calls_enter(self.role, limit):

@@ -8,7 +8,9 @@ token details (-1), token state (-1), then success (0) committed before it is an
 from __future__ import annotations
 
 from mpesa_atm.codes import ResponseCode, ipg_answer
-from mpesa_atm.mocks.store import IpgToken, Store, StoreBusy, Transaction
+from mpesa_atm.errors import StoreBusy
+from mpesa_atm.mocks.storage import Storage, Transaction
+from mpesa_atm.mocks.store import IpgToken
 from mpesa_atm.mocks.values import duplicate_key, new_insight_reference, normalise_amount
 from mpesa_atm.settings import Settings
 
@@ -67,7 +69,7 @@ def issued_token(
 
 
 class IpgRules:
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Storage, settings: Settings) -> None:
         self.store = store
         self.settings = settings
 

@@ -27,7 +27,7 @@ import orjson
 
 from mpesa_atm.mocks.coordination import JOURNAL_FILES, LAST_JOURNAL_ID, SharedCounters
 
-__all__ = ["Journal", "JournalEntry", "JournalRecord"]
+__all__ = ["Journal", "JournalEntry", "JournalRecord", "loads_body"]
 
 ROLES = ("bank", "ipg")
 # Per role, two slots from JOURNAL_FILES: the generation of its current file (moved on by a
@@ -117,7 +117,8 @@ def _dumps(values: dict[str, Any]) -> bytes:
         return json.dumps(values).encode()
 
 
-def _loads(text: str) -> Any:
+def loads_body(text: str) -> Any:
+    """A journalled request or response as it was: JSON when it was JSON, else the text."""
     try:
         return json.loads(text)
     except ValueError:
@@ -215,8 +216,8 @@ class Journal:
                     continue
                 if operation is not None and values["operation"] != operation:
                     continue
-                values["request"] = _loads(values["request"])
-                values["response"] = _loads(values["response"])
+                values["request"] = loads_body(values["request"])
+                values["response"] = loads_body(values["response"])
                 found.append(JournalEntry(role=role, **values))
         finally:
             for source in snapshot:

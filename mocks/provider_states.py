@@ -8,14 +8,13 @@ refused with the reason, never ignored.
 from __future__ import annotations
 
 import decimal
-import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from mpesa_atm.errors import UnknownProviderState, UnsatisfiableProviderState
+from mpesa_atm.errors import StoreConflict, UnknownProviderState, UnsatisfiableProviderState
 from mpesa_atm.mocks.bank import new_bank_token
 from mpesa_atm.mocks.ipg import REDEMPTION, REVERSAL, duplicate_key_of, issued_token
-from mpesa_atm.mocks.store import Store
+from mpesa_atm.mocks.storage import Storage
 from mpesa_atm.mocks.values import (
     new_insight_reference,
     normalise_amount,
@@ -48,7 +47,7 @@ class ProviderStates:
     on a token ("the redemption was already made", ...) come after it in the interaction and keep it.
     Teardown empties what setup emptied: the bank named in the params, else the role's whole store."""
 
-    def __init__(self, role: Role, store: Store, settings: Settings) -> None:
+    def __init__(self, role: Role, store: Storage, settings: Settings) -> None:
         self.role = role
         self.store = store
         self.settings = settings
@@ -187,7 +186,7 @@ class ProviderStates:
                     third_party_reference=third_party_reference,
                     at=self.settings.clock().timestamp(),
                 )
-        except sqlite3.IntegrityError:
+        except StoreConflict:
             raise UnsatisfiableProviderState(
                 f"{state!r}: token {given['bank_transaction_ref']!r} already has this operation recorded"
             ) from None

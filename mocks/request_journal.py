@@ -31,7 +31,7 @@ from mpesa_atm.mocks.fastpath import PARSED_KEY
 from mpesa_atm.mocks.faults import SLOT_KEY
 from mpesa_atm.mocks.journal import JournalRecord
 from mpesa_atm.mocks.request_body import BODY_KEY, ErrorAnswer, send_json
-from mpesa_atm.mocks.store import Store
+from mpesa_atm.mocks.storage import Storage
 from mpesa_atm.operations import CONTROL_PREFIX
 
 __all__ = ["RequestJournal"]
@@ -47,7 +47,7 @@ class RequestJournal:
         app: ASGIApp,
         *,
         role: str,
-        store: Store,
+        store: Storage,
         error_answer: ErrorAnswer,
         operations: dict[str, str],
     ) -> None:

@@ -23,7 +23,8 @@ import contextlib
 import functools
 import time
 
-from mpesa_atm.mocks.store import Store, StoreBusy, Transaction
+from mpesa_atm.errors import StoreBusy
+from mpesa_atm.mocks.storage import Storage, Transaction
 from mpesa_atm.operations import Role
 from mpesa_atm.settings import Settings
 
@@ -51,7 +52,7 @@ def _remove_older(tx: Transaction, table: str, cutoff: float, batch: int) -> int
 class Retention:
     """The pruning task of one worker's role: start() in the app's lifespan, stop() at its end."""
 
-    def __init__(self, store: Store, role: Role, settings: Settings, *, batch: int = BATCH) -> None:
+    def __init__(self, store: Storage, role: Role, settings: Settings, *, batch: int = BATCH) -> None:
         self.store = store
         self.tables = _TABLES[role]
         self.settings = settings

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from mpesa_atm.errors import StoreBusy
+from mpesa_atm.errors import StoreBusy, StoreConflict
 from mpesa_atm.mocks.coordination import CONFIG_VERSION, IN_FLIGHT, Coordination, WriterLock
 from mpesa_atm.mocks.journal import Journal, JournalEntry, JournalRecord
 from mpesa_atm.mocks.turns import TurnWrites
@@ -119,10 +119,17 @@ def _bank_token_row(token: BankToken) -> tuple[str | None, ...]:
 
 
 class Transaction:
-    """Reads and writes inside one BEGIN IMMEDIATE transaction (see Store.transaction)."""
+    """Reads and writes inside one BEGIN IMMEDIATE transaction (see Store.transaction); the methods
+    of mocks/storage.Transaction."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
+
+    def _insert(self, query: str, values: Sequence[Any]) -> int:
+        try:
+            return self._db.execute(query, values).rowcount
+        except sqlite3.IntegrityError as exc:
+            raise StoreConflict(str(exc)) from exc
 
     # Bank mock
     def bank_token_by_transaction_id(self, transaction_id: str) -> BankToken | None:
@@ -142,14 +149,14 @@ class Transaction:
 
     def add_bank_token_once(self, token: BankToken, created_at: float) -> BankToken | None:
         """Adds `token` unless its TransactionID has one already, and then returns that one."""
-        added = self._db.execute(
+        added = self._insert(
             "INSERT INTO bank_tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (transaction_id) DO NOTHING",
             (*_bank_token_row(token), created_at),
-        ).rowcount
+        )
         return None if added else self.bank_token_by_transaction_id(token.transaction_id)
 
     def add_bank_token(self, token: BankToken, created_at: float) -> None:
-        self._db.execute(
+        self._insert(
             "INSERT INTO bank_tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (*_bank_token_row(token), created_at)
         )
 
@@ -164,7 +171,7 @@ class Transaction:
         return IpgToken(*row) if row else None
 
     def add_ipg_token(self, token: IpgToken) -> None:
-        self._db.execute(
+        self._insert(
             "INSERT INTO ipg_tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 token.username,
@@ -198,7 +205,7 @@ class Transaction:
         third_party_reference: str,
         at: float,
     ) -> None:
-        self._db.execute(
+        self._insert(
             "INSERT INTO ipg_transactions VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 insight_reference,

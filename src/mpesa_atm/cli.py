@@ -26,7 +26,7 @@ from mpesa_atm.errors import ConfigError, HarnessError, UsageError
 from mpesa_atm.fuzz.command import register as register_fuzz
 from mpesa_atm.operations import CONTROL_PREFIX, ROLES, Role, operations_of
 from mpesa_atm.passwords import hash_password
-from mpesa_atm.settings import ENV_PREFIX, Settings, load_settings
+from mpesa_atm.settings import ENV_PREFIX, Settings, database_label, is_database_url, load_settings
 
 __all__ = ["main"]
 
@@ -80,7 +80,12 @@ def _die_with_parent() -> None:
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--db", metavar="PATH", help="SQLite file, or :memory: (default ./mpesa-atm.sqlite3)")
+    parser.add_argument(
+        "--db",
+        metavar="PATH|URL",
+        help="SQLite file, :memory:, or postgresql://user@host:port/name to share one store between"
+        " instances (default ./mpesa-atm.sqlite3)",
+    )
     parser.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes per mock")
     parser.add_argument("--config", metavar="FILE", help="TOML config file (see docs/configuration.md)")
     parser.add_argument(
@@ -151,13 +156,20 @@ def _validate(args: argparse.Namespace, settings: Settings) -> None:
             " so that strangers cannot reset or read the mock"
         )
     if settings.db_path != ":memory:":
-        from mpesa_atm.mocks.store import Store
+        from mpesa_atm.mocks.storage import open_store
 
         try:
-            Store(settings.db_path).close()  # creates the schema once, and proves the path works
+            open_store(settings.db_path).close()  # creates the schema once, and proves the database works
+        except ConfigError:
+            raise
         except Exception as exc:  # sqlite3 says little; say where
-            raise ConfigError(f"cannot open the database {settings.db_path}: {exc}") from exc
+            raise ConfigError(f"cannot open the database {database_label(settings.db_path)}: {exc}") from exc
     _check_tls(settings)
+
+
+def _db_for_workers(db: str) -> str:
+    """The `db` setting as the role processes get it: a file's absolute path, or as given."""
+    return db if db == ":memory:" or is_database_url(db) else str(Path(db).resolve())
 
 
 def _worker_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
@@ -165,8 +177,7 @@ def _worker_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     if args.config:
         env[ENV_PREFIX + "CONFIG"] = str(Path(args.config).resolve())
-    db = settings.db_path if settings.db_path == ":memory:" else str(Path(settings.db_path).resolve())
-    env[ENV_PREFIX + "DB"] = db
+    env[ENV_PREFIX + "DB"] = _db_for_workers(settings.db_path)
     env[ENV_PREFIX + "BANK_URL"] = settings.bank_url
     env[ENV_PREFIX + "IPG_URL"] = settings.ipg_url
     env[ENV_PREFIX + "MAX_BODY_BYTES"] = str(settings.max_body_bytes)
@@ -189,7 +200,7 @@ def _banner(role: Role, url: str, settings: Settings, workers: int) -> str:
     other = (
         f"calls the bank at {settings.bank_url}" if role == "ipg" else f"calls the iPG at {settings.ipg_url}"
     )
-    db = settings.db_path if settings.db_path == ":memory:" else str(Path(settings.db_path).resolve())
+    db = database_label(_db_for_workers(settings.db_path))
     return (
         f"mpesa-atm {__version__}: {ROLE_NAMES[role]} on {url} ({paths})\n"
         f"  docs {url}/ui/  spec {url}/openapi.json  control {url}{CONTROL_PREFIX}/ui/\n"

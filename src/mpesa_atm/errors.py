@@ -79,7 +79,12 @@ class StoreError(HarnessError):
 
 
 class StoreBusy(StoreError):
-    """The database stayed locked by another writer for longer than the busy timeout."""
+    """The database stayed locked by another writer for longer than the busy timeout, or could not
+    be reached in that time."""
+
+
+class StoreConflict(StoreError):
+    """A row that must be unique is there already (a token's reference, an operation recorded twice)."""
 
 
 class RequestError(HarnessError, ValueError):

@@ -27,7 +27,9 @@ __all__ = [
     "ENV_PREFIX",
     "BankAccount",
     "Settings",
+    "database_label",
     "environment_variables",
+    "is_database_url",
     "load_settings",
     "utc_now",
 ]
@@ -38,6 +40,25 @@ _CHECKED_LIMIT = 1024  # passwords remembered per hashed bank
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+_DATABASE_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_database_url(db: str) -> bool:
+    """Whether the `db` setting names a PostgreSQL database (a URL) rather than a SQLite file."""
+    return db.startswith(_DATABASE_SCHEMES)
+
+
+def database_label(db: str) -> str:
+    """`db` as it may be shown: a URL without its password (postgresql://user:***@host/name)."""
+    if not is_database_url(db):
+        return db
+    scheme, rest = db.split("://", 1)
+    credentials, at, place = rest.rpartition("@")
+    if at and ":" in credentials:
+        credentials = credentials.split(":", 1)[0] + ":***"
+    return f"{scheme}://{credentials}{at}{place}"
 
 
 @dataclass(frozen=True)

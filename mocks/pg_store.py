@@ -1,0 +1,631 @@
+"""The mocks' state on PostgreSQL: one database that several `mpesa-atm serve` instances, on several
+machines, share as one sandbox (`--db postgresql://...`; docs/shared-sandbox.md).
+
+The same tables as the SQLite store (mocks/store.py), and the same rule: uniqueness is the
+database's job. Transactions run at READ COMMITTED, so two instances may both read "no duplicate"
+for the same call; the second one's INSERT then waits on the unique index until the first commits
+and fails, and its decision runs again (in a savepoint) and reads the first one's row: one success
+per duplicate set, the others answered with the first one's reference. A decision is a function of
+its transaction (mocks/storage.py), so running it again is safe.
+
+The calls of one turn of a worker's event loop share one transaction, as on SQLite, written from a
+small pool of threads with psycopg 3's connection pool: the event loop never waits for PostgreSQL,
+and a worker answers its other calls meanwhile. The rules' decisions are plain functions shared with
+the SQLite store, whose writes must run inside the loop's turn; that is why they run here in
+threads on psycopg's blocking connections rather than on its asyncio ones.
+
+Fault rules and modes are read by every worker of every instance when the shared `harness_config`
+version moves: each worker reads it every POLL_SECONDS in a thread of its own, and knows its own
+changes at once. The journal is a table, trimmed to about twice `journal_limit` entries a role.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+import psycopg
+import psycopg.errors
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from mpesa_atm.errors import StoreBusy, StoreConflict, StoreError
+from mpesa_atm.mocks.journal import JournalEntry, JournalRecord, loads_body
+from mpesa_atm.mocks.store import BankToken, IpgToken
+from mpesa_atm.settings import database_label
+
+__all__ = ["POLL_SECONDS", "PostgresStore", "PostgresTransaction"]
+
+POLL_SECONDS = 0.2  # how often a worker reads the shared config version (rules and modes)
+CONNECTIONS = 4  # per worker: the threads writing its turns, and the control API's reads
+_ATTEMPTS = 4  # a decision runs again at most this often when a concurrent one conflicted
+_SCHEMA_LOCK = 0x6D706573  # pg_advisory_xact_lock key: one instance creates the tables at a time
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS bank_tokens (
+    bank_transaction_ref text PRIMARY KEY,
+    transaction_id text NOT NULL UNIQUE,
+    msisdn text NOT NULL,
+    amount text NOT NULL,
+    currency text NOT NULL,
+    account_number text,
+    bank_date_time text NOT NULL,
+    created_at double precision NOT NULL
+);
+CREATE INDEX IF NOT EXISTS bank_tokens_created_at ON bank_tokens (created_at);
+CREATE TABLE IF NOT EXISTS ipg_tokens (
+    username text NOT NULL,
+    bank_transaction_ref text NOT NULL,
+    transaction_id text NOT NULL,
+    msisdn text NOT NULL,
+    amount text NOT NULL,
+    currency text NOT NULL,
+    created_at double precision NOT NULL,
+    redeemed_at double precision,
+    reversed_at double precision,
+    PRIMARY KEY (username, bank_transaction_ref)
+);
+CREATE INDEX IF NOT EXISTS ipg_tokens_created_at ON ipg_tokens (created_at);
+CREATE TABLE IF NOT EXISTS ipg_transactions (
+    insight_reference text PRIMARY KEY,
+    operation text NOT NULL,
+    username text NOT NULL,
+    duplicate_key text NOT NULL,
+    bank_transaction_ref text NOT NULL,
+    third_party_reference text NOT NULL,
+    created_at double precision NOT NULL,
+    UNIQUE (operation, username, duplicate_key),
+    UNIQUE (operation, username, bank_transaction_ref)
+);
+CREATE INDEX IF NOT EXISTS ipg_transactions_created_at ON ipg_transactions (created_at);
+CREATE TABLE IF NOT EXISTS faults (
+    id text PRIMARY KEY,
+    role text NOT NULL,
+    spec text NOT NULL,
+    remaining bigint,
+    created_at double precision NOT NULL
+);
+CREATE TABLE IF NOT EXISTS modes (
+    role text PRIMARY KEY,
+    modes jsonb NOT NULL
+);
+-- Moves with every change of fault rules or modes: what the workers poll (POLL_SECONDS).
+CREATE TABLE IF NOT EXISTS harness_config (
+    id integer PRIMARY KEY CHECK (id = 1),
+    version bigint NOT NULL
+);
+INSERT INTO harness_config VALUES (1, 0) ON CONFLICT DO NOTHING;
+-- Calls under way in all workers of all instances, counted only under max_concurrency.
+CREATE TABLE IF NOT EXISTS calls_in_flight (
+    role text PRIMARY KEY,
+    count integer NOT NULL
+);
+INSERT INTO calls_in_flight VALUES ('bank', 0), ('ipg', 0) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS journal (
+    id bigserial PRIMARY KEY,
+    role text NOT NULL,
+    at text NOT NULL,
+    direction text NOT NULL,
+    operation text,
+    method text NOT NULL,
+    url text NOT NULL,
+    status integer,
+    request text NOT NULL,
+    response text NOT NULL,
+    duration_ms double precision NOT NULL
+);
+CREATE INDEX IF NOT EXISTS journal_role_id ON journal (role, id);
+"""
+
+_ROLE_TABLES = {"bank": ("bank_tokens",), "ipg": ("ipg_transactions", "ipg_tokens")}
+_RETRIED = (StoreConflict, psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
+_UNREACHABLE = (psycopg.OperationalError, PoolTimeout)
+
+T = TypeVar("T")
+Item = TypeVar("Item")
+Outcome = tuple[Any, BaseException | None]
+
+
+class PostgresTransaction:
+    """Reads and writes inside one transaction (the methods of mocks/storage.Transaction)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def _insert(self, query: str, values: Sequence[Any]) -> int:
+        try:
+            return self._conn.execute(query, values).rowcount
+        except psycopg.errors.UniqueViolation as exc:
+            raise StoreConflict(exc.diag.message_detail or str(exc)) from exc
+
+    # Bank mock
+    def bank_token_by_transaction_id(self, transaction_id: str) -> BankToken | None:
+        return self._bank_token_where("transaction_id", transaction_id)
+
+    def bank_token(self, bank_transaction_ref: str) -> BankToken | None:
+        return self._bank_token_where("bank_transaction_ref", bank_transaction_ref)
+
+    def _bank_token_where(self, column: str, value: str) -> BankToken | None:
+        # `column` is one of the two unique columns above, never the caller's text.
+        row = self._conn.execute(
+            "SELECT bank_transaction_ref, transaction_id, msisdn, amount, currency, account_number,"
+            f" bank_date_time FROM bank_tokens WHERE {column} = %s",
+            (value,),
+        ).fetchone()
+        return BankToken(*row) if row else None
+
+    def add_bank_token_once(self, token: BankToken, created_at: float) -> BankToken | None:
+        """Adds `token` unless its TransactionID has one already, and then returns that one. A
+        concurrent INSERT of the same TransactionID waits for the first to commit, then adds nothing
+        and reads it."""
+        added = self._insert(
+            "INSERT INTO bank_tokens VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (transaction_id) DO NOTHING",
+            (*_bank_token_row(token), created_at),
+        )
+        return None if added else self.bank_token_by_transaction_id(token.transaction_id)
+
+    def add_bank_token(self, token: BankToken, created_at: float) -> None:
+        self._insert(
+            "INSERT INTO bank_tokens VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (*_bank_token_row(token), created_at),
+        )
+
+    # iPG mock
+    def ipg_token(self, username: str, bank_transaction_ref: str) -> IpgToken | None:
+        row = self._conn.execute(
+            "SELECT username, bank_transaction_ref, transaction_id, msisdn, amount, currency,"
+            " created_at, redeemed_at, reversed_at FROM ipg_tokens"
+            " WHERE username = %s AND bank_transaction_ref = %s",
+            (username, bank_transaction_ref),
+        ).fetchone()
+        return IpgToken(*row) if row else None
+
+    def add_ipg_token(self, token: IpgToken) -> None:
+        self._insert(
+            "INSERT INTO ipg_tokens VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                token.username,
+                token.bank_transaction_ref,
+                token.transaction_id,
+                token.msisdn,
+                token.amount,
+                token.currency,
+                token.created_at,
+                token.redeemed_at,
+                token.reversed_at,
+            ),
+        )
+
+    def first_ipg_answer(self, operation: str, username: str, duplicate_key: str) -> str | None:
+        row = self._conn.execute(
+            "SELECT insight_reference FROM ipg_transactions"
+            " WHERE operation = %s AND username = %s AND duplicate_key = %s",
+            (operation, username, duplicate_key),
+        ).fetchone()
+        return row[0] if row else None
+
+    def record_ipg_success(
+        self,
+        *,
+        operation: str,
+        token: IpgToken,
+        duplicate_key: str,
+        insight_reference: str,
+        third_party_reference: str,
+        at: float,
+    ) -> None:
+        """Records the success; StoreConflict when a concurrent transaction committed the same
+        duplicate key, or the same operation on the token, first."""
+        self._insert(
+            "INSERT INTO ipg_transactions VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (
+                insight_reference,
+                operation,
+                token.username,
+                duplicate_key,
+                token.bank_transaction_ref,
+                third_party_reference,
+                at,
+            ),
+        )
+        column = "redeemed_at" if operation == "token_redemption" else "reversed_at"
+        self._conn.execute(
+            f"UPDATE ipg_tokens SET {column} = %s WHERE username = %s AND bank_transaction_ref = %s",
+            (at, token.username, token.bank_transaction_ref),
+        )
+
+    # Retention (mocks/retention.py)
+    def remove_older(self, table: str, cutoff: float, limit: int) -> int:
+        """Removes up to `limit` of the oldest rows created before `cutoff`; how many. `table` is
+        the caller's constant."""
+        return self._conn.execute(
+            f"DELETE FROM {table} WHERE ctid = ANY (ARRAY("
+            f"SELECT ctid FROM {table} WHERE created_at < %s ORDER BY created_at LIMIT %s))",
+            (cutoff, limit),
+        ).rowcount
+
+
+def _bank_token_row(token: BankToken) -> tuple[str | None, ...]:
+    return (
+        token.bank_transaction_ref,
+        token.transaction_id,
+        token.msisdn,
+        token.amount,
+        token.currency,
+        token.account_number,
+        token.bank_date_time,
+    )
+
+
+class _TurnBatches(Generic[Item]):
+    """What one worker queued in a turn of its event loop, written after the turn by `flush` in a
+    thread of `executor`; each item's future gets its outcome. Batches of later turns do not wait
+    for earlier ones: the database orders them."""
+
+    def __init__(self, executor: ThreadPoolExecutor, flush: Callable[[list[Item]], list[Outcome]]) -> None:
+        self._executor = executor
+        self._flush = flush
+        self._items: list[tuple[Item, asyncio.Future[Any]]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, item: Item) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        if self._items and self._loop is not loop:  # left by a loop that is gone (tests): now
+            batch, self._items = self._items, []
+            _settle(batch, self._flush([queued for queued, _ in batch]))
+        done: asyncio.Future[Any] = loop.create_future()
+        self._items.append((item, done))
+        if len(self._items) == 1:
+            self._loop = loop
+            loop.call_soon(self._send, loop)
+        return done
+
+    def _send(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch, self._items = self._items, []
+        if not batch:
+            return
+        try:
+            running = loop.run_in_executor(self._executor, self._flush, [item for item, _ in batch])
+        except RuntimeError as exc:  # the store was closed meanwhile
+            _settle(batch, [(None, StoreBusy(f"the store is closed ({exc})"))] * len(batch))
+            return
+
+        def settle(finished: asyncio.Future[list[Outcome]]) -> None:
+            error = finished.exception()
+            _settle(batch, [(None, error)] * len(batch) if error else finished.result())
+
+        running.add_done_callback(settle)
+
+
+def _settle(batch: list[tuple[Any, asyncio.Future[Any]]], outcomes: list[Outcome]) -> None:
+    for (_, done), (value, error) in zip(batch, outcomes, strict=True):
+        if done.done():
+            continue
+        with contextlib.suppress(RuntimeError):  # its event loop was closed meanwhile
+            if error is None:
+                done.set_result(value)
+            else:
+                done.set_exception(error)
+
+
+class PostgresStore:
+    """One worker's way to the shared database: a pool of CONNECTIONS connections, the threads that
+    use them for the calls' writes, and the thread that polls the config version. close() ends them
+    (an app's lifespan does: mocks/app.py)."""
+
+    def __init__(self, url: str, *, journal_limit: int = 10_000, busy_timeout: float = 5.0) -> None:
+        self.label = database_label(url)
+        self.journal_limit = journal_limit
+        self.busy_timeout = busy_timeout
+        try:
+            with psycopg.connect(url, connect_timeout=max(int(busy_timeout), 2), autocommit=True) as conn:
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                    conn.execute(_SCHEMA)  # idempotent
+                version = _config_version(conn)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot use the database {self.label}: {_first_line(exc)}") from exc
+        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=CONNECTIONS + 1,  # one more for the config poller
+            timeout=busy_timeout,
+            kwargs={"autocommit": True},
+            open=True,
+            name="mpesa-atm",
+        )
+        self._executor = ThreadPoolExecutor(CONNECTIONS, thread_name_prefix="mpesa-atm-postgres")
+        self._works: _TurnBatches[Callable[[PostgresTransaction], Any]] = _TurnBatches(
+            self._executor, self._run_works
+        )
+        self._journal: _TurnBatches[JournalRecord] = _TurnBatches(self._executor, self._run_journal)
+        self._remote_version = version  # the shared version last read
+        # Moves when the shared version moves or this worker makes a change (seen by it at once).
+        self._generation = 0
+        self._appended = 0  # journal entries this worker wrote since it last trimmed the journal
+        self._closed = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="mpesa-atm-config-poll", daemon=True)
+        self._poller.start()
+
+    def close(self) -> None:
+        """Ends the poller, the writing threads (after their batches) and the pool; again, nothing."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._poller.join()
+        self._executor.shutdown(wait=True)
+        self._pool.close()
+
+    # Connections
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection of the pool; StoreBusy when none comes within the busy timeout or the
+        database cannot be reached."""
+        if self._closed.is_set():
+            raise StoreBusy("the store is closed")
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except _UNREACHABLE as exc:
+            raise StoreBusy(f"the database {self.label}: {_first_line(exc)}") from exc
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[PostgresTransaction]:
+        """One transaction, committed when the block ends without error (the control API's own)."""
+        with self._connection() as conn, conn.transaction():
+            yield PostgresTransaction(conn)
+
+    @contextlib.contextmanager
+    def _config_change(self) -> Iterator[psycopg.Connection[Any]]:
+        """A transaction that changes fault rules or modes: it moves the shared version."""
+        with self._connection() as conn:
+            with conn.transaction():
+                yield conn
+                conn.execute("UPDATE harness_config SET version = version + 1 WHERE id = 1")
+            self._generation += 1
+
+    def config_version(self) -> int:
+        """A number that changes when any worker of any instance changes fault rules or modes: at
+        once for this worker's own changes, within POLL_SECONDS for the others'."""
+        return self._generation
+
+    def _poll(self) -> None:
+        while not self._closed.wait(POLL_SECONDS):
+            with contextlib.suppress(Exception):  # unreachable for a while: the next poll tries again
+                with self._pool.connection(timeout=POLL_SECONDS) as conn:
+                    version = _config_version(conn)
+                if version != self._remote_version:
+                    self._remote_version = version
+                    self._generation += 1
+
+    # The calls' writes, batched per turn of the event loop
+    def in_next_write(self, work: Callable[[PostgresTransaction], T]) -> asyncio.Future[T]:
+        """Runs `work` in the transaction written after this turn of the event loop, with whatever
+        else this worker queued in the turn; the future is done after the COMMIT."""
+        return self._works.add(work)
+
+    def journal_in_next_write(self, record: JournalRecord) -> asyncio.Future[None]:
+        return self._journal.add(record)
+
+    def _run_works(self, works: list[Callable[[PostgresTransaction], Any]]) -> list[Outcome]:
+        """Every work in one transaction. When one raises (a conflict with a concurrent transaction
+        among them), the transaction is undone and the works run again, each in a savepoint: a
+        conflicting one runs again there, after the other transaction's commit, and reads its rows;
+        one that raises otherwise is undone alone, its exception to its future alone."""
+        try:
+            with self._connection() as conn:
+                try:
+                    with conn.transaction():
+                        tx = PostgresTransaction(conn)
+                        return [(work(tx), None) for work in works]
+                except _UNREACHABLE:
+                    raise
+                except Exception as exc:
+                    if len(works) == 1 and not isinstance(exc, _RETRIED):
+                        return [(None, exc)]
+                with conn.transaction():
+                    tx = PostgresTransaction(conn)
+                    return [_in_savepoint(conn, tx, work) for work in works]
+        except _UNREACHABLE as exc:
+            busy = StoreBusy(f"the database {self.label}: {_first_line(exc)}")
+            return [(None, busy)] * len(works)
+        except Exception as exc:  # StoreBusy, a failed COMMIT: nothing written
+            return [(None, exc)] * len(works)
+
+    def _run_journal(self, records: list[JournalRecord]) -> list[Outcome]:
+        try:
+            self.journal_add_many(records)
+        except Exception as exc:  # StoreBusy, a closed store: to the futures, none left waiting
+            return [(None, exc)] * len(records)
+        return [(None, None)] * len(records)
+
+    # Resets
+    def reset(self, role: str, username: str | None = None) -> None:
+        """Everything of `role`; with `username`, only that bank's iPG tokens and transactions."""
+        if username is not None:
+            if role != "ipg":
+                raise ValueError("the bank mock's tokens belong to no bank username")
+            with self._connection() as conn, conn.transaction():
+                for table in _ROLE_TABLES["ipg"]:
+                    conn.execute(f"DELETE FROM {table} WHERE username = %s", (username,))
+            return
+        with self._config_change() as conn:
+            for table in _ROLE_TABLES[role]:
+                conn.execute(f"DELETE FROM {table}")
+            conn.execute("DELETE FROM faults WHERE role = %s", (role,))
+            conn.execute("DELETE FROM modes WHERE role = %s", (role,))
+            conn.execute("UPDATE calls_in_flight SET count = 0 WHERE role = %s", (role,))
+            conn.execute("DELETE FROM journal WHERE role = %s", (role,))
+
+    # Faults and modes (mocks/faults.py)
+    def fault_add(self, role: str, rule_id: str, spec: str, times: int | None, at: float) -> None:
+        with self._config_change() as conn:
+            conn.execute("INSERT INTO faults VALUES (%s, %s, %s, %s, %s)", (rule_id, role, spec, times, at))
+
+    def fault_list(self, role: str) -> list[tuple[str, int | None]]:
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT spec, remaining FROM faults WHERE role = %s ORDER BY created_at, id", (role,)
+            ).fetchall()
+        return [(spec, remaining) for spec, remaining in rows]
+
+    def fault_candidates(self, role: str) -> list[tuple[str, str, int | None]]:
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT id, spec, remaining FROM faults"
+                " WHERE role = %s AND (remaining IS NULL OR remaining > 0) ORDER BY created_at, id",
+                (role,),
+            ).fetchall()
+        return [(rule_id, spec, remaining) for rule_id, spec, remaining in rows]
+
+    async def fault_claim(self, rule_id: str) -> bool:
+        """Takes one firing of a counted rule; False when another call, of any instance, took the last."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._claim, rule_id)
+
+    def _claim(self, rule_id: str) -> bool:
+        with self._config_change() as conn:
+            claimed = conn.execute(
+                "UPDATE faults SET remaining = remaining - 1 WHERE id = %s AND remaining > 0", (rule_id,)
+            ).rowcount
+        return claimed == 1
+
+    def fault_delete(self, role: str, rule_id: str) -> bool:
+        with self._config_change() as conn:
+            deleted = conn.execute("DELETE FROM faults WHERE role = %s AND id = %s", (role, rule_id)).rowcount
+        return deleted == 1
+
+    # Calls under way in all workers of all instances (max_concurrency); as on SQLite, an instance
+    # killed mid-call leaves its calls counted until a worker starts, the modes change or a reset.
+    async def calls_enter(self, role: str, limit: int) -> bool:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._enter, role, limit)
+
+    def _enter(self, role: str, limit: int) -> bool:
+        with self._connection() as conn:
+            return (
+                conn.execute(
+                    "UPDATE calls_in_flight SET count = count + 1 WHERE role = %s AND count < %s",
+                    (role, limit),
+                ).rowcount
+                == 1
+            )
+
+    async def calls_leave(self, role: str) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._leave, role)
+
+    def _leave(self, role: str) -> None:
+        with self._connection() as conn:
+            conn.execute("UPDATE calls_in_flight SET count = GREATEST(count - 1, 0) WHERE role = %s", (role,))
+
+    def calls_clear(self, role: str) -> None:
+        with self._connection() as conn:
+            conn.execute("UPDATE calls_in_flight SET count = 0 WHERE role = %s", (role,))
+
+    def modes_get(self, role: str) -> dict[str, Any] | None:
+        with self._connection() as conn:
+            row = conn.execute("SELECT modes FROM modes WHERE role = %s", (role,)).fetchone()
+        return dict(row[0]) if row else None
+
+    def modes_set(self, role: str, modes: dict[str, Any]) -> None:
+        with self._config_change() as conn:
+            conn.execute(
+                "INSERT INTO modes VALUES (%s, %s) ON CONFLICT (role) DO UPDATE SET modes = excluded.modes",
+                (role, Jsonb(modes)),
+            )
+
+    # Journal
+    def journal_add(
+        self,
+        *,
+        role: str,
+        direction: str,
+        operation: str | None,
+        method: str,
+        url: str,
+        status: int | None,
+        request: str,
+        response: str,
+        duration_ms: float,
+    ) -> None:
+        self.journal_add_many(
+            [JournalRecord(role, direction, operation, method, url, status, request, response, duration_ms)]
+        )
+
+    def journal_add_many(self, records: Sequence[JournalRecord]) -> None:
+        """Journals the records now, in one transaction; every journal_limit / 10 entries this
+        worker wrote, the entries of their roles past twice journal_limit are removed."""
+        at = datetime.now(UTC).isoformat(timespec="milliseconds")
+        with self._connection() as conn, conn.transaction():
+            with conn.cursor() as cursor:
+                cursor.executemany(
+                    "INSERT INTO journal (role, at, direction, operation, method, url, status, request,"
+                    " response, duration_ms) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    [(r.role, at, *r[1:]) for r in records],
+                )
+            self._appended += len(records)
+            if self._appended >= max(self.journal_limit // 10, 1):
+                self._appended = 0
+                for role in {r.role for r in records}:
+                    conn.execute(
+                        "DELETE FROM journal WHERE role = %s AND id <= (SELECT id FROM journal"
+                        " WHERE role = %s ORDER BY id DESC OFFSET %s LIMIT 1)",
+                        (role, role, 2 * self.journal_limit),
+                    )
+
+    def journal(self, role: str, *, operation: str | None = None, limit: int = 100) -> list[JournalEntry]:
+        """Newest first, of the newest journal_limit entries."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT id, at, direction, operation, method, url, status, request, response, duration_ms"
+                " FROM (SELECT * FROM journal WHERE role = %s ORDER BY id DESC LIMIT %s) AS newest"
+                " WHERE %s::text IS NULL OR operation = %s ORDER BY id DESC LIMIT %s",
+                (role, self.journal_limit, operation, operation, limit),
+            ).fetchall()
+        return [
+            JournalEntry(
+                id=entry_id,
+                at=at,
+                role=role,
+                direction=direction,
+                operation=op,
+                method=method,
+                url=url,
+                status=status,
+                request=loads_body(request),
+                response=loads_body(response),
+                duration_ms=duration_ms,
+            )
+            for entry_id, at, direction, op, method, url, status, request, response, duration_ms in rows
+        ]
+
+
+def _in_savepoint(
+    conn: psycopg.Connection[Any], tx: PostgresTransaction, work: Callable[[PostgresTransaction], Any]
+) -> Outcome:
+    error: BaseException | None = None
+    for _ in range(_ATTEMPTS):
+        try:
+            with conn.transaction():  # a savepoint: undone alone when the work raises
+                return work(tx), None
+        except _RETRIED as exc:  # a concurrent transaction committed first: its rows are seen now
+            error = exc
+        except _UNREACHABLE:
+            raise
+        except Exception as exc:
+            return None, exc
+    return None, error
+
+
+def _config_version(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT version FROM harness_config WHERE id = 1").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

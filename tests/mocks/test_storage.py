@@ -1,0 +1,323 @@
+"""The storage contract (mocks/storage.py), run against both backends: a SQLite file and a real
+PostgreSQL database. Two stores on one database stand for two workers, or two instances: what one
+decides, the other sees; what must be unique is unique across them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from mpesa_atm.errors import StoreConflict
+from mpesa_atm.mocks.journal import JournalRecord
+from mpesa_atm.mocks.storage import Storage, Transaction, open_store
+from mpesa_atm.mocks.store import BankToken, IpgToken
+from tests.fixtures.servers import wait_for
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def open_db(request, tmp_path) -> Iterator[Callable[[], Storage]]:
+    """Opens stores on one database of the backend; each is closed after the test."""
+    if request.param == "sqlite":
+        db = str(tmp_path / "contract.sqlite3")
+    else:
+        db = request.getfixturevalue("postgres_url")
+    opened: list[Storage] = []
+
+    def open_one() -> Storage:
+        store = open_store(db, journal_limit=50)
+        opened.append(store)
+        return store
+
+    yield open_one
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(open_db) -> Storage:
+    return open_db()
+
+
+def _bank_token(reference: str, transaction_id: str = "TX1", amount: str = "100.00") -> BankToken:
+    return BankToken(
+        reference.ljust(32, "0"), transaction_id, "254700000001", amount, "KES", None, "20261129 080000"
+    )
+
+
+def _ipg_token(reference: str = "R1", username: str = "bank1", created_at: float = 0.0) -> IpgToken:
+    return IpgToken(
+        username, reference.ljust(32, "0"), "G2TX1", "254700000001", "100.00", "KES", created_at, None, None
+    )
+
+
+def _record(role: str, operation: str, n: int) -> JournalRecord:
+    return JournalRecord(role, "inbound", operation, "POST", "/x", 200, json.dumps({"n": n}), "not json", 1.0)
+
+
+def _redeem(operation: str, key: str, reference: str, token_ref: str = "R1") -> Callable[[Transaction], str]:
+    """The iPG's decision reduced to what the store must make unique: the first success per duplicate
+    key and one success per token and operation; a repeat answers the first reference."""
+
+    def decide(tx: Transaction) -> str:
+        first = tx.first_ipg_answer(operation, "bank1", key)
+        if first is not None:
+            return f"duplicate {first}"
+        token = tx.ipg_token("bank1", token_ref.ljust(32, "0"))
+        assert token is not None
+        if token.redeemed_at is not None:
+            return "already redeemed"
+        tx.record_ipg_success(
+            operation=operation,
+            token=token,
+            duplicate_key=key,
+            insight_reference=reference,
+            third_party_reference="TPR",
+            at=time.time(),
+        )
+        return f"success {reference}"
+
+    return decide
+
+
+# Tokens and transactions
+
+
+def test_a_transaction_id_gets_one_bank_token_whatever_the_number_of_writers(open_db):
+    first, second = open_db(), open_db()
+
+    async def both() -> list[BankToken | None]:
+        writes = [
+            store.in_next_write(lambda tx, i=i: tx.add_bank_token_once(_bank_token(f"{i}"), time.time()))
+            for i in range(20)
+            for store in (first, second)
+        ]
+        return await asyncio.gather(*writes)
+
+    answers = asyncio.run(both())
+    added = [i for i, answer in enumerate(answers) if answer is None]
+    assert len(added) == 1
+    kept = {answer.bank_transaction_ref for answer in answers if answer is not None}
+    assert len(kept) == 1  # every other write was told the one kept
+    with second.transaction() as tx:
+        assert tx.bank_token_by_transaction_id("TX1") is not None
+        assert tx.bank_token(kept.pop()) is not None
+
+
+def test_concurrent_repeats_of_one_redemption_succeed_once_and_answer_the_first_reference(open_db):
+    first, second = open_db(), open_db()
+    with first.transaction() as tx:
+        tx.add_ipg_token(_ipg_token())
+
+    async def both() -> list[str]:
+        decisions = [
+            store.in_next_write(_redeem("token_redemption", "KEY", f"REF{i}"))
+            for i in range(10)
+            for store in (first, second)
+        ]
+        return await asyncio.gather(*decisions)
+
+    answers = asyncio.run(both())
+    successes = [answer for answer in answers if answer.startswith("success")]
+    assert len(successes) == 1, answers
+    reference = successes[0].split()[1]
+    assert sorted(set(answers)) == sorted({f"success {reference}", f"duplicate {reference}"})
+
+
+def test_another_redemption_of_a_redeemed_token_is_refused_across_writers(open_db):
+    first, second = open_db(), open_db()
+    with first.transaction() as tx:
+        tx.add_ipg_token(_ipg_token())
+
+    async def both() -> list[str]:
+        return await asyncio.gather(
+            first.in_next_write(_redeem("token_redemption", "KEY-A", "REF-A")),
+            second.in_next_write(_redeem("token_redemption", "KEY-B", "REF-B")),
+        )
+
+    answers = asyncio.run(both())
+    assert sorted(answer.split()[0] for answer in answers) == ["already", "success"], answers
+    with second.transaction() as tx:
+        token = tx.ipg_token("bank1", "R1".ljust(32, "0"))
+        assert token is not None and token.redeemed_at is not None
+
+
+def test_a_row_that_must_be_unique_is_a_conflict(store):
+    with store.transaction() as tx:
+        tx.add_ipg_token(_ipg_token())
+    with pytest.raises(StoreConflict), store.transaction() as tx:
+        tx.add_ipg_token(_ipg_token())
+    with pytest.raises(StoreConflict), store.transaction() as tx:
+        tx.add_bank_token(_bank_token("A", "TX9"), 0.0)
+        tx.add_bank_token(_bank_token("B", "TX9"), 0.0)
+    with store.transaction() as tx:  # the failed transaction left nothing
+        assert tx.bank_token_by_transaction_id("TX9") is None
+
+
+def test_a_transaction_that_raises_writes_nothing(store):
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        tx.add_bank_token(_bank_token("A"), 0.0)
+        raise RuntimeError("the caller changed its mind")
+    with store.transaction() as tx:
+        assert tx.bank_token_by_transaction_id("TX1") is None
+
+
+def test_a_failing_work_of_a_turn_fails_alone(store):
+    def fails(tx: Transaction) -> None:
+        tx.add_bank_token(_bank_token("B", "TX2"), 0.0)
+        raise ValueError("this work only")
+
+    async def turn() -> list[object]:
+        return await asyncio.gather(
+            store.in_next_write(lambda tx: tx.add_bank_token_once(_bank_token("A", "TX1"), 0.0)),
+            store.in_next_write(fails),
+            store.in_next_write(lambda tx: tx.add_bank_token_once(_bank_token("C", "TX3"), 0.0)),
+            return_exceptions=True,
+        )
+
+    answers = asyncio.run(turn())
+    assert answers[0] is None and answers[2] is None
+    assert isinstance(answers[1], ValueError)
+    with store.transaction() as tx:
+        assert tx.bank_token_by_transaction_id("TX1") is not None
+        assert tx.bank_token_by_transaction_id("TX2") is None  # undone with its work
+        assert tx.bank_token_by_transaction_id("TX3") is not None
+
+
+def test_retention_removes_only_rows_past_the_cutoff_and_at_most_the_batch(store):
+    with store.transaction() as tx:
+        for i in range(5):
+            tx.add_bank_token(_bank_token(f"OLD{i}", f"OLD{i}"), 100.0 + i)
+        tx.add_bank_token(_bank_token("NEW", "NEW"), 1000.0)
+
+    async def remove(limit: int) -> int:
+        return await store.in_next_write(lambda tx: tx.remove_older("bank_tokens", 500.0, limit))
+
+    assert asyncio.run(remove(3)) == 3
+    assert asyncio.run(remove(3)) == 2
+    assert asyncio.run(remove(3)) == 0
+    with store.transaction() as tx:
+        assert tx.bank_token_by_transaction_id("NEW") is not None
+        assert tx.bank_token_by_transaction_id("OLD4") is None
+
+
+# Fault rules, modes and calls under way
+
+
+def test_a_counted_fault_rule_fires_as_often_as_it_says_across_writers(open_db):
+    first, second = open_db(), open_db()
+    first.fault_add("bank", "rule1", '{"response_code": "-7"}', 3, time.time())
+
+    async def claims() -> list[bool]:
+        stores = (first, second) * 5
+        return await asyncio.gather(*(store.fault_claim("rule1") for store in stores))
+
+    assert sum(asyncio.run(claims())) == 3
+    assert second.fault_list("bank") == [('{"response_code": "-7"}', 0)]
+    assert second.fault_candidates("bank") == []  # spent
+    assert second.fault_delete("bank", "rule1") and not first.fault_delete("bank", "rule1")
+
+
+def test_a_change_of_rules_or_modes_is_seen_by_every_writer_within_a_second(open_db):
+    first, second = open_db(), open_db()
+    before, seen = first.config_version(), second.config_version()
+    first.modes_set("ipg", {"offline": True})
+    assert first.config_version() != before  # at once for its own change
+    wait_for(lambda: second.config_version() != seen, "the other writer sees the change", timeout=1)
+    assert second.modes_get("ipg") == {"offline": True}
+    assert second.modes_get("bank") is None
+    seen = second.config_version()
+    first.fault_add("ipg", "rule2", "{}", None, time.time())
+    wait_for(lambda: second.config_version() != seen, "the other writer sees the new rule", timeout=1)
+    assert [rule_id for rule_id, _, _ in second.fault_candidates("ipg")] == ["rule2"]
+
+
+def test_calls_under_way_are_counted_across_writers_up_to_the_limit(open_db):
+    first, second = open_db(), open_db()
+
+    async def enter_all() -> list[bool]:
+        return [await store.calls_enter("ipg", 3) for store in (first, second, first, second)]
+
+    assert asyncio.run(enter_all()) == [True, True, True, False]
+    asyncio.run(second.calls_leave("ipg"))
+    assert asyncio.run(first.calls_enter("ipg", 3))
+    assert asyncio.run(first.calls_enter("bank", 1))  # each role its own count
+    second.calls_clear("ipg")
+    assert asyncio.run(first.calls_enter("ipg", 1))
+
+
+# Journal and resets
+
+
+def test_the_journal_shows_every_writers_entries_newest_first(open_db):
+    first, second = open_db(), open_db()
+    first.journal_add_many([_record("ipg", "token_redemption", 1), _record("bank", "token_generation", 2)])
+
+    async def journal() -> None:
+        await second.journal_in_next_write(_record("ipg", "token_reversal", 3))
+
+    asyncio.run(journal())
+    entries = first.journal("ipg")
+    assert [entry.request for entry in entries] == [{"n": 3}, {"n": 1}]
+    assert entries[0].response == "not json"  # kept as text
+    assert entries[0].id > entries[1].id
+    assert [entry.request for entry in second.journal("ipg", operation="token_redemption")] == [{"n": 1}]
+    assert [entry.request for entry in second.journal("bank", limit=5)] == [{"n": 2}]
+    assert len(first.journal("ipg", limit=1)) == 1
+
+
+def test_the_journal_keeps_about_its_limit(store):
+    for n in range(0, 300, 10):
+        store.journal_add_many([_record("bank", "token_generation", n + i) for i in range(10)])
+    entries = store.journal("bank", limit=1000)
+    assert len(entries) == 50  # the newest journal_limit
+    assert entries[0].request == {"n": 299}
+
+
+def test_a_reset_empties_its_role_and_leaves_the_other(store):
+    with store.transaction() as tx:
+        tx.add_ipg_token(_ipg_token())
+        tx.add_bank_token(_bank_token("A"), 0.0)
+    store.fault_add("ipg", "rule", "{}", None, 0.0)
+    store.modes_set("ipg", {"offline": True})
+    store.journal_add_many([_record("ipg", "token_redemption", 1), _record("bank", "token_generation", 2)])
+    before = store.config_version()
+
+    store.reset("ipg")
+
+    assert store.config_version() != before
+    assert store.fault_list("ipg") == [] and store.modes_get("ipg") is None and store.journal("ipg") == []
+    with store.transaction() as tx:
+        assert tx.ipg_token("bank1", "R1".ljust(32, "0")) is None
+        assert tx.bank_token_by_transaction_id("TX1") is not None
+    assert len(store.journal("bank")) == 1
+
+
+def test_a_reset_of_one_bank_leaves_the_other_banks_and_the_rules(store):
+    with store.transaction() as tx:
+        tx.add_ipg_token(_ipg_token("R1", "bank1"))
+        tx.add_ipg_token(_ipg_token("R2", "bank2"))
+
+    async def redeem() -> str:
+        return await store.in_next_write(_redeem("token_redemption", "KEY", "REF"))
+
+    assert asyncio.run(redeem()) == "success REF"
+    store.fault_add("ipg", "rule", "{}", None, 0.0)
+
+    store.reset("ipg", username="bank1")
+
+    with store.transaction() as tx:
+        assert tx.ipg_token("bank1", "R1".ljust(32, "0")) is None
+        assert tx.first_ipg_answer("token_redemption", "bank1", "KEY") is None
+        assert tx.ipg_token("bank2", "R2".ljust(32, "0")) is not None
+    assert len(store.fault_list("ipg")) == 1
+    with pytest.raises(ValueError):
+        store.reset("bank", username="bank1")
+
+
+def test_close_twice_does_nothing(store):
+    store.close()
+    store.close()
