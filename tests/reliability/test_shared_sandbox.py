@@ -1,0 +1,199 @@
+"""Several `mpesa-atm serve` instances on one PostgreSQL database behave as one sandbox (issue 16):
+one success per duplicate set across all of them, a token made through one used through another,
+counted fault rules firing once in all, modes seen by every instance within a second, one journal,
+and an instance killed under load losing no acknowledged write while the other keeps serving."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+
+from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION, DOCUMENT_TOKEN
+from tests.fixtures.servers import Served
+
+pytestmark = pytest.mark.network
+
+
+@pytest.fixture
+def two_instances(serve, postgres_url):
+    """Two instances of both mocks, 2 workers each, on one PostgreSQL database."""
+
+    def start(role: str | None = None) -> tuple[Served, Served]:
+        return (
+            serve("--workers", "2", role=role, db_path=postgres_url),
+            serve("--workers", "2", role=role, db_path=postgres_url),
+        )
+
+    return start
+
+
+async def _post_all(calls: list[tuple[str, dict[str, str]]]) -> list[dict[str, str]]:
+    """Every call at once, each on a connection of its own (so that every worker gets some)."""
+    limits = httpx.Limits(max_connections=len(calls), max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        answers = await asyncio.gather(*(client.post(url, json=body) for url, body in calls))
+    return [answer.json() for answer in answers]
+
+
+def test_identical_token_generations_over_two_instances_succeed_once(two_instances):
+    first, second = two_instances("bank")
+    calls = [
+        (f"{served.bank_url}/token-generation", DOCUMENT_GENERATION)
+        for _ in range(20)
+        for served in (first, second)
+    ]
+    answers = asyncio.run(_post_all(calls))
+    codes = sorted(answer["output_ResponseCode"] for answer in answers)
+    assert codes == ["-3"] * 39 + ["0"], codes
+    assert len({answer["output_BankTransactionRef"] for answer in answers}) == 1
+    assert len({answer["output_BankDateTime"] for answer in answers}) == 1
+
+
+def test_a_token_seeded_through_one_instance_is_redeemed_once_through_another(two_instances):
+    first, second = two_instances("ipg")
+    seeded = httpx.post(f"{first.ipg_url}/_harness/tokens", json=DOCUMENT_TOKEN, timeout=10)
+    assert seeded.status_code == 201, seeded.text
+    redeemed = httpx.post(f"{second.ipg_url}/token-redemption", json=DOCUMENT_REDEMPTION, timeout=10).json()
+    assert redeemed["output_ResponseCode"] == "0", redeemed
+    again = httpx.post(f"{first.ipg_url}/token-redemption", json=DOCUMENT_REDEMPTION, timeout=10).json()
+    assert (again["output_ResponseCode"], again["output_InsightReference"]) == (
+        "-3",
+        redeemed["output_InsightReference"],
+    )
+    other = {**DOCUMENT_REDEMPTION, "input_ThirdPartyReference": "another-reference-001"}
+    refused = httpx.post(f"{first.ipg_url}/token-redemption", json=other, timeout=10).json()
+    assert refused["output_ResponseCode"] == "-1"  # the token was already redeemed
+
+
+def test_concurrent_redemptions_of_one_token_over_two_instances_pay_once(two_instances):
+    first, second = two_instances("ipg")
+    assert httpx.post(f"{first.ipg_url}/_harness/tokens", json=DOCUMENT_TOKEN, timeout=10).status_code == 201
+    repeats = [(f"{served.ipg_url}/token-redemption", DOCUMENT_REDEMPTION) for served in (first, second)] * 10
+    others = [
+        (
+            f"{served.ipg_url}/token-redemption",
+            {**DOCUMENT_REDEMPTION, "input_ThirdPartyReference": f"other{i}"},
+        )
+        for i, served in enumerate((first, second) * 5)
+    ]
+    answers = asyncio.run(_post_all(repeats + others))
+    paid = [answer for answer in answers if answer["output_ResponseCode"] == "0"]
+    assert len(paid) == 1, answers
+    for answer in answers[: len(repeats)]:
+        if answer["output_ResponseCode"] == "-3":  # a repeat of the one paid: its reference
+            assert answer["output_InsightReference"] == paid[0]["output_InsightReference"]
+    assert {answer["output_ResponseCode"] for answer in answers} <= {"0", "-3", "-1"}
+
+
+def test_a_fault_rule_counted_once_fires_once_in_all_instances(two_instances):
+    first, second = two_instances("bank")
+    rule = httpx.post(
+        f"{first.bank_url}/_harness/faults",
+        json={"operation": "token_generation", "response_code": "-7", "times": 1},
+        timeout=10,
+    )
+    assert rule.status_code == 201, rule.text
+    time.sleep(1)  # every worker of both instances has read the rule by now
+    calls = [
+        (f"{served.bank_url}/token-generation", {**DOCUMENT_GENERATION, "input_TransactionID": f"T{i:05d}"})
+        for i, served in enumerate((first, second) * 10)
+    ]
+    answers = asyncio.run(_post_all(calls))
+    codes = sorted(answer["output_ResponseCode"] for answer in answers)
+    assert codes == ["-7"] + ["0"] * 19, codes
+    listed = httpx.get(f"{second.bank_url}/_harness/faults", timeout=10).json()["faults"]
+    assert [rule["remaining"] for rule in listed] == [0]
+
+
+def test_modes_set_through_one_instance_hold_in_every_instance_within_a_second(two_instances):
+    first, second = two_instances("bank")
+    changed = httpx.put(f"{first.bank_url}/_harness/modes", json={"offline": True}, timeout=10)
+    assert changed.status_code == 200, changed.text
+    time.sleep(1)
+    calls = [
+        (f"{served.bank_url}/token-generation", {**DOCUMENT_GENERATION, "input_TransactionID": f"M{i:05d}"})
+        for i, served in enumerate((first, second) * 10)
+    ]
+    codes = {answer["output_ResponseCode"] for answer in asyncio.run(_post_all(calls))}
+    assert codes == {"-8"}
+
+
+def test_the_journal_of_any_instance_shows_every_instances_calls(two_instances):
+    first, second = two_instances("bank")
+    for i, served in enumerate((first, second, first, second)):
+        body = {**DOCUMENT_GENERATION, "input_TransactionID": f"J{i:05d}"}
+        assert httpx.post(f"{served.bank_url}/token-generation", json=body, timeout=10).status_code == 200
+    for served in (first, second):
+        entries = httpx.get(f"{served.bank_url}/_harness/journal", timeout=10).json()["entries"]
+        assert [entry["request"]["input_TransactionID"] for entry in entries] == [
+            "J00003",
+            "J00002",
+            "J00001",
+            "J00000",
+        ]
+
+
+def test_killing_one_instance_under_load_loses_no_acknowledged_write(two_instances):
+    first, second = two_instances("bank")
+    acknowledged: list[tuple[dict[str, str], str]] = []
+    refused_after_kill = 0
+    killed = threading.Event()
+
+    async def load(served: Served, seconds: float) -> None:
+        nonlocal refused_after_kill
+        deadline = time.monotonic() + seconds
+        limits = httpx.Limits(max_connections=6)
+        async with httpx.AsyncClient(timeout=10, limits=limits) as client:
+
+            async def sender() -> None:
+                nonlocal refused_after_kill
+                while time.monotonic() < deadline:
+                    body = {**DOCUMENT_GENERATION, "input_TransactionID": uuid.uuid4().hex[:20]}
+                    try:
+                        answer = (await client.post(f"{served.bank_url}/token-generation", json=body)).json()
+                    except httpx.TransportError:  # the killed instance: no answer, nothing acknowledged
+                        assert killed.is_set()
+                        refused_after_kill += 1
+                        await asyncio.sleep(0.01)
+                        continue
+                    if answer["output_ResponseCode"] == "0":
+                        acknowledged.append((body, answer["output_BankTransactionRef"]))
+
+            await asyncio.gather(*(sender() for _ in range(6)))
+
+    async def both() -> None:
+        loads = asyncio.gather(load(first, 4.0), load(second, 4.0))
+        await asyncio.sleep(2.0)
+        killed.set()
+        os.killpg(first.process.pid, signal.SIGKILL)  # serve, its role process and its workers
+        await loads
+
+    asyncio.run(both())
+    served_after = [body for body, _ in acknowledged]
+    assert len(served_after) > 100 and refused_after_kill > 0, (len(served_after), refused_after_kill)
+
+    async def replay_all() -> list[tuple[str, dict[str, str]]]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            wrong = []
+            for body, reference in acknowledged:
+                answer = (await client.post(f"{second.bank_url}/token-generation", json=body)).json()
+                if (answer["output_ResponseCode"], answer["output_BankTransactionRef"]) != ("-3", reference):
+                    wrong.append((reference, answer))
+            return wrong
+
+    assert asyncio.run(replay_all()) == []
+    # And the other instance still serves new calls.
+    fresh = {**DOCUMENT_GENERATION, "input_TransactionID": "AFTERTHEKILL01"}
+    assert (
+        httpx.post(f"{second.bank_url}/token-generation", json=fresh, timeout=10).json()[
+            "output_ResponseCode"
+        ]
+        == "0"
+    )
