@@ -57,6 +57,32 @@ def test_usage_and_config_errors_exit_2_with_one_line(capsys, args, message):
     assert err.count("\n") == 1
 
 
+def test_a_postgresql_database_that_cannot_be_reached_is_one_line_without_its_password(capsys, refused_url):
+    port = refused_url.rsplit(":", 1)[1]
+    assert main(["serve", "--db", f"postgresql://harness:s3cret@127.0.0.1:{port}/sandbox"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"mpesa-atm: error: cannot use the database postgresql://harness:***@127.0.0.1:{port}/"
+    )
+    assert "s3cret" not in err and err.count("\n") == 1
+
+
+def test_a_postgresql_database_without_the_postgres_extra_is_one_line_saying_how_to_get_it():
+    # psycopg hidden, as on a machine where the extra was not installed.
+    code = (
+        "import sys; sys.modules['psycopg'] = None; from mpesa_atm.cli import main;"
+        " sys.exit(main(['serve', '--db', 'postgresql://harness:s3cret@db.example/sandbox']))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "mpesa-atm: error: --db postgresql://harness:***@db.example/sandbox needs PostgreSQL's driver"
+        " (psycopg is not installed): pip install 'mpesa-atm-harness[postgres]'\n"
+    )
+
+
 def test_hash_password_prints_a_hash_the_config_accepts():
     result = subprocess.run(
         [sys.executable, "-m", "mpesa_atm", "hash-password", "--password-stdin"],

@@ -22,7 +22,7 @@ from typing import Any
 
 from mpesa_atm import __version__
 from mpesa_atm.contracts.command import register as register_verify
-from mpesa_atm.errors import ConfigError, HarnessError, UsageError
+from mpesa_atm.errors import ConfigError, HarnessError, StoreError, UsageError
 from mpesa_atm.fuzz.command import register as register_fuzz
 from mpesa_atm.operations import CONTROL_PREFIX, ROLES, Role, operations_of
 from mpesa_atm.passwords import hash_password
@@ -162,6 +162,8 @@ def _validate(args: argparse.Namespace, settings: Settings) -> None:
             open_store(settings.db_path).close()  # creates the schema once, and proves the database works
         except ConfigError:
             raise
+        except StoreError as exc:  # PostgreSQL's own words, with the database named
+            raise ConfigError(str(exc)) from exc
         except Exception as exc:  # sqlite3 says little; say where
             raise ConfigError(f"cannot open the database {database_label(settings.db_path)}: {exc}") from exc
     _check_tls(settings)
