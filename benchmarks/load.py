@@ -2,7 +2,8 @@
 against `mpesa-atm serve <role> --workers N` and, in the same run, against Prism 5 mocking the same
 document (`prism mock openapi/<role>.yaml`: no state, no rules, no journal; with --prism), the
 ceiling (the mock's own app whose handlers answer a constant body: benchmarks/ceiling.py; with
---ceiling) and connexion alone with the same spec (--bare).
+--ceiling) and connexion alone with the same spec (--bare). With --postgres, also the shared store:
+two `serve` instances on one PostgreSQL database, each given half of wrk's connections.
 
 Prints requests/s, p50 and p99 latency, the ratio to Prism and to the ceiling, the share of calls
 answered 0 (read back from the store), and the CPU the server and everything else used.
@@ -10,10 +11,12 @@ answered 0 (read back from the store), and the CPU the server and everything els
     python benchmarks/load.py --prism                          # every operation, 1 and 2 workers
     python benchmarks/load.py --check                          # the goals of issue 14 (exit 1: missed)
     python benchmarks/load.py --operations token_generation --workers 2 --duration 20 --repeat 3
+    python benchmarks/load.py --postgres auto --operations token_generation,token_redemption --workers 2
 
 wrk is the Debian/Ubuntu package `wrk`; run as root, the script installs it when it is missing.
 Prism comes from the npm registry into ~/.cache/mpesa-atm/prism (`npm install`, once, when --prism
 or --check asks for it; Node.js from Debian's packages when it is missing and the script is root).
+--postgres needs psycopg (the package's `postgres` extra) and, for `auto`, PostgreSQL's server programs.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import os
 import platform
+import pwd
 import shutil
 import signal
 import socket
@@ -36,6 +41,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 HERE = Path(__file__).resolve().parent
 OPENAPI = HERE.parent / "openapi"
@@ -57,6 +63,14 @@ WARM_UP_S = 2
 # connection wrk opens at once: a point is measured again until each worker holds this share.
 MIN_SHARE = 0.2
 MAX_RATE = 20000  # an upper bound of requests/s, to seed enough tokens for a run
+# The shared store's point (--postgres): this many `serve` instances on one PostgreSQL database, each
+# loaded by a wrk of its own with an equal share of the connections (wrk sends to one host only).
+INSTANCES = 2
+# `--postgres auto`'s throwaway cluster, as the tests' (tests/fixtures/postgres.py): fsync off with
+# synchronous_commit on, so a commit is in the server's WAL file (the OS's cache) before the mock
+# answers, as SQLite's synchronous=NORMAL in WAL mode leaves it: both survive the process, not a power cut.
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+POSTGRES_SETTINGS = {"fsync": "off", "full_page_writes": "off", "listen_addresses": "'127.0.0.1'"}
 
 # One wrk Lua script for the three operations: each request unique by a counter under a prefix
 # given on the command line (`-- PREFIX`); redemptions and reversals spend the seeded token PREFIX<n>.
@@ -94,8 +108,8 @@ end
 @dataclass
 class Point:
     operation: str
-    target: str  # "mock", "prism", "ceiling" or "bare"
-    workers: int
+    target: str  # "mock", "postgres" (INSTANCES mocks on one database), "prism", "ceiling" or "bare"
+    workers: int  # of each instance
     requests_per_s: float
     p50_ms: float
     p99_ms: float
@@ -105,7 +119,8 @@ class Point:
     server_cores: float  # CPU the server's processes used, in cores
     wrk_cores: float
     other_cores: float  # CPU everything else on the machine used meanwhile
-    connections_per_worker: str = ""
+    connections_per_worker: str = ""  # each instance's split, "+" between instances
+    instances: int = 1
     ratio_to_prism: float | None = None
     ratio_to_ceiling: float | None = None
     ratio_to_bare: float | None = None
@@ -203,10 +218,19 @@ def machine_busy_seconds() -> float:
 
 @contextlib.contextmanager
 def server(
-    target: str, role: str, workers: int, db: Path, prism: str | None = None
+    target: str,
+    role: str,
+    workers: int,
+    db: Path | str,
+    prism: str | None = None,
+    log_path: Path | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`mpesa-atm serve <role>`, Prism on the role's document, or a ceiling under uvicorn with the
-    same uvicorn settings."""
+    same uvicorn settings. `db` is a SQLite file (the log beside it unless `log_path` says) or a
+    PostgreSQL URL (then `log_path` is needed)."""
+    if log_path is None:
+        assert isinstance(db, Path), "a PostgreSQL store's server needs a log_path"
+        log_path = db.with_suffix(".log")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MPESA_ATM_")}
     if target == "mock":
@@ -229,7 +253,7 @@ def server(
             "warning",
             "--no-access-log",
         ]
-    log = db.with_suffix(".log").open("wb")
+    log = log_path.open("wb")
     process = subprocess.Popen(
         command, cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
@@ -237,7 +261,7 @@ def server(
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"{' '.join(command)} exited: {db.with_suffix('.log').read_text()}")
+                raise RuntimeError(f"{' '.join(command)} exited: {log_path.read_text()}")
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
                 break
@@ -257,8 +281,12 @@ def server(
         log.close()
 
 
-def seed_tokens(db: Path, prefix: str, count: int) -> None:
-    """Tokens PREFIX1..PREFIXcount for the document's bank, as the iPG mock stores them."""
+def seed_tokens(db: Path | str, prefix: str, count: int) -> None:
+    """Tokens PREFIX1..PREFIXcount for the document's bank, as the iPG mock stores them, in the
+    SQLite file or the PostgreSQL database (a URL)."""
+    if isinstance(db, str):
+        seed_postgres_tokens(db, prefix, count)
+        return
     from mpesa_atm.mocks.store import Store  # the package under test, only when seeding
 
     Store(str(db)).close()  # the schema
@@ -270,12 +298,144 @@ def seed_tokens(db: Path, prefix: str, count: int) -> None:
         )
 
 
-def successes(db: Path, operation: str) -> int:
+def successes(db: Path | str, operation: str) -> int:
+    """The calls the store shows as answered 0: in the SQLite file, or in the PostgreSQL database."""
+    query = "SELECT COUNT(*) FROM ipg_transactions WHERE operation = ?"
+    values: tuple[str, ...] = (operation,)
+    if operation == "token_generation":
+        query, values = "SELECT COUNT(*) FROM bank_tokens", ()
+    if isinstance(db, str):
+        import psycopg
+
+        with psycopg.connect(db) as connection:
+            row = connection.execute(query.replace("?", "%s"), values).fetchone()
+            assert row is not None
+            return int(row[0])
     with sqlite3.connect(db) as connection:
-        if operation == "token_generation":
-            return int(connection.execute("SELECT COUNT(*) FROM bank_tokens").fetchone()[0])
-        query = "SELECT COUNT(*) FROM ipg_transactions WHERE operation = ?"
-        return int(connection.execute(query, (operation,)).fetchone()[0])
+        return int(connection.execute(query, values).fetchone()[0])
+
+
+def seed_postgres_tokens(url: str, prefix: str, count: int) -> None:
+    """`seed_tokens`' rows in the PostgreSQL store, by COPY into its own schema."""
+    import psycopg
+
+    from mpesa_atm.mocks.storage import open_store  # the package under test, only when seeding
+
+    open_store(url).close()  # the schema
+    now = time.time()
+    with psycopg.connect(url) as connection:
+        with connection.cursor() as cursor, cursor.copy("COPY ipg_tokens FROM STDIN") as copy:
+            for i in range(1, count + 1):
+                token = f"{prefix}{i}"
+                copy.write_row(("fnb", token, token, "243843330333", "200.00", "CDF", now, None, None))
+        # Statistics now rather than from autovacuum's ANALYZE in the middle of the measured run.
+        connection.execute("ANALYZE ipg_tokens")
+
+
+def postgres_programs() -> Path:
+    """The folder holding initdb, pg_ctl and postgres, looked for where tests/fixtures/postgres.py
+    looks: pg_config's bindir, Debian's /usr/lib/postgresql/N/bin (highest first), initdb on PATH."""
+    folders = []
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        answer = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
+        folders.append(Path(answer.stdout.strip()))
+    debian = [f for f in Path("/usr/lib/postgresql").glob("*/bin") if f.parent.name.isdigit()]
+    folders += sorted(debian, key=lambda folder: int(folder.parent.name), reverse=True)
+    if shutil.which("initdb"):
+        folders.append(Path(shutil.which("initdb") or "").resolve().parent)
+    for folder in folders:
+        if all(os.access(folder / program, os.X_OK) for program in ("initdb", "pg_ctl", "postgres")):
+            return folder
+    sys.exit(
+        "load.py --postgres auto needs PostgreSQL's server programs (initdb, pg_ctl, postgres): install\n"
+        "Debian's `postgresql` package, or give the URL of a server with --postgres postgresql://..."
+    )
+
+
+@dataclass
+class PostgresServer:
+    """Where --postgres points: a server on which new databases can be made (a fresh one a point)
+    and, for the throwaway cluster of `--postgres auto`, its postmaster, whose processes count as
+    the server's CPU (a server of the user's counts in "others" when it runs on this machine)."""
+
+    url: str  # of a database to connect to while making and dropping the points' databases
+    postmaster: int | None = None
+
+    def pids(self) -> list[int]:
+        return process_tree(self.postmaster) if self.postmaster else []
+
+    @contextlib.contextmanager
+    def fresh_database(self) -> Iterator[str]:
+        """A new empty database's URL, dropped after the point with what is still connected to it."""
+        import psycopg
+
+        name = f"mpesa_atm_load_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(self.url, autocommit=True) as admin:
+            admin.execute(f"CREATE DATABASE {name}")
+        try:
+            yield urlsplit(self.url)._replace(path=f"/{name}").geturl()
+        finally:
+            with psycopg.connect(self.url, autocommit=True) as admin:
+                admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@contextlib.contextmanager
+def throwaway_postgres() -> Iterator[PostgresServer]:
+    """`--postgres auto`: a cluster of our own in a temporary folder for the run (initdb with trust
+    authentication, on a free loopback port), stopped and removed at the end. As root, its programs
+    run as the `postgres` system user (initdb and postgres refuse root)."""
+    programs = postgres_programs()
+    account = None
+    if os.geteuid() == 0:
+        try:
+            account = pwd.getpwnam("postgres")
+        except KeyError:
+            sys.exit("load.py --postgres auto runs as root and finds no `postgres` user to run the server as")
+    folder = Path(tempfile.mkdtemp(prefix="mpesa-atm-load-postgres-"))
+    data, log = folder / "data", folder / "server.log"
+
+    def run(program: str, *arguments: str, check: bool = True) -> None:
+        done = subprocess.run(
+            [str(programs / program), *arguments],
+            capture_output=True,
+            text=True,
+            cwd=folder,  # the cluster's: `postgres` may not enter the caller's
+            user=account.pw_uid if account else None,
+            group=account.pw_gid if account else None,
+            extra_groups=[] if account else None,
+        )
+        if done.returncode and check:
+            server_log = log.read_text(errors="replace") if log.exists() else ""
+            raise RuntimeError(
+                f"{program} failed ({done.returncode}): {done.stdout}{done.stderr}{server_log}"
+            )
+
+    try:
+        if account:
+            os.chown(folder, account.pw_uid, account.pw_gid)
+        run(
+            "initdb",
+            "-D",
+            str(data),
+            "--auth=trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "--locale=C",
+            "--encoding=UTF8",
+        )
+        settings = {**POSTGRES_SETTINGS, "unix_socket_directories": f"'{folder}'"}
+        with (data / "postgresql.conf").open("a") as conf:
+            conf.write("".join(f"{name} = {value}\n" for name, value in settings.items()))
+        port = free_port()
+        run("pg_ctl", "-D", str(data), "start", "-w", "-l", str(log), "-o", f"-p {port}")
+        postmaster = int((data / "postmaster.pid").read_text().split("\n", 1)[0])
+        yield PostgresServer(f"postgresql://postgres@127.0.0.1:{port}/postgres", postmaster)
+    finally:
+        # Also after a start that failed: `pg_ctl start -w` gives up on a server that may still come up.
+        run("pg_ctl", "-D", str(data), "stop", "-m", "fast", "-w", check=False)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def connection_split(pids: list[int], port: int) -> list[int]:
@@ -314,23 +474,51 @@ def run_wrk(
     workers: int = 1,
 ) -> tuple[dict[str, int], list[int]]:
     """wrk's summary and, given the server's pids, how its connections were split among them."""
-    command = [wrk, "-t1", f"-c{connections}", f"-d{seconds:g}s", "-s", str(script), url, "--", prefix]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    split: list[int] = []
-    if processes:
+    summaries, splits = run_wrks(
+        wrk, [url], script, seconds, connections, [prefix], [processes or []], workers
+    )
+    return summaries[0], splits[0]
+
+
+def run_wrks(
+    wrk: str,
+    urls: list[str],
+    script: Path,
+    seconds: float,
+    connections: int,
+    prefixes: list[str],
+    processes: list[list[int]],
+    workers: int = 1,
+) -> tuple[list[dict[str, int]], list[list[int]]]:
+    """`run_wrk` against several servers at once, a wrk each with `connections` and its own prefix:
+    their summaries and, for each server whose pids are given, how its connections were split."""
+    running = []
+    for url, prefix in zip(urls, prefixes, strict=True):
+        command = [wrk, "-t1", f"-c{connections}", f"-d{seconds:g}s", "-s", str(script), url, "--", prefix]
+        running.append((command, subprocess.Popen(command, stdout=subprocess.PIPE, text=True)))
+    splits: list[list[int]] = [[] for _ in urls]
+    if any(processes):
         time.sleep(0.5)
-        split = connection_split(processes, int(url.rsplit(":", 1)[1]))
+        for i, (url, pids) in enumerate(zip(urls, processes, strict=True)):
+            splits[i] = connection_split(pids, int(url.rsplit(":", 1)[1])) if pids else []
         # uvicorn's workers share one listening socket: now and then one of them takes (nearly)
         # every connection, and then two workers measure as one.
-        if workers > 1 and (len(split) < workers or split[-1] < MIN_SHARE * connections):
-            process.terminate()
-            process.wait()
-            raise Unbalanced(split)
-    out, _ = process.communicate()
-    if process.returncode:
-        raise RuntimeError(f"{' '.join(command)} failed ({process.returncode})")
-    line = next(line for line in out.splitlines() if line.startswith('{"requests"'))
-    return dict(json.loads(line)), split
+        if workers > 1 and any(
+            pids and (len(split) < workers or split[-1] < MIN_SHARE * connections)
+            for pids, split in zip(processes, splits, strict=True)
+        ):
+            for _, process in running:
+                process.terminate()
+                process.wait()
+            raise Unbalanced(" + ".join(map(str, splits)))
+    summaries = []
+    for command, process in running:
+        out, _ = process.communicate()
+        if process.returncode:
+            raise RuntimeError(f"{' '.join(command)} failed ({process.returncode})")
+        line = next(line for line in out.splitlines() if line.startswith('{"requests"'))
+        summaries.append(dict(json.loads(line)))
+    return summaries, splits
 
 
 def measure(
@@ -342,45 +530,81 @@ def measure(
     connections: int,
     folder: Path,
     prism: str | None = None,
+    postgres: PostgresServer | None = None,
 ) -> Point:
+    """One run of a point. For "postgres", INSTANCES mocks on a fresh database of `postgres`, each
+    loaded by its own wrk with an equal share of the connections at the same time: requests/s summed,
+    p50 and p99 the worse of the wrks', the server's CPU that of every instance and of the cluster."""
     role, path = OPERATIONS[operation]
     kind = operation.removeprefix("token_")
     script = folder / f"{kind}.lua"
     script.write_text(LUA % {"path": path, "kind": kind})
-    db = folder / f"{operation}-{target}-{workers}-{uuid.uuid4().hex[:6]}.sqlite3"
-    warm, run = f"W{uuid.uuid4().hex[:6]}n", f"R{uuid.uuid4().hex[:6]}n"
-    if target == "mock" and role == "ipg":
-        seed_tokens(db, warm, WARM_UP_S * MAX_RATE)
-        seed_tokens(db, run, int(seconds * MAX_RATE))
-    with server(target, role, workers, db, prism) as (url, process):
-        run_wrk(wrk, url, script, WARM_UP_S, connections, warm)  # every worker up, caches warm
-        before = successes(db, operation) if target == "mock" else 0
-        pids = process_tree(process.pid)
+    name = f"{operation}-{target}-{workers}-{uuid.uuid4().hex[:6]}"
+    instances = INSTANCES if target == "postgres" else 1
+    warm = [f"W{uuid.uuid4().hex[:6]}n" for _ in range(instances)]
+    run = [f"R{uuid.uuid4().hex[:6]}n" for _ in range(instances)]
+    stored = target in ("mock", "postgres")  # the mock itself, whose store says what it answered
+    with contextlib.ExitStack() as stack:
+        db: Path | str = folder / f"{name}.sqlite3"
+        if target == "postgres":
+            assert postgres is not None
+            db = stack.enter_context(postgres.fresh_database())
+        if stored and role == "ipg":
+            for prefix in warm:
+                seed_tokens(db, prefix, WARM_UP_S * MAX_RATE)
+            for prefix in run:
+                seed_tokens(db, prefix, int(seconds * MAX_RATE))
+        serving = [
+            stack.enter_context(
+                server(
+                    "mock" if target == "postgres" else target,
+                    role,
+                    workers,
+                    db,
+                    prism,
+                    folder / (f"{name}-{i}.log" if instances > 1 else f"{name}.log"),
+                )
+            )
+            for i in range(instances)
+        ]
+        urls = [url for url, _ in serving]
+        share = connections // instances
+        # Every worker up, caches warm.
+        run_wrks(wrk, urls, script, WARM_UP_S, share, warm, [[] for _ in urls])
+        before = successes(db, operation) if stored else 0
+        trees = [process_tree(process.pid) for _, process in serving]
+        pids = [pid for tree in trees for pid in tree]
+        if target == "postgres" and postgres is not None:
+            pids += postgres.pids()  # the cluster's backends, made during the warm-up
         server_cpu, machine, started = cpu_seconds(pids), machine_busy_seconds(), time.monotonic()
         wrk_cpu = resource_children_seconds()
-        balanced = workers if target != "prism" else 1  # Prism: one process
-        result, split = run_wrk(wrk, url, script, seconds, connections, run, pids, balanced)
+        # Prism is one process. A shared point is not measured again for its split: with 5
+        # connections an instance's first worker to wake usually takes all 5 (the split is shown).
+        balanced = workers if target not in ("prism", "postgres") else 1
+        results, splits = run_wrks(wrk, urls, script, seconds, share, run, trees, balanced)
         elapsed = time.monotonic() - started
         server_cpu = cpu_seconds(pids) - server_cpu
         wrk_cpu = resource_children_seconds() - wrk_cpu
         other = machine_busy_seconds() - machine - server_cpu - wrk_cpu
+        requests = sum(result["requests"] for result in results)
         answered = None
-        if target == "mock":
-            answered = min(1.0, (successes(db, operation) - before) / max(result["requests"], 1))
+        if stored:
+            answered = min(1.0, (successes(db, operation) - before) / max(requests, 1))
     return Point(
         operation=operation,
         target=target,
         workers=workers,
-        requests_per_s=result["requests"] / (result["duration_us"] / 1e6),
-        p50_ms=result["p50_us"] / 1000,
-        p99_ms=result["p99_us"] / 1000,
-        errors=result["errors"],
-        non_2xx=result["non2xx"],
+        requests_per_s=sum(result["requests"] / (result["duration_us"] / 1e6) for result in results),
+        p50_ms=max(result["p50_us"] for result in results) / 1000,
+        p99_ms=max(result["p99_us"] for result in results) / 1000,
+        errors=sum(result["errors"] for result in results),
+        non_2xx=sum(result["non2xx"] for result in results),
         answered_0=answered,
         server_cores=server_cpu / elapsed,
         wrk_cores=wrk_cpu / elapsed,
         other_cores=max(0.0, other / elapsed),
-        connections_per_worker="/".join(map(str, split)),
+        connections_per_worker="+".join("/".join(map(str, split)) for split in splits),
+        instances=instances,
     )
 
 
@@ -393,11 +617,12 @@ def measure_balanced(
     connections: int,
     folder: Path,
     prism: str | None = None,
+    postgres: PostgresServer | None = None,
 ) -> Point:
     """`measure`, on a new server when the connections went (nearly) all to one worker."""
     for attempt in range(1, 11):
         try:
-            return measure(wrk, operation, target, workers, seconds, connections, folder, prism)
+            return measure(wrk, operation, target, workers, seconds, connections, folder, prism, postgres)
         except Unbalanced as exc:
             print(
                 f"  {operation} {target} x{workers}: connections split {exc}, again ({attempt})", flush=True
@@ -430,8 +655,9 @@ def print_table(points: list[Point]) -> None:
         ratio = f"{p.ratio_to_ceiling:.0%}" if p.ratio_to_ceiling is not None else "-"
         bare = f"{p.ratio_to_bare:.0%}" if p.ratio_to_bare is not None else "-"
         answered = f"{p.answered_0:.1%}" if p.answered_0 is not None else "-"
+        workers = f"{p.instances}x{p.workers}" if p.instances > 1 else str(p.workers)
         print(
-            f"{p.operation:17} {p.target:8} {p.workers:>7} {p.requests_per_s:>8.0f} {p.p50_ms:>7.2f} "
+            f"{p.operation:17} {p.target:8} {workers:>7} {p.requests_per_s:>8.0f} {p.p50_ms:>7.2f} "
             f"{p.p99_ms:>7.2f} {prism:>8} {ratio:>10} {bare:>7} {answered:>10} "
             f"{p.connections_per_worker:>11} {p.server_cores:>12.2f} {p.other_cores:>6.2f} "
             f"{p.errors + p.non_2xx:>6}"
@@ -492,6 +718,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--bare", action="store_true", help="also measure connexion alone with the spec (ceiling.py)"
     )
+    parser.add_argument(
+        "--postgres",
+        metavar="URL|auto",
+        help=f"also measure {INSTANCES} instances of the mock on one PostgreSQL database, each given half of "
+        "the connections (a fresh database a point, made with CREATE DATABASE on the server of URL; "
+        "auto: a throwaway cluster of our own)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write every run as JSON")
     parser.add_argument(
         "--check",
@@ -511,7 +744,13 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown operation(s) {sorted(unknown)}; choose from {', '.join(OPERATIONS)}")
     workers = [int(w) for w in args.workers.split(",")]
+    if args.postgres and not (args.postgres == "auto" or args.postgres.startswith(POSTGRES_SCHEMES)):
+        parser.error("--postgres takes a postgresql:// URL or auto")
+    if args.postgres and args.connections % INSTANCES:
+        parser.error(f"--postgres shares the connections among {INSTANCES} instances: give a multiple of it")
     targets = ["mock"]
+    if args.postgres:
+        targets.append("postgres")
     if args.ceiling:
         targets.insert(0, "ceiling")
     if args.bare:
@@ -528,16 +767,40 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.repeat} run(s) a point, median shown\n",
         flush=True,
     )
+    if args.postgres:
+        print(
+            f"postgres: {INSTANCES} instances of the mock on one database, "
+            f"wrk -t1 -c{args.connections // INSTANCES} on each at once\n"
+            "(req/s summed, p50 and p99 the worse of the two); mock: one instance on SQLite\n",
+            flush=True,
+        )
     runs: list[Point] = []
     shown: list[Point] = []
-    with tempfile.TemporaryDirectory(prefix="mpesa-atm-load-") as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="mpesa-atm-load-"))
+        postgres = None
+        if args.postgres:
+            if importlib.util.find_spec("psycopg") is None:  # before any point is measured
+                sys.exit("load.py --postgres needs psycopg: pip install 'mpesa-atm-harness[postgres]'")
+            if args.postgres == "auto":
+                postgres = stack.enter_context(throwaway_postgres())
+            else:
+                postgres = PostgresServer(args.postgres)
         for operation in operations:
             for count in workers:
                 by_target: dict[str, list[Point]] = {t: [] for t in targets}
                 for _ in range(args.repeat):
                     for target in targets:
                         point = measure_balanced(
-                            wrk, operation, target, count, args.duration, args.connections, Path(tmp), prism
+                            wrk,
+                            operation,
+                            target,
+                            count,
+                            args.duration,
+                            args.connections,
+                            Path(tmp),
+                            prism,
+                            postgres,
                         )
                         by_target[target].append(point)
                         runs.append(point)
@@ -548,13 +811,13 @@ def main(argv: list[str] | None = None) -> int:
                             flush=True,
                         )
                 chosen = {t: median_point(ps) for t, ps in by_target.items()}
-                mock = chosen["mock"]
-                if "prism" in chosen:
-                    mock.ratio_to_prism = mock.requests_per_s / chosen["prism"].requests_per_s
-                if "ceiling" in chosen:
-                    mock.ratio_to_ceiling = mock.requests_per_s / chosen["ceiling"].requests_per_s
-                if "bare" in chosen:
-                    mock.ratio_to_bare = mock.requests_per_s / chosen["bare"].requests_per_s
+                for mock in (chosen[t] for t in ("mock", "postgres") if t in chosen):
+                    if "prism" in chosen:
+                        mock.ratio_to_prism = mock.requests_per_s / chosen["prism"].requests_per_s
+                    if "ceiling" in chosen:
+                        mock.ratio_to_ceiling = mock.requests_per_s / chosen["ceiling"].requests_per_s
+                    if "bare" in chosen:
+                        mock.ratio_to_bare = mock.requests_per_s / chosen["bare"].requests_per_s
                 shown.extend(chosen[t] for t in targets)
     print()
     print_table(shown)
