@@ -438,8 +438,9 @@ def throwaway_postgres() -> Iterator[PostgresServer]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def connection_split(pids: list[int], port: int) -> list[int]:
-    """How many connections to `port` each process holds, most first (from /proc)."""
+def connection_split(pids: list[int], port: int, remote: bool = False) -> list[int]:
+    """How many connections to `port` each process holds, most first (from /proc): accepted on
+    that local port, or with `remote` made to that port."""
     owner: dict[str, int] = {}
     for pid in pids:
         with contextlib.suppress(OSError):
@@ -453,10 +454,29 @@ def connection_split(pids: list[int], port: int) -> list[int]:
         with contextlib.suppress(OSError):
             for line in Path(table).read_text().splitlines()[1:]:
                 fields = line.split()
-                local, state, inode = fields[1], fields[3], fields[9]
-                if state == "01" and int(local.rsplit(":", 1)[1], 16) == port and inode in owner:
+                end, state, inode = fields[2 if remote else 1], fields[3], fields[9]
+                if state == "01" and int(end.rsplit(":", 1)[1], 16) == port and inode in owner:
                     counts[owner[inode]] = counts.get(owner[inode], 0) + 1
     return sorted(counts.values(), reverse=True)
+
+
+def wait_for_stores(processes: list[int], workers: int, url: str) -> None:
+    """Until every worker of each instance (the process trees `processes`) holds a connection to the
+    database at `url`. A worker opens its store as it starts, and the schema's statements it runs
+    then (CREATE INDEX IF NOT EXISTS takes a SHARE lock on its table even when the index exists)
+    hold up every other worker's writes: a worker still starting after the warm-up stalled whole
+    measured runs. A server reached by a Unix socket is not seen in /proc/net/tcp: no wait."""
+    place = urlsplit(url)
+    if not place.hostname:
+        return
+    deadline = time.monotonic() + 60
+    while any(
+        len(connection_split(process_tree(pid), place.port or 5432, remote=True)) < workers
+        for pid in processes
+    ):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the workers did not all connect to {place.hostname}:{place.port} in 60 s")
+        time.sleep(0.1)
 
 
 class Unbalanced(Exception):
@@ -569,6 +589,8 @@ def measure(
         ]
         urls = [url for url, _ in serving]
         share = connections // instances
+        if isinstance(db, str):
+            wait_for_stores([process.pid for _, process in serving], workers, db)
         # Every worker up, caches warm.
         run_wrks(wrk, urls, script, WARM_UP_S, share, warm, [[] for _ in urls])
         before = successes(db, operation) if stored else 0
