@@ -362,8 +362,14 @@ class PostgresServer:
     url: str  # of a database to connect to while making and dropping the points' databases
     postmaster: int | None = None
 
-    def pids(self) -> list[int]:
-        return process_tree(self.postmaster) if self.postmaster else []
+    def cpu_seconds(self) -> float:
+        """CPU the cluster's processes used so far, those running and those the postmaster waited
+        for: backends and autovacuum workers come and go during a run."""
+        if self.postmaster is None:
+            return 0.0
+        fields = Path(f"/proc/{self.postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+        waited = (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")  # cutime, cstime
+        return cpu_seconds(process_tree(self.postmaster)) + waited
 
     @contextlib.contextmanager
     def fresh_database(self) -> Iterator[str]:
@@ -596,16 +602,16 @@ def measure(
         before = successes(db, operation) if stored else 0
         trees = [process_tree(process.pid) for _, process in serving]
         pids = [pid for tree in trees for pid in tree]
-        if target == "postgres" and postgres is not None:
-            pids += postgres.pids()  # the cluster's backends, made during the warm-up
-        server_cpu, machine, started = cpu_seconds(pids), machine_busy_seconds(), time.monotonic()
+        cluster = postgres if target == "postgres" else None
+        server_cpu = cpu_seconds(pids) + (cluster.cpu_seconds() if cluster else 0.0)
+        machine, started = machine_busy_seconds(), time.monotonic()
         wrk_cpu = resource_children_seconds()
         # Prism is one process. A shared point is not measured again for its split: with 5
         # connections an instance's first worker to wake usually takes all 5 (the split is shown).
         balanced = workers if target not in ("prism", "postgres") else 1
         results, splits = run_wrks(wrk, urls, script, seconds, share, run, trees, balanced)
         elapsed = time.monotonic() - started
-        server_cpu = cpu_seconds(pids) - server_cpu
+        server_cpu = cpu_seconds(pids) + (cluster.cpu_seconds() if cluster else 0.0) - server_cpu
         wrk_cpu = resource_children_seconds() - wrk_cpu
         other = machine_busy_seconds() - machine - server_cpu - wrk_cpu
         requests = sum(result["requests"] for result in results)
