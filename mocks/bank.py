@@ -11,7 +11,7 @@ from datetime import datetime
 
 from mpesa_atm.codes import ResponseCode, bank_answer
 from mpesa_atm.errors import StoreBusy
-from mpesa_atm.mocks.storage import Storage
+from mpesa_atm.mocks.storage import BUSY, Storage
 from mpesa_atm.mocks.store import BankToken
 from mpesa_atm.mocks.values import bank_date_time, new_bank_transaction_ref, normalise_amount
 from mpesa_atm.settings import Settings
@@ -69,7 +69,7 @@ class BankRules:
                 ResponseCode.SYSTEM_TOO_BUSY,
                 bank_transaction_ref=token.bank_transaction_ref,
                 bank_date_time=date_time,
-                reason="the mock's database stayed locked",
+                reason=BUSY,
             )
         if first is None:
             return bank_answer(

@@ -11,6 +11,7 @@ which alone holds the server's transport; a fault asks for it through the call's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import random
@@ -23,8 +24,8 @@ from typing import Any
 from starlette.types import Scope
 
 from mpesa_atm.codes import ResponseCode
-from mpesa_atm.errors import FaultError
-from mpesa_atm.mocks.storage import Storage
+from mpesa_atm.errors import FaultError, StoreBusy
+from mpesa_atm.mocks.storage import BUSY, Storage
 from mpesa_atm.operations import Role, by_slug, operations_of
 
 __all__ = [
@@ -326,7 +327,16 @@ class Faults:
         scope: Scope,
         process: Process,
     ) -> dict[str, str]:
-        """The answer to the API call of `scope`: `process()` unless a fault says otherwise."""
+        """The answer to the API call of `scope`: `process()` unless a fault says otherwise; -7 when
+        the store, for the rules and modes or a count, stays busy or out of reach (StoreBusy)."""
+        try:
+            return await self._run(operation, body, scope, process)
+        except StoreBusy:
+            return self.envelope(ResponseCode.SYSTEM_TOO_BUSY, BUSY, body)
+
+    async def _run(
+        self, operation: str, body: Mapping[str, Any], scope: Scope, process: Process
+    ) -> dict[str, str]:
         settings = self._current()
         modes = settings.modes
         if modes.offline:
@@ -363,7 +373,10 @@ class Faults:
             return self.envelope(ResponseCode.FAILURE, f"connection fault {rule.connection}", body)
         finally:
             if limit is not None:
-                await self.store.calls_leave(self.role)
+                # Unreachable now: the call stays counted until the count is cleared (a worker's
+                # start, a change of modes, a reset), rather than a committed answer turned into -7.
+                with contextlib.suppress(StoreBusy):
+                    await self.store.calls_leave(self.role)
 
 
 _FAULT_HEADER_NAME = FAULT_HEADER.lower().encode()

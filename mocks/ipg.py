@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from mpesa_atm.codes import ResponseCode, ipg_answer
 from mpesa_atm.errors import StoreBusy
-from mpesa_atm.mocks.storage import Storage, Transaction
+from mpesa_atm.mocks.storage import BUSY, Storage, Transaction
 from mpesa_atm.mocks.store import IpgToken
 from mpesa_atm.mocks.values import duplicate_key, new_insight_reference, normalise_amount
 from mpesa_atm.settings import Settings
@@ -147,7 +147,7 @@ class IpgRules:
             # token spent by one of them is spent for this one.
             return await self.store.in_next_write(decide)
         except StoreBusy:
-            return answer(ResponseCode.SYSTEM_TOO_BUSY, "the mock's database stayed locked")
+            return answer(ResponseCode.SYSTEM_TOO_BUSY, BUSY)
 
 
 def _hours(settings: Settings) -> str:

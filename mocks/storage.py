@@ -23,9 +23,13 @@ from mpesa_atm.mocks.journal import JournalEntry, JournalRecord
 from mpesa_atm.mocks.store import BankToken, IpgToken, Store
 from mpesa_atm.settings import database_label, is_database_url
 
-__all__ = ["Storage", "Transaction", "open_store"]
+__all__ = ["BUSY", "Storage", "Transaction", "open_store"]
 
 T = TypeVar("T")
+
+# The reason of a -7 (System Busy) answered when the store stays locked (SQLite), or out of reach
+# (PostgreSQL), past the busy timeout: StoreBusy.
+BUSY = "the mock's database stayed busy or out of reach"
 
 
 class Transaction(Protocol):

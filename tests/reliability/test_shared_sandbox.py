@@ -197,3 +197,21 @@ def test_killing_one_instance_under_load_loses_no_acknowledged_write(two_instanc
         ]
         == "0"
     )
+
+
+def test_a_database_out_of_reach_is_answered_minus_7_in_the_envelope_never_a_500(
+    serve, postgres_server, tmp_path
+):
+    name = postgres_server.create_database()
+    config = tmp_path / "busy.toml"
+    config.write_text("busy_timeout = 0.5\n")
+    served = serve("--workers", "2", "--config", str(config), role="bank", db_path=postgres_server.url(name))
+    url = f"{served.bank_url}/token-generation"
+    assert httpx.post(url, json=DOCUMENT_GENERATION, timeout=10).json()["output_ResponseCode"] == "0"
+    postgres_server.drop_database(name)  # every connection ended, and none can be made again
+
+    calls = [(url, {**DOCUMENT_GENERATION, "input_TransactionID": f"GONE{i:05d}"}) for i in range(8)]
+    answers = asyncio.run(_post_all(calls))  # _post_all reads each body as JSON: an envelope, or it fails
+    assert {answer["output_ResponseCode"] for answer in answers} == {"-7"}, answers
+    assert all("out of reach" in answer["output_ResponseDesc"] for answer in answers)
+    assert httpx.get(f"{served.bank_url}/_harness/health", timeout=10).status_code == 200
