@@ -21,17 +21,22 @@ from tests.fixtures.servers import Served
 pytestmark = pytest.mark.network
 
 
+@pytest.fixture(scope="module")
+def started_pair(serve_for_module, postgres_server) -> tuple[Served, Served]:
+    """Two instances of both mocks, 2 workers each, on one PostgreSQL database, for the module."""
+    db = postgres_server.url(postgres_server.create_database())
+    return serve_for_module("--workers", "2", db_path=db), serve_for_module("--workers", "2", db_path=db)
+
+
 @pytest.fixture
-def two_instances(serve, postgres_url):
-    """Two instances of both mocks, 2 workers each, on one PostgreSQL database."""
-
-    def start(role: str | None = None) -> tuple[Served, Served]:
-        return (
-            serve("--workers", "2", role=role, db_path=postgres_url),
-            serve("--workers", "2", role=role, db_path=postgres_url),
-        )
-
-    return start
+def two_instances(started_pair):
+    """The module's two instances, both mocks reset (tokens, rules, modes, journal) and the reset seen
+    by every worker of both (it moves the shared config version, read every 0.2 s)."""
+    for role in ("ipg", "bank"):
+        url = started_pair[0].urls[role]
+        assert httpx.post(f"{url}/_harness/reset", timeout=10).status_code == 200
+    time.sleep(0.5)
+    return started_pair
 
 
 async def _post_all(calls: list[tuple[str, dict[str, str]]]) -> list[dict[str, str]]:
@@ -43,7 +48,7 @@ async def _post_all(calls: list[tuple[str, dict[str, str]]]) -> list[dict[str, s
 
 
 def test_identical_token_generations_over_two_instances_succeed_once(two_instances):
-    first, second = two_instances("bank")
+    first, second = two_instances
     calls = [
         (f"{served.bank_url}/token-generation", DOCUMENT_GENERATION)
         for _ in range(20)
@@ -57,7 +62,7 @@ def test_identical_token_generations_over_two_instances_succeed_once(two_instanc
 
 
 def test_a_token_seeded_through_one_instance_is_redeemed_once_through_another(two_instances):
-    first, second = two_instances("ipg")
+    first, second = two_instances
     seeded = httpx.post(f"{first.ipg_url}/_harness/tokens", json=DOCUMENT_TOKEN, timeout=10)
     assert seeded.status_code == 201, seeded.text
     redeemed = httpx.post(f"{second.ipg_url}/token-redemption", json=DOCUMENT_REDEMPTION, timeout=10).json()
@@ -73,7 +78,7 @@ def test_a_token_seeded_through_one_instance_is_redeemed_once_through_another(tw
 
 
 def test_concurrent_redemptions_of_one_token_over_two_instances_pay_once(two_instances):
-    first, second = two_instances("ipg")
+    first, second = two_instances
     assert httpx.post(f"{first.ipg_url}/_harness/tokens", json=DOCUMENT_TOKEN, timeout=10).status_code == 201
     repeats = [(f"{served.ipg_url}/token-redemption", DOCUMENT_REDEMPTION) for served in (first, second)] * 10
     others = [
@@ -93,7 +98,7 @@ def test_concurrent_redemptions_of_one_token_over_two_instances_pay_once(two_ins
 
 
 def test_a_fault_rule_counted_once_fires_once_in_all_instances(two_instances):
-    first, second = two_instances("bank")
+    first, second = two_instances
     rule = httpx.post(
         f"{first.bank_url}/_harness/faults",
         json={"operation": "token_generation", "response_code": "-7", "times": 1},
@@ -113,7 +118,7 @@ def test_a_fault_rule_counted_once_fires_once_in_all_instances(two_instances):
 
 
 def test_modes_set_through_one_instance_hold_in_every_instance_within_a_second(two_instances):
-    first, second = two_instances("bank")
+    first, second = two_instances
     changed = httpx.put(f"{first.bank_url}/_harness/modes", json={"offline": True}, timeout=10)
     assert changed.status_code == 200, changed.text
     time.sleep(1)
@@ -126,7 +131,7 @@ def test_modes_set_through_one_instance_hold_in_every_instance_within_a_second(t
 
 
 def test_the_journal_of_any_instance_shows_every_instances_calls(two_instances):
-    first, second = two_instances("bank")
+    first, second = two_instances
     for i, served in enumerate((first, second, first, second)):
         body = {**DOCUMENT_GENERATION, "input_TransactionID": f"J{i:05d}"}
         assert httpx.post(f"{served.bank_url}/token-generation", json=body, timeout=10).status_code == 200
@@ -140,8 +145,8 @@ def test_the_journal_of_any_instance_shows_every_instances_calls(two_instances):
         ]
 
 
-def test_killing_one_instance_under_load_loses_no_acknowledged_write(two_instances):
-    first, second = two_instances("bank")
+def test_killing_one_instance_under_load_loses_no_acknowledged_write(serve, postgres_url):
+    first, second = (serve("--workers", "2", role="bank", db_path=postgres_url) for _ in range(2))
     acknowledged: list[tuple[dict[str, str], str]] = []
     refused_after_kill = 0
     killed = threading.Event()
