@@ -342,8 +342,9 @@ def postgres_programs() -> Path:
         folders.append(Path(answer.stdout.strip()))
     debian = [f for f in Path("/usr/lib/postgresql").glob("*/bin") if f.parent.name.isdigit()]
     folders += sorted(debian, key=lambda folder: int(folder.parent.name), reverse=True)
-    if shutil.which("initdb"):
-        folders.append(Path(shutil.which("initdb") or "").resolve().parent)
+    initdb = shutil.which("initdb")
+    if initdb:
+        folders.append(Path(initdb).resolve().parent)
     for folder in folders:
         if all(os.access(folder / program, os.X_OK) for program in ("initdb", "pg_ctl", "postgres")):
             return folder
