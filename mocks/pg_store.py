@@ -36,7 +36,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from mpesa_atm.errors import StoreBusy, StoreConflict, StoreError
 from mpesa_atm.mocks.journal import JournalEntry, JournalRecord, loads_body
-from mpesa_atm.mocks.pg_tables import SCHEMA, SCHEMA_LOCK, PostgresTransaction
+from mpesa_atm.mocks.pg_tables import SCHEMA, SCHEMA_LOCK, SCHEMA_PRESENT, PostgresTransaction
 from mpesa_atm.settings import database_label
 
 __all__ = ["POLL_SECONDS", "PostgresStore"]
@@ -47,6 +47,9 @@ _ATTEMPTS = 4  # a decision runs again at most this often when a concurrent one 
 _ROLE_TABLES = {"bank": ("bank_tokens",), "ipg": ("ipg_transactions", "ipg_tokens")}
 _RETRIED = (StoreConflict, psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 _UNREACHABLE = (psycopg.OperationalError, PoolTimeout)
+# Text is UTF-8 whatever the database's encoding: in a SQL_ASCII database psycopg would otherwise
+# return bytes, and every token would differ from its request.
+_CONNECTION: dict[str, Any] = {"autocommit": True, "client_encoding": "utf8"}
 
 T = TypeVar("T")
 Item = TypeVar("Item")
@@ -114,10 +117,8 @@ class PostgresStore:
         self.journal_limit = journal_limit
         self.busy_timeout = busy_timeout
         try:
-            with psycopg.connect(url, connect_timeout=max(int(busy_timeout), 2), autocommit=True) as conn:
-                with conn.transaction():
-                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-                    conn.execute(SCHEMA)  # idempotent
+            with psycopg.connect(url, connect_timeout=max(int(busy_timeout), 2), **_CONNECTION) as conn:
+                _create_tables(conn)
                 version = _config_version(conn)
         except psycopg.Error as exc:
             raise StoreError(f"cannot use the database {self.label}: {_first_line(exc)}") from exc
@@ -126,7 +127,7 @@ class PostgresStore:
             min_size=1,
             max_size=CONNECTIONS + 1,  # one more for the config poller
             timeout=busy_timeout,
-            kwargs={"autocommit": True},
+            kwargs=_CONNECTION,
             open=True,
             name="mpesa-atm",
         )
@@ -409,6 +410,17 @@ def _in_savepoint(
         except Exception as exc:
             return None, exc
     return None, error
+
+
+def _create_tables(conn: psycopg.Connection[Any]) -> None:
+    """The tables, unless there: one instance at a time, and only when they are missing, since
+    CREATE INDEX IF NOT EXISTS locks its table against writes even when the index is there (a
+    worker starting would hold up every instance's calls)."""
+    if conn.execute(SCHEMA_PRESENT).fetchone() == (True,):
+        return
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        conn.execute(SCHEMA)  # idempotent, all or nothing: another instance may have made it meanwhile
 
 
 def _config_version(conn: psycopg.Connection[Any]) -> int:

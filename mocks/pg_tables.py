@@ -14,7 +14,7 @@ import psycopg.errors
 from mpesa_atm.errors import StoreConflict
 from mpesa_atm.mocks.store import BankToken, IpgToken
 
-__all__ = ["SCHEMA", "SCHEMA_LOCK", "PostgresTransaction"]
+__all__ = ["SCHEMA", "SCHEMA_LOCK", "SCHEMA_PRESENT", "PostgresTransaction"]
 
 SCHEMA_LOCK = 0x6D706573  # pg_advisory_xact_lock key: one instance creates the tables at a time
 
@@ -51,8 +51,10 @@ CREATE TABLE IF NOT EXISTS ipg_transactions (
     bank_transaction_ref text NOT NULL,
     third_party_reference text NOT NULL,
     created_at double precision NOT NULL,
-    UNIQUE (operation, username, duplicate_key),
-    UNIQUE (operation, username, bank_transaction_ref)
+    -- The selective column first: a duplicate check reads the first index alone (on a new table,
+    -- without statistics, the planner took the second for it and filtered a bank's transactions).
+    UNIQUE (duplicate_key, operation, username),
+    UNIQUE (bank_transaction_ref, operation, username)
 );
 CREATE INDEX IF NOT EXISTS ipg_transactions_created_at ON ipg_transactions (created_at);
 CREATE TABLE IF NOT EXISTS faults (
@@ -93,6 +95,8 @@ CREATE TABLE IF NOT EXISTS journal (
 );
 CREATE INDEX IF NOT EXISTS journal_role_id ON journal (role, id);
 """
+# True once SCHEMA was made: its last object (SCHEMA runs in one transaction, all or nothing).
+SCHEMA_PRESENT = "SELECT to_regclass('journal_role_id') IS NOT NULL"
 
 
 class PostgresTransaction:

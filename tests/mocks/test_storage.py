@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -321,3 +322,46 @@ def test_a_reset_of_one_bank_leaves_the_other_banks_and_the_rules(store):
 def test_close_twice_does_nothing(store):
     store.close()
     store.close()
+
+
+# PostgreSQL only
+
+
+def test_a_store_opening_beside_a_write_under_way_does_not_wait_for_it(postgres_url):
+    """An instance that starts while others write: no DDL once the tables are there (CREATE INDEX
+    IF NOT EXISTS would wait for the write's table lock, and make every later write wait behind it)."""
+    first = open_store(postgres_url)
+    opened: list[Storage] = []
+    opening = threading.Thread(target=lambda: opened.append(open_store(postgres_url)))
+    try:
+        with first.transaction() as tx:
+            tx.add_bank_token(_bank_token("A"), 0.0)  # uncommitted: its table locked for writes
+            opening.start()
+            opening.join(2)
+            waited = opening.is_alive()
+        opening.join()  # after the commit, in any case
+        assert not waited, "the second store waited for the first one's write to end"
+    finally:
+        first.close()
+        for store in opened:
+            store.close()
+
+
+def test_text_is_text_in_a_database_of_any_encoding(postgres_server):
+    import psycopg  # the postgres extra: present where postgres_server is
+
+    name = postgres_server.create_database()
+    with psycopg.connect(postgres_server.url("postgres"), autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE {name}")
+        admin.execute(
+            f"CREATE DATABASE {name} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+        )
+    store = open_store(postgres_server.url(name))
+    try:
+        with store.transaction() as tx:
+            tx.add_ipg_token(_ipg_token())
+        with store.transaction() as tx:
+            assert tx.ipg_token("bank1", "R1".ljust(32, "0")) == _ipg_token()
+    finally:
+        store.close()
+        postgres_server.drop_database(name)
