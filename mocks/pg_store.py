@@ -31,6 +31,7 @@ from typing import Any, Generic, TypeVar
 
 import psycopg
 import psycopg.errors
+from psycopg import IsolationLevel
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -43,7 +44,7 @@ __all__ = ["POLL_SECONDS", "PostgresStore"]
 
 POLL_SECONDS = 0.2  # how often a worker reads the shared config version (rules and modes)
 CONNECTIONS = 4  # per worker: the threads writing its turns, and the control API's reads
-_ATTEMPTS = 4  # a decision runs again at most this often when a concurrent one conflicted
+_ATTEMPTS = 8  # transactions a turn tries when concurrent ones keep committing conflicting rows first
 _ROLE_TABLES = {"bank": ("bank_tokens",), "ipg": ("ipg_transactions", "ipg_tokens")}
 _RETRIED = (StoreConflict, psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 _UNREACHABLE = (psycopg.OperationalError, PoolTimeout)
@@ -205,24 +206,20 @@ class PostgresStore:
         return self._journal.add(record)
 
     def _run_works(self, works: list[Callable[[PostgresTransaction], Any]]) -> list[Outcome]:
-        """Every work in one transaction. When one raises (a conflict with a concurrent transaction
-        among them), the transaction is undone and the works run again, each in a savepoint: a
-        conflicting one runs again there, after the other transaction's commit, and reads its rows;
-        one that raises otherwise is undone alone, its exception to its future alone."""
+        """Every work in one REPEATABLE READ transaction: its reads one snapshot, so that a decision
+        never reads "no duplicate" from before a concurrent commit and "token redeemed" from after
+        it. When a concurrent transaction committed a conflicting row first (a unique row, a row
+        updated: StoreConflict, a serialization failure), the whole turn runs again in a new
+        transaction, whose snapshot has that row: the repeat reads the first call's answer. When a
+        work raises otherwise, the turn runs again with each work in a savepoint, so that it is
+        undone alone and its exception goes to its future alone."""
         try:
             with self._connection() as conn:
+                conn.isolation_level = IsolationLevel.REPEATABLE_READ
                 try:
-                    with conn.transaction():
-                        tx = PostgresTransaction(conn)
-                        return [(work(tx), None) for work in works]
-                except _UNREACHABLE:
-                    raise
-                except Exception as exc:
-                    if len(works) == 1 and not isinstance(exc, _RETRIED):
-                        return [(None, exc)]
-                with conn.transaction():
-                    tx = PostgresTransaction(conn)
-                    return [_in_savepoint(conn, tx, work) for work in works]
+                    return _in_one_transaction(conn, works)
+                finally:
+                    conn.isolation_level = None  # the pool's other uses: single statements
         except _UNREACHABLE as exc:
             busy = StoreBusy(f"the database {self.label}: {_first_line(exc)}")
             return [(None, busy)] * len(works)
@@ -395,21 +392,41 @@ class PostgresStore:
         ]
 
 
-def _in_savepoint(
-    conn: psycopg.Connection[Any], tx: PostgresTransaction, work: Callable[[PostgresTransaction], Any]
-) -> Outcome:
-    error: BaseException | None = None
+def _in_one_transaction(
+    conn: psycopg.Connection[Any], works: list[Callable[[PostgresTransaction], Any]]
+) -> list[Outcome]:
+    isolated = False  # each work in a savepoint
     for _ in range(_ATTEMPTS):
         try:
-            with conn.transaction():  # a savepoint: undone alone when the work raises
-                return work(tx), None
-        except _RETRIED as exc:  # a concurrent transaction committed first: its rows are seen now
-            error = exc
+            with conn.transaction():
+                tx = PostgresTransaction(conn)
+                if isolated:
+                    return [_in_savepoint(conn, tx, work) for work in works]
+                return [(work(tx), None) for work in works]
+        except _RETRIED:  # a concurrent transaction committed first: a new snapshot sees it
+            continue
         except _UNREACHABLE:
             raise
         except Exception as exc:
-            return None, exc
-    return None, error
+            if isolated or len(works) == 1:
+                return [(None, exc)] * len(works)
+            isolated = True
+    busy = StoreBusy(f"{_ATTEMPTS} transactions in a row conflicted with concurrent ones")
+    return [(None, busy)] * len(works)
+
+
+def _in_savepoint(
+    conn: psycopg.Connection[Any], tx: PostgresTransaction, work: Callable[[PostgresTransaction], Any]
+) -> Outcome:
+    """The work's value, or its exception with its writes undone; a conflict ends the transaction
+    (its snapshot is too old to decide again in it)."""
+    try:
+        with conn.transaction():  # a savepoint
+            return work(tx), None
+    except _RETRIED + _UNREACHABLE:
+        raise
+    except Exception as exc:
+        return None, exc
 
 
 def _create_tables(conn: psycopg.Connection[Any]) -> None:

@@ -59,14 +59,18 @@ def _record(role: str, operation: str, n: int) -> JournalRecord:
     return JournalRecord(role, "inbound", operation, "POST", "/x", 200, json.dumps({"n": n}), "not json", 1.0)
 
 
-def _redeem(operation: str, key: str, reference: str, token_ref: str = "R1") -> Callable[[Transaction], str]:
+def _redeem(
+    operation: str, key: str, reference: str, token_ref: str = "R1", pause: float = 0.0
+) -> Callable[[Transaction], str]:
     """The iPG's decision reduced to what the store must make unique: the first success per duplicate
-    key and one success per token and operation; a repeat answers the first reference."""
+    key and one success per token and operation; a repeat answers the first reference. `pause`: a
+    slow worker between its reads, in which another one's commit may land."""
 
     def decide(tx: Transaction) -> str:
         first = tx.first_ipg_answer(operation, "bank1", key)
         if first is not None:
             return f"duplicate {first}"
+        time.sleep(pause)
         token = tx.ipg_token("bank1", token_ref.ljust(32, "0"))
         assert token is not None
         if token.redeemed_at is not None:
@@ -110,22 +114,29 @@ def test_a_transaction_id_gets_one_bank_token_whatever_the_number_of_writers(ope
 
 def test_concurrent_repeats_of_one_redemption_succeed_once_and_answer_the_first_reference(open_db):
     first, second = open_db(), open_db()
+    # Each decision pauses between reading "no duplicate" and reading the token, as a busy worker
+    # may: the other store's commit lands there, and the token reads redeemed.
+    rounds = [f"R{n}" for n in range(8)]
     with first.transaction() as tx:
-        tx.add_ipg_token(_ipg_token())
+        for token in rounds:
+            tx.add_ipg_token(_ipg_token(token))
 
-    async def both() -> list[str]:
+    async def both(token: str) -> list[str]:
         decisions = [
-            store.in_next_write(_redeem("token_redemption", "KEY", f"REF{i}"))
+            store.in_next_write(
+                _redeem("token_redemption", f"KEY-{token}", f"{token}-REF{i}", token, pause=0.002)
+            )
             for i in range(10)
             for store in (first, second)
         ]
         return await asyncio.gather(*decisions)
 
-    answers = asyncio.run(both())
-    successes = [answer for answer in answers if answer.startswith("success")]
-    assert len(successes) == 1, answers
-    reference = successes[0].split()[1]
-    assert sorted(set(answers)) == sorted({f"success {reference}", f"duplicate {reference}"})
+    for token in rounds:
+        answers = asyncio.run(both(token))
+        successes = [answer for answer in answers if answer.startswith("success")]
+        assert len(successes) == 1, answers
+        reference = successes[0].split()[1]
+        assert sorted(set(answers)) == sorted({f"success {reference}", f"duplicate {reference}"}), answers
 
 
 def test_another_redemption_of_a_redeemed_token_is_refused_across_writers(open_db):
