@@ -2,11 +2,13 @@
 machines, share as one sandbox (`--db postgresql://...`; docs/shared-sandbox.md).
 
 The same tables as the SQLite store (mocks/store.py), and the same rule: uniqueness is the
-database's job. Transactions run at READ COMMITTED, so two instances may both read "no duplicate"
-for the same call; the second one's INSERT then waits on the unique index until the first commits
-and fails, and its decision runs again (in a savepoint) and reads the first one's row: one success
-per duplicate set, the others answered with the first one's reference. A decision is a function of
-its transaction (mocks/storage.py), so running it again is safe.
+database's job. A turn's decisions run in one REPEATABLE READ transaction, so two instances may
+both read "no duplicate" for the same call, from one snapshot each; the second one's INSERT then
+waits on the unique index until the first commits and fails, and its decisions run again in a new
+transaction, whose snapshot has the first one's row: one success per duplicate set, the others
+answered with the first one's reference. A decision is a function of its transaction
+(mocks/storage.py), so running it again is safe. Single-statement writes (a fault rule's count,
+calls under way) run at READ COMMITTED, where concurrent ones wait for each other.
 
 The calls of one turn of a worker's event loop share one transaction, as on SQLite, written from a
 small pool of threads with psycopg 3's connection pool: the event loop never waits for PostgreSQL,
