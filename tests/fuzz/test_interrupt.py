@@ -12,6 +12,14 @@ import pytest
 
 from tests.fuzz.lenient import Partner, serving
 
+# `mpesa-atm` as a terminal's foreground job runs it: Ctrl-C is KeyboardInterrupt. A suite started in
+# the background (`.ci/run &`, nohup) passes SIGINT on ignored, as shells do for background jobs, and
+# Python then leaves it ignored: the campaign would never hear the signal.
+_AS_IN_A_TERMINAL = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler);"
+    " from mpesa_atm.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
 
 @pytest.mark.network
 @pytest.mark.parametrize(("role", "workers"), [("bank", 1), ("ipg", 2)])
@@ -19,7 +27,7 @@ def test_ctrl_c_prints_the_summary_writes_the_files_and_exits_130(tmp_path, role
     partner = Partner(role)
     junit, page, har = tmp_path / "fuzz.xml", tmp_path / "fuzz.html", tmp_path / "fuzz.har"
     with serving(partner) as url:
-        command = [sys.executable, "-m", "mpesa_atm.cli", "fuzz", role, "--url", url]
+        command = [sys.executable, "-c", _AS_IN_A_TERMINAL, "fuzz", role, "--url", url]
         command += ["--max-examples", "100000", "--seed", "1", "--workers", str(workers)]
         command += ["--junit-xml", str(junit), "--report", str(page), "--har", str(har)]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
