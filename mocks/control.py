@@ -16,6 +16,7 @@ from mpesa_atm.clients import BankClient, Exchange, IpgClient, PartnerError
 from mpesa_atm.errors import FaultError, StoreConflict, UnknownProviderState, UnsatisfiableProviderState
 from mpesa_atm.mocks.faults import FaultRule, Faults
 from mpesa_atm.mocks.ipg import issued_token
+from mpesa_atm.mocks.journal import JournalRecord
 from mpesa_atm.mocks.provider_states import ProviderStates
 from mpesa_atm.mocks.storage import Storage
 from mpesa_atm.mocks.store import IpgToken
@@ -103,7 +104,7 @@ class ControlHandlers:
         return produced, 200
 
     def _journal_outbound(self, operation: str, exchange: Exchange) -> None:
-        self.store.journal_add(
+        record = JournalRecord(
             role=self.role,
             direction="outbound",
             operation=operation,
@@ -114,6 +115,7 @@ class ControlHandlers:
             response=json.dumps(exchange.response),
             duration_ms=exchange.duration_ms,
         )
+        self.store.journal_add_many([record])
 
     # iPG mock
     def _bank_for(self, username: str | None) -> Any:

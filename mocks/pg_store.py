@@ -40,6 +40,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from mpesa_atm.errors import StoreBusy, StoreConflict, StoreError
 from mpesa_atm.mocks.journal import JournalEntry, JournalRecord, loads_body
 from mpesa_atm.mocks.pg_tables import SCHEMA, SCHEMA_LOCK, SCHEMA_PRESENT, PostgresTransaction
+from mpesa_atm.mocks.turns import Outcome, settle
 from mpesa_atm.settings import database_label
 
 __all__ = ["POLL_SECONDS", "PostgresStore"]
@@ -56,7 +57,6 @@ _CONNECTION: dict[str, Any] = {"autocommit": True, "client_encoding": "utf8"}
 
 T = TypeVar("T")
 Item = TypeVar("Item")
-Outcome = tuple[Any, BaseException | None]
 
 
 class _TurnBatches(Generic[Item]):
@@ -74,7 +74,7 @@ class _TurnBatches(Generic[Item]):
         loop = asyncio.get_running_loop()
         if self._items and self._loop is not loop:  # left by a loop that is gone (tests): now
             batch, self._items = self._items, []
-            _settle(batch, self._flush([queued for queued, _ in batch]))
+            settle(batch, self._flush([queued for queued, _ in batch]))
         done: asyncio.Future[Any] = loop.create_future()
         self._items.append((item, done))
         if len(self._items) == 1:
@@ -89,25 +89,14 @@ class _TurnBatches(Generic[Item]):
         try:
             running = loop.run_in_executor(self._executor, self._flush, [item for item, _ in batch])
         except RuntimeError as exc:  # the store was closed meanwhile
-            _settle(batch, [(None, StoreBusy(f"the store is closed ({exc})"))] * len(batch))
+            settle(batch, [(None, StoreBusy(f"the store is closed ({exc})"))] * len(batch))
             return
 
-        def settle(finished: asyncio.Future[list[Outcome]]) -> None:
+        def settled(finished: asyncio.Future[list[Outcome]]) -> None:
             error = finished.exception()
-            _settle(batch, [(None, error)] * len(batch) if error else finished.result())
+            settle(batch, [(None, error)] * len(batch) if error else finished.result())
 
-        running.add_done_callback(settle)
-
-
-def _settle(batch: list[tuple[Any, asyncio.Future[Any]]], outcomes: list[Outcome]) -> None:
-    for (_, done), (value, error) in zip(batch, outcomes, strict=True):
-        if done.done():
-            continue
-        with contextlib.suppress(RuntimeError):  # its event loop was closed meanwhile
-            if error is None:
-                done.set_result(value)
-            else:
-                done.set_exception(error)
+        running.add_done_callback(settled)
 
 
 class PostgresStore:
@@ -329,23 +318,6 @@ class PostgresStore:
             )
 
     # Journal
-    def journal_add(
-        self,
-        *,
-        role: str,
-        direction: str,
-        operation: str | None,
-        method: str,
-        url: str,
-        status: int | None,
-        request: str,
-        response: str,
-        duration_ms: float,
-    ) -> None:
-        self.journal_add_many(
-            [JournalRecord(role, direction, operation, method, url, status, request, response, duration_ms)]
-        )
-
     def journal_add_many(self, records: Sequence[JournalRecord]) -> None:
         """Journals the records now, in one transaction; every journal_limit / 10 entries this
         worker wrote, the entries of their roles past twice journal_limit are removed."""

@@ -5,14 +5,14 @@ version, calls under way) and the journal."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 import psycopg.errors
 
-from mpesa_atm.errors import StoreConflict
-from mpesa_atm.mocks.store import BankToken, IpgToken
+from mpesa_atm.mocks.store import Transaction
 
 __all__ = ["SCHEMA", "SCHEMA_LOCK", "SCHEMA_PRESENT", "PostgresTransaction"]
 
@@ -99,133 +99,29 @@ CREATE INDEX IF NOT EXISTS journal_role_id ON journal (role, id);
 SCHEMA_PRESENT = "SELECT to_regclass('journal_role_id') IS NOT NULL"
 
 
-class PostgresTransaction:
-    """Reads and writes inside one transaction (the methods of mocks/storage.Transaction)."""
+class PostgresTransaction(Transaction):
+    """The SQLite store's statements (mocks/store.Transaction) on a psycopg connection: its `%s` for
+    SQLite's `?`, psycopg's UniqueViolation for a unique row already there, and its own retention."""
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self._conn = conn
+    _CONFLICT = psycopg.errors.UniqueViolation
 
-    def _insert(self, query: str, values: Sequence[Any]) -> int:
-        try:
-            return self._conn.execute(query, values).rowcount
-        except psycopg.errors.UniqueViolation as exc:
-            raise StoreConflict(exc.diag.message_detail or str(exc)) from exc
-
-    # Bank mock
-    def bank_token_by_transaction_id(self, transaction_id: str) -> BankToken | None:
-        return self._bank_token_where("transaction_id", transaction_id)
-
-    def bank_token(self, bank_transaction_ref: str) -> BankToken | None:
-        return self._bank_token_where("bank_transaction_ref", bank_transaction_ref)
-
-    def _bank_token_where(self, column: str, value: str) -> BankToken | None:
-        # `column` is one of the two unique columns above, never the caller's text.
-        row = self._conn.execute(
-            "SELECT bank_transaction_ref, transaction_id, msisdn, amount, currency, account_number,"
-            f" bank_date_time FROM bank_tokens WHERE {column} = %s",
-            (value,),
-        ).fetchone()
-        return BankToken(*row) if row else None
-
-    def add_bank_token_once(self, token: BankToken, created_at: float) -> BankToken | None:
-        """Adds `token` unless its TransactionID has one already, and then returns that one. A
-        concurrent INSERT of the same TransactionID waits for the first to commit, then adds nothing
-        and reads it."""
-        added = self._insert(
-            "INSERT INTO bank_tokens VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (transaction_id) DO NOTHING",
-            (*_bank_token_row(token), created_at),
-        )
-        return None if added else self.bank_token_by_transaction_id(token.transaction_id)
-
-    def add_bank_token(self, token: BankToken, created_at: float) -> None:
-        self._insert(
-            "INSERT INTO bank_tokens VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            (*_bank_token_row(token), created_at),
-        )
-
-    # iPG mock
-    def ipg_token(self, username: str, bank_transaction_ref: str) -> IpgToken | None:
-        row = self._conn.execute(
-            "SELECT username, bank_transaction_ref, transaction_id, msisdn, amount, currency,"
-            " created_at, redeemed_at, reversed_at FROM ipg_tokens"
-            " WHERE username = %s AND bank_transaction_ref = %s",
-            (username, bank_transaction_ref),
-        ).fetchone()
-        return IpgToken(*row) if row else None
-
-    def add_ipg_token(self, token: IpgToken) -> None:
-        self._insert(
-            "INSERT INTO ipg_tokens VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                token.username,
-                token.bank_transaction_ref,
-                token.transaction_id,
-                token.msisdn,
-                token.amount,
-                token.currency,
-                token.created_at,
-                token.redeemed_at,
-                token.reversed_at,
-            ),
-        )
-
-    def first_ipg_answer(self, operation: str, username: str, duplicate_key: str) -> str | None:
-        row = self._conn.execute(
-            "SELECT insight_reference FROM ipg_transactions"
-            " WHERE operation = %s AND username = %s AND duplicate_key = %s",
-            (operation, username, duplicate_key),
-        ).fetchone()
-        return row[0] if row else None
-
-    def record_ipg_success(
-        self,
-        *,
-        operation: str,
-        token: IpgToken,
-        duplicate_key: str,
-        insight_reference: str,
-        third_party_reference: str,
-        at: float,
-    ) -> None:
-        """Records the success; StoreConflict when a concurrent transaction committed the same
-        duplicate key, or the same operation on the token, first."""
-        self._insert(
-            "INSERT INTO ipg_transactions VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (
-                insight_reference,
-                operation,
-                token.username,
-                duplicate_key,
-                token.bank_transaction_ref,
-                third_party_reference,
-                at,
-            ),
-        )
-        column = "redeemed_at" if operation == "token_redemption" else "reversed_at"
-        self._conn.execute(
-            f"UPDATE ipg_tokens SET {column} = %s WHERE username = %s AND bank_transaction_ref = %s",
-            (at, token.username, token.bank_transaction_ref),
-        )
+    def _execute(self, query: str, values: Sequence[Any]) -> Any:
+        return self._db.execute(_in_psycopg_style(query), values)
 
     # Retention (mocks/retention.py)
     def remove_older(self, table: str, cutoff: float, limit: int) -> int:
         """Removes up to `limit` of the oldest rows created before `cutoff`; how many. `table` is
         the caller's constant."""
-        return self._conn.execute(
-            f"DELETE FROM {table} WHERE ctid = ANY (ARRAY("
-            f"SELECT ctid FROM {table} WHERE created_at < %s ORDER BY created_at LIMIT %s))",
-            (cutoff, limit),
-        ).rowcount
+        return int(
+            self._execute(
+                f"DELETE FROM {table} WHERE ctid = ANY (ARRAY("
+                f"SELECT ctid FROM {table} WHERE created_at < ? ORDER BY created_at LIMIT ?))",
+                (cutoff, limit),
+            ).rowcount
+        )
 
 
-def _bank_token_row(token: BankToken) -> tuple[str | None, ...]:
-    return (
-        token.bank_transaction_ref,
-        token.transaction_id,
-        token.msisdn,
-        token.amount,
-        token.currency,
-        token.account_number,
-        token.bank_date_time,
-    )
+@functools.cache
+def _in_psycopg_style(query: str) -> str:
+    """`query` with psycopg's placeholders (no statement has a literal `?`); a few dozen, each once."""
+    return query.replace("?", "%s")

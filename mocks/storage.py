@@ -98,20 +98,6 @@ class Storage(Protocol):
 
     def modes_set(self, role: str, modes: dict[str, Any]) -> None: ...
 
-    def journal_add(
-        self,
-        *,
-        role: str,
-        direction: str,
-        operation: str | None,
-        method: str,
-        url: str,
-        status: int | None,
-        request: str,
-        response: str,
-        duration_ms: float,
-    ) -> None: ...
-
     def journal_add_many(self, records: Sequence[JournalRecord]) -> None: ...
 
     def journal(self, role: str, *, operation: str | None = None, limit: int = 100) -> list[JournalEntry]: ...

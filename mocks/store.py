@@ -18,7 +18,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from mpesa_atm.errors import StoreBusy, StoreConflict
 from mpesa_atm.mocks.coordination import CONFIG_VERSION, IN_FLIGHT, Coordination, WriterLock
@@ -120,15 +120,22 @@ def _bank_token_row(token: BankToken) -> tuple[str | None, ...]:
 
 class Transaction:
     """Reads and writes inside one BEGIN IMMEDIATE transaction (see Store.transaction); the methods
-    of mocks/storage.Transaction."""
+    of mocks/storage.Transaction. PostgreSQL's (mocks/pg_tables.py) runs the same statements."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
+    # A unique row already there, as the database's driver raises it.
+    _CONFLICT: ClassVar[type[Exception]] = sqlite3.IntegrityError
+
+    def __init__(self, db: Any) -> None:
+        self._db = db  # a sqlite3.Connection here; a psycopg one in PostgresTransaction
+
+    def _execute(self, query: str, values: Sequence[Any]) -> Any:
+        """The cursor of `query`, written with SQLite's `?` placeholders."""
+        return self._db.execute(query, values)
 
     def _insert(self, query: str, values: Sequence[Any]) -> int:
         try:
-            return self._db.execute(query, values).rowcount
-        except sqlite3.IntegrityError as exc:
+            return int(self._execute(query, values).rowcount)
+        except self._CONFLICT as exc:
             raise StoreConflict(str(exc)) from exc
 
     # Bank mock
@@ -140,7 +147,7 @@ class Transaction:
 
     def _bank_token_where(self, column: str, value: str) -> BankToken | None:
         # `column` is one of the two unique columns above, never the caller's text.
-        row = self._db.execute(
+        row = self._execute(
             "SELECT bank_transaction_ref, transaction_id, msisdn, amount, currency, account_number,"
             f" bank_date_time FROM bank_tokens WHERE {column} = ?",
             (value,),
@@ -162,7 +169,7 @@ class Transaction:
 
     # iPG mock
     def ipg_token(self, username: str, bank_transaction_ref: str) -> IpgToken | None:
-        row = self._db.execute(
+        row = self._execute(
             "SELECT username, bank_transaction_ref, transaction_id, msisdn, amount, currency,"
             " created_at, redeemed_at, reversed_at FROM ipg_tokens"
             " WHERE username = ? AND bank_transaction_ref = ?",
@@ -188,7 +195,7 @@ class Transaction:
 
     def first_ipg_answer(self, operation: str, username: str, duplicate_key: str) -> str | None:
         """The output_InsightReference of the earlier success with this duplicate key, if any."""
-        row = self._db.execute(
+        row = self._execute(
             "SELECT insight_reference FROM ipg_transactions"
             " WHERE operation = ? AND username = ? AND duplicate_key = ?",
             (operation, username, duplicate_key),
@@ -218,7 +225,7 @@ class Transaction:
             ),
         )
         column = "redeemed_at" if operation == "token_redemption" else "reversed_at"
-        self._db.execute(
+        self._execute(
             f"UPDATE ipg_tokens SET {column} = ? WHERE username = ? AND bank_transaction_ref = ?",
             (at, token.username, token.bank_transaction_ref),
         )
@@ -404,23 +411,6 @@ class Store:
             )
 
     # Journal (mocks/journal.py)
-    def journal_add(
-        self,
-        *,
-        role: str,
-        direction: str,
-        operation: str | None,
-        method: str,
-        url: str,
-        status: int | None,
-        request: str,
-        response: str,
-        duration_ms: float,
-    ) -> None:
-        self.journal_add_many(
-            [JournalRecord(role, direction, operation, method, url, status, request, response, duration_ms)]
-        )
-
     def journal_add_many(self, records: Sequence[JournalRecord], *, held: bool = False) -> None:
         """Journals the records, now (in a server, journal_in_next_write); `held`: the caller has
         taken this process's turn on the journal's lock."""

@@ -30,7 +30,7 @@ from mpesa_atm.mocks.journal import JournalRecord
 if TYPE_CHECKING:
     from mpesa_atm.mocks.store import Transaction
 
-__all__ = ["SPIN_SECONDS", "TurnWrites"]
+__all__ = ["SPIN_SECONDS", "Outcome", "TurnWrites", "settle"]
 
 SPIN_SECONDS = 2e-3  # a write tries again at each turn of the loop this long, then every 1 ms
 
@@ -82,7 +82,7 @@ class _Queue(Generic[Item]):
             taken = self.lock is None or self.lock.try_acquire()
         except Exception as exc:  # the store was closed meanwhile
             batch = self._take()
-            self._settle(batch, [(None, exc)] * len(batch))
+            settle(batch, [(None, exc)] * len(batch))
             return
         if not taken:
             now = time.monotonic()
@@ -97,7 +97,7 @@ class _Queue(Generic[Item]):
                 return
             busy = StoreBusy(f"another writer held the lock for {self.timeout:g} s")
             batch = self._take()
-            self._settle(batch, [(None, busy)] * len(batch))
+            settle(batch, [(None, busy)] * len(batch))
             return
         batch = self._take()
         try:
@@ -118,18 +118,19 @@ class _Queue(Generic[Item]):
                 outcomes = self.flush([item for item, _ in batch])
         else:
             outcomes = self.flush([item for item, _ in batch])
-        self._settle(batch, outcomes)
+        settle(batch, outcomes)
 
-    @staticmethod
-    def _settle(batch: list[tuple[Any, asyncio.Future[Any]]], outcomes: list[Outcome]) -> None:
-        for (_, done), (value, error) in zip(batch, outcomes, strict=True):
-            if done.done():
-                continue
-            with contextlib.suppress(RuntimeError):  # its event loop was closed meanwhile
-                if error is None:
-                    done.set_result(value)
-                else:
-                    done.set_exception(error)
+
+def settle(batch: list[tuple[Any, asyncio.Future[Any]]], outcomes: list[Outcome]) -> None:
+    """Gives each future of `batch` its outcome (value, exception), unless it is done already."""
+    for (_, done), (value, error) in zip(batch, outcomes, strict=True):
+        if done.done():
+            continue
+        with contextlib.suppress(RuntimeError):  # its event loop was closed meanwhile
+            if error is None:
+                done.set_result(value)
+            else:
+                done.set_exception(error)
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ from tests.fixtures.servers import wait_for
 
 
 def journal_one(store: Store, i: int) -> None:
-    store.journal_add(
+    record = JournalRecord(
         role="bank",
         direction="inbound",
         operation="token_generation",
@@ -32,6 +32,7 @@ def journal_one(store: Store, i: int) -> None:
         response=json.dumps({"output_ResponseCode": "0"}),
         duration_ms=1.0,
     )
+    store.journal_add_many([record])
 
 
 def test_wal_is_started_over_under_sustained_writes(tmp_path):
