@@ -235,6 +235,7 @@ def test_database_and_wal_stop_growing_once_retention_balances_the_load(serve, t
     assert early and late, report
     # Past five retentions of load, the database grows by no more than a few pages' slack.
     assert max(d for _, d, _ in late) <= max(d for _, d, _ in early) * 1.05 + 65536, report
-    # The WAL grows past its limit between restarts and is cut back to it at each (mocks/wal.py):
-    # it stays about that size, not the 19-23 MB it reached before under this load.
-    assert max(w for _, _, w in sizes) <= 2.5 * WAL_SIZE_LIMIT, report
+    # The WAL is started over past _RESTART_AT and a longer file cut back to WAL_SIZE_LIMIT
+    # (mocks/wal.py): it stays under that (7.9 MB here), not the 19-23 MB it reached before under
+    # this load.
+    assert max(w for _, _, w in sizes) <= WAL_SIZE_LIMIT, report
