@@ -32,6 +32,11 @@ __all__ = ["main"]
 
 ROLE_NAMES: dict[Role, str] = {"ipg": "iPG mock", "bank": "bank mock"}
 DEFAULT_PORTS: dict[Role, int] = {"ipg": 8001, "bank": 8002}
+# Seconds an idle connection is kept open. A client must give up reusing a connection before the
+# server closes it: uvicorn's default, 5 s, is httpx's own expiry, so a call sent at about 5 s could
+# meet the close. Longer than clients' pools and the 60 s idle timeout common to load balancers in
+# front of a sandbox; nginx's default.
+KEEP_ALIVE_SECONDS = 75
 # Library arguments whose flag is not their name with dashes (verify_provider's `paths`: --path).
 _FLAGS = {"paths": "--path", "publish": "--publish-results"}
 
@@ -235,6 +240,7 @@ def _serve_one(args: argparse.Namespace, role: Role) -> int:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=5,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         **_tls_options(settings),
     )
     # What uvicorn.run does, on our socket.
