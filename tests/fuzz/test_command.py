@@ -61,6 +61,44 @@ def test_credentials_and_timeout_come_from_a_flag_then_the_environment_then_the_
     assert [(t.credentials, t.timeout) for t in targets] == [(Credentials("acme", "from-env", "222"), 3.0)]
 
 
+def test_config_flag_names_the_file_and_wins_over_the_variable(tmp_path, monkeypatch):
+    flagged, variable = tmp_path / "flagged.toml", tmp_path / "variable.toml"
+    flagged.write_text('client_timeout = 4\n[bank]\nusername = "acme"\nshortcode = "111"\n')
+    variable.write_text('client_timeout = 7\n[bank]\nusername = "other"\n')
+    monkeypatch.setenv("MPESA_ATM_CONFIG", str(variable))
+    targets = []
+
+    def fake_campaign(target, **options):
+        targets.append(target)
+        return CampaignResult("ipg", target.label, 1, 1, (), (), (), harness=False)
+
+    monkeypatch.setattr(campaign, "run_campaign", fake_campaign)
+
+    code = main(["fuzz", "ipg", "--url", "http://127.0.0.1:1", "--config", str(flagged)])
+
+    assert code == 0
+    assert [(t.credentials.username, t.credentials.shortcode, t.timeout) for t in targets] == [
+        ("acme", "111", 4.0)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [(None, "cannot read config file"), ("client_timeout = [", "is not valid TOML")],
+    ids=["missing", "malformed"],
+)
+def test_a_config_file_missing_or_malformed_exits_2_with_one_line(text, message, tmp_path, capsys):
+    config = tmp_path / "harness.toml"
+    if text is not None:
+        config.write_text(text)
+
+    code = main(["fuzz", "bank", "--url", "http://127.0.0.1:1", "--config", str(config)])
+
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and message in err[0] and str(config) in err[0]
+
+
 @pytest.mark.network
 def test_fuzz_of_the_running_mocks_exits_0_with_progress_and_junit(serve, tmp_path, capsys):
     served = serve()

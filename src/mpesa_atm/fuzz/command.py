@@ -114,6 +114,12 @@ def register(commands: Any) -> None:
         help="warnings (a partner laxer than the harness's formats, statuses, Content-Type) fail too",
     )
     fuzz.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML config file: the bank's credentials ([bank]) and client_timeout (default: "
+        f"{ENV_PREFIX}CONFIG; see docs/configuration.md)",
+    )
+    fuzz.add_argument(
         "--no-harness",
         action="store_true",
         help=f"do not use the mock's {CONTROL_PREFIX} control API even if the target has one",
@@ -177,7 +183,10 @@ def _fuzz(args: argparse.Namespace) -> int:
     from mpesa_atm.fuzz.tokens import read_tokens
 
     settings = load_settings(
-        bank_username=args.username, bank_password=args.password, bank_shortcode=args.shortcode
+        config_file=args.config,
+        bank_username=args.username,
+        bank_password=args.password,
+        bank_shortcode=args.shortcode,
     )
     credentials = None
     if args.role == "ipg":
