@@ -53,9 +53,16 @@ class Stop(Exception):
 
 
 def _hypothesis_settings(examples: int) -> settings:
+    """A unit's Hypothesis settings, the same whatever profile is loaded: settings() would inherit the
+    loaded one's (the "ci" profile Hypothesis loads when CI is set, or a user's own), and a profile's
+    backend decides the cases (hypothesis-urandom ignores the seed). So every field that changes what
+    is sent or shown is given, over Hypothesis's default profile rather than the loaded one."""
     return settings(
+        settings.get_profile("default"),
         max_examples=examples,
         phases=[Phase.explicit, Phase.generate],
+        backend="hypothesis",
+        derandomize=False,  # the seed decides (and @seed wins over it anyway)
         # No example database: replaying the failures of earlier runs first would make a campaign send
         # other cases than its printed seed reproduces, and the partner may have changed since. The
         # seed is the way to run a campaign again. (Hypothesis's other caches: command.py.)
@@ -64,6 +71,7 @@ def _hypothesis_settings(examples: int) -> settings:
         suppress_health_check=list(HealthCheck),
         verbosity=Verbosity.quiet,
         report_multiple_bugs=False,
+        print_blob=False,  # a failure's blob reproduces a Hypothesis test, not a campaign: the seed does
     )
 
 
