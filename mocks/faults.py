@@ -262,15 +262,16 @@ class Faults:
         # A worker starts: calls counted under max_concurrency by a worker that died are forgotten.
         store.calls_clear(role)
 
-    def _current(self) -> _Settings:
+    async def _current(self) -> _Settings:
         version = self.store.config_version()
         if self._settings is None or self._settings.version != version:
             # Read after the version: a change made meanwhile shows as a newer version next call.
+            candidates, modes = await self.store.config_read(self.role)
             rules = tuple(
                 (rule_id, FaultRule.parse(self.role, json.loads(spec)), remaining)
-                for rule_id, spec, remaining in self.store.fault_candidates(self.role)
+                for rule_id, spec, remaining in candidates
             )
-            self._settings = _Settings(version, self.modes(), rules)
+            self._settings = _Settings(version, self._modes(modes), rules)
         return self._settings
 
     # Control API
@@ -289,7 +290,9 @@ class Faults:
         return self.store.fault_delete(self.role, rule_id)
 
     def modes(self) -> Modes:
-        stored = self.store.modes_get(self.role)
+        return self._modes(self.store.modes_get(self.role))
+
+    def _modes(self, stored: Mapping[str, Any] | None) -> Modes:
         return Modes(**stored) if stored is not None else self.defaults
 
     def set_modes(self, changes: Mapping[str, Any]) -> Modes:
@@ -337,7 +340,7 @@ class Faults:
     async def _run(
         self, operation: str, body: Mapping[str, Any], scope: Scope, process: Process
     ) -> dict[str, str]:
-        settings = self._current()
+        settings = await self._current()
         modes = settings.modes
         if modes.offline:
             return self.envelope(ResponseCode.API_OFFLINE, "the mock is set offline", body)

@@ -372,6 +372,11 @@ class Store:
             (role,),
         ).fetchall()
 
+    async def config_read(self, role: str) -> tuple[list[tuple[str, str, int | None]], dict[str, Any] | None]:
+        """On the event loop: a read of the local file, which a WAL reader does without waiting for
+        the writers."""
+        return self.fault_candidates(role), self.modes_get(role)
+
     async def fault_claim(self, rule_id: str) -> bool:
         """Takes one firing of a counted rule; False when another call took the last one."""
         async with self._locks.database.turn():

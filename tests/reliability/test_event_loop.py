@@ -136,3 +136,40 @@ def _read_whole(store: Store, operation: str | None, limit: int) -> list[dict[st
             )
             found.append(values)
     return found
+
+
+@pytest.mark.network
+def test_reading_changed_rules_from_a_database_out_of_reach_does_not_stall_the_worker(
+    serve, postgres_server, tmp_path
+):
+    """A call after a change of rules or modes reads them again; on PostgreSQL that read may wait up
+    to the busy timeout for a database out of reach, and must wait off the event loop."""
+    name = postgres_server.create_database()
+    config = tmp_path / "busy.toml"
+    config.write_text("busy_timeout = 2.0\n")
+    served = serve("--config", str(config), role="bank", db_path=postgres_server.url(name))
+    url = served.bank_url
+    with httpx.Client(base_url=url, timeout=10) as client:
+        # A change of modes moves the config version: the next call reads the rules and modes again.
+        assert client.put("/_harness/modes", json={"magic_values": False}).status_code == 200
+        postgres_server.drop_database(name)  # every connection ended, and none can be made again
+        # The config poller (every 0.2 s) finds the pool's connection dead and the pool drops it: from
+        # then on a read waits for a new connection, up to the busy timeout.
+        time.sleep(1.0)
+        waiting = socket.create_connection(host_port(url), timeout=10)
+        body = json.dumps({**DOCUMENT_GENERATION, "input_TransactionID": "UNREACHABLE1"}).encode()
+        waiting.sendall(
+            b"POST /token-generation HTTP/1.1\r\nHost: bank\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        time.sleep(0.2)  # the worker has read it and waits for the rules (2 s at most): nothing to await
+        started = time.monotonic()
+        health = client.get("/_harness/health")
+        elapsed = time.monotonic() - started
+        assert health.status_code == 200
+        assert elapsed < 0.5, f"{elapsed:.2f} s while the worker read the rules"
+    with waiting:
+        status, _, answer = read_answer(waiting)
+    assert status == 200
+    assert json.loads(answer)["output_ResponseCode"] == "-7"
