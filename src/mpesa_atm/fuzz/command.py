@@ -8,7 +8,9 @@ a usage error or a target that cannot be tested (one line), 130 when interrupted
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+import shlex
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,7 +23,7 @@ from mpesa_atm.reporting.options import add_report_options
 from mpesa_atm.settings import ENV_PREFIX, load_settings
 from mpesa_atm.transport import Network, add_network_options
 
-__all__ = ["hypothesis_home", "register"]
+__all__ = ["hypothesis_home", "register", "rerun_command"]
 
 # run_campaign's and Target's arguments whose flag is not their name with dashes.
 _FLAGS = {
@@ -43,6 +45,31 @@ _CREDENTIALS_FROM = (
 
 _positive = whole_number(1)
 _seed = whole_number(0)
+# The defaults of the options that have one, which the command that runs a campaign again leaves out.
+_DEFAULTS: dict[str, object] = {"max_examples": 100, "workers": 1, "wait": 10.0, "auth_probes": 3}
+# The options of a campaign as that command writes them, after the role, --url and --seed, in the order
+# of --help: (flag, dest). The network's come after them, as the reproducers write them. Left out: the
+# files a campaign writes (--junit-xml, --report, --har: running it again does not overwrite the page
+# it is read on), and --password, which it reads from MPESA_ATM_PASSWORD instead.
+_RERUN_OPTIONS = (
+    ("--path", "path"),
+    ("--max-examples", "max_examples"),
+    ("--workers", "workers"),
+    ("--timeout", "timeout"),
+    ("--wait", "wait"),
+    ("--currency", "currency"),
+    ("--check", "check"),
+    ("--exclude-check", "exclude_check"),
+    ("--strict", "strict"),
+    ("--config", "config"),
+    ("--no-harness", "no_harness"),
+    ("--username", "username"),
+    ("--shortcode", "shortcode"),
+    ("--other-shortcode", "other_shortcode"),
+    ("--tokens", "tokens"),
+    ("--auth-probes", "auth_probes"),
+)
+_FILES = frozenset({"config", "tokens"})  # read again from wherever the command is run
 
 
 def register(commands: Any) -> None:
@@ -71,13 +98,21 @@ def register(commands: Any) -> None:
         help=f"the partner's own path of an operation ({', '.join(operations())})",
     )
     fuzz.add_argument(
-        "--max-examples", type=_positive, default=100, metavar="N", help="cases per operation (100)"
+        "--max-examples",
+        type=_positive,
+        default=_DEFAULTS["max_examples"],
+        metavar="N",
+        help="cases per operation (100)",
     )
     fuzz.add_argument(
         "--seed", type=_seed, metavar="N", help="same seed, same cases (default: random, printed)"
     )
     fuzz.add_argument(
-        "--workers", type=_positive, default=1, metavar="N", help="operations fuzzed at once (1)"
+        "--workers",
+        type=_positive,
+        default=_DEFAULTS["workers"],
+        metavar="N",
+        help="operations fuzzed at once (1)",
     )
     fuzz.add_argument("--junit-xml", metavar="FILE", help="also write the results as JUnit XML")
     add_report_options(fuzz, "every check with its section and verdict, the findings and charts")
@@ -90,7 +125,7 @@ def register(commands: Any) -> None:
     fuzz.add_argument(
         "--wait",
         type=float,
-        default=10.0,
+        default=_DEFAULTS["wait"],
         metavar="S",
         help="wait this long for a partner that refuses connections while it starts (10)",
     )
@@ -146,7 +181,7 @@ def register(commands: Any) -> None:
     credentials.add_argument(
         "--auth-probes",
         type=whole_number(0),
-        default=3,
+        default=_DEFAULTS["auth_probes"],
         metavar="N",
         help="send at most N requests with a wrong password, and N with another shortcode (3; 0: none), "
         "as an iPG locks an account after a few failed logins",
@@ -168,6 +203,31 @@ def hypothesis_home(env: Mapping[str, str] = os.environ) -> Path | None:
         return Path.home() / ".cache" / "mpesa-atm" / "hypothesis"
     except RuntimeError:  # no home folder: Hypothesis's own default, rather than no campaign
         return None
+
+
+def rerun_command(args: argparse.Namespace, network: Network, seed: int) -> str:
+    """The command line that runs the campaign of `args` again with `seed`, for a shell: the options
+    given (files by absolute path) and never a secret. A password given with --password is left for
+    MPESA_ATM_PASSWORD to give, a secret header's value for a shell variable named after it (as the
+    reproducers do); a comment at the end names the variables to set. The environment's MPESA_ATM_*
+    variables are read again as they are where it runs."""
+    words = ["mpesa-atm", "fuzz", args.role, "--url", args.url, "--seed", str(seed)]
+    for flag, dest in _RERUN_OPTIONS:
+        value = getattr(args, dest)
+        if value is None or value is False or value == [] or value == _DEFAULTS.get(dest):
+            continue
+        if value is True:
+            words.append(flag)
+        elif isinstance(value, list):  # repeated: --path's OPERATION=PATH, or names
+            for item in value:
+                words += [flag, "=".join(item) if isinstance(item, tuple) else str(item)]
+        else:
+            words += [flag, os.path.abspath(value) if dest in _FILES else str(value)]
+    command = " ".join([shlex.join(words), *network.curl_options()])
+    needed = network.secret_variables()
+    if args.password is not None:
+        needed.insert(0, ENV_PREFIX + "PASSWORD")
+    return command + (f"  # set first: {', '.join(needed)}" if needed else "")
 
 
 def _fuzz(args: argparse.Namespace) -> int:
@@ -206,16 +266,16 @@ def _fuzz(args: argparse.Namespace) -> int:
     home = hypothesis_home()
     if home is not None:
         set_hypothesis_home_dir(home)
+    network = Network.from_args(args)  # a file it cannot use: its own one line, not the credentials'
     # The files are written before the summary line, so that they are there when it is printed.
     listeners: list[Listener] = []
     if args.junit_xml:
         listeners.append(JUnitReporter(args.junit_xml))
     if args.report:
-        listeners.append(HtmlReporter(args.report))
+        listeners.append(HtmlReporter(args.report, rerun=functools.partial(rerun_command, args, network)))
     if args.har:
         listeners.append(HarReporter(args.har))
     listeners.append(ConsoleReporter())
-    network = Network.from_args(args)  # a file it cannot use: its own one line, not the credentials'
     try:
         target = Target(
             role=args.role,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -174,10 +175,13 @@ def _verdict(result: CampaignResult) -> str:
 
 
 class HtmlReporter:
-    """Writes the campaign's page to `path` when it is over."""
+    """Writes the campaign's page to `path` when it is over. `rerun` gives the command line that runs
+    the same campaign with a seed (the command's own options, which a library call's may not map to);
+    without it the page has no such line."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, rerun: Callable[[int], str] | None = None) -> None:
         self.path = path
+        self.rerun = rerun
         self._started: CampaignStarted | None = None
         self._wall = datetime.now(UTC)
         self._clock = time.perf_counter()
@@ -206,8 +210,6 @@ class HtmlReporter:
         """What the template shows."""
         rows = check_rows(result)
         options = self._started.options if self._started else ()
-        rerun = f"mpesa-atm fuzz {result.role} --url {result.target} --seed {result.seed}"
-        rerun += f" --max-examples {result.max_examples}"
         facts = [
             ("Target", result.target),
             ("Role", _ROLE_NAMES.get(result.role, result.role)),
@@ -230,7 +232,7 @@ class HtmlReporter:
             "verdict": _verdict(result),
             "lead": _lead(result, rows),
             "facts": facts,
-            "rerun": rerun if result.target.startswith("http") else "",
+            "rerun": self.rerun(result.seed) if self.rerun else "",
             "contents": [("checks", "Checks"), ("findings", "Findings"), ("charts", "Charts")]
             + ([("notes", "Notes")] if result.notes else []),
             "made": datetime.now(UTC),
