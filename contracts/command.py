@@ -82,6 +82,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="SECONDS",
         help="wait this long for a provider that refuses connections while it starts (10)",
     )
+    verify.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"TOML config file: control_token and client_timeout (default: {ENV_PREFIX}CONFIG;"
+        " see docs/configuration.md)",
+    )
     broker = verify.add_argument_group("Pact Broker")
     broker.add_argument("--broker-url", metavar="URL", help="read the pacts from this Pact Broker")
     broker.add_argument("--broker-token", metavar="TOKEN", help="bearer token (or PACT_BROKER_TOKEN)")
@@ -160,7 +166,7 @@ def _run(args: argparse.Namespace) -> int:
                 raise UsageError(f"{option} is only used with --publish-results")
     broker = _broker(args)
     network = Network.from_args(args)
-    settings = load_settings()  # the control token and the time-out the flags leave out
+    settings = load_settings(config_file=args.config)  # the control token and time-out the flags leave out
     report = verify_provider(
         args.role,
         args.url,

@@ -90,7 +90,7 @@ def test_a_provider_state_the_provider_refuses_is_reported_with_the_providers_re
     assert "0 verified, 7 failed" in out
 
 
-def test_the_control_token_is_sent_with_each_state_change(serve, capsys):
+def test_the_control_token_is_sent_with_each_state_change(serve, capsys, tmp_path):
     served = serve("--control-token", "s3cret", role="bank")
     status, out, err = verify(capsys, "bank", "--url", served.bank_url, "--control-token", "s3cret")
     assert status == 0, out + err
@@ -101,6 +101,18 @@ def test_the_control_token_is_sent_with_each_state_change(serve, capsys):
     assert "refused every request with HTTP 401" in line
     assert "this mock's control API needs 'Authorization: Bearer <control token>'" in line
     assert line.endswith("(or the control token with --control-token)")
+    config = tmp_path / "harness.toml"
+    config.write_text('control_token = "s3cret"\n')
+    status, out, err = verify(capsys, "bank", "--url", served.bank_url, "--config", str(config))
+    assert status == 0, out + err
+
+
+def test_a_config_file_missing_is_one_line_and_exit_2(capsys, tmp_path):
+    missing = tmp_path / "missing.toml"
+    status, out, err = verify(capsys, "bank", "--url", "http://127.0.0.1:1", "--config", str(missing))
+    assert status == 2 and out == ""
+    [line] = err.strip().splitlines()
+    assert "cannot read config file" in line and str(missing) in line
 
 
 def test_pacts_from_a_folder_are_those_of_the_provider_verified(bank_url, tmp_path, capsys):
