@@ -28,6 +28,7 @@ from starlette.routing import compile_path
 from starlette.types import Scope
 
 from mpesa_atm.codes import ResponseCode, bank_answer, ipg_answer
+from mpesa_atm.errors import StoreBusy
 from mpesa_atm.mocks.access_log import AccessLog
 from mpesa_atm.mocks.bank import BankRules
 from mpesa_atm.mocks.connection_faults import ConnectionFaults
@@ -39,7 +40,7 @@ from mpesa_atm.mocks.ipg import IpgRules
 from mpesa_atm.mocks.request_body import BODY_KEY, RequestBody
 from mpesa_atm.mocks.request_journal import RequestJournal
 from mpesa_atm.mocks.retention import Retention
-from mpesa_atm.mocks.storage import Storage, open_store
+from mpesa_atm.mocks.storage import BUSY, Storage, open_store
 from mpesa_atm.mocks.validation import VALIDATORS
 from mpesa_atm.mocks.values import bank_date_time, new_bank_transaction_ref, new_insight_reference
 from mpesa_atm.operations import CONTROL_PREFIX
@@ -150,6 +151,16 @@ class _Envelopes:
 
     def not_utf8(self, request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         return self.response(request, 400, "invalid request: the body is not UTF-8")
+
+    def store_busy(self, request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+        """The store busy or out of reach past the busy timeout: not the mock's bug but the database's
+        state, said as such (503 with Retry-After on the control API; Faults.run answers the API's
+        calls -7 before it gets here)."""
+        path: str = request.scope["path"]
+        if path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/"):
+            return self.response(request, 503, f"{BUSY}: {exc}; try again", {"Retry-After": "1"})
+        body = self.answer(ResponseCode.SYSTEM_TOO_BUSY, BUSY, _echoed_reference(request.scope))
+        return ConnexionResponse(status_code=200, body=json.dumps(body), mimetype="application/json")
 
     def internal(self, request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         return self.response(request, 500, f"internal error of the mock ({type(exc).__name__})")
@@ -290,6 +301,7 @@ def create_app(
     app.add_error_handler(404, envelopes.not_found)
     app.add_error_handler(405, envelopes.method_not_allowed)
     app.add_error_handler(UnicodeDecodeError, envelopes.not_utf8)
+    app.add_error_handler(StoreBusy, envelopes.store_busy)
     app.add_error_handler(Exception, envelopes.internal)
     # Between connexion's ServerErrorMiddleware and ExceptionMiddleware, in this order: the journal
     # sees every answer, the body's refusals included (each is inserted just before

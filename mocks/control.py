@@ -7,6 +7,7 @@ call it sent.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -19,7 +20,7 @@ from mpesa_atm.mocks.ipg import issued_token
 from mpesa_atm.mocks.journal import JournalRecord
 from mpesa_atm.mocks.provider_states import ProviderStates
 from mpesa_atm.mocks.storage import Storage
-from mpesa_atm.mocks.store import IpgToken
+from mpesa_atm.mocks.store import BankToken, IpgToken
 from mpesa_atm.mocks.values import new_third_party_reference, new_transaction_id
 from mpesa_atm.operations import Role, by_slug
 from mpesa_atm.settings import Settings
@@ -55,12 +56,12 @@ class ControlHandlers:
         """`username` comes only to the iPG mock: the bank's document has no such parameter (its
         tokens belong to no bank username), so connexion refuses it there with a 400."""
         if username is None:
-            self.store.reset(self.role)
+            await self.store.offload(functools.partial(self.store.reset, self.role))
             kept = "tokens, transactions" if self.role == "ipg" else "tokens"
             return {"reset": self.role, "scope": f"everything: {kept}, fault rules, modes, the journal"}, 200
         if self.settings.bank(username) is None:
             return _error(404, "Not Found", f"no bank {username!r} is configured")
-        self.store.reset(self.role, username)
+        await self.store.offload(functools.partial(self.store.reset, self.role, username))
         scope = f"{username}'s tokens and transactions; other banks, fault rules, modes and the journal kept"
         return {"reset": self.role, "username": username, "scope": scope}, 200
 
@@ -68,42 +69,44 @@ class ControlHandlers:
         if operation is not None:  # either spelling (the schema's enum has both); entries keep the id
             named = by_slug(operation)
             operation = named.id if named is not None else operation
-        entries = self.store.journal(self.role, operation=operation, limit=limit)
+        read = functools.partial(self.store.journal, self.role, operation=operation, limit=limit)
+        entries = await self.store.offload(read)
         return {"entries": [entry.as_json() for entry in entries]}, 200
 
     async def add_fault(self, body: dict[str, Any]) -> Answer:
         try:
-            rule = self.faults.add(FaultRule.parse(self.role, body))
+            parsed = FaultRule.parse(self.role, body)
         except FaultError as exc:
             return _error(400, "Bad Request", str(exc))
+        rule = await self.store.offload(functools.partial(self.faults.add, parsed))
         return rule.as_json(), 201
 
     async def list_faults(self) -> Answer:
-        return {"faults": self.faults.rules()}, 200
+        return {"faults": await self.store.offload(self.faults.rules)}, 200
 
     async def delete_fault(self, fault_id: str) -> Answer | tuple[None, int]:
-        if not self.faults.delete(fault_id):
+        if not await self.store.offload(functools.partial(self.faults.delete, fault_id)):
             return _error(404, "Not Found", f"no fault rule {fault_id!r}")
         return None, 204
 
     async def get_modes(self) -> Answer:
-        return self.faults.modes().as_json(), 200
+        return (await self.store.offload(self.faults.modes)).as_json(), 200
 
     async def set_modes(self, body: dict[str, Any]) -> Answer:
-        return self.faults.set_modes(body).as_json(), 200
+        return (await self.store.offload(functools.partial(self.faults.set_modes, body))).as_json(), 200
 
     async def provider_state(self, body: dict[str, Any]) -> Answer:
         try:
-            produced = self.provider_states.apply(
-                body["state"], body.get("params") or {}, body.get("action", "setup")
-            )
+            state, params, action = body["state"], body.get("params") or {}, body.get("action", "setup")
+            apply = functools.partial(self.provider_states.apply, state, params, action)
+            produced = await self.store.offload(apply)
         except UnknownProviderState as exc:
             return _error(404, "Not Found", str(exc))
         except UnsatisfiableProviderState as exc:
             return _error(409, "Conflict", str(exc))
         return produced, 200
 
-    def _journal_outbound(self, operation: str, exchange: Exchange) -> None:
+    async def _journal_outbound(self, operation: str, exchange: Exchange) -> None:
         record = JournalRecord(
             role=self.role,
             direction="outbound",
@@ -115,7 +118,7 @@ class ControlHandlers:
             response=json.dumps(exchange.response),
             duration_ms=exchange.duration_ms,
         )
-        self.store.journal_add_many([record])
+        await self.store.offload(functools.partial(self.store.journal_add_many, [record]))
 
     # iPG mock
     def _bank_for(self, username: str | None) -> Any:
@@ -127,14 +130,14 @@ class ControlHandlers:
         account = self._bank_for(body.get("username"))
         if account is None:
             return _error(404, "Not Found", f"no bank {body['username']!r} is configured")
-        token = self._record_token(
+        token = await self._record_token(
             account.username, body["bank_transaction_ref"], body["transaction_id"], body
         )
         if token is None:
             return _error(409, "Conflict", f"{account.username} already has a token with this reference")
         return {**body, "amount": token.amount, "username": account.username}, 201
 
-    def _record_token(
+    async def _record_token(
         self, username: str, bank_transaction_ref: str, transaction_id: str, details: dict[str, str]
     ) -> IpgToken | None:
         """Records a token the iPG mock now knows; None if the bank already has one with that reference."""
@@ -148,11 +151,14 @@ class ControlHandlers:
             currency=details["currency"],
         )
         try:
-            with self.store.transaction() as tx:
-                tx.add_ipg_token(token)
+            await self.store.offload(functools.partial(self._add_ipg_token, token))
         except StoreConflict:
             return None
         return token
+
+    def _add_ipg_token(self, token: IpgToken) -> None:
+        with self.store.transaction() as tx:
+            tx.add_ipg_token(token)
 
     async def start_withdrawal(self, body: dict[str, str]) -> Answer:
         account = self._bank_for(body.get("username"))
@@ -174,16 +180,17 @@ class ControlHandlers:
                 account_number=body.get("account_number"),
             )
         except PartnerError as exc:
-            self._journal_outbound("token_generation", exc.exchange)
+            await self._journal_outbound("token_generation", exc.exchange)
             return _error(502, "Bad Gateway", str(exc))
-        self._journal_outbound("token_generation", result.exchange)
+        await self._journal_outbound("token_generation", result.exchange)
         if not result.ok or len(result.bank_transaction_ref) != 32:
             return {
                 "error": "Bad Gateway",
                 "detail": f"the bank answered {result.response_code} {result.description!r}",
                 "bank_response": result.body,
             }, 502
-        if self._record_token(account.username, result.bank_transaction_ref, transaction_id, body) is None:
+        reference = result.bank_transaction_ref
+        if await self._record_token(account.username, reference, transaction_id, body) is None:
             return _error(
                 502, "Bad Gateway", "the bank answered a reference it had already given another token"
             )
@@ -201,8 +208,7 @@ class ControlHandlers:
         return await self._drive("token_reversal", body)
 
     async def _drive(self, operation: str, body: dict[str, Any]) -> Answer:
-        with self.store.transaction() as tx:
-            token = tx.bank_token(body["bank_transaction_ref"])
+        token = await self.store.offload(functools.partial(self._bank_token, body["bank_transaction_ref"]))
         if token is None:
             return _error(404, "Not Found", "this bank mock generated no token with that reference")
         settings = self.settings
@@ -230,7 +236,7 @@ class ControlHandlers:
             else:
                 result = await client.reverse_token(**details, transaction_id=token.transaction_id)
         except PartnerError as exc:
-            self._journal_outbound(operation, exc.exchange)
+            await self._journal_outbound(operation, exc.exchange)
             if operation != "token_redemption":
                 return _error(502, "Bad Gateway", str(exc))
             # The customer's funds are in doubt: the redemption may or may not have been made.
@@ -242,8 +248,12 @@ class ControlHandlers:
                 "request": exc.exchange.request,
                 "reversal": reversal,
             }, 502
-        self._journal_outbound(operation, result.exchange)
+        await self._journal_outbound(operation, result.exchange)
         return {"request": result.exchange.request, "ipg_response": result.body}, 200
+
+    def _bank_token(self, bank_transaction_ref: str) -> BankToken | None:
+        with self.store.transaction() as tx:
+            return tx.bank_token(bank_transaction_ref)
 
     async def _reverse_after_lost_answer(
         self, client: IpgClient, details: dict[str, str], transaction_id: str
@@ -252,9 +262,9 @@ class ControlHandlers:
         try:
             result = await client.reverse_token(**reversal, transaction_id=transaction_id)
         except PartnerError as exc:
-            self._journal_outbound("token_reversal", exc.exchange)
+            await self._journal_outbound("token_reversal", exc.exchange)
             return {"request": exc.exchange.request, "ipg_response": None, "error": str(exc)}
-        self._journal_outbound("token_reversal", result.exchange)
+        await self._journal_outbound("token_reversal", result.exchange)
         return {"request": result.exchange.request, "ipg_response": result.body}
 
 

@@ -266,7 +266,7 @@ class Faults:
         version = self.store.config_version()
         if self._settings is None or self._settings.version != version:
             # Read after the version: a change made meanwhile shows as a newer version next call.
-            candidates, modes = await self.store.config_read(self.role)
+            candidates, modes = await self.store.offload(self._stored)
             rules = tuple(
                 (rule_id, FaultRule.parse(self.role, json.loads(spec)), remaining)
                 for rule_id, spec, remaining in candidates
@@ -274,7 +274,10 @@ class Faults:
             self._settings = _Settings(version, self._modes(modes), rules)
         return self._settings
 
-    # Control API
+    def _stored(self) -> tuple[list[tuple[str, str, int | None]], dict[str, Any] | None]:
+        return self.store.fault_candidates(self.role), self.store.modes_get(self.role)
+
+    # Control API (ControlHandlers runs these through Storage.offload)
     def add(self, rule: FaultRule) -> FaultRule:
         stored = FaultRule(**{**rule.__dict__, "id": uuid.uuid4().hex})
         self.store.fault_add(self.role, stored.id, json.dumps(stored.as_json()), stored.times, time.time())

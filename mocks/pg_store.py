@@ -263,13 +263,10 @@ class PostgresStore:
             ).fetchall()
         return [(rule_id, spec, remaining) for rule_id, spec, remaining in rows]
 
-    async def config_read(self, role: str) -> tuple[list[tuple[str, str, int | None]], dict[str, Any] | None]:
+    async def offload(self, action: Callable[[], T]) -> T:
         """In the store's threads: while the database is out of reach the pool waits up to the busy
-        timeout for a connection, and the worker's other calls go on meanwhile."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._config_read, role)
-
-    def _config_read(self, role: str) -> tuple[list[tuple[str, str, int | None]], dict[str, Any] | None]:
-        return self.fault_candidates(role), self.modes_get(role)
+        timeout for a connection, and the worker's calls go on meanwhile."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, action)
 
     async def fault_claim(self, rule_id: str) -> bool:
         """Takes one firing of a counted rule; False when another call, of any instance, took the last."""

@@ -84,9 +84,10 @@ class Storage(Protocol):
 
     def fault_candidates(self, role: str) -> list[tuple[str, str, int | None]]: ...
 
-    async def config_read(self, role: str) -> tuple[list[tuple[str, str, int | None]], dict[str, Any] | None]:
-        """`fault_candidates` and `modes_get` of `role`, for a call: never waiting on the event loop
-        for a database that may be slow or out of reach."""
+    async def offload(self, action: Callable[[], T]) -> T:
+        """`action()`, a use of this store's other methods (the control API's, a read of the rules
+        after a change), without the event loop waiting for a database that may be slow or out of
+        reach."""
         ...
 
     async def fault_claim(self, rule_id: str) -> bool: ...

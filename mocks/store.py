@@ -372,10 +372,11 @@ class Store:
             (role,),
         ).fetchall()
 
-    async def config_read(self, role: str) -> tuple[list[tuple[str, str, int | None]], dict[str, Any] | None]:
-        """On the event loop: a read of the local file, which a WAL reader does without waiting for
-        the writers."""
-        return self.fault_candidates(role), self.modes_get(role)
+    async def offload(self, action: Callable[[], T]) -> T:
+        """At once, on the event loop, whose thread the connection belongs to: a read of the local
+        file does not wait for the writers (WAL); a write waits for its turn on the lock file, as
+        the control API's do (_write_lock)."""
+        return action()
 
     async def fault_claim(self, rule_id: str) -> bool:
         """Takes one firing of a counted rule; False when another call took the last one."""

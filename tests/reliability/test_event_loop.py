@@ -138,12 +138,25 @@ def _read_whole(store: Store, operation: str | None, limit: int) -> list[dict[st
     return found
 
 
+def _send(url: str, method: str, path: str, body: dict[str, object]) -> socket.socket:
+    """The request sent on a connection of its own, its answer left to read."""
+    raw = json.dumps(body).encode()
+    connection = socket.create_connection(host_port(url), timeout=10)
+    connection.sendall(
+        f"{method} {path} HTTP/1.1\r\nHost: mock\r\nContent-Type: application/json\r\n".encode()
+        + f"Content-Length: {len(raw)}\r\n\r\n".encode()
+        + raw
+    )
+    return connection
+
+
 @pytest.mark.network
-def test_reading_changed_rules_from_a_database_out_of_reach_does_not_stall_the_worker(
+def test_a_database_out_of_reach_stalls_neither_the_calls_nor_the_control_api_of_the_worker(
     serve, postgres_server, tmp_path
 ):
-    """A call after a change of rules or modes reads them again; on PostgreSQL that read may wait up
-    to the busy timeout for a database out of reach, and must wait off the event loop."""
+    """On PostgreSQL a call after a change of rules or modes reads them again, and a control call
+    reads or writes the store; with the database out of reach each waits up to the busy timeout, off
+    the event loop, and is answered as the store's state: -7, or 503 with Retry-After."""
     name = postgres_server.create_database()
     config = tmp_path / "busy.toml"
     config.write_text("busy_timeout = 2.0\n")
@@ -156,20 +169,22 @@ def test_reading_changed_rules_from_a_database_out_of_reach_does_not_stall_the_w
         # The config poller (every 0.2 s) finds the pool's connection dead and the pool drops it: from
         # then on a read waits for a new connection, up to the busy timeout.
         time.sleep(1.0)
-        waiting = socket.create_connection(host_port(url), timeout=10)
-        body = json.dumps({**DOCUMENT_GENERATION, "input_TransactionID": "UNREACHABLE1"}).encode()
-        waiting.sendall(
-            b"POST /token-generation HTTP/1.1\r\nHost: bank\r\nContent-Type: application/json\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
-        time.sleep(0.2)  # the worker has read it and waits for the rules (2 s at most): nothing to await
-        started = time.monotonic()
-        health = client.get("/_harness/health")
-        elapsed = time.monotonic() - started
-        assert health.status_code == 200
-        assert elapsed < 0.5, f"{elapsed:.2f} s while the worker read the rules"
-    with waiting:
-        status, _, answer = read_answer(waiting)
-    assert status == 200
-    assert json.loads(answer)["output_ResponseCode"] == "-7"
+        for method, path, body in (
+            ("POST", "/token-generation", {**DOCUMENT_GENERATION, "input_TransactionID": "UNREACHABLE1"}),
+            ("PUT", "/_harness/modes", {"offline": True}),
+        ):
+            waiting = _send(url, method, path, body)
+            time.sleep(0.2)  # read by the worker, which waits for the store (2 s): nothing to await
+            started = time.monotonic()
+            health = client.get("/_harness/health")
+            elapsed = time.monotonic() - started
+            assert health.status_code == 200
+            assert elapsed < 0.5, f"{elapsed:.2f} s while the worker waited for the store ({path})"
+            with waiting:
+                status, headers, answer = read_answer(waiting)
+            if path == "/token-generation":
+                assert status == 200 and json.loads(answer)["output_ResponseCode"] == "-7"
+            else:
+                assert status == 503, answer
+                assert headers["retry-after"] == "1"
+                assert "out of reach" in json.loads(answer)["detail"]
