@@ -120,6 +120,7 @@ class PostgresStore:
             max_size=CONNECTIONS + 1,  # one more for the config poller
             timeout=busy_timeout,
             kwargs=_CONNECTION,
+            configure=self._configure,
             open=True,
             name="mpesa-atm",
         )
@@ -146,6 +147,13 @@ class PostgresStore:
         self._pool.close()
 
     # Connections
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        """Each new connection of the pool: a statement waiting for a lock that another session holds
+        (a migration's DDL, a tool's LOCK TABLE) gives up at the busy timeout, LockNotAvailable, which
+        is StoreBusy as an unreachable database is (-7), instead of leaving the call waiting without
+        end. SET rather than a startup `options`, which PgBouncer refuses."""
+        conn.execute(f"SET lock_timeout = {max(int(self.busy_timeout * 1000), 1)}")
+
     @contextlib.contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A connection of the pool; StoreBusy when none comes within the busy timeout or the

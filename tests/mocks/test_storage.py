@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from mpesa_atm.errors import StoreConflict
+from mpesa_atm.errors import StoreBusy, StoreConflict
 from mpesa_atm.mocks.journal import JournalRecord
 from mpesa_atm.mocks.storage import Storage, Transaction, open_store
 from mpesa_atm.mocks.store import BankToken, IpgToken
@@ -376,3 +376,26 @@ def test_text_is_text_in_a_database_of_any_encoding(postgres_server):
     finally:
         store.close()
         postgres_server.drop_database(name)
+
+
+def test_a_write_waiting_for_a_lock_another_session_holds_gives_up_at_the_busy_timeout(postgres_url):
+    """A migration's DDL or a tool's LOCK TABLE in another session: the call's write is StoreBusy (-7)
+    at the busy timeout, not left waiting for as long as the lock is held."""
+    import psycopg  # the postgres extra: present where postgres_url is
+
+    store = open_store(postgres_url, busy_timeout=0.5)
+    try:
+        with psycopg.connect(postgres_url) as holder:  # one transaction, until the block ends
+            holder.execute("LOCK TABLE bank_tokens IN ACCESS EXCLUSIVE MODE")
+
+            async def write() -> None:
+                await store.in_next_write(lambda tx: tx.add_bank_token_once(_bank_token("L"), 0.0))
+
+            started = time.monotonic()
+            with pytest.raises(StoreBusy, match="lock timeout"):
+                asyncio.run(asyncio.wait_for(write(), timeout=5))
+            assert time.monotonic() - started < 2.0
+        with store.transaction() as tx:  # the lock gone, the store writes again
+            assert tx.add_bank_token_once(_bank_token("L"), 0.0) is None
+    finally:
+        store.close()
