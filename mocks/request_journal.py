@@ -141,6 +141,8 @@ class RequestJournal:
         except (StoreBusy, OSError) as exc:
             # The answer (committed already, if a success) matters more than its journal entry.
             log.warning("journal entry lost: %s", exc)
+        except Exception:  # a bug of the journal's, not of the call: the same, with its traceback
+            log.exception("journal entry lost")
 
 
 def _is_whole(start: Message, chunks: list[bytes]) -> bool:
@@ -166,9 +168,10 @@ def _journal_text(raw: bytes) -> str:
 
     A short UTF-8 body that cannot hold a password (no `assword`, and no backslash that could spell
     it in escapes) is stored as it came, which the reader parses exactly as it would a re-encoding
-    of it: this keeps a JSON parse and dump per body off every call.
+    of it: this keeps a JSON parse and dump per body off every call. A NUL byte, which PostgreSQL's
+    text refuses (and only a body that is not JSON holds), is stored as JSON's escape of it.
     """
-    if len(raw) <= _JOURNAL_TEXT_LIMIT and b"assword" not in raw and b"\\" not in raw:
+    if len(raw) <= _JOURNAL_TEXT_LIMIT and b"assword" not in raw and b"\\" not in raw and b"\x00" not in raw:
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:

@@ -6,6 +6,7 @@ and an instance killed under load losing no acknowledged write while the other k
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import threading
@@ -15,6 +16,7 @@ import uuid
 import httpx
 import pytest
 
+from mpesa_atm.cli import main
 from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION, DOCUMENT_TOKEN
 from tests.fixtures.servers import Served
 
@@ -143,6 +145,36 @@ def test_the_journal_of_any_instance_shows_every_instances_calls(two_instances):
             "J00001",
             "J00000",
         ]
+
+
+def test_a_body_with_a_nul_byte_is_refused_and_journalled_beside_the_valid_calls_of_its_turn(two_instances):
+    """PostgreSQL's text holds no NUL byte: a refused body carrying one was a 500 for it and for every
+    call whose journal entry shared its write."""
+    url = f"{two_instances[0].bank_url}/token-generation"
+    bodies = [b'{"input_TransactionID": "\x00"}'] + [
+        json.dumps({**DOCUMENT_GENERATION, "input_TransactionID": f"NUL{i:04d}"}).encode() for i in range(6)
+    ]
+
+    async def send_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=10) as client:
+            headers = {"Content-Type": "application/json"}
+            return await asyncio.gather(*(client.post(url, content=body, headers=headers) for body in bodies))
+
+    answers = asyncio.run(send_all())
+    assert [answer.status_code for answer in answers] == [400] + [200] * 6, [a.text for a in answers]
+    assert [answer.json()["output_ResponseCode"] for answer in answers] == ["-1"] + ["0"] * 6
+    entries = httpx.get(f"{two_instances[0].bank_url}/_harness/journal", timeout=10).json()["entries"]
+    assert "\x00" in next(entry["request"] for entry in entries if entry["status"] == 400)
+    assert len(entries) == 7
+
+
+@pytest.mark.parametrize("role", ["ipg", "bank"])
+def test_a_fuzz_campaign_finds_nothing_in_mocks_on_the_shared_store(two_instances, role, capsys):
+    """The fuzzer's hostile and boundary cases against a mock on PostgreSQL, whose text and numbers
+    refuse what SQLite takes (it found the NUL byte above)."""
+    code = main(["fuzz", role, "--url", two_instances[0].urls[role], "--max-examples", "30", "--seed", "3"])
+    out = capsys.readouterr().out
+    assert code == 0, out
 
 
 def test_killing_one_instance_under_load_loses_no_acknowledged_write(serve, postgres_url):
