@@ -85,6 +85,7 @@ CORPUS = [
     Case("utf-16", lambda role: json.dumps(ROLES[role][1]).encode("utf-16")),
     Case("utf-8-bom", lambda role: b"\xef\xbb\xbf" + body(role)),
     Case("truncated", lambda role: body(role)[:-9]),
+    Case("nul-byte", raw(b'{"input_TransactionID": "\x00"}')),  # PostgreSQL's text refuses it
     Case("empty", raw(b"")),
     Case("whitespace-only", raw("  \r\n\t ")),
     Case("single-quotes", lambda role: body(role).replace(b'"', b"'")),
@@ -205,6 +206,14 @@ def in_process(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def in_process_on_postgres(postgres_server):
+    """The same, on the shared store, whose text and numbers refuse what SQLite takes (a NUL byte)."""
+    settings = Settings(db_path=postgres_server.url(postgres_server.create_database()))
+    with TestClient(create_app("bank", settings)) as bank, TestClient(create_app("ipg", settings)) as ipg:
+        yield {"bank": bank, "ipg": ipg}
+
+
+@pytest.fixture(scope="module")
 def loopback(serve_for_module):
     served = serve_for_module()
     with (
@@ -214,10 +223,12 @@ def loopback(serve_for_module):
         yield served, {"bank": bank, "ipg": ipg}
 
 
-@pytest.fixture(params=["in-process", pytest.param("loopback", marks=pytest.mark.network)])
+@pytest.fixture(params=["in-process", "postgresql", pytest.param("loopback", marks=pytest.mark.network)])
 def clients(request):
     if request.param == "in-process":
         return request.getfixturevalue("in_process")
+    if request.param == "postgresql":
+        return request.getfixturevalue("in_process_on_postgres")
     return request.getfixturevalue("loopback")[1]
 
 
