@@ -7,6 +7,7 @@ pytest_plugins = [
     "tests.fixtures.servers",
     "tests.fixtures.postgres",
     "tests.fixtures.tls",
+    "tests.fixtures.command",
     "tests.contracts.fixtures",
 ]
 

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
-import hypothesis.configuration
 import pytest
 
 from mpesa_atm.cli import main
@@ -36,13 +35,6 @@ def _clean_environment(monkeypatch, hypothesis_homes):
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PACT_DO_NOT_TRACK", "true")
-
-
-@pytest.fixture
-def hypothesis_homes(monkeypatch):
-    homes: list[object] = []
-    monkeypatch.setattr(hypothesis.configuration, "set_hypothesis_home_dir", homes.append)
-    return homes
 
 
 @pytest.fixture(scope="module")

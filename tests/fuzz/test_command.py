@@ -11,7 +11,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import httpx
-import hypothesis.configuration
 import pytest
 
 from mpesa_atm.cli import main
@@ -22,20 +21,7 @@ from mpesa_atm.settings import BankAccount, Settings
 from mpesa_atm.spec import OPERATION_PATHS
 from tests.fuzz.partners import BROKEN
 
-
-@pytest.fixture(autouse=True)
-def _no_settings_from_the_environment(monkeypatch):
-    for name in ("USERNAME", "PASSWORD", "SHORTCODE", "CLIENT_TIMEOUT", "CONFIG"):
-        monkeypatch.delenv(f"MPESA_ATM_{name}", raising=False)
-
-
-@pytest.fixture(autouse=True)
-def hypothesis_homes(monkeypatch):
-    """Where `mpesa-atm fuzz` run in this process told Hypothesis to keep its files, recorded but not
-    applied: the suite's own Hypothesis tests keep their home."""
-    homes = []
-    monkeypatch.setattr(hypothesis.configuration, "set_hypothesis_home_dir", homes.append)
-    return homes
+pytestmark = pytest.mark.usefixtures("fuzz_command_in_process")
 
 
 def test_credentials_and_timeout_come_from_a_flag_then_the_environment_then_the_config_file(

@@ -8,7 +8,6 @@ import html
 import re
 import subprocess
 
-import hypothesis.configuration
 import pytest
 from starlette.testclient import TestClient
 
@@ -30,13 +29,7 @@ TOKENS = "bank_transaction_ref,transaction_id,msisdn,amount,currency\n" + "".joi
 )
 
 
-@pytest.fixture(autouse=True)
-def _command_line_left_alone(monkeypatch):
-    """`mpesa-atm fuzz` run in this process: no settings from the environment, and the Hypothesis home
-    it sets recorded rather than applied (the suite's own Hypothesis tests keep theirs)."""
-    for name in ("USERNAME", "PASSWORD", "SHORTCODE", "CLIENT_TIMEOUT", "CONFIG"):
-        monkeypatch.delenv(f"MPESA_ATM_{name}", raising=False)
-    monkeypatch.setattr(hypothesis.configuration, "set_hypothesis_home_dir", lambda path: None)
+pytestmark = pytest.mark.usefixtures("fuzz_command_in_process")
 
 
 def _as_a_shell_runs_it(command: str) -> list[str]:

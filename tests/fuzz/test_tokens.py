@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import httpx
-import hypothesis.configuration
 import pytest
 from starlette.testclient import TestClient
 
@@ -25,13 +24,7 @@ from tests.fuzz.partners import BROKEN
 _BROKEN = {broken.name: broken for broken in BROKEN}
 
 
-@pytest.fixture(autouse=True)
-def _command_line_left_alone(monkeypatch):
-    """`mpesa-atm fuzz` run in this process: no settings from the environment, and the Hypothesis home
-    it sets recorded rather than applied (the suite's own Hypothesis tests keep theirs)."""
-    for name in ("USERNAME", "PASSWORD", "SHORTCODE", "CLIENT_TIMEOUT", "CONFIG"):
-        monkeypatch.delenv(f"MPESA_ATM_{name}", raising=False)
-    monkeypatch.setattr(hypothesis.configuration, "set_hypothesis_home_dir", lambda path: None)
+pytestmark = pytest.mark.usefixtures("fuzz_command_in_process")
 
 
 _HEADER = ",".join(TOKEN_COLUMNS)
