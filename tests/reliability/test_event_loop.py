@@ -31,6 +31,18 @@ sys.stdin.read()  # until the test closes our stdin
 """
 
 
+def _send(url: str, method: str, path: str, body: dict[str, object]) -> socket.socket:
+    """The request sent on a connection of its own, its answer left to read."""
+    raw = json.dumps(body).encode()
+    connection = socket.create_connection(host_port(url), timeout=10)
+    connection.sendall(
+        f"{method} {path} HTTP/1.1\r\nHost: mock\r\nContent-Type: application/json\r\n".encode()
+        + f"Content-Length: {len(raw)}\r\n\r\n".encode()
+        + raw
+    )
+    return connection
+
+
 @pytest.mark.network
 def test_while_another_process_holds_the_writer_lock_the_worker_answers_what_needs_no_write(serve):
     served = serve(role="bank")
@@ -44,13 +56,8 @@ def test_while_another_process_holds_the_writer_lock_the_worker_answers_what_nee
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         # A Token Generation, which needs the lock: it waits for its turn, up to the busy timeout (5 s).
-        body = json.dumps({**DOCUMENT_GENERATION, "input_TransactionID": uuid.uuid4().hex[:20]}).encode()
-        waiting = socket.create_connection(host_port(url), timeout=10)
-        waiting.sendall(
-            b"POST /token-generation HTTP/1.1\r\nHost: bank\r\nContent-Type: application/json\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
+        body = {**DOCUMENT_GENERATION, "input_TransactionID": uuid.uuid4().hex[:20]}
+        waiting = _send(url, "POST", "/token-generation", body)
         with httpx.Client(base_url=url, timeout=5) as client:
             # Sent after it, on other connections: the worker reads them after it, so from the
             # second round on the Token Generation is certainly waiting for the lock.
@@ -136,18 +143,6 @@ def _read_whole(store: Store, operation: str | None, limit: int) -> list[dict[st
             )
             found.append(values)
     return found
-
-
-def _send(url: str, method: str, path: str, body: dict[str, object]) -> socket.socket:
-    """The request sent on a connection of its own, its answer left to read."""
-    raw = json.dumps(body).encode()
-    connection = socket.create_connection(host_port(url), timeout=10)
-    connection.sendall(
-        f"{method} {path} HTTP/1.1\r\nHost: mock\r\nContent-Type: application/json\r\n".encode()
-        + f"Content-Length: {len(raw)}\r\n\r\n".encode()
-        + raw
-    )
-    return connection
 
 
 @pytest.mark.network
