@@ -16,6 +16,7 @@ from mpesa_atm.fuzz.events import (
     Note,
     RequestSent,
     UnitProgress,
+    Untested,
 )
 from mpesa_atm.fuzz.results import FAILURE, CampaignResult, Finding
 
@@ -74,3 +75,6 @@ class Collector:
                     self._findings[key] = dataclasses.replace(shown, occurrences=kept.occurrences + 1)
             case Note(text=text):
                 self.result.notes.append(text)
+            case Untested(reason=reason):
+                if self.result.untested is None:
+                    self.result.untested = reason

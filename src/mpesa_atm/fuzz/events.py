@@ -23,6 +23,7 @@ __all__ = [
     "Progress",
     "RequestSent",
     "UnitProgress",
+    "Untested",
 ]
 
 
@@ -86,6 +87,15 @@ class Note:
 
 
 @dataclass(frozen=True)
+class Untested:
+    """The partner let nothing through that the checks need (every valid case refused, or none of the
+    tokens given known): `reason` says what it answered instead and what to check. The campaign ends
+    with exit 2; the first reason is kept."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class CampaignFinished:
     """The campaign is over: its result, findings sorted and merged."""
 
@@ -100,6 +110,7 @@ Event = (
     | FindingFound
     | UnitProgress
     | Note
+    | Untested
     | CampaignFinished
 )
 Listener = Callable[[Event], None]

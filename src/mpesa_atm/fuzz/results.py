@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any
 
+from mpesa_atm.judgement import FAILURE, WARNING, Severity
 from mpesa_atm.operations import Role
 
 __all__ = ["FAILURE", "WARNING", "CampaignResult", "Finding", "SentCase", "Severity"]
-
-Severity = Literal["failure", "warning"]
-# A failure: the partner breaks the document. A warning: the partner is only laxer (or stricter) than a
-# choice of ours that the document leaves open (docs/spec-notes.md): worth a look, not a broken contract.
-FAILURE: Final = "failure"
-WARNING: Final = "warning"
 
 
 @dataclass(frozen=True)
@@ -64,6 +59,9 @@ class CampaignResult:
     exercised: dict[str, int] = field(default_factory=dict)  # check -> cases it applied to
     strict: bool = False  # warnings fail the campaign too
     interrupted: bool = False  # stopped by the user (Ctrl-C) before the end
+    # Why the partner was not tested at all (it let no valid case through: what it answered instead and
+    # what to check), or None. An untested campaign exits 2, whatever it found.
+    untested: str | None = None
 
     @property
     def failures(self) -> list[Finding]:
@@ -80,7 +78,10 @@ class CampaignResult:
 
     @property
     def exit_code(self) -> int:
-        """The command's: 130 when interrupted, 1 when failed, else 0."""
+        """The command's: 130 when interrupted, 2 when the partner could not be tested, 1 when failed,
+        else 0."""
         if self.interrupted:
             return 130
+        if self.untested is not None:
+            return 2
         return 1 if self.failed else 0
