@@ -11,6 +11,11 @@ campaign must never fail them (warnings are allowed: they differ from our choice
   wants a 12-digit MSISDN, an amount in whole units and USD: stricter than our formats, and refused in the
   envelope as the document allows.
 - not_found_status: the HTTP status of -9 Transaction Details Not Found: 200, or a REST-minded 404.
+- auth_status: the HTTP status of -4 and -5: 200, or 401 and 403 (401 for -4, 403 for -5).
+- insight_length: the length of the iPG's output_InsightReference (the document shows 19 characters and
+  gives no limit): 16, or 36 (a UUID).
+- reversible: which tokens the iPG reverses (the document says "Token Expiry/Reversal" and no more):
+  "redeemed" (a dispense that failed), "unredeemed" (a token expiring back to the customer) or "any".
 - tokens: the iPG's tokens (bank_transaction_ref -> Token), as if made by real withdrawals.
 """
 
@@ -20,6 +25,7 @@ import json
 import re
 import secrets
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -91,6 +97,9 @@ class Partner:
     echo: str = "valid"
     formats: str = "lenient"
     not_found_status: int = 200
+    auth_status: int = 200
+    insight_length: int = 16
+    reversible: str = "redeemed"
     tokens: dict[str, Token] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _answered: dict[str, dict[str, str]] = field(default_factory=dict)  # request key -> its 0 answer
@@ -157,7 +166,8 @@ class Partner:
             else:
                 answer["output_BankTransactionRef"] = ""
                 answer["output_BankDateTime"] = ""
-            status = {"-1": self.refusal_status, "-9": self.not_found_status}.get(refused.code, 200)
+            auth = {"-4": 401, "-5": 403} if self.auth_status != 200 else {}
+            status = {"-1": self.refusal_status, "-9": self.not_found_status, **auth}.get(refused.code, 200)
             return status, answer
 
     def _generate(self, raw: bytes, media_type: str, fields: dict[str, str]) -> dict[str, str]:
@@ -201,7 +211,9 @@ class Partner:
         answer = {
             "output_ResponseCode": "0",
             "output_ResponseDesc": "Success",
-            "output_InsightReference": secrets.token_hex(8).upper(),
+            "output_InsightReference": (
+                str(uuid.uuid4()) if self.insight_length == 36 else secrets.token_hex(8).upper()
+            ),
             "output_ThirdPartyReference": self._echo(fields),
         }
         self._answered[key] = answer
@@ -244,8 +256,10 @@ class Partner:
             raise Refused("-9")
         if state.reversed:
             raise Refused("-1", "the token was already reversed")
-        if not state.redeemed:
+        if self.reversible == "redeemed" and not state.redeemed:
             raise Refused("-1", "the token was not redeemed")
+        if self.reversible == "unredeemed" and state.redeemed:
+            raise Refused("-1", "the token was redeemed: it can no longer be reversed")
         state.reversed = True
         return self._success(key, fields)
 

@@ -4,7 +4,9 @@ campaign pointed at something that is not the role's API stops with one line ins
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
+import threading
 
 import pytest
 
@@ -42,13 +44,16 @@ def _tokens(partner: Partner, count: int) -> list[Token]:
 
 
 def _fresh(partner: Partner) -> Partner:
-    return Partner(
-        partner.role,
-        content_type=partner.content_type,
-        refusal_status=partner.refusal_status,
-        echo=partner.echo,
-        formats=partner.formats,
-        not_found_status=partner.not_found_status,
+    """A partner of the same reading, with none of the other's tokens and transactions."""
+    return dataclasses.replace(
+        partner,
+        tokens={},
+        _lock=threading.Lock(),
+        _answered={},
+        _transactions={},
+        _state={},
+        answered=0,
+        busy=threading.Event(),
     )
 
 
