@@ -6,6 +6,7 @@ Pact's verifier gives them (seen against the partners of tests/fuzz/lenient.py).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -283,3 +284,19 @@ def test_warnings_pass_the_report_unless_strict_and_are_counted(tmp_path):
     )
     failed = judged(HELD, code("-1", "0"))
     assert not Report(IPG, "u", [], "s", interactions=[verified, warned, failed]).ok
+
+
+def test_spec_notes_say_how_both_tools_judge_each_warning_rule_of_the_table():
+    """docs/spec-notes.md's section is the shared table: one line per rule with a row, no other."""
+    from pathlib import Path
+
+    notes = (Path(__file__).resolve().parents[2] / "docs" / "spec-notes.md").read_text(encoding="utf-8")
+    heading = "## How the fuzzer and the verifier judge a partner where the document is silent"
+    section = notes.split(heading, 1)[1].split("\n## ", 1)[0]
+    lines = {}
+    for line in section.splitlines():
+        found = re.match(r"^\| \(?(\d+)\)? \| .*? \| `(\w+)` \| (.+?) \| (.+?) \|$", line)
+        if found:
+            lines[found.group(2)] = int(found.group(1))
+    assert lines == {rule.name: rule.row for rule in RULES.values() if rule.row}
+    assert "`mpesa_atm.judgement`" in section
