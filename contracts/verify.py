@@ -350,7 +350,7 @@ def _run(
     report.interactions = outcomes(results, relay.failures, contracts)
     report.notices = [str(n.get("text", n)) for n in results.get("notices", []) if isinstance(n, dict)]
     report.pact_output = verifier.output(strip_ansi=True)
-    if not any(outcome.status == "verified" for outcome in report.interactions):
+    if not any(outcome.status in ("verified", "warning") for outcome in report.interactions):
         _not_tested(report, relay, timeline, network)
     if not report.interactions:
         reasons = "; ".join(

@@ -186,7 +186,7 @@ def test_junit_and_the_page_show_the_warnings_and_strict_fails_on_them(tmp_path,
         assert "status: expected 200 but was 401" in out_text and out_text.endswith(ROW.format(21))
 
         dom = parse(page.read_text())
-        assert dom.having("span", id="verdict")[0].text == "PASSED"
+        assert dom.having("span", id="verdict")[0].text == "WARNING"
         cards = dom.having("article", class_="warning")
         assert len(cards) == 2
         card = next(c for c in cards if wrong_password in c.having("h3")[0].text)
