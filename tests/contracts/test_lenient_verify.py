@@ -6,6 +6,7 @@ tests/contracts/lenient_provider.py."""
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -13,8 +14,10 @@ import pytest
 from mpesa_atm.cli import main
 from mpesa_atm.contracts import BANK, IPG, pact_dir
 from mpesa_atm.contracts.generate import pact_file_name, read_pact
+from mpesa_atm.settings import Settings
 from tests.contracts.lenient_provider import serving_provider
 from tests.fuzz.lenient import Partner
+from tests.fuzz.partners import BROKEN as FAULTY
 from tests.reporting.dom import parse
 
 pytestmark = pytest.mark.network
@@ -202,3 +205,45 @@ def test_junit_and_the_page_show_the_warnings_and_strict_fails_on_them(tmp_path,
     assert {failure.get("type") for failure in failures} == {"warning"}
     assert all(ROW.format(21) in (failure.text or "") for failure in failures)
     assert parse(page.read_text()).having("span", id="verdict")[0].text == "FAILED"
+
+
+# The mock with one fault of tests/fuzz/partners.py that the contracts' interactions meet: how fuzz
+# judges it, verify judges it (a failure fails, a warning passes). The faults the interactions do not
+# meet (an invalid request's answer, a refusal's body on the bank) are fuzz's alone.
+FAULTS = {
+    "short_reference": (
+        1,
+        {"a token generation for a new transaction", "a token generation that repeats one already made"},
+        {},
+    ),
+    "iso8583_success": (1, {"a token generation for a new transaction"}, {}),
+    "text_content_type": (
+        0,
+        set(),
+        {
+            "a token generation for a new transaction": {18},
+            "a token generation that repeats one already made": {18},
+        },
+    ),
+    "extra_output_field": (0, set(), {}),  # Pact ignores a field the contract does not name (row 25)
+    "echoes_bank_reference": (1, set(descriptions("ipg")), {}),  # refusals too: not empty, not the echo
+    "ignores_password": (1, {"a token redemption with a wrong password"}, {}),
+    "pays_unknown_tokens": (1, {"a token redemption for a token the iPG does not hold"}, {}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAULTS))
+def test_the_mock_with_one_fault_is_judged_as_fuzz_judges_it(name, serve_app, tmp_path, capsys):
+    (broken,) = [b for b in FAULTY if b.name == name]
+    url = serve_app(broken.app(Settings(db_path=str(tmp_path / f"{name}.sqlite3"))))
+    status, out = verify(capsys, broken.role, url)
+    code, failed, warnings = FAULTS[name]
+    assert status == code, out
+    assert (status == 0) == (broken.severity == "warning" or name == "extra_output_field")
+    assert set(re.findall(r"^  FAILED  (.*?)  \(consumer", out, flags=re.MULTILINE)) == failed, out
+    shown = warned(out)
+    assert {
+        d: {row for row in rows for line in shown[d] if line.endswith(ROW.format(row))}
+        for d, rows in warnings.items()
+    } == warnings
+    assert set(shown) == set(warnings), out
