@@ -6,6 +6,7 @@ tests/contracts/lenient_provider.py."""
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
 
@@ -15,6 +16,7 @@ from mpesa_atm.cli import main
 from mpesa_atm.contracts import BANK, IPG, pact_dir
 from mpesa_atm.contracts.generate import pact_file_name, read_pact
 from mpesa_atm.settings import Settings
+from tests.contracts.fixtures import FakeBroker
 from tests.contracts.lenient_provider import serving_provider
 from tests.fuzz.lenient import Partner
 from tests.fuzz.partners import BROKEN as FAULTY
@@ -247,3 +249,23 @@ def test_the_mock_with_one_fault_is_judged_as_fuzz_judges_it(name, serve_app, tm
         for d, rows in warnings.items()
     } == warnings
     assert set(shown) == set(warnings), out
+
+
+def test_a_brokers_pact_is_judged_by_the_shipped_contract_of_the_same_interaction(serve_app, capsys):
+    # The broker's pact is not on disk: the code each interaction expects comes from the shipped
+    # contract of the same consumer and description, so an empty reference in a refusal still passes
+    # (judged as in an answer 0, it would fail) and the published result is Pact's own.
+    broker = FakeBroker(read_pact(pact_dir() / pact_file_name(BANK, IPG)))
+    broker.base = serve_app(broker.app)
+    partner = Partner("ipg", auth_status=401, reversible="any")
+    with serving_provider(partner) as url:
+        status, out = verify(
+            capsys, "ipg", url, "--broker-url", broker.base, "--publish-results", "--provider-version", "1"
+        )
+    assert status == 0, out
+    assert set(warned(out)) == {
+        "a token redemption with a wrong password",
+        "a token redemption from a shortcode not linked to the bank",
+    }
+    ((_, body),) = broker.requested("POST", "/pact/results")
+    assert json.loads(body)["success"] is False  # Pact's verdict knows no warnings
