@@ -468,3 +468,26 @@ def test_the_control_token_goes_on_control_calls_only_and_reproducers_read_it_fr
 
     with pytest.raises(ControlRefused, match="no control token was given"):
         run_campaign(Target("ipg", app=mocks.ipg_app, credentials=credentials), max_examples=2, seed=4)
+
+
+def test_the_control_token_comes_from_the_flag_then_the_environment_then_the_config_file(
+    tmp_path, monkeypatch
+):
+    from mpesa_atm.fuzz import CampaignResult, campaign
+
+    config = tmp_path / "harness.toml"
+    config.write_text('control_token = "from-file"\n')
+    targets: list[Target] = []
+
+    def fake_campaign(target: Target, **options: object) -> CampaignResult:
+        targets.append(target)
+        return CampaignResult("ipg", target.label, 1, 1, (), (), (), harness=False)
+
+    monkeypatch.setattr(campaign, "run_campaign", fake_campaign)
+    command = ["fuzz", "ipg", "--url", "http://127.0.0.1:1", "--config", str(config)]
+
+    assert main(command) == 0
+    monkeypatch.setenv("MPESA_ATM_CONTROL_TOKEN", "from-env")
+    assert main(command) == 0
+    assert main([*command, "--control-token", "from-flag"]) == 0
+    assert [target.control_token for target in targets] == ["from-file", "from-env", "from-flag"]
