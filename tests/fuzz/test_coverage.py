@@ -428,6 +428,7 @@ def test_fuzz_ipg_against_a_mock_served_with_a_control_token(serve, capsys, tmp_
     assert "token_lifecycle" not in _summary(out)  # exercised
     for written in (har, page, junit):
         assert "s3cret-token" not in written.read_text()
+    assert "control API used if /_harness answers, with a control token" in page.read_text()
     entries = json.loads(har.read_text())["log"]["entries"]
     control = [e for e in entries if "/_harness/" in e["request"]["url"]]
     assert control, "no control-API call in the HAR"

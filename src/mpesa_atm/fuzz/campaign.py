@@ -166,7 +166,12 @@ def _shown_options(
         ("currencies", ", ".join(currencies)),
         ("workers", str(workers)),
         ("timeout", f"{target.timeout:g} s"),
-        ("control API", f"used if {CONTROL_PREFIX} answers" if use_harness else "not used (--no-harness)"),
+        (
+            "control API",
+            (f"used if {CONTROL_PREFIX} answers" + (", with a control token" if target.control_token else ""))
+            if use_harness
+            else "not used (--no-harness)",
+        ),
     ]
     if target.paths:
         shown.append(("paths", ", ".join(f"{op}={path}" for op, path in sorted(target.paths.items()))))
