@@ -46,5 +46,17 @@ def test_ctrl_c_prints_the_summary_writes_the_files_and_exits_130(tmp_path, role
     assert suite is not None
     properties = {p.get("name"): p.get("value") for p in suite.iter("property")}
     assert properties["interrupted"] == "true" and int(properties["cases"]) > 0
+    # What the campaign never reached is skipped, never a passing test case.
+    skipped = {
+        (case.get("classname"), case.get("name")): case.find("skipped") for case in suite.iter("testcase")
+    }
+    skipped = {key: element for key, element in skipped.items() if element is not None}
+    assert suite.get("skipped") == str(len(skipped))
+    assert {element.get("message") for element in skipped.values()} <= {
+        "not reached: the campaign was interrupted"
+    }
+    if role == "ipg":  # the lifecycles come last, and this partner has no control API anyway
+        assert {check for _, check in skipped} >= {"token_lifecycle"}
+        assert "not reached (" in summary and "token_lifecycle" in summary
     assert "INTERRUPTED" in page.read_text()
     assert har.read_text().startswith("{")

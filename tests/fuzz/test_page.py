@@ -10,6 +10,7 @@ from mpesa_atm.fuzz import CampaignResult, Finding, Target, run_campaign
 from mpesa_atm.fuzz.checks import checks_for
 from mpesa_atm.fuzz.page import HtmlReporter, check_rows, finding_view, sections_of
 from mpesa_atm.fuzz.report import HarReporter
+from mpesa_atm.reporting.page import write_page
 from mpesa_atm.settings import Settings
 from tests.fuzz.partners import BROKEN
 from tests.reporting.browser import rendered_dom
@@ -166,3 +167,40 @@ def test_a_check_shows_the_sections_of_the_role_fuzzed():
     assert sections_of("bank", "2.1.3, 2.2.3, 3.1.3") == "3.1.3"
     assert sections_of("ipg", "2.1, 2.2, 3.1") == "2.1, 2.2"
     assert sections_of("bank", "4") == "4"
+
+
+def test_the_badge_names_the_checks_not_exercised_and_an_interrupted_campaign_its_checks_not_reached(
+    tmp_path,
+):
+    exercised = {name: 10 for name in _result().checks if name != "replay_is_duplicate"}
+    passed = _result(exercised=exercised)
+    context = HtmlReporter(tmp_path / "p.html").context(passed)
+    assert (context["verdict"], context["badge_note"]) == ("passed", "1 check not exercised")
+    rows = {row.name: row for row in context["checks"]}
+    assert rows["replay_is_duplicate"].why.startswith(
+        "Not exercised: it needs a request answered 0 Success, to replay"
+    )
+
+    interrupted = _result(exercised={"not_a_server_error": 10}, interrupted=True)
+    context = HtmlReporter(tmp_path / "i.html").context(interrupted)
+    assert context["verdict"] == "interrupted"
+    assert context["badge_note"] == f"{len(interrupted.checks) - 1} checks not reached"
+    rows = {row.name: row for row in context["checks"]}
+    assert rows["replay_is_duplicate"].why == "Not reached: the campaign was interrupted."
+    assert rows["not_a_server_error"].verdict == "passed"
+
+    every = _result(exercised=dict.fromkeys(_result().checks, 10))
+    assert HtmlReporter(tmp_path / "e.html").context(every)["badge_note"] == ""
+
+
+def test_a_partner_that_let_nothing_through_is_untested_on_the_page_with_why(tmp_path):
+    reason = "the bank let nothing through: every valid Token Generation (9) was answered -1"
+    result = _result(exercised={"not_a_server_error": 9}, untested=reason)
+    page = tmp_path / "p.html"
+
+    context = HtmlReporter(page).context(result)
+    assert context["verdict"] == "untested"
+    assert context["lead"] == f"Not tested: {reason}."
+    write_page(page, "fuzz.html", **context)
+    html = page.read_text()
+    assert 'id="verdict">UNTESTED</span>' in html and reason in html

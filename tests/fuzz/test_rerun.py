@@ -21,6 +21,7 @@ from tests.fixtures.tls import Gateway
 from tests.fuzz.partners import BROKEN
 
 PASSWORD, API_KEY = "s3cret!", "k3y-s3cret"
+CONTROL_TOKEN = "c0ntrol-t0ken"
 # The shell variables the command reads its secrets from, as the user would have them set.
 SECRETS = {"MPESA_ATM_PASSWORD": PASSWORD, "X_API_KEY": API_KEY}
 URL = "https://ipg.example"
@@ -61,8 +62,10 @@ def test_the_command_gives_every_option_of_the_campaign_again_and_no_secret(tmp_
         "check": ["--check", "not_a_server_error"],
         "exclude_check": ["--exclude-check", "status_code_conformance"],
         "strict": ["--strict"],
+        "require_exercised": ["--require-exercised"],
         "config": ["--config", "harness.toml"],
         "no_harness": ["--no-harness"],
+        "control_token": ["--control-token", CONTROL_TOKEN],
         "username": ["--username", "acme"],
         "password": ["--password", PASSWORD],
         "shortcode": ["--shortcode", "600100"],
@@ -86,8 +89,8 @@ def test_the_command_gives_every_option_of_the_campaign_again_and_no_secret(tmp_
 
     command = rerun_command(args, Network.from_args(args), seed=4242)
 
-    assert PASSWORD not in command and API_KEY not in command
-    assert command.endswith("  # set first: MPESA_ATM_PASSWORD, X_API_KEY")
+    assert PASSWORD not in command and API_KEY not in command and CONTROL_TOKEN not in command
+    assert command.endswith("  # set first: MPESA_ATM_PASSWORD, MPESA_ATM_CONTROL_TOKEN, X_API_KEY")
     monkeypatch.chdir(certs.ca.parent)  # the files are found from anywhere
     words = _as_a_shell_runs_it(command)
     assert words[:2] == ["fuzz", "ipg"]
@@ -98,6 +101,7 @@ def test_the_command_gives_every_option_of_the_campaign_again_and_no_secret(tmp_
         "config": str(tmp_path / "harness.toml"),
         "tokens": str(tmp_path / "tokens.csv"),
         "password": None,  # MPESA_ATM_PASSWORD gives it
+        "control_token": None,  # MPESA_ATM_CONTROL_TOKEN gives it
         "headers": [[header] for given in args.headers for header in given],  # one -H each
         "junit_xml": None,
         "report": None,

@@ -30,6 +30,9 @@ def _result(*findings: Finding, strict: bool = False, interrupted: bool = False)
         findings=list(findings),
         strict=strict,
         interrupted=interrupted,
+        exercised=dict.fromkeys(
+            ("not_a_server_error", "status_code_conformance", "bank_reference_length"), 12
+        ),
     )
 
 

@@ -32,6 +32,7 @@ from mpesa_atm.fuzz.events import (
     Note,
     RequestSent,
     UnitProgress,
+    Untested,
 )
 from mpesa_atm.fuzz.probe_checks import AUTH_PROBING, AuthProbes
 from mpesa_atm.fuzz.results import CampaignResult
@@ -39,6 +40,7 @@ from mpesa_atm.fuzz.target import (
     NoAnswer,
     Target,
     Timed,
+    check_control_token,
     control_available,
     open_session,
     response_code,
@@ -145,6 +147,7 @@ def _shown_options(
     checks: Sequence[str] | None,
     excluded: Sequence[str],
     strict: bool,
+    require_exercised: bool,
     kinds: Sequence[str],
     phases: Sequence[str],
     currencies: Sequence[str],
@@ -157,12 +160,18 @@ def _shown_options(
         ("checks", "all of the role's" if checks is None else ", ".join(checks)),
         *((("excluded checks", ", ".join(excluded)),) if excluded else ()),
         ("warnings", "fail the campaign (strict)" if strict else "reported, the campaign passes"),
+        *((("checks not exercised", "fail the campaign (require exercised)"),) if require_exercised else ()),
         ("kinds", ", ".join(kinds)),
         ("phases", ", ".join(phases)),
         ("currencies", ", ".join(currencies)),
         ("workers", str(workers)),
         ("timeout", f"{target.timeout:g} s"),
-        ("control API", f"used if {CONTROL_PREFIX} answers" if use_harness else "not used (--no-harness)"),
+        (
+            "control API",
+            (f"used if {CONTROL_PREFIX} answers" + (", with a control token" if target.control_token else ""))
+            if use_harness
+            else "not used (--no-harness)",
+        ),
     ]
     if target.paths:
         shown.append(("paths", ", ".join(f"{op}={path}" for op, path in sorted(target.paths.items()))))
@@ -208,6 +217,7 @@ def run_campaign(
     checks: Sequence[str] | None = None,
     exclude_checks: Sequence[str] = (),
     strict: bool = False,
+    require_exercised: bool = False,
     kinds: Sequence[Kind] = KINDS,
     phases: Sequence[str] = PHASES,
     currencies: Sequence[str] = DEFAULT_CURRENCIES,
@@ -219,16 +229,22 @@ def run_campaign(
 ) -> CampaignResult:
     """Fuzz `target` and return what was found. Each event goes to every listener as it happens, and
     each UnitProgress also to `progress`. `checks` chooses the checks (None: all of the role's),
-    `exclude_checks` leaves some out; with `strict`, warnings fail the campaign as failures do.
+    `exclude_checks` leaves some out; with `strict`, warnings fail the campaign as failures do; with
+    `require_exercised`, so does a check no case exercised.
     `tokens` (iPG) exist at the target: the stateful phase spends each on one lifecycle. At most
     `auth_probes` requests with a wrong password, and as many with another shortcode, go out.
 
     Ctrl-C (KeyboardInterrupt) ends the campaign early: what ran is the result, marked interrupted, and
     CampaignFinished still goes out, so that the reports are written.
 
+    A partner that let nothing through that the checks need (collector.Door: every valid case refused,
+    or every request refused with HTTP 401/403) has not been tested: `result.untested` says what it
+    answered instead and what to check, and the exit code is 2.
+
     Raises UsageError for options that do not fit, TargetUnreachable when the target cannot be reached,
     WrongTarget when what answers is not the role's API, ConfigError when an iPG refuses the target's
-    credentials.
+    credentials, ControlRefused (a ConfigError) when the mock's control API refuses the target's control
+    token (or its lack of one).
     """
     if max_examples < 1:
         raise UsageError("must be at least 1", argument="max_examples")
@@ -270,6 +286,8 @@ def run_campaign(
         phases=tuple(phase for phase in PHASES if phase in phases),
         harness=False,
         strict=strict,
+        needs={info.name: info.needs for info in chosen},
+        require_exercised=require_exercised,
     )
     collector = Collector(result, listeners)
     collector.emit(
@@ -284,6 +302,7 @@ def run_campaign(
                 checks,
                 exclude_checks,
                 strict,
+                require_exercised,
                 kinds,
                 phases,
                 currencies,
@@ -294,6 +313,8 @@ def run_campaign(
         )
     )
     result.harness = control_available(target) and use_harness
+    if result.harness and target.role == "ipg":  # the iPG's phases make tokens with the control API
+        check_control_token(target)
     campaign = Campaign(
         target,
         seed=seed,
@@ -332,6 +353,10 @@ def run_campaign(
     except KeyboardInterrupt:
         result.interrupted = True
         collector.emit(Note("interrupted (Ctrl-C): the results are those of the cases sent until then"))
+    if not result.interrupted:
+        reason = collector.untested()
+        if reason is not None:
+            collector.emit(Untested(reason))
     result.findings = collector.findings()
     result.duration = time.perf_counter() - started
     collector.emit(CampaignFinished(result))

@@ -155,8 +155,8 @@ _NEEDS = {
     "bank_reference_length": "an answer with output_BankTransactionRef",
     "bank_date_time_format": "an answer with output_BankDateTime",
     "optional_field_left_out": "a valid request, to send with and without input_AccountNumber",
-    "token_lifecycle": "the stateful run, with tokens given (--tokens) or made by the mock's /_harness"
-    " control API",
+    "token_lifecycle": "tokens (--tokens) or a mock's /_harness control API to make them, and the stateful"
+    " phase",
     "unknown_token_paid": "the stateful run (its redemption and reversal of a token nobody issued)",
 }
 _APPLIES: dict[str, Callable[[Case], bool]] = {

@@ -1,8 +1,10 @@
 """`mpesa-atm fuzz ipg|bank --url BASE`: a campaign against a partner's running implementation, with the
 console and JUnit reporters; it words the library's errors in terms of its flags.
 
-Exit 0 when nothing breaks the document (warnings allowed, unless --strict), 1 when something does, 2 for
-a usage error or a target that cannot be tested (one line), 130 when interrupted (Ctrl-C).
+Exit 0 when nothing breaks the document (warnings allowed, unless --strict; checks not exercised
+allowed, unless --require-exercised), 1 when something does, 2 for a usage error or a target that cannot
+be tested (one line), or a partner that let nothing through (the summary line says what it answered
+instead), 130 when interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -42,6 +44,11 @@ _CREDENTIALS_FROM = (
     f"give the bank's credentials with --username, --password and --shortcode, or {ENV_PREFIX}USERNAME, "
     f"{ENV_PREFIX}PASSWORD and {ENV_PREFIX}SHORTCODE, or the config file's [bank]"
 )
+# Where the control token comes from, for an error about it.
+_CONTROL_TOKEN_FROM = (
+    f"give the token the mock was served with: --control-token TOKEN, or {ENV_PREFIX}CONTROL_TOKEN, or the "
+    "config file's control_token (or --no-harness to leave the control API alone)"
+)
 
 _positive = whole_number(1)
 _seed = whole_number(0)
@@ -50,7 +57,8 @@ _DEFAULTS: dict[str, object] = {"max_examples": 100, "workers": 1, "wait": 10.0,
 # The options of a campaign as that command writes them, after the role, --url and --seed, in the order
 # of --help: (flag, dest). The network's come after them, as the reproducers write them. Left out: the
 # files a campaign writes (--junit-xml, --report, --har: running it again does not overwrite the page
-# it is read on), and --password, which it reads from MPESA_ATM_PASSWORD instead.
+# it is read on), and --password and --control-token, which it reads from MPESA_ATM_PASSWORD and
+# MPESA_ATM_CONTROL_TOKEN instead.
 _RERUN_OPTIONS = (
     ("--path", "path"),
     ("--max-examples", "max_examples"),
@@ -61,6 +69,7 @@ _RERUN_OPTIONS = (
     ("--check", "check"),
     ("--exclude-check", "exclude_check"),
     ("--strict", "strict"),
+    ("--require-exercised", "require_exercised"),
     ("--config", "config"),
     ("--no-harness", "no_harness"),
     ("--username", "username"),
@@ -80,9 +89,11 @@ def register(commands: Any) -> None:
         description=(
             "Run a property-based campaign from the OpenAPI documents against a partner at URL and check "
             "every answer against the document's rules. A failure breaks the document; a warning is a "
-            "partner laxer than the harness's own choices, which the document leaves open. Exit 0: no "
-            "failure (warnings allowed unless --strict); 1: a failure; 2: usage error, or a target that "
-            "cannot be tested; 130: interrupted."
+            "partner laxer than the harness's own choices, which the document leaves open. A check no case "
+            "exercised is listed as not exercised, with what it needs. Exit 0: no failure (warnings and "
+            "checks not exercised allowed unless --strict, --require-exercised); 1: a failure; 2: usage "
+            "error, a target that cannot be reached, or a partner that let nothing through (every valid "
+            "case refused: the summary says what it answered); 130: interrupted."
         ),
     )
     fuzz.add_argument("role", choices=ROLES, help="the side the partner implements")
@@ -149,15 +160,28 @@ def register(commands: Any) -> None:
         help="warnings (a partner laxer than the harness's formats, statuses, Content-Type) fail too",
     )
     fuzz.add_argument(
+        "--require-exercised",
+        action="store_true",
+        help="a check no case exercised fails the campaign too (exit 1, naming it): e.g. token_lifecycle "
+        "without --tokens nor a mock's control API",
+    )
+    fuzz.add_argument(
         "--config",
         metavar="FILE",
-        help="TOML config file: the bank's credentials ([bank]) and client_timeout (default: "
+        help="TOML config file: the bank's credentials ([bank]), control_token and client_timeout (default: "
         f"{ENV_PREFIX}CONFIG; see docs/configuration.md)",
     )
     fuzz.add_argument(
         "--no-harness",
         action="store_true",
         help=f"do not use the mock's {CONTROL_PREFIX} control API even if the target has one",
+    )
+    fuzz.add_argument(
+        "--control-token",
+        metavar="TOKEN",
+        help=f"sent as 'Authorization: Bearer TOKEN' on the calls to a mock's {CONTROL_PREFIX} control API "
+        f"only, for a mock served with one (default: {ENV_PREFIX}CONTROL_TOKEN, or control_token of the "
+        "config file; prefer those: a flag shows in the process list)",
     )
     credentials = fuzz.add_argument_group(
         "iPG targets",
@@ -225,6 +249,8 @@ def rerun_command(args: argparse.Namespace, network: Network, seed: int) -> str:
             words += [flag, os.path.abspath(value) if dest in _FILES else str(value)]
     command = " ".join([shlex.join(words), *network.curl_options()])
     needed = network.secret_variables()
+    if getattr(args, "control_token", None) is not None:
+        needed.insert(0, ENV_PREFIX + "CONTROL_TOKEN")
     if args.password is not None:
         needed.insert(0, ENV_PREFIX + "PASSWORD")
     return command + (f"  # set first: {', '.join(needed)}" if needed else "")
@@ -239,7 +265,7 @@ def _fuzz(args: argparse.Namespace) -> int:
     from mpesa_atm.fuzz.events import Listener
     from mpesa_atm.fuzz.page import HtmlReporter
     from mpesa_atm.fuzz.report import ConsoleReporter, HarReporter, JUnitReporter
-    from mpesa_atm.fuzz.target import Target
+    from mpesa_atm.fuzz.target import ControlRefused, Target
     from mpesa_atm.fuzz.tokens import read_tokens
 
     settings = load_settings(
@@ -247,6 +273,7 @@ def _fuzz(args: argparse.Namespace) -> int:
         bank_username=args.username,
         bank_password=args.password,
         bank_shortcode=args.shortcode,
+        control_token=args.control_token,
     )
     credentials = None
     if args.role == "ipg":
@@ -285,6 +312,7 @@ def _fuzz(args: argparse.Namespace) -> int:
             timeout=args.timeout if args.timeout is not None else settings.client_timeout,
             wait=args.wait,
             network=network,
+            control_token=settings.control_token,
         )
         result = run_campaign(
             target,
@@ -294,6 +322,7 @@ def _fuzz(args: argparse.Namespace) -> int:
             checks=args.check,
             exclude_checks=args.exclude_check,
             strict=args.strict,
+            require_exercised=args.require_exercised,
             currencies=tuple(args.currency or DEFAULT_CURRENCIES),
             use_harness=not args.no_harness,
             tokens=read_tokens(args.tokens) if args.tokens else (),
@@ -302,9 +331,18 @@ def _fuzz(args: argparse.Namespace) -> int:
         )
     except UsageError as exc:
         raise UsageError(exc.as_flag(_FLAGS)) from None
-    except ConfigError as exc:  # run_campaign's only one: the iPG refused the credentials
+    except ControlRefused as exc:
+        raise ConfigError(f"{exc}; {_CONTROL_TOKEN_FROM}") from None
+    except ConfigError as exc:  # run_campaign's other one: the iPG refused the credentials
         raise ConfigError(f"{exc}; {_CREDENTIALS_FROM}") from None
     except WrongTarget as exc:
+        if "gateway" in exc.answered:  # a 401 or 403 outside the envelope: in front of the API
+            raise WrongTarget(
+                f"{exc}; are credentials or a gateway header missing? Give what it wants with -H 'Name: "
+                "value' (or --cert and --key), or check --url",
+                operation_id=exc.operation_id,
+                answered=exc.answered,
+            ) from None
         raise WrongTarget(
             f"{exc}; check --url (the partner's base URL), --path {exc.operation_id}=PATH (the partner's "
             f"own path) and the role ({_TESTS[args.role]})",

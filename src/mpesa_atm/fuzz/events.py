@@ -60,6 +60,14 @@ class CaseChecked:
 
     operation: str
     checks: tuple[str, ...]
+    # How the partner answered the case, for the collector's "was anything let through": the HTTP
+    # status, output_ResponseCode and output_ResponseDesc (None when the answer has none), and whether
+    # the case is a valid one, a request the schema accepts with the campaign's own values and
+    # credentials (the realistic and stateful phases': see collector.Door).
+    status: int | None = None
+    code: str | None = None
+    description: str | None = None
+    valid: bool = False
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 from mpesa_atm.fuzz.checks import CHECKS, CheckInfo, checks_for
 from mpesa_atm.fuzz.events import CampaignFinished, CampaignStarted, CaseSent, Event, RequestSent
-from mpesa_atm.fuzz.results import CampaignResult, Finding
+from mpesa_atm.fuzz.results import NOT_EXERCISED, CampaignResult, Finding
 from mpesa_atm.operations import Role, operations_of
 from mpesa_atm.reporting.exchange import answer_class
 from mpesa_atm.reporting.page import duration_text, write_page
@@ -81,32 +81,35 @@ def sections_of(role: Role, section: str) -> str:
 
 
 def check_rows(result: CampaignResult) -> list[CheckRow]:
-    """Every check of the role: failed (a failure, or a warning of a strict campaign), warning (only
-    warnings), few cases, not exercised (and why), or passed."""
-    failed = {finding.check for finding in (result.findings if result.strict else result.failures)}
-    warned = {finding.check for finding in result.warnings} - failed
+    """Every check of the role, with the result's verdict (CampaignResult.verdict): failed (a failure,
+    or a warning of a strict campaign), warning (only warnings), not exercised (and why: what it needs,
+    or that the campaign was interrupted first), or passed, shown as "few cases" when fewer than
+    FEW_CASES exercised it; a check left out of the campaign is not exercised, and says so."""
     rows = []
     for info in checks_for(result.role):
         info = dataclasses.replace(info, section=sections_of(result.role, info.section))
-        cases = result.exercised.get(info.name, 0)
-        if info.name in failed:
-            row = CheckRow(info.name, info.section, "failed", cases, info.meaning)
-        elif info.name in warned:
-            why = "The partner is laxer than a choice of the harness that the document leaves open."
-            row = CheckRow(info.name, info.section, "warning", cases, info.meaning, why)
-        elif info.name not in result.checks:
+        if info.name not in result.checks:
             why = "Not run: left out of this campaign (--check, --exclude-check)."
-            row = CheckRow(info.name, info.section, "not exercised", 0, info.meaning, why)
-        elif cases == 0:
-            why = f"Not exercised: it needs {info.needs}, and no case of this campaign brought one."
-            row = CheckRow(info.name, info.section, "not exercised", 0, info.meaning, why)
-        elif cases < FEW_CASES:
+            rows.append(CheckRow(info.name, info.section, NOT_EXERCISED, 0, info.meaning, why))
+            continue
+        verdict = result.verdict(info.name)
+        cases = verdict.cases
+        if verdict.status == "warning":
+            why = "The partner reads a point the document leaves open otherwise than the harness does."
+            row = CheckRow(info.name, info.section, "warning", cases, info.meaning, why)
+        elif verdict.status == NOT_EXERCISED:
+            why = f"Not {verdict.reason.removeprefix('not ')}." if result.interrupted else ""
+            why = why or f"Not exercised: it {verdict.reason}, and no case of this campaign brought it."
+            if result.require_exercised and not result.interrupted:
+                why += " The campaign requires every check exercised (--require-exercised)."
+            row = CheckRow(info.name, info.section, NOT_EXERCISED, 0, info.meaning, why)
+        elif verdict.status == "passed" and cases < FEW_CASES:
             why = (
                 f"Passed, but only {cases} case{'s' if cases > 1 else ''} exercised it: raise --max-examples."
             )
             row = CheckRow(info.name, info.section, "few cases", cases, info.meaning, why)
         else:
-            row = CheckRow(info.name, info.section, "passed", cases, info.meaning)
+            row = CheckRow(info.name, info.section, verdict.status, cases, info.meaning)
         rows.append(row)
     return sorted(rows, key=lambda row: _VERDICT_ORDER.index(row.verdict))
 
@@ -147,6 +150,8 @@ def finding_view(finding: Finding, role: Role | None = None) -> FindingView:
 
 
 def _lead(result: CampaignResult, rows: list[CheckRow]) -> str:
+    if result.untested is not None and not result.interrupted:
+        return f"Not tested: {result.untested}."
     count = {verdict: sum(row.verdict == verdict for row in rows) for verdict in _VERDICT_ORDER}
     interrupted = " Interrupted (Ctrl-C): these are the results of the cases sent until then." * int(
         result.interrupted
@@ -159,19 +164,36 @@ def _lead(result: CampaignResult, rows: list[CheckRow]) -> str:
             f"{count['failed']} of {len(rows)} checks failed against {result.target}: {names}."
             f"{warnings}{interrupted}"
         )
+    missing = ", ".join(result.not_exercised)
+    required = (
+        f" The campaign requires every check exercised (--require-exercised): {missing} were not."
+        if result.require_exercised and missing and not result.interrupted
+        else ""
+    )
     return (
         f"No check failed against {result.target}: {count['passed']} passed, {count['warning']} with "
         f"warnings, {count['few cases']} on few cases, {count['not exercised']} not exercised, of "
-        f"{len(rows)}.{interrupted}"
+        f"{len(rows)}.{required}{interrupted}"
     )
 
 
 def _verdict(result: CampaignResult) -> str:
+    if result.untested is not None and not result.interrupted:
+        return "untested"
     if result.failed:
         return "failed"
     if result.interrupted:
         return "interrupted"
     return "warning" if result.warnings else "passed"
+
+
+def _badge_note(result: CampaignResult) -> str:
+    """Beside the verdict: how many checks of the campaign were not exercised (or not reached)."""
+    missing = len(result.not_exercised)
+    if not missing:
+        return ""
+    word = "not reached" if result.interrupted else "not exercised"
+    return f"{missing} check{'' if missing == 1 else 's'} {word}"
 
 
 class HtmlReporter:
@@ -230,6 +252,7 @@ class HtmlReporter:
             "kind": "fuzzing campaign",
             "title": f"mpesa-atm fuzz {result.role}",
             "verdict": _verdict(result),
+            "badge_note": _badge_note(result),
             "lead": _lead(result, rows),
             "facts": facts,
             "rerun": self.rerun(result.seed) if self.rerun else "",

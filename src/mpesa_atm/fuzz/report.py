@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TextIO
 
 from mpesa_atm.fuzz.events import CampaignFinished, CampaignStarted, Event, RequestSent, UnitProgress
-from mpesa_atm.fuzz.results import FAILURE, CampaignResult, Finding
+from mpesa_atm.fuzz.results import FAILURE, NOT_EXERCISED, CampaignResult, Finding
 from mpesa_atm.reporting.exchange import Exchange
 from mpesa_atm.reporting.har import write_har
 
@@ -19,6 +19,7 @@ __all__ = [
     "HarReporter",
     "JUnitReporter",
     "render_finding",
+    "render_not_exercised",
     "render_summary",
     "write_junit",
 ]
@@ -57,8 +58,40 @@ def _counted(findings: list[Finding], word: str) -> str:
     return f"{len(findings)} {word}{plural} ({', '.join(checks)})"
 
 
+# The reasons of the checks not exercised go in the summary line when they are this short together;
+# longer, the line names the checks and the console lists them with their reasons above it.
+_INLINE_REASONS = 120
+
+
+def _coverage(result: CampaignResult) -> str:
+    """ "3 checks not exercised (token_lifecycle: needs ...; ...)", or "" when every check was."""
+    missing = result.not_exercised
+    if not missing:
+        return ""
+    count = f"{len(missing)} check{'' if len(missing) == 1 else 's'}"
+    if result.interrupted:
+        return f"{count} not reached ({', '.join(missing)})"
+    detailed = "; ".join(f"{check}: {reason}" for check, reason in missing.items())
+    return f"{count} not exercised ({detailed if len(detailed) <= _INLINE_REASONS else ', '.join(missing)})"
+
+
+def render_not_exercised(result: CampaignResult) -> str:
+    """The checks not exercised with their reasons, one a line under "not exercised:", when the summary
+    line has no room for the reasons; else ""."""
+    missing = result.not_exercised
+    coverage = _coverage(result)
+    if not missing or result.interrupted or all(f"{check}: " in coverage for check in missing):
+        return ""
+    return "\n".join(["  not exercised:", *(f"    {check}: {reason}" for check, reason in missing.items())])
+
+
 def render_summary(result: CampaignResult) -> str:
-    """One line: what was sent, the failures and warnings (by check), the verdict and the seed."""
+    """One line: the verdict, the failures and warnings (by check), the checks not exercised, what was
+    sent and the seed. A partner that let nothing through is NOT TESTED, and the line says why."""
+    sent = f"{result.cases} cases ({result.requests} requests) in {result.duration:.1f} s; seed {result.seed}"
+    head = f"mpesa-atm fuzz {result.role}"
+    if result.untested is not None and not result.interrupted:
+        return f"{head}: NOT TESTED: {result.untested}; {sent}"
     parts = []
     if result.failures:
         parts.append(_counted(result.failures, "failure"))
@@ -66,36 +99,41 @@ def render_summary(result: CampaignResult) -> str:
         parts.append(_counted(result.warnings, "warning"))
     if result.interrupted:
         verdict = "INTERRUPTED"
+    elif result.failures:
+        verdict = "FAILED"
+    elif result.strict and result.findings:
+        verdict = "FAILED (--strict: warnings fail)"
     elif result.failed:
-        verdict = "FAILED" + (" (--strict: warnings fail)" if not result.failures else "")
+        verdict = "FAILED (--require-exercised: every check must be exercised)"
     else:
         verdict = "PASSED"
     found = ", ".join(parts) if parts else "no check failed"
-    return (
-        f"mpesa-atm fuzz {result.role}: {verdict}: {found}; {result.cases} cases ({result.requests} "
-        f"requests) in {result.duration:.1f} s; seed {result.seed}"
-    )
+    coverage = _coverage(result)
+    return f"{head}: {verdict}: {found}{'; ' + coverage if coverage else ''}; {sent}"
+
+
+def _not_exercised(result: CampaignResult, operation: str, check: str) -> str | None:
+    """Why `check` was not exercised on `operation` (a skipped test case's message), or None if it was."""
+    verdict = result.verdict(check, operation)
+    if verdict.status != NOT_EXERCISED:
+        return None
+    return verdict.reason if result.interrupted else f"not exercised: {verdict.reason}"
 
 
 def write_junit(result: CampaignResult, path: str | Path) -> None:
-    """One test case per operation and check: failed with its failures, or passed. Its warnings go in
-    the test case's system-out, with the property severity=warning, and fail it (type "warning") only
-    when the campaign is strict."""
+    """One test case per operation and check: failed with its failures, skipped when no case of that
+    operation exercised it (with why: what it needs, or that an interrupted campaign never got there),
+    else passed. Its warnings go in the test case's system-out, with the property severity=warning, and
+    fail it (type "warning") only when the campaign is strict; a check not exercised anywhere fails
+    (type "not exercised") when the campaign requires every check exercised. A partner that let
+    nothing through adds a test case in error (type "untested") with why."""
     by_key: dict[tuple[str, str], list[Finding]] = {}
     for finding in result.findings:
         by_key.setdefault((finding.operation, finding.check), []).append(finding)
     operations = sorted({f.operation for f in result.findings} | set(result.operations))
-    failed_cases = sum(
-        any(f.severity == FAILURE or result.strict for f in findings) for findings in by_key.values()
-    )
-    suite = ET.Element(
-        "testsuite",
-        name=f"mpesa-atm fuzz {result.role}",
-        tests=str(len(operations) * len(result.checks)),
-        failures=str(failed_cases),
-        errors="0",
-        time=f"{result.duration:.3f}",
-    )
+    required = set(result.not_exercised) if result.require_exercised and not result.interrupted else set()
+    untested = result.untested if not result.interrupted else None
+    suite = ET.Element("testsuite", name=f"mpesa-atm fuzz {result.role}")
     properties = ET.SubElement(suite, "properties")
     shown: tuple[tuple[str, object], ...] = (
         ("seed", result.seed),
@@ -103,11 +141,22 @@ def write_junit(result: CampaignResult, path: str | Path) -> None:
         ("cases", result.cases),
         ("failures", len(result.failures)),
         ("warnings", len(result.warnings)),
+        ("not exercised", len(result.not_exercised)),
         ("strict", str(result.strict).lower()),
+        ("require exercised", str(result.require_exercised).lower()),
         ("interrupted", str(result.interrupted).lower()),
+        *((("untested", untested),) if untested else ()),
     )
     for name, value in shown:
         ET.SubElement(properties, "property", name=name, value=str(value))
+    failed_cases = skipped_cases = 0
+    if untested:
+        testcase = ET.SubElement(
+            suite, "testcase", classname=f"mpesa-atm fuzz {result.role}", name="untested"
+        )
+        ET.SubElement(
+            testcase, "error", message=untested, type="untested"
+        ).text = f"The partner was not tested: {untested}"
     for operation in operations:
         for check in result.checks:
             testcase = ET.SubElement(suite, "testcase", classname=operation, name=check)
@@ -117,15 +166,30 @@ def write_junit(result: CampaignResult, path: str | Path) -> None:
             if warnings:
                 case_properties = ET.SubElement(testcase, "properties")
                 ET.SubElement(case_properties, "property", name="severity", value="warning")
+            skipped = None if findings else _not_exercised(result, operation, check)
             if failures:
                 failure = ET.SubElement(testcase, "failure", message=failures[0].title, type="failure")
                 failure.text = "\n\n".join(render_finding(f) for f in failures)
             elif warnings and result.strict:
                 failure = ET.SubElement(testcase, "failure", message=warnings[0].title, type="warning")
                 failure.text = "\n\n".join(render_finding(f) for f in warnings)
+            elif skipped is not None and check in required:
+                required_text = f"{check} {skipped}; the campaign requires every check exercised"
+                failure = ET.SubElement(testcase, "failure", message=skipped, type="not exercised")
+                failure.text = f"{required_text} (--require-exercised)"
+            elif skipped is not None:
+                ET.SubElement(testcase, "skipped", message=skipped)
+                skipped_cases += 1
+            if testcase.find("failure") is not None:
+                failed_cases += 1
             if warnings and not (result.strict and not failures):
                 out = ET.SubElement(testcase, "system-out")
                 out.text = "\n\n".join(render_finding(f) for f in warnings)
+    suite.set("tests", str(len(operations) * len(result.checks) + int(bool(untested))))
+    suite.set("failures", str(failed_cases))
+    suite.set("errors", str(int(bool(untested))))
+    suite.set("skipped", str(skipped_cases))
+    suite.set("time", f"{result.duration:.3f}")
     root = ET.Element("testsuites")
     root.append(suite)
     tree = ET.ElementTree(root)
@@ -135,7 +199,8 @@ def write_junit(result: CampaignResult, path: str | Path) -> None:
 
 class ConsoleReporter:
     """`mpesa-atm fuzz`'s output: a line as the campaign starts, one as each unit gets a quarter further,
-    then the notes, every finding and a summary line."""
+    then the notes, every finding, the checks not exercised with why (when the summary has no room
+    for the reasons) and a summary line, last: the verdict, or NOT TESTED and why."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream  # None: sys.stdout at the time of writing
@@ -161,6 +226,9 @@ class ConsoleReporter:
                 self._print(render_finding(finding))
             if result.findings:
                 self._print()
+            listed = render_not_exercised(result)
+            if listed:
+                self._print(listed)
             self._print(render_summary(result))
 
 

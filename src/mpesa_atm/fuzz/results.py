@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from mpesa_atm.judgement import FAILURE, WARNING, Severity
 from mpesa_atm.operations import Role
 
-__all__ = ["FAILURE", "WARNING", "CampaignResult", "Finding", "SentCase", "Severity"]
+__all__ = [
+    "FAILURE",
+    "NOT_EXERCISED",
+    "NOT_REACHED",
+    "WARNING",
+    "CampaignResult",
+    "Finding",
+    "SentCase",
+    "Severity",
+    "Status",
+    "Verdict",
+]
+
+# A check's verdict: it failed (a failure, or a warning of a strict campaign), found only warnings,
+# passed on the cases that exercised it, or was not exercised (no case brought what it needs).
+Status = Literal["failed", "warning", "passed", "not exercised"]
+NOT_EXERCISED: Status = "not exercised"
+# Why a check no case exercised was not, when the campaign was interrupted before the end.
+NOT_REACHED = "not reached: the campaign was interrupted"
 
 
 @dataclass(frozen=True)
@@ -38,6 +56,16 @@ class SentCase:
     body: Any
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """One check's verdict in a campaign: its status, and for a check not exercised, why ("needs ...",
+    or NOT_REACHED); `cases` is how many cases exercised it."""
+
+    status: Status
+    reason: str = ""
+    cases: int = 0
+
+
 @dataclass
 class CampaignResult:
     """What a campaign did and found; `exit_code` is the command's."""
@@ -57,6 +85,12 @@ class CampaignResult:
     sent: list[SentCase] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     exercised: dict[str, int] = field(default_factory=dict)  # check -> cases it applied to
+    # (operation, check) -> cases of that operation it applied to (JUnit's test cases are per operation)
+    exercised_on: dict[tuple[str, str], int] = field(default_factory=dict)
+    # check -> what a case must bring for it to apply (checks.CheckInfo.needs), for "not exercised: ..."
+    needs: dict[str, str] = field(default_factory=dict)
+    # Every check of the campaign must be exercised, else the campaign fails (--require-exercised).
+    require_exercised: bool = False
     strict: bool = False  # warnings fail the campaign too
     interrupted: bool = False  # stopped by the user (Ctrl-C) before the end
     # Why the partner was not tested at all (it let no valid case through: what it answered instead and
@@ -71,10 +105,59 @@ class CampaignResult:
     def warnings(self) -> list[Finding]:
         return [finding for finding in self.findings if finding.severity == WARNING]
 
+    def _why_not(self, check: str) -> str:
+        if self.interrupted:
+            return NOT_REACHED
+        needs = self.needs.get(check)
+        if needs is None:  # a result made by hand: the catalogue's (imported here: it imports this module)
+            from mpesa_atm.fuzz.checks import CHECKS
+
+            needs = next((info.needs for info in CHECKS if info.name == check), "a case it applies to")
+        return f"needs {needs}"
+
+    def verdict(self, check: str, operation: str | None = None) -> Verdict:
+        """`check`'s verdict in this campaign, over all its operations or on `operation` only. What
+        every reporter shows: failed (a failure, or any finding of a strict campaign), warning (only
+        warnings), not exercised (no case applied to it; the reason says what it needs, or that the
+        campaign was interrupted before it got there), else passed."""
+        findings = [
+            f for f in self.findings if f.check == check and (operation is None or f.operation == operation)
+        ]
+        if operation is None:
+            cases = self.exercised.get(check, 0)
+        else:
+            cases = self.exercised_on.get((operation, check), 0)
+        if any(f.severity == FAILURE for f in findings) or (self.strict and findings):
+            return Verdict("failed", cases=cases)
+        if findings:
+            return Verdict("warning", cases=cases)
+        if cases == 0:
+            return Verdict(NOT_EXERCISED, self._why_not(check))
+        return Verdict("passed", cases=cases)
+
+    @property
+    def verdicts(self) -> dict[str, Verdict]:
+        """Each check of the campaign (in the order of `checks`) -> its verdict."""
+        return {check: self.verdict(check) for check in self.checks}
+
+    @property
+    def not_exercised(self) -> dict[str, str]:
+        """The checks of the campaign no case exercised -> why (what they need, or NOT_REACHED)."""
+        return {
+            check: verdict.reason
+            for check, verdict in self.verdicts.items()
+            if verdict.status == NOT_EXERCISED
+        }
+
     @property
     def failed(self) -> bool:
-        """Whether the campaign fails: a finding breaks the document, or any finding with `strict`."""
-        return bool(self.failures) or (self.strict and bool(self.findings))
+        """Whether the campaign fails: a finding breaks the document, or any finding with `strict`, or
+        a check not exercised with `require_exercised` (of a campaign that ran to its end)."""
+        return (
+            bool(self.failures)
+            or (self.strict and bool(self.findings))
+            or (self.require_exercised and not self.interrupted and bool(self.not_exercised))
+        )
 
     @property
     def exit_code(self) -> int:

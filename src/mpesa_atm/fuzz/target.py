@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -16,21 +17,24 @@ import requests
 from schemathesis import Case, Response
 from schemathesis.python import asgi
 
-from mpesa_atm.errors import TargetUnreachable, UsageError
+from mpesa_atm.errors import ConfigError, TargetUnreachable, UsageError
 from mpesa_atm.fuzz.checks import Credentials
 from mpesa_atm.fuzz.curl import curl_command
 from mpesa_atm.operations import CONTROL_PREFIX, Role, operation, operations_of
 from mpesa_atm.reachable import wait_until_listening
 from mpesa_atm.reporting.exchange import Exchange, headers_of
-from mpesa_atm.settings import Settings
+from mpesa_atm.settings import ENV_PREFIX, Settings
 from mpesa_atm.transport import Network, refused_outside_envelope, tls_problem
 
 __all__ = [
+    "CONTROL_TOKEN_VARIABLE",
     "ControlAnswer",
+    "ControlRefused",
     "NoAnswer",
     "Target",
     "Timed",
     "call_control",
+    "check_control_token",
     "control_available",
     "open_session",
     "reason",
@@ -41,6 +45,8 @@ __all__ = [
 ]
 
 _ASGI_BASE = f"http://{asgi.HOST}"
+# Reproducers of control-API calls never print the control token: they read it from this variable.
+CONTROL_TOKEN_VARIABLE = ENV_PREFIX + "CONTROL_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,8 @@ class Target:
     timeout: float = Settings.client_timeout  # seconds to wait for an answer
     wait: float = 0.0  # seconds to wait for a target that refuses connections while it starts
     network: Network = field(default_factory=Network)  # TLS, client certificate, headers
+    # Sent as 'Authorization: Bearer TOKEN' on the calls to a mock's control API, and on no other call.
+    control_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if (self.url is None) == (self.app is None):
@@ -192,23 +200,76 @@ class ControlAnswer:
     exchange: Exchange
 
 
+class ControlRefused(ConfigError):
+    """The mock's control API refused the harness (HTTP 401 or 403): it was served with a control
+    token, and the campaign has not that one. Nothing the harness asked of it was done."""
+
+    def __init__(self, message: str, *, status: int, given: bool) -> None:
+        super().__init__(message)
+        self.status = status
+        self.given = given  # whether a control token was sent (a wrong one) or none
+
+
+def _control_headers(target: Target) -> dict[str, str]:
+    return {"Authorization": f"Bearer {target.control_token}"} if target.control_token else {}
+
+
+def _control_refused(target: Target, url: str, response: Any) -> None:
+    """Raises ControlRefused when the control API answered 401 or 403 to `url`."""
+    if response.status_code not in (401, 403):
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    detail = body.get("detail") if isinstance(body, dict) else None
+    said = f" ({' '.join(str(detail).split())[:120]})" if detail else ""
+    sent = "the control token given is not its own" if target.control_token else "no control token was given"
+    name = "iPG" if target.role == "ipg" else "bank"
+    raise ControlRefused(
+        f"the {name} mock's control API refused {url} with HTTP {response.status_code}{said}: {sent}",
+        status=response.status_code,
+        given=bool(target.control_token),
+    )
+
+
 def call_control(
     target: Target, session: requests.Session, path: str, body: Mapping[str, Any]
 ) -> ControlAnswer:
-    """POSTs `body` to the mock's control API at `path`."""
+    """POSTs `body` to the mock's control API at `path`, with the target's control token if it has one.
+    Raises ControlRefused when the control API refuses the harness (401, 403): nothing was done."""
     url = f"{target.base_url}{CONTROL_PREFIX}{path}"
     timed = Timed(f"POST {CONTROL_PREFIX}{path}")
     try:
-        response = session.post(url, json=dict(body), timeout=target.timeout)
+        response = session.post(
+            url, json=dict(body), headers=_control_headers(target), timeout=target.timeout
+        )
     except requests.RequestException as exc:
         raise TargetUnreachable(f"{url} stopped answering: {reason(exc)}") from None
+    _control_refused(target, url, response)
     try:
         parsed = response.json()
     except ValueError:
         parsed = None
     exchange = timed.answered(Response.from_any(response))
-    curl = curl_command(url, dict(body), options=target.network.curl_options())
+    options = target.network.curl_options()
+    if target.control_token:  # read from the environment, never printed
+        options += ["-H", shlex.quote("Authorization: Bearer ") + f'"${CONTROL_TOKEN_VARIABLE}"']
+    curl = curl_command(url, dict(body), options=options)
     return ControlAnswer(response.status_code, parsed, curl, exchange)
+
+
+def check_control_token(target: Target) -> None:
+    """Reads the control API's modes (a call that needs the token when the mock has one), so that a
+    campaign that would use the control API learns before its first case whether it may: raises
+    ControlRefused when it may not, TargetUnreachable when nothing answers."""
+    url = f"{target.base_url}{CONTROL_PREFIX}/modes"
+    with open_session(target) as session:
+        try:
+            response = session.get(url, headers=_control_headers(target), timeout=target.timeout)
+        except requests.RequestException as exc:
+            raise TargetUnreachable(f"{url} stopped answering: {reason(exc)}") from None
+    _control_refused(target, url, response)
 
 
 def control_available(target: Target) -> bool:

@@ -5,6 +5,7 @@ The phases are functions of a Unit."""
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -22,7 +23,16 @@ from mpesa_atm.fuzz.checks import FOLDED_UNDER, CheckFunction, CheckInfo, Contra
 from mpesa_atm.fuzz.collector import Collector
 from mpesa_atm.fuzz.events import CaseChecked, CaseSent, Event, FindingFound, RequestSent
 from mpesa_atm.fuzz.results import FAILURE, Finding, SentCase
-from mpesa_atm.fuzz.target import NoAnswer, Target, Timed, call_control, open_session, reproduce, send
+from mpesa_atm.fuzz.target import (
+    NoAnswer,
+    Target,
+    Timed,
+    call_control,
+    open_session,
+    reproduce,
+    response_code,
+    send,
+)
 from mpesa_atm.fuzz.violations import is_valid_request, operation_id_of, required_fields
 from mpesa_atm.fuzz.wrong_target import WrongTargetWatch
 
@@ -91,6 +101,16 @@ def _realism(case: Case) -> tuple[int, ...]:
     return (int(is_valid_request(case)), int(body is not None), present)
 
 
+def _description(response: Response) -> str | None:
+    """The answer's output_ResponseDesc, or None."""
+    try:
+        body = json.loads(response.content)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    said = body.get("output_ResponseDesc") if isinstance(body, dict) else None
+    return said if isinstance(said, str) else None
+
+
 def _noting(info: CheckInfo, applied: list[str], failed: list[tuple[str, Failure]]) -> CheckFunction:
     """`info`'s check, noting its name in `applied` when it applies to the case (it fails, or it
     passes rather than skipping it), for the report's count of the cases that exercised each check,
@@ -135,6 +155,7 @@ class Unit:
         self.session: requests.Session | None = None
         self.history: list[str] = []  # curl commands that set the current case up, in order
         self.stopped = False  # the partner stopped answering, or the user interrupted the campaign
+        self.kind = ""  # the kind of the case sent last ("realistic", "positive", ..., a lifecycle's action)
         self.watch = WrongTargetWatch(campaign.target)
 
     def run(self) -> None:
@@ -194,6 +215,7 @@ class Unit:
         return reproduce(self.campaign.target, case)
 
     def sent(self, kind: str, case: Case) -> None:
+        self.kind = kind
         self.emit(CaseSent(SentCase(case.operation.label, self.phase, kind, _plain(case.body))))
 
     def try_case(self, kind: str, case: Case) -> None:
@@ -217,7 +239,19 @@ class Unit:
         for check, failure in failed:
             if check not in folded:
                 self._record(check, case, failure)
-        self.emit(CaseChecked(case.operation.label, tuple(applied)))
+        # A valid case (collector.Door): the realistic phase's, or the stateful phase's, which are built
+        # from the campaign's credentials and realistic values, as long as the schema accepts them.
+        valid = (self.kind == "realistic" or self.phase == "stateful") and is_valid_request(case)
+        self.emit(
+            CaseChecked(
+                case.operation.label,
+                tuple(applied),
+                status=response.status_code,
+                code=response_code(response),
+                description=_description(response),
+                valid=valid,
+            )
+        )
 
     def _record(self, check: str, case: Case, failure: Failure) -> None:
         if isinstance(failure, ContractViolation):
