@@ -29,6 +29,10 @@ __all__ = [
     "draft_from",
     "drafts",
     "lifecycles",
+    "long_reference",
+    "other_amount",
+    "other_currency",
+    "other_msisdn",
 ]
 
 # The document's sample currencies (2.1.2.1: "USD, CDF").
@@ -169,5 +173,23 @@ def lifecycles(currencies: tuple[str, ...] = DEFAULT_CURRENCIES) -> st.SearchStr
 def other_amount(amount: str) -> str:
     """A different amount of the same shape, for a request whose details do not match the token."""
     units, _, cents = amount.partition(".")
-    changed = str(int(units) + 1)
+    changed = str(int(units) + 1) if units.isdigit() else "1"
     return f"{changed}.{cents}" if cents else changed
+
+
+def other_msisdn(msisdn: str) -> str:
+    """Another MSISDN of the same shape (its last digit changed): another customer than the token's."""
+    last = msisdn[-1:]
+    changed = str((int(last) + 1) % 10) if last.isdigit() else "0"
+    return msisdn[:-1] + changed
+
+
+def other_currency(currency: str) -> str:
+    """Another of the document's currencies (2.1.2.1: "USD, CDF") than the token's."""
+    return "CDF" if currency == "USD" else "USD"
+
+
+def long_reference(fresh: str) -> str:
+    """An input_ThirdPartyReference of 33 characters, one over the document's "Maximum 32 characters"
+    (2.1.2.1), made of `fresh` (a new reference, repeated as needed): letters and digits only."""
+    return (fresh * (33 // max(1, len(fresh)) + 1))[:33]

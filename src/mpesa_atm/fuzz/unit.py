@@ -20,6 +20,7 @@ from schemathesis.core.failures import Failure, FailureGroup
 from mpesa_atm.fuzz.cases import Fresh
 from mpesa_atm.fuzz.checks import FOLDED_UNDER, CheckFunction, CheckInfo, ContractViolation, Probe, probing
 from mpesa_atm.fuzz.collector import Collector
+from mpesa_atm.fuzz.curl import with_variables
 from mpesa_atm.fuzz.events import CaseChecked, CaseSent, Event, FindingFound, RequestSent
 from mpesa_atm.fuzz.results import FAILURE, Finding, SentCase
 from mpesa_atm.fuzz.target import NoAnswer, Target, Timed, call_control, open_session, reproduce, send
@@ -134,6 +135,9 @@ class Unit:
         self.probe_fresh = Fresh(campaign.seed, f"{name}/probes")
         self.session: requests.Session | None = None
         self.history: list[str] = []  # curl commands that set the current case up, in order
+        # Values the history's first lines keep in shell variables (name -> value of this run): the
+        # reproducers quote the variable, e.g. the reference of the token they made (stateful.py).
+        self.variables: dict[str, str] = {}
         self.stopped = False  # the partner stopped answering, or the user interrupted the campaign
         self.watch = WrongTargetWatch(campaign.target)
 
@@ -191,7 +195,7 @@ class Unit:
         return answer.status, answer.body, answer.curl
 
     def reproduce(self, case: Case) -> str:
-        return reproduce(self.campaign.target, case)
+        return with_variables(reproduce(self.campaign.target, case), self.variables)
 
     def sent(self, kind: str, case: Case) -> None:
         self.emit(CaseSent(SentCase(case.operation.label, self.phase, kind, _plain(case.body))))
