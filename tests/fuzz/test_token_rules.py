@@ -300,3 +300,55 @@ def test_the_age_of_a_token_is_judged_at_the_clock_given():
     assert [age_of(token, now) for now in at] == ["valid", "valid", "edge", "edge", "edge", "expired"]
     assert age_of(_token(1), issued + timedelta(days=30)) == "valid"  # not said: taken as within 2 days
     assert json.dumps(str(token.issued_at))  # a datetime, not the file's text
+
+
+# What the stateful phase says of the tokens it made --------------------------------------------------
+
+
+def _refusing(app, refused: dict[str, int]):
+    """`app` with the control API's paths of `refused` answered with their status (401: a control token
+    the campaign does not have), everything else served."""
+
+    async def refusing(scope, receive, send):
+        status = refused.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if status is None:
+            await app(scope, receive, send)
+            return
+        body = json.dumps({"error": "Unauthorized"}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return refusing
+
+
+@pytest.mark.parametrize(
+    ("refused", "said", "not_said"),
+    [
+        (
+            {"/_harness/withdrawals": 401, "/_harness/tokens": 401},
+            "made no token for a lifecycle: /_harness/withdrawals answered 401, /_harness/tokens answered"
+            " 401; those lifecycles were not run",
+            "tokens were seeded",
+        ),
+        (
+            {"/_harness/withdrawals": 502},
+            "could not have a bank generate tokens (/_harness/withdrawals answered 502); tokens were seeded"
+            " with /_harness/tokens",
+            "made no token",
+        ),
+    ],
+    ids=["both-refused", "seeded"],
+)
+def test_the_stateful_phase_says_how_its_tokens_were_made_never_more(
+    mocks, credentials, refused, said, not_said
+):
+    app = _refusing(mocks.ipg_app, refused)
+
+    result = run_campaign(Target("ipg", app=app, credentials=credentials), max_examples=3, seed=1)
+
+    stateful = [note for note in result.notes if note.startswith("stateful: ")]
+    assert [note for note in stateful if said in note], result.notes
+    assert not [note for note in stateful if not_said in note], result.notes
+    lifecycles = [case for case in result.sent if case.phase == "stateful" and case.kind != "unknown_token"]
+    assert bool(lifecycles) == ("/_harness/tokens" not in refused)
