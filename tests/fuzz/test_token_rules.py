@@ -352,3 +352,22 @@ def test_the_stateful_phase_says_how_its_tokens_were_made_never_more(
     assert not [note for note in stateful if not_said in note], result.notes
     lifecycles = [case for case in result.sent if case.phase == "stateful" and case.kind != "unknown_token"]
     assert bool(lifecycles) == ("/_harness/tokens" not in refused)
+
+
+@pytest.mark.network
+@pytest.mark.usefixtures("fuzz_command_in_process")
+def test_fuzz_exits_2_when_the_ipg_knows_none_of_the_tokens(tmp_path, capsys):
+    from mpesa_atm.cli import main
+
+    path = _write(
+        tmp_path / "tokens.csv",
+        ",".join(KNOWN_COLUMNS),
+        *(",".join([*_values(_token(index)), ""]) for index in range(2)),
+    )
+    with serving(Partner("ipg")) as url:  # it knows no token
+        code = main(
+            ["fuzz", "ipg", "--url", url, "--tokens", str(path), "--max-examples", "2", "--seed", "1"]
+        )
+
+    out = capsys.readouterr().out
+    assert code == 2, out
