@@ -90,6 +90,11 @@ _RULES: tuple[Rule, ...] = (
     Rule("credentials", "a wrong password is -4, a shortcode not linked to the username -5", "section 4"),
     Rule("unknown_token", "a token nobody generated is never paid or reversed (-9)", "2.1.2.1, section 4"),
     Rule("token_details", "a redemption's MSISDN, amount and currency are the token generation's", "2.1.2.1"),
+    Rule(
+        "token_redeemable",
+        "a token generated within 2 days is paid (0) to its first redemption with its own details",
+        "2.1.2.1, section 4",
+    ),
     Rule("token_once", "a token is paid at most once and reversed at most once", "2.1, 2.2"),
     Rule("token_window", "a token generated more than 2 days ago is -9, never paid", "section 4"),
     Rule("reversal_transaction", "a reversal quotes the token's original G2 TransactionID", "2.2.2.1"),

@@ -16,7 +16,15 @@ campaign must never fail them (warnings are allowed: they differ from our choice
   gives no limit): 16, or 36 (a UUID).
 - reversible: which tokens the iPG reverses (the document says "Token Expiry/Reversal" and no more):
   "redeemed" (a dispense that failed), "unredeemed" (a token expiring back to the customer) or "any".
-- tokens: the iPG's tokens (bank_transaction_ref -> Token), as if made by real withdrawals.
+- tokens: the iPG's tokens (bank_transaction_ref -> Token), as if made by real withdrawals; one whose
+  issued_at is more than 2 days (48 hours) ago is not found (-9).
+
+Every partner refuses (-1) a reference over the document's "Maximum 32 characters". A partner broken on
+purpose has one `bug`, the break of the document a real iPG was seen to make, that a campaign must fail:
+- "pays_other_msisdn": pays a token to another input_CustomerMSISDN than the token's;
+- "reverses_other_transaction": reverses a token quoting another input_TransactionID than the token's;
+- "pays_expired": pays a token issued more than 2 days ago;
+- "pays_long_reference": accepts, and pays, an input_ThirdPartyReference over 32 characters.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -101,6 +109,7 @@ class Partner:
     insight_length: int = 16
     reversible: str = "redeemed"
     tokens: dict[str, Token] = field(default_factory=dict)
+    bug: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _answered: dict[str, dict[str, str]] = field(default_factory=dict)  # request key -> its 0 answer
     _transactions: dict[str, str] = field(default_factory=dict)  # bank: TransactionID -> request key
@@ -127,6 +136,11 @@ class Partner:
         missing = [name for name in required if not fields.get(name, "").strip()]
         if missing:
             raise Refused("-1", f"{', '.join(missing)} missing")
+        for name in ("input_ThirdPartyReference", "input_BankTransactionRef"):
+            if len(fields.get(name, "")) > 32 and not (
+                self.bug == "pays_long_reference" and name == "input_ThirdPartyReference"
+            ):
+                raise Refused("-1", f"{name} is over 32 characters")
         if self.formats == "strict":
             if not re.fullmatch(r"[0-9]{12}", fields["input_CustomerMSISDN"]):
                 raise Refused("-1", "input_CustomerMSISDN must be 12 digits")
@@ -226,6 +240,11 @@ class Partner:
             raise Refused("-9")
         return self._state.setdefault(reference, _Redemption(token))
 
+    def _expired(self, token: Token) -> bool:
+        """Whether the token was generated more than 2 days ago (section 4's -9)."""
+        issued = token.issued_at
+        return issued is not None and datetime.now(UTC) - issued > timedelta(hours=48)
+
     def _redeem(self, raw: bytes, media_type: str, fields: dict[str, str]) -> dict[str, str]:
         fields.update(self._fields(raw, media_type, _REDEMPTION_FIELDS))
         self._authenticate(fields)
@@ -234,8 +253,10 @@ class Partner:
             return _duplicate(first)
         state = self._token(fields)
         token = state.token
+        if self._expired(token) and self.bug != "pays_expired":
+            raise Refused("-9")
         if (
-            fields["input_CustomerMSISDN"] != token.msisdn
+            (fields["input_CustomerMSISDN"] != token.msisdn and self.bug != "pays_other_msisdn")
             or fields["input_Currency"] != token.currency
             or _amount(fields["input_Amount"]) != _amount(token.amount)
         ):
@@ -252,7 +273,10 @@ class Partner:
         if first is not None:
             return _duplicate(first)
         state = self._token(fields)
-        if fields["input_TransactionID"] != state.token.transaction_id:
+        if (
+            fields["input_TransactionID"] != state.token.transaction_id
+            and self.bug != "reverses_other_transaction"
+        ):
             raise Refused("-9")
         if state.reversed:
             raise Refused("-1", "the token was already reversed")

@@ -30,6 +30,10 @@ PARTNERS = {
     ),
     "iPG refusing with HTTP 200, ignoring the Content-Type": Partner("ipg", refusal_status=200),
     "iPG stricter than our formats": Partner("ipg", content_type="require", formats="strict"),
+    # Which tokens may be reversed is the harness's reading (spec-notes rows 12 and 26): each is correct.
+    "iPG reversing only redeemed tokens": Partner("ipg", reversible="redeemed"),
+    "iPG reversing only unredeemed tokens": Partner("ipg", reversible="unredeemed"),
+    "iPG reversing any token once": Partner("ipg", reversible="any"),
 }
 
 

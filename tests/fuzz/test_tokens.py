@@ -41,6 +41,11 @@ def _tokens(count: int) -> list[Token]:
     ]
 
 
+def _row(token: Token) -> dict[str, str]:
+    """The token as the control API's POST /_harness/tokens takes it."""
+    return {column: getattr(token, column) for column in TOKEN_COLUMNS}
+
+
 def _write(path: Path, tokens: list[Token]) -> Path:
     lines = [_HEADER, *(",".join(getattr(token, c) for c in TOKEN_COLUMNS) for token in tokens)]
     path.write_text("\n".join(lines) + "\n")
@@ -52,7 +57,7 @@ def _issue(app, tokens: list[Token]) -> None:
     (the campaign itself does not use it)."""
     client = TestClient(app, base_url="http://ipg.test")  # not entered: the app's lifespan goes on
     for token in tokens:
-        answer = client.post("/_harness/tokens", json={**vars(token), "username": "fnb"})
+        answer = client.post("/_harness/tokens", json={**_row(token), "username": "fnb"})
         assert answer.status_code == 201, answer.text
 
 
@@ -64,7 +69,7 @@ def test_the_columns_are_the_control_apis_and_the_provider_states_token_fields(m
     assert set(TOKEN_COLUMNS) == set(
         control["requestBody"]["content"]["application/json"]["schema"]["required"]
     )
-    row = vars(_tokens(1)[0])
+    row = _row(_tokens(1)[0])
     state = {"state": A_TOKEN_EXISTS, "params": {**row, "username": "fnb"}, "action": "setup"}
     assert mocks.ipg.post("/_harness/provider-states", json=state).status_code == 200
 
@@ -82,7 +87,7 @@ def test_a_tokens_file_is_read_in_any_column_order_skipping_blank_lines(tmp_path
     ("content", "said"),
     [
         ("", "is empty"),
-        ("bank_transaction_ref,transaction_id,msisdn,amount\n", "line 1: the header must be"),
+        ("bank_transaction_ref,transaction_id,msisdn,amount\n", "line 1: the header must name"),
         (_HEADER + "\n", "line 1: a header but no token"),
         (
             _HEADER + "\nabc,BVA1,243810000001,200,CDF\nabd,BVA2,243810000002,2OO,CDF\n",
@@ -150,7 +155,7 @@ def test_fuzz_ipg_spends_the_tokens_of_a_file_on_a_served_mock_without_its_contr
     served = serve()
     tokens = _tokens(2)
     for token in tokens:
-        answer = httpx.post(f"{served.ipg_url}/_harness/tokens", json=vars(token))
+        answer = httpx.post(f"{served.ipg_url}/_harness/tokens", json=_row(token))
         assert answer.status_code == 201, answer.text
     path = _write(tmp_path / "tokens.csv", tokens)
 

@@ -29,6 +29,10 @@ __all__ = [
     "draft_from",
     "drafts",
     "lifecycles",
+    "long_reference",
+    "other_amount",
+    "other_currency",
+    "other_msisdn",
 ]
 
 # The document's sample currencies (2.1.2.1: "USD, CDF").
@@ -155,19 +159,44 @@ class Lifecycle:
     actions: tuple[Action, ...]
 
 
+# The token's own steps drawn three times as often as each probe: a lifecycle that pays, replays and
+# reverses the token is what finds a token paid or reversed twice, and the probes are five.
+_DRAWN: tuple[Action, ...] = tuple(
+    action for action in ACTIONS for _ in range(3 if action in ("redeem", "reverse", "replay") else 1)
+)
+
+
 def lifecycles(currencies: tuple[str, ...] = DEFAULT_CURRENCIES) -> st.SearchStrategy[Lifecycle]:
-    actions: st.SearchStrategy[Action] = st.sampled_from(ACTIONS)
+    actions: st.SearchStrategy[Action] = st.sampled_from(_DRAWN)
     return st.builds(
         Lifecycle,
         msisdn=_msisdns(),
         amount=_amounts(),
         currency=st.sampled_from(currencies),
-        actions=st.lists(actions, min_size=1, max_size=5).map(tuple),
+        actions=st.lists(actions, min_size=1, max_size=6).map(tuple),
     )
 
 
 def other_amount(amount: str) -> str:
     """A different amount of the same shape, for a request whose details do not match the token."""
     units, _, cents = amount.partition(".")
-    changed = str(int(units) + 1)
+    changed = str(int(units) + 1) if units.isdigit() else "1"
     return f"{changed}.{cents}" if cents else changed
+
+
+def other_msisdn(msisdn: str) -> str:
+    """Another MSISDN of the same shape (its last digit changed): another customer than the token's."""
+    last = msisdn[-1:]
+    changed = str((int(last) + 1) % 10) if last.isdigit() else "0"
+    return msisdn[:-1] + changed
+
+
+def other_currency(currency: str) -> str:
+    """Another of the document's currencies (2.1.2.1: "USD, CDF") than the token's."""
+    return "CDF" if currency == "USD" else "USD"
+
+
+def long_reference(fresh: str) -> str:
+    """An input_ThirdPartyReference of 33 characters, one over the document's "Maximum 32 characters"
+    (2.1.2.1), made of `fresh` (a new reference, repeated as needed): letters and digits only."""
+    return (fresh * (33 // max(1, len(fresh)) + 1))[:33]

@@ -200,7 +200,7 @@ def register(commands: Any) -> None:
         "--tokens",
         metavar="FILE",
         help="a CSV of tokens that exist at the iPG (header bank_transaction_ref,transaction_id,msisdn,"
-        "amount,currency), each spent on one token lifecycle",
+        "amount,currency, optionally issued_at: ISO 8601 with a zone), each spent on one token lifecycle",
     )
     credentials.add_argument(
         "--auth-probes",

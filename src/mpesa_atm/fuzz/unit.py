@@ -21,6 +21,7 @@ from schemathesis.core.failures import Failure, FailureGroup
 from mpesa_atm.fuzz.cases import Fresh
 from mpesa_atm.fuzz.checks import FOLDED_UNDER, CheckFunction, CheckInfo, ContractViolation, Probe, probing
 from mpesa_atm.fuzz.collector import Collector
+from mpesa_atm.fuzz.curl import with_variables
 from mpesa_atm.fuzz.events import CaseChecked, CaseSent, Event, FindingFound, RequestSent
 from mpesa_atm.fuzz.results import FAILURE, Finding, SentCase
 from mpesa_atm.fuzz.target import (
@@ -154,6 +155,9 @@ class Unit:
         self.probe_fresh = Fresh(campaign.seed, f"{name}/probes")
         self.session: requests.Session | None = None
         self.history: list[str] = []  # curl commands that set the current case up, in order
+        # Values the history's first lines keep in shell variables (name -> value of this run): the
+        # reproducers quote the variable, e.g. the reference of the token they made (stateful.py).
+        self.variables: dict[str, str] = {}
         self.stopped = False  # the partner stopped answering, or the user interrupted the campaign
         self.kind = ""  # the kind of the case sent last ("realistic", "positive", ..., a lifecycle's action)
         self.watch = WrongTargetWatch(campaign.target)
@@ -212,7 +216,7 @@ class Unit:
         return answer.status, answer.body, answer.curl
 
     def reproduce(self, case: Case) -> str:
-        return reproduce(self.campaign.target, case)
+        return with_variables(reproduce(self.campaign.target, case), self.variables)
 
     def sent(self, kind: str, case: Case) -> None:
         self.kind = kind
