@@ -21,6 +21,7 @@ import schemathesis
 from schemathesis import Case, CheckContext, Response
 
 from mpesa_atm.codes import ResponseCode
+from mpesa_atm.fuzz.answer_checks import description_contradiction
 from mpesa_atm.fuzz.context import Credentials, Probe, current_probe
 from mpesa_atm.fuzz.violations import (
     answer_of,
@@ -64,16 +65,19 @@ def replay_is_duplicate(ctx: CheckContext, response: Response, case: Case) -> bo
     again = probe.send(replay)
     second = answer_of(again)
     code = text(second, "output_ResponseCode")
-    documented = f"{documented_code(ResponseCode.DUPLICATE)} with the first answer's {key} {shown(first)}"
-    fields = "(2.1, 2.2 duplicate check)" if role == "ipg" else "(3.1 duplicate check)"
+    documented = (
+        f"{documented_code(ResponseCode.DUPLICATE)} with the first answer's {key} {shown(first)}, the "
+        "operation's duplicate check"
+    )
     if code != ResponseCode.DUPLICATE:
         fail(
             "replay_is_duplicate",
             case,
             "A replay of a successful request is not answered Duplicate",
             f"{describe(code, second)} to the replay ({excerpt(again, 160)})",
-            f"{documented} {fields}",
+            documented,
             *steps(probe, case, replay),
+            rule="duplicate",
         )
     if text(second, key) != first:
         fail(
@@ -81,8 +85,23 @@ def replay_is_duplicate(ctx: CheckContext, response: Response, case: Case) -> bo
             case,
             f"The Duplicate answer does not carry the first {key}",
             f"{key} {shown(text(second, key))} in the Duplicate answer",
-            f"{documented} {fields}",
+            documented,
             *steps(probe, case, replay),
+            rule="duplicate",
+        )
+    # The replay's answer is no case of its own, so description_matches_code never sees it: a -3 that
+    # says "Success" (the first answer copied with its code changed) is found here.
+    contradiction = description_contradiction(second)
+    if contradiction is not None:
+        title, received, says = contradiction
+        fail(
+            "replay_is_duplicate",
+            case,
+            f"The Duplicate answer's {title[0].lower()}{title[1:]}",
+            f"{received}, to the replay",
+            says,
+            *steps(probe, case, replay),
+            rule="code_description",
         )
     return None
 
@@ -153,6 +172,7 @@ def _probe_with(
     `value(credentials)` and fails unless the answer is `expected`; skips (True) any other case.
 
     `received` may quote {answer} (the code and description) and {value}; `documented`, {expected}.
+    The variant has a fresh input_ThirdPartyReference, so that it is no duplicate of the case.
     """
     probe = current_probe()
     if probe is None or not probe.probes_enabled or role_of(case) != "ipg" or not is_valid_request(case):
@@ -185,6 +205,7 @@ def _probe_with(
             received.format(answer=describe(code, answer), value=shown(changed)),
             documented.format(expected=documented_code(expected)),
             *steps(probe, variant),
+            rule="credentials",
         )
     return None
 
@@ -201,7 +222,7 @@ def wrong_password_rejected(ctx: CheckContext, response: Response, case: Case) -
         ResponseCode.AUTHENTICATION_FAILED,
         title="A request with a wrong password is not answered Authentication Failed",
         received="{answer} to the same request with input_Password {value}",
-        documented="{expected}: Bank's username and password is incorrect (section 4)",
+        documented="{expected}: Bank's username and password is incorrect",
     )
 
 
@@ -217,8 +238,7 @@ def other_shortcode_rejected(ctx: CheckContext, response: Response, case: Case) 
         ResponseCode.BANK_DETAILS_INVALID,
         title="The right credentials with another shortcode are not answered Bank Details Invalid",
         received="{answer} with input_BankShortcode {value}",
-        documented="{expected}: Bank shortcode does not match shortcode linked to username and password"
-        " (section 4)",
+        documented="{expected}: Bank shortcode does not match shortcode linked to username and password",
     )
 
 
@@ -268,8 +288,9 @@ def optional_field_left_out(ctx: CheckContext, response: Response, case: Case) -
             case,
             "Leaving out the optional input_AccountNumber caused a server error",
             f"{excerpt(without_response)} without input_AccountNumber (with it: HTTP {with_status})",
-            "input_AccountNumber is optional (3.1.2.1): a 2xx or 4xx answer in the envelope, never 5xx",
+            "input_AccountNumber is optional: a 2xx or 4xx answer in the envelope, never 5xx",
             *steps(probe, without),
+            rule="optional_input",
         )
     return None
 
