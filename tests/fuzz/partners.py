@@ -167,6 +167,17 @@ def needs_account_number(request: Body | None, answer: Answer) -> Answer:
     )
 
 
+def refuses_without_account_number(request: Body | None, answer: Answer) -> Answer:
+    """Refuses (-1, in its envelope, HTTP 200) a valid request without the optional input_AccountNumber:
+    the account is looked up from it, and no lookup is a failure."""
+    if request is None or "input_AccountNumber" in request or _code(answer) not in ("0", "-3"):
+        return answer
+    return _json_answer(
+        answer,
+        {"output_ResponseCode": "-1", "output_ResponseDesc": "Failure: input_AccountNumber is required"},
+    )
+
+
 def duplicate_says_success(request: Body | None, answer: Answer) -> Answer:
     """Answers a repeat with the first answer, its code changed to -3 and its description left Success."""
     if _code(answer) != "-3":
@@ -370,6 +381,12 @@ BROKEN: tuple[Broken, ...] = (
         # without input_AccountNumber are not_a_server_error's.
         frozenset({"not_a_server_error"}),
         on_answer=needs_account_number,
+    ),
+    Broken(
+        "refuses_without_account_number",
+        "bank",
+        "optional_field_left_out",
+        on_answer=refuses_without_account_number,
     ),
     # The document's sample, sent by two phases, is a repeat of its own: description_matches_code
     # may find its -3 too.
