@@ -30,6 +30,8 @@ PARTNERS = {
     ),
     "iPG refusing with HTTP 200, ignoring the Content-Type": Partner("ipg", refusal_status=200),
     "iPG stricter than our formats": Partner("ipg", content_type="require", formats="strict"),
+    "iPG answering -4/-5 with HTTP 401/403": Partner("ipg", auth_status=401),
+    "iPG with a 36-character InsightReference (a UUID)": Partner("ipg", insight_length=36),
 }
 
 
