@@ -200,6 +200,14 @@ def plain_text_errors(request: Body | None, answer: Answer) -> Answer:
     return Answer(answer.status, {"content-type": "text/plain"}, b"Bad Request")
 
 
+def numeric_response_code(request: Body | None, answer: Answer) -> Answer:
+    """Writes output_ResponseCode as a JSON number (0, -1), the int of its own code table."""
+    code = _code(answer)
+    if not isinstance(code, str) or not re.fullmatch(r"-?[0-9]", code):
+        return answer
+    return _json_answer(answer, {"output_ResponseCode": int(code)})
+
+
 def iso8583_success(request: Body | None, answer: Answer) -> Answer:
     """Says success with ISO 8583's "00" instead of the document's "0"."""
     if _code(answer) != "0":
@@ -413,6 +421,7 @@ BROKEN: tuple[Broken, ...] = (
         on_answer=plain_text_errors,
     ),
     Broken("iso8583_success", "bank", "mapped_response_code", on_answer=iso8583_success),
+    Broken("numeric_response_code", "bank", "json_envelope", on_answer=numeric_response_code),
     Broken(
         "accepts_invalid",
         "bank",

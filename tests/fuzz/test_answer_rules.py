@@ -170,6 +170,20 @@ def test_the_correct_mock_is_never_sent_over_the_limit_without_refusing_it(make_
     assert result.exit_code == 0, [render_finding(f) for f in result.findings]
 
 
+_NUMERIC_CODE = next(broken for broken in BROKEN if broken.name == "numeric_response_code")
+
+
+def test_an_envelope_finding_says_what_is_wrong_with_the_field(tmp_path):
+    app = _NUMERIC_CODE.app(Settings(db_path=str(tmp_path / "bank.sqlite3")))
+
+    result = run_campaign(Target("bank", app=app), max_examples=2, seed=1, phases=("fuzz",))
+
+    titles = {finding.title for finding in result.findings if finding.check == "json_envelope"}
+    assert titles == {"output_ResponseCode is a number, not a string"}, titles
+    (finding,) = (f for f in result.findings if f.check == "json_envelope")
+    assert '"output_ResponseCode": 0' in finding.message or '"output_ResponseCode": -1' in finding.message
+
+
 _SUCCESS, _FAILURE, _DUPLICATE = "0", "-1", "-3"
 
 

@@ -24,11 +24,13 @@ from mpesa_atm.fuzz.results import FAILURE
 from mpesa_atm.fuzz.violations import (
     answer_of,
     contradicted_code,
+    describe,
     document_break,
     documented_code,
     excerpt,
     fail,
     is_valid_request,
+    kind_of,
     operation_id_of,
     role_of,
     shown,
@@ -80,6 +82,13 @@ def not_a_server_error(ctx: CheckContext, response: Response, case: Case) -> boo
     )
 
 
+def _code_of(response: Response) -> str:
+    """The answer's output_ResponseCode as a message quotes it, or what the answer has instead."""
+    answer = answer_of(response)
+    code = text(answer, "output_ResponseCode")
+    return f"output_ResponseCode {shown(code)}" if code is not None else describe(None, answer)
+
+
 def status_code_conformance(ctx: CheckContext, response: Response, case: Case) -> bool | None:
     """The HTTP status is one of ours (200 for outcomes; 400, 408, 413, 415 for requests that cannot be
     read); the document names none."""
@@ -91,7 +100,7 @@ def status_code_conformance(ctx: CheckContext, response: Response, case: Case) -
             "status_code_conformance",
             case,
             f"HTTP {response.status_code} is not a status the harness uses",
-            f"HTTP {response.status_code} ({text(answer_of(response), 'output_ResponseCode') or 'no code'})",
+            f"HTTP {response.status_code} with {_code_of(response)}",
             f"one of HTTP {', '.join(map(str, ours))}: the document names no HTTP statuses, these are "
             "the harness's (docs/spec-notes.md row 2)",
             rule="http_status",
@@ -216,23 +225,6 @@ def _schema_problems(
     return sorted(problems, key=lambda problem: RULES[problem[0]].severity != FAILURE)
 
 
-def kind_of(value: Any) -> str:
-    """What a JSON value is, in words: "a number", "null", "an object"."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, Mapping):
-        return "an object"
-    if isinstance(value, list):
-        return "an array"
-    return type(value).__name__
-
-
 def _rule(error: Any) -> str:
     keyword = str(error.validator)
     if keyword == "maxLength":
@@ -304,11 +296,10 @@ def json_envelope(ctx: CheckContext, response: Response, case: Case) -> bool | N
         if not isinstance(answer.get(key), str)
     ]
     if wrong:
-        title = "; ".join(wrong)
         fail(
             "json_envelope",
             case,
-            title[0].upper() + title[1:],
+            "; ".join(wrong),
             excerpt(response),
             documented,
             rule="envelope",

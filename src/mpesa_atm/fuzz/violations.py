@@ -36,6 +36,7 @@ __all__ = [
     "fail",
     "is_refusal",
     "is_valid_request",
+    "kind_of",
     "operation_id_of",
     "request_breaks_document",
     "required_fields",
@@ -252,11 +253,34 @@ def excerpt(response: Response, limit: int = 300) -> str:
 
 
 def describe(code: str | None, answer: Mapping[str, Any] | None) -> str:
-    """An output_ResponseCode as a message quotes it, with its description."""
+    """An output_ResponseCode as a message quotes it, with its description; when `code` is None, what
+    the answer has instead ("output_ResponseCode 0, a number, not a string")."""
     if code is None:
-        return "no output_ResponseCode"
+        if answer is None:
+            return "an answer that is not a JSON object"
+        if "output_ResponseCode" not in answer:
+            return "an answer without output_ResponseCode"
+        value = answer["output_ResponseCode"]
+        return f"output_ResponseCode {shown(value)}, {kind_of(value)}, not a string"
     desc = text(answer, "output_ResponseDesc")
     return shown(code) + (f" ({desc})" if desc else "")
+
+
+def kind_of(value: Any) -> str:
+    """What a JSON value is, in words: "a number", "null", "an object"."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    return type(value).__name__
 
 
 def documented_code(code: ResponseCode) -> str:
