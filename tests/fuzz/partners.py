@@ -463,12 +463,13 @@ BROKEN: tuple[Broken, ...] = (
         frozenset(),
         on_answer=crashes_on_longest_account_number,
     ),
-    # Its -3 to a replay lacks the first answer's reference, which replay_is_duplicate finds.
+    # Its -3 to a replay lacks the first answer's reference, which replay_is_duplicate finds; its -4 and
+    # -5 to the probes lack it too.
     Broken(
         "refusals_without_insight_reference",
         "ipg",
         SCHEMA,
-        frozenset({"replay_is_duplicate"}),
+        frozenset({"replay_is_duplicate", "wrong_password_rejected", "other_shortcode_rejected"}),
         on_answer=refusals_without_insight_reference,
     ),
     # Its replay of such a request is answered 0 again, not -3.

@@ -70,6 +70,17 @@ class RefusalsWithoutInsightReference(Partner):
         return status, answer
 
 
+@dataclasses.dataclass
+class AuthRefusalsWithoutInsightReference(Partner):
+    """An iPG whose gateway answers -4 and -5 itself (HTTP 401, 403), code and description only."""
+
+    def answer(self, path: str, raw: bytes, media_type: str) -> tuple[int, dict[str, str]]:
+        status, answer = super().answer(path, raw, media_type)
+        if answer.get("output_ResponseCode") in ("-4", "-5"):
+            answer = {key: answer[key] for key in ("output_ResponseCode", "output_ResponseDesc")}
+        return status, answer
+
+
 def _campaign(partner: Partner, seed: int):  # type: ignore[no-untyped-def]
     with serving(partner) as url:
         ipg = partner.role == "ipg"
@@ -93,6 +104,11 @@ BROKEN_READINGS = {
     "iPG whose refusals lack output_InsightReference": (
         RefusalsWithoutInsightReference("ipg"),
         "response_schema_conformance",
+    ),
+    # Only the probes are answered -4: their answers are held to the same fields.
+    "iPG whose -4 and -5 lack output_InsightReference": (
+        AuthRefusalsWithoutInsightReference("ipg", auth_status=401),
+        "wrong_password_rejected",
     ),
 }
 

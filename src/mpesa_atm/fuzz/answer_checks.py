@@ -45,10 +45,12 @@ __all__ = [
     "bank_date_time_format",
     "bank_reference_length",
     "content_type_conformance",
+    "description_contradiction",
     "description_matches_code",
     "invalid_request_not_success",
     "json_envelope",
     "mapped_response_code",
+    "missing_output",
     "negative_data_rejection",
     "not_a_server_error",
     "response_schema_conformance",
@@ -272,6 +274,20 @@ def response_schema_conformance(ctx: CheckContext, response: Response, case: Cas
     rule, title, received, documented = problems[0]
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     fail("response_schema_conformance", case, title, received + more, documented, rule=rule)
+
+
+def missing_output(case: Case, answer: Mapping[str, Any] | None) -> tuple[str, str, str] | None:
+    """When `answer` (to `case`, or to a probe's variant of it) lacks a Required output field or has one
+    that is not a string: (title, received, documented) of the finding, rule required_output; else
+    None. For the answers of probes, which no answer check reads."""
+    validator = _response_validator(operation_id_of(case), 200)
+    if validator is None or answer is None:
+        return None
+    problems = _schema_problems(validator, answer, required_only=True)
+    if not problems:
+        return None
+    _, title, received, documented = problems[0]
+    return title, received, documented
 
 
 @schemathesis.check

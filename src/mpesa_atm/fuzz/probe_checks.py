@@ -16,12 +16,13 @@ import copy
 import functools
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import schemathesis
 from schemathesis import Case, CheckContext, Response
 
 from mpesa_atm.codes import ResponseCode
-from mpesa_atm.fuzz.answer_checks import description_contradiction
+from mpesa_atm.fuzz.answer_checks import description_contradiction, missing_output
 from mpesa_atm.fuzz.context import Credentials, Probe, current_probe
 from mpesa_atm.fuzz.violations import (
     answer_of,
@@ -90,20 +91,9 @@ def replay_is_duplicate(ctx: CheckContext, response: Response, case: Case) -> bo
             *steps(probe, case, replay),
             rule="duplicate",
         )
-    # The replay's answer is no case of its own, so description_matches_code never sees it: a -3 that
-    # says "Success" (the first answer copied with its code changed) is found here.
-    contradiction = description_contradiction(second)
-    if contradiction is not None:
-        title, received, says = contradiction
-        fail(
-            "replay_is_duplicate",
-            case,
-            f"The Duplicate answer's {title[0].lower()}{title[1:]}",
-            f"{received}, to the replay",
-            says,
-            *steps(probe, case, replay),
-            rule="code_description",
-        )
+    # The replay's answer is no case of its own, so no answer check reads it: a -3 that says "Success"
+    # (the first answer copied with its code changed) is found here.
+    _answer_of_probe("replay_is_duplicate", case, second, "The Duplicate answer", *steps(probe, case, replay))
     return None
 
 
@@ -208,7 +198,25 @@ def _probe_with(
             *steps(probe, variant),
             rule="credentials",
         )
+    # The refusal is no case of its own, so no answer check reads it: its fields and description here.
+    _answer_of_probe(check, case, answer, f"The {expected.value} answer", *steps(probe, variant))
     return None
+
+
+def _answer_of_probe(check: str, case: Case, answer: dict[str, Any] | None, which: str, *steps: str) -> None:
+    """Fails `check` when the answer to one of its probes lacks a Required output field (or has one that
+    is not a string), or says another code's description: the document's rules of every answer, which
+    the answer checks apply only to the answers of the campaign's cases."""
+    missing = missing_output(case, answer)
+    if missing is not None:
+        title, received, says = missing
+        # "The answer lacks X" becomes "The -4 answer lacks X"
+        title = which + title[len("The answer") :] if title.startswith("The answer") else f"{which}: {title}"
+        fail(check, case, title, received, says, *steps, rule="required_output")
+    contradiction = description_contradiction(answer)
+    if contradiction is not None:
+        title, received, says = contradiction
+        fail(check, case, f"{which}: {title}", received, says, *steps, rule="code_description")
 
 
 @schemathesis.check
