@@ -158,7 +158,7 @@ _NEEDS = {
     "replay_is_duplicate": "a request answered 0 Success, to replay",
     "bank_reference_length": "an answer with output_BankTransactionRef",
     "bank_date_time_format": "an answer with output_BankDateTime",
-    "optional_field_left_out": "a valid request, to send with and without input_AccountNumber",
+    "optional_field_left_out": "a valid request answered 0 with input_AccountNumber, to send without it",
     "token_lifecycle": "the stateful run, with tokens given (--tokens) or made by the mock's /_harness"
     " control API",
     "unknown_token_paid": "the stateful run (its redemption and reversal of a token nobody issued)",
