@@ -167,11 +167,45 @@ def needs_account_number(request: Body | None, answer: Answer) -> Answer:
     )
 
 
+def refuses_without_account_number(request: Body | None, answer: Answer) -> Answer:
+    """Refuses (-1, in its envelope, HTTP 200) a valid request without the optional input_AccountNumber:
+    the account is looked up from it, and no lookup is a failure."""
+    if request is None or "input_AccountNumber" in request or _code(answer) not in ("0", "-3"):
+        return answer
+    return _json_answer(
+        answer,
+        {"output_ResponseCode": "-1", "output_ResponseDesc": "Failure: input_AccountNumber is required"},
+    )
+
+
+def duplicate_says_success(request: Body | None, answer: Answer) -> Answer:
+    """Answers a repeat with the first answer, its code changed to -3 and its description left Success."""
+    if _code(answer) != "-3":
+        return answer
+    return _json_answer(answer, {"output_ResponseDesc": "Success"})
+
+
+def refusals_say_success(request: Body | None, answer: Answer) -> Answer:
+    """Builds every answer from the success template: a refusal says "Success" beside its own code."""
+    code = _code(answer)
+    if not isinstance(code, str) or code == "0":
+        return answer
+    return _json_answer(answer, {"output_ResponseDesc": "Success"})
+
+
 def plain_text_errors(request: Body | None, answer: Answer) -> Answer:
     """Answers refusals with a bare text body, outside the envelope."""
     if answer.status < 400:
         return answer
     return Answer(answer.status, {"content-type": "text/plain"}, b"Bad Request")
+
+
+def numeric_response_code(request: Body | None, answer: Answer) -> Answer:
+    """Writes output_ResponseCode as a JSON number (0, -1), the int of its own code table."""
+    code = _code(answer)
+    if not isinstance(code, str) or not re.fullmatch(r"-?[0-9]", code):
+        return answer
+    return _json_answer(answer, {"output_ResponseCode": int(code)})
 
 
 def iso8583_success(request: Body | None, answer: Answer) -> Answer:
@@ -230,6 +264,37 @@ def crashes_on_longest_account_number(request: Body | None, answer: Answer) -> A
 
 
 # iPG faults --------------------------------------------------------------------------------------
+
+
+def refusals_without_insight_reference(request: Body | None, answer: Answer) -> Answer:
+    """Leaves output_InsightReference out of every answer but 0 (the document: String Required)."""
+    body = answer.json()
+    if not isinstance(body, dict) or body.get("output_ResponseCode") == "0":
+        return answer
+    body.pop("output_InsightReference", None)
+    return Answer(answer.status, answer.headers, json.dumps(body).encode())
+
+
+def pays_over_the_limit(request: Body | None, answer: Answer) -> Answer:
+    """Takes references longer than the document's "Maximum 32 characters" (its column is wider) and
+    answers 0 Success where the schema refused them."""
+    long = request is not None and any(
+        isinstance(request.get(field), str) and len(request[field]) > 32
+        for field in ("input_ThirdPartyReference", "input_BankTransactionRef")
+    )
+    if not long or answer.status != 400:
+        return answer
+    assert request is not None
+    return _json_answer(
+        answer,
+        {
+            "output_ResponseCode": "0",
+            "output_ResponseDesc": "Success",
+            "output_InsightReference": uuid.uuid4().hex[:19],
+            "output_ThirdPartyReference": str(request.get("input_ThirdPartyReference", "")),
+        },
+        status=200,
+    )
 
 
 def echoes_bank_reference(request: Body | None, answer: Answer) -> Answer:
@@ -326,6 +391,29 @@ BROKEN: tuple[Broken, ...] = (
         on_answer=needs_account_number,
     ),
     Broken(
+        "refuses_without_account_number",
+        "bank",
+        "optional_field_left_out",
+        on_answer=refuses_without_account_number,
+    ),
+    # The document's sample, sent by two phases, is a repeat of its own: description_matches_code
+    # may find its -3 too.
+    Broken(
+        "duplicate_says_success",
+        "bank",
+        "replay_is_duplicate",
+        frozenset({"description_matches_code"}),
+        on_answer=duplicate_says_success,
+    ),
+    # Its -3 to a replay says Success too, which replay_is_duplicate finds.
+    Broken(
+        "refusals_say_success",
+        "bank",
+        "description_matches_code",
+        frozenset({"replay_is_duplicate"}),
+        on_answer=refusals_say_success,
+    ),
+    Broken(
         "plain_text_errors",
         "bank",
         "json_envelope",
@@ -333,6 +421,7 @@ BROKEN: tuple[Broken, ...] = (
         on_answer=plain_text_errors,
     ),
     Broken("iso8583_success", "bank", "mapped_response_code", on_answer=iso8583_success),
+    Broken("numeric_response_code", "bank", "json_envelope", on_answer=numeric_response_code),
     Broken(
         "accepts_invalid",
         "bank",
@@ -373,6 +462,23 @@ BROKEN: tuple[Broken, ...] = (
         "not_a_server_error",
         frozenset(),
         on_answer=crashes_on_longest_account_number,
+    ),
+    # Its -3 to a replay lacks the first answer's reference, which replay_is_duplicate finds; its -4 and
+    # -5 to the probes lack it too.
+    Broken(
+        "refusals_without_insight_reference",
+        "ipg",
+        SCHEMA,
+        frozenset({"replay_is_duplicate", "wrong_password_rejected", "other_shortcode_rejected"}),
+        on_answer=refusals_without_insight_reference,
+    ),
+    # Its replay of such a request is answered 0 again, not -3.
+    Broken(
+        "pays_over_the_limit",
+        "ipg",
+        "invalid_request_not_success",
+        frozenset({"replay_is_duplicate"}),
+        on_answer=pays_over_the_limit,
     ),
     Broken("echoes_bank_reference", "ipg", "third_party_reference_echoed", on_answer=echoes_bank_reference),
     Broken("ignores_password", "ipg", "wrong_password_rejected", on_request=ignores_password),

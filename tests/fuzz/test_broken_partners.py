@@ -3,11 +3,19 @@ fails the campaign; one that breaks only a choice of ours gets warnings (exit 0)
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from mpesa_atm.fuzz import CHECKS, Target, render_finding, run_campaign
 from mpesa_atm.settings import Settings
 from tests.fuzz.partners import BROKEN, Broken
+
+# How the Documented: line of a finding ends: the document's section where it speaks, the harness's
+# reading with its row of docs/spec-notes.md where it is silent.
+SOURCE = re.compile(r"\((the document, [^()]+|the harness's reading, docs/spec-notes\.md row \d+)\)$")
+# The checks whose findings say so (the token lifecycle's are the lifecycle's own).
+SOURCED = {info.name for info in CHECKS} - {"token_lifecycle", "unknown_token_paid"}
 
 
 @pytest.mark.parametrize("broken", BROKEN, ids=[b.name for b in BROKEN])
@@ -26,6 +34,8 @@ def test_fuzzer_fails_the_broken_partner_and_names_its_check(broken: Broken, tmp
     for finding in result.findings:  # every finding says what came and what the document says, in words
         assert finding.message.startswith("Received: ") and "\nDocumented: " in finding.message, shown
         assert not {"None", "b'", 'b"'} & set(finding.message.replace("(", " ").split()), shown
+        if finding.check in SOURCED:
+            assert SOURCE.search(finding.message.split("\nDocumented: ", 1)[1]), shown
     severities = {f.severity for f in result.findings if f.check == broken.expected}
     assert broken.severity in severities, shown
     if broken.severity == "warning":

@@ -34,6 +34,8 @@ PARTNERS = {
     "iPG reversing only redeemed tokens": Partner("ipg", reversible="redeemed"),
     "iPG reversing only unredeemed tokens": Partner("ipg", reversible="unredeemed"),
     "iPG reversing any token once": Partner("ipg", reversible="any"),
+    "iPG answering -4/-5 with HTTP 401/403": Partner("ipg", auth_status=401),
+    "iPG with a 36-character InsightReference (a UUID)": Partner("ipg", insight_length=36),
 }
 
 

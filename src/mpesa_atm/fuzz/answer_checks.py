@@ -19,19 +19,24 @@ import schemathesis
 from jsonschema import Draft7Validator
 from schemathesis import Case, CheckContext, Response
 
-from mpesa_atm.codes import ResponseCode
-from mpesa_atm.fuzz.results import FAILURE, WARNING, Severity
+from mpesa_atm.codes import DESCRIPTIONS, ResponseCode
+from mpesa_atm.fuzz.results import FAILURE
 from mpesa_atm.fuzz.violations import (
     answer_of,
+    contradicted_code,
+    describe,
+    document_break,
+    documented_code,
     excerpt,
     fail,
     is_valid_request,
+    kind_of,
     operation_id_of,
-    request_breaks_document,
     role_of,
     shown,
     text,
 )
+from mpesa_atm.judgement import RULES
 from mpesa_atm.operations import operations
 from mpesa_atm.spec import operation_definition, resolved
 
@@ -40,9 +45,12 @@ __all__ = [
     "bank_date_time_format",
     "bank_reference_length",
     "content_type_conformance",
+    "description_contradiction",
+    "description_matches_code",
     "invalid_request_not_success",
     "json_envelope",
     "mapped_response_code",
+    "missing_output",
     "negative_data_rejection",
     "not_a_server_error",
     "response_schema_conformance",
@@ -53,7 +61,6 @@ __all__ = [
 MAPPED_CODES = frozenset(code.value for code in ResponseCode)
 _REFERENCE = re.compile(r"^[!-~]{1,32}$")
 _DATE_TIME = re.compile(r"^[0-9]{8} [0-9]{6}$")
-_SPEC_NOTES = "docs/spec-notes.md"
 
 
 def _documented_statuses(case: Case) -> tuple[int, ...]:
@@ -72,8 +79,16 @@ def not_a_server_error(ctx: CheckContext, response: Response, case: Case) -> boo
         f"The partner answered with a server error (HTTP {response.status_code})",
         excerpt(response),
         "an answer in the envelope, a failure as its output_ResponseCode (-1 Failure, -2 G2 Error, ...), "
-        "never a server error (sections 2.1.3, 2.2.3, 3.1.3, 4)",
+        "never a server error",
+        rule="server_error",
     )
+
+
+def _code_of(response: Response) -> str:
+    """The answer's output_ResponseCode as a message quotes it, or what the answer has instead."""
+    answer = answer_of(response)
+    code = text(answer, "output_ResponseCode")
+    return f"output_ResponseCode {shown(code)}" if code is not None else describe(None, answer)
 
 
 def status_code_conformance(ctx: CheckContext, response: Response, case: Case) -> bool | None:
@@ -87,10 +102,10 @@ def status_code_conformance(ctx: CheckContext, response: Response, case: Case) -
             "status_code_conformance",
             case,
             f"HTTP {response.status_code} is not a status the harness uses",
-            f"HTTP {response.status_code} ({text(answer_of(response), 'output_ResponseCode') or 'no code'})",
-            f"one of HTTP {', '.join(map(str, ours))}; the document names no HTTP statuses, these are "
-            f"the harness's ({_SPEC_NOTES} row 2)",
-            severity=WARNING,
+            f"HTTP {response.status_code} with {_code_of(response)}",
+            f"one of HTTP {', '.join(map(str, ours))}: the document names no HTTP statuses, these are "
+            "the harness's (docs/spec-notes.md row 2)",
+            rule="http_status",
         )
     return None
 
@@ -107,8 +122,9 @@ def content_type_conformance(ctx: CheckContext, response: Response, case: Case) 
             case,
             "The JSON answer is not labelled application/json",
             f"Content-Type {shown(values[0]) if values else 'absent'}",
-            "Content-Type application/json, as the document's requests are (2.1.1, 2.2.1, 3.1.1)",
-            severity=WARNING,
+            "Content-Type application/json: the document requires it of requests (2.1.1, 2.2.1, 3.1.1) "
+            "and names none for answers; the harness labels its JSON answers so",
+            rule="content_type",
         )
     return None
 
@@ -126,9 +142,9 @@ def negative_data_rejection(ctx: CheckContext, response: Response, case: Case) -
         case,
         f"A request the schema rejects was refused with HTTP {response.status_code}, not a 4xx",
         f"HTTP {response.status_code} with output_ResponseCode {shown(code)}",
-        f"a refusal: the harness answers HTTP 400 with -1; the document names no HTTP statuses "
-        f"({_SPEC_NOTES} row 2), so HTTP {response.status_code} with a non-zero code refuses too",
-        severity=WARNING,
+        f"a refusal: the harness answers HTTP 400 with -1; the document names no HTTP statuses, so "
+        f"HTTP {response.status_code} with a non-zero code refuses too",
+        rule="http_status",
     )
 
 
@@ -147,14 +163,17 @@ def _response_validator(operation_id: str, status: int) -> Draft7Validator | Non
 
 
 def _schema_problems(
-    validator: Draft7Validator, answer: Mapping[str, Any]
-) -> list[tuple[Severity, str, str, str]]:
-    """Every way the answer breaks the schema, judged by the document: (severity, title, received,
-    documented). In a refusal an empty field passes (a request refused before it was recorded has no
-    reference); the code's own value is mapped_response_code's."""
+    validator: Draft7Validator, answer: Mapping[str, Any], *, required_only: bool = False
+) -> list[tuple[str, str, str, str]]:
+    """Every way the answer breaks the schema, judged by the document: (the rule of judgement.RULES,
+    title, received, documented). A Required output field missing from any answer, or not a string,
+    breaks the document; the formats and the closed list of fields are the harness's. In a refusal an
+    empty field passes (a request refused before it was recorded has no reference); the code's own
+    value is mapped_response_code's. `required_only`: only what breaks the document (an answer with a
+    status the harness does not use, whose formats are not ours to judge)."""
     code = text(answer, "output_ResponseCode")
     gives_a_token = code in _GIVES_A_TOKEN
-    problems: list[tuple[Severity, str, str, str]] = []
+    problems: list[tuple[str, str, str, str]] = []
     for error in validator.iter_errors(dict(answer)):
         keyword = str(error.validator)
         field = str(error.absolute_path[0]) if error.absolute_path else ""
@@ -163,28 +182,35 @@ def _schema_problems(
         if keyword == "type":
             where = field or "the answer"
             problems.append(
-                (FAILURE, f"{where} is not a string", f"{where} {shown(error.instance)}", _ALL_STRINGS)
+                (
+                    "required_output",
+                    f"{where} is {kind_of(error.instance)}, not a string",
+                    f"{where} {shown(error.instance)}",
+                    "every output field a string (the document: String Required)",
+                )
             )
         elif keyword == "required":
             missing = next(iter(re.findall(r"'([^']*)'", str(error.message))), str(error.message))
-            severity: Severity = FAILURE if code == ResponseCode.SUCCESS else WARNING
             problems.append(
                 (
-                    severity,
+                    "required_output",
                     f"The answer lacks {missing}",
                     f"an answer {shown(code)} without {missing}",
-                    f"{missing}, which the document lists among the answer's fields "
-                    "(2.1.3.1, 2.2.3.1, 3.1.3.1)",
+                    f"{missing} in every answer, whatever its code (the document: String Required); "
+                    "in a refusal it may be empty",
                 )
             )
+        elif required_only:
+            continue
         elif keyword == "additionalProperties":
             extra = re.findall(r"'([^']*)'", str(error.message))
             problems.append(
                 (
-                    WARNING,
+                    "extra_output",
                     "The answer has an output field the document does not list",
                     ", ".join(extra) or str(error.message),
-                    "only the output fields the document lists (2.1.3.1, 2.2.3.1, 3.1.3.1)",
+                    "only the output fields the document lists (2.1.3.1, 2.2.3.1, 3.1.3.1); the harness's "
+                    "schemas list them closed",
                 )
             )
         elif error.instance == "" and not gives_a_token:
@@ -192,13 +218,13 @@ def _schema_problems(
         else:
             problems.append(
                 (
-                    WARNING,
+                    "formats" if gives_a_token or field not in _REFUSAL_REFERENCES else "refusal_references",
                     f"{field} is not in the harness's format",
                     f"{field} {shown(error.instance)}",
-                    f"the harness's format of {field} ({_SPEC_NOTES} row 3): {_rule(error)}",
+                    f"the harness's format of {field} (docs/spec-notes.md row 3): {_rule(error)}",
                 )
             )
-    return sorted(problems, key=lambda problem: problem[0] != FAILURE)
+    return sorted(problems, key=lambda problem: RULES[problem[0]].severity != FAILURE)
 
 
 def _rule(error: Any) -> str:
@@ -214,27 +240,54 @@ def _rule(error: Any) -> str:
     return f"{keyword} {shown(error.validator_value)}"
 
 
-_ALL_STRINGS = "every output field a string (the document: String, 2.1.3.1, 2.2.3.1, 3.1.3.1)"
+# The references and date-time a refusal carries (docs/spec-notes.md row 23).
+_REFUSAL_REFERENCES = frozenset(
+    {
+        "output_InsightReference",
+        "output_ThirdPartyReference",
+        "output_BankTransactionRef",
+        "output_BankDateTime",
+    }
+)
 _GIVES_A_TOKEN = frozenset({ResponseCode.SUCCESS.value, ResponseCode.DUPLICATE.value})
 
 
 def response_schema_conformance(ctx: CheckContext, response: Response, case: Case) -> bool | None:
-    """The answer has the documented output fields as strings (failures: a field not a string, or
-    missing from a 0 answer); in the harness's formats and no others (warnings: the formats and the
+    """The answer has the documented output fields as strings, whatever its code (failures: a field
+    missing, or not a string); in the harness's formats and no others (warnings: the formats and the
     closed list are choices of ours). In a refusal an empty field passes."""
     answer = answer_of(response)
     role = role_of(case)
     if role is None or answer is None or response.status_code >= 500:
         return True  # no envelope: json_envelope says so; a 5xx: not_a_server_error
     validator = _response_validator(operation_id_of(case), response.status_code)
+    required_only = validator is None
     if validator is None:
-        return True  # a status the document has no answer for: status_code_conformance
-    problems = _schema_problems(validator, answer)
+        # A status the harness does not use (status_code_conformance warns): the answer is still one of
+        # the API's, and the document's Required fields are those of every answer.
+        validator = _response_validator(operation_id_of(case), 200)
+        if validator is None or text(answer, "output_ResponseCode") is None:
+            return True
+    problems = _schema_problems(validator, answer, required_only=required_only)
     if not problems:
         return None
-    severity, title, received, documented = problems[0]
+    rule, title, received, documented = problems[0]
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    fail("response_schema_conformance", case, title, received + more, documented, severity=severity)
+    fail("response_schema_conformance", case, title, received + more, documented, rule=rule)
+
+
+def missing_output(case: Case, answer: Mapping[str, Any] | None) -> tuple[str, str, str] | None:
+    """When `answer` (to `case`, or to a probe's variant of it) lacks a Required output field or has one
+    that is not a string: (title, received, documented) of the finding, rule required_output; else
+    None. For the answers of probes, which no answer check reads."""
+    validator = _response_validator(operation_id_of(case), 200)
+    if validator is None or answer is None:
+        return None
+    problems = _schema_problems(validator, answer, required_only=True)
+    if not problems:
+        return None
+    _, title, received, documented = problems[0]
+    return title, received, documented
 
 
 @schemathesis.check
@@ -243,19 +296,29 @@ def json_envelope(ctx: CheckContext, response: Response, case: Case) -> bool | N
     if role_of(case) is None:
         return True
     answer = answer_of(response)
-    documented = "a JSON object with string output_ResponseCode and output_ResponseDesc (2.1.3, 2.2.3, 3.1.3)"
+    documented = "a JSON object with output_ResponseCode and output_ResponseDesc, strings"
     if answer is None:
-        fail("json_envelope", case, "The answer is not a JSON object", excerpt(response), documented)
-    missing = [
-        key for key in ("output_ResponseCode", "output_ResponseDesc") if not isinstance(answer.get(key), str)
-    ]
-    if missing:
         fail(
             "json_envelope",
             case,
-            f"The answer lacks {', '.join(missing)}",
+            "The answer is not a JSON object",
             excerpt(response),
             documented,
+            rule="envelope",
+        )
+    wrong = [
+        f"{key} is absent" if key not in answer else f"{key} is {kind_of(answer[key])}, not a string"
+        for key in ("output_ResponseCode", "output_ResponseDesc")
+        if not isinstance(answer.get(key), str)
+    ]
+    if wrong:
+        fail(
+            "json_envelope",
+            case,
+            "; ".join(wrong),
+            excerpt(response),
+            documented,
+            rule="envelope",
         )
     return None
 
@@ -272,39 +335,76 @@ def mapped_response_code(ctx: CheckContext, response: Response, case: Case) -> b
             case,
             "The response code is not in the Response Code Mapping",
             f"output_ResponseCode {shown(code)}",
-            "one of 0, -1, -2, -3, -4, -5, -6, -7, -8, -9 (section 4)",
+            "one of 0, -1, -2, -3, -4, -5, -6, -7, -8, -9",
+            rule="mapped_code",
         )
+    return None
+
+
+def description_contradiction(answer: Mapping[str, Any] | None) -> tuple[str, str, str] | None:
+    """When the answer's output_ResponseDesc is another code's description in the mapping table
+    (violations.contradicted_code): (title, received, documented) of the finding; else None."""
+    code = text(answer, "output_ResponseCode")
+    description = text(answer, "output_ResponseDesc")
+    named = contradicted_code(code, description)
+    if named is None or code is None:
+        return None
+    own = documented_code(ResponseCode(code))
+    return (
+        f"output_ResponseDesc says {DESCRIPTIONS[named]} on code {code}",
+        f"output_ResponseCode {shown(code)} with output_ResponseDesc {shown(description)}, the "
+        f"description of {named.value} in the mapping table",
+        f"the description of {own}, or free text, or a reason after it; not that of "
+        f"{documented_code(named)} (Failure fits any negative code)",
+    )
+
+
+@schemathesis.check
+def description_matches_code(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+    """output_ResponseDesc is not another code's description in the Response Code Mapping (section 4):
+    not "Success" on a refusal, not a refusal's description on 0, not "Duplicate" on -1."""
+    answer = answer_of(response)
+    code = text(answer, "output_ResponseCode")
+    if role_of(case) is None or code not in MAPPED_CODES or text(answer, "output_ResponseDesc") is None:
+        return True
+    contradiction = description_contradiction(answer)
+    if contradiction is not None:
+        fail("description_matches_code", case, *contradiction, rule="code_description")
     return None
 
 
 @schemathesis.check
 def invalid_request_not_success(ctx: CheckContext, response: Response, case: Case) -> bool | None:
-    """A request the schema rejects is never answered 0: a failure when a required field is missing or
-    the body is not a JSON object; a warning when it breaks only the harness's formats or Content-Type."""
+    """A request the schema rejects is never answered 0: a failure when a required field is missing, a
+    reference is longer than the document's 32 characters or the body is not a JSON object; a warning
+    when it breaks only the harness's formats or Content-Type."""
     if role_of(case) is None or is_valid_request(case):
         return True
     code = text(answer_of(response), "output_ResponseCode")
     if code != ResponseCode.SUCCESS:
         return None
-    if request_breaks_document(case):
+    broken = document_break(case)
+    if broken is not None:
+        rule, what = broken
         fail(
             "invalid_request_not_success",
             case,
-            "A request without a required field, or not a JSON object, was answered Success",
-            f"{excerpt(response)} to a request the document's fields are missing from",
-            "every field marked Required, in a JSON object (2.1.2.1, 2.2.2.1, 3.1.2.1): such a request is "
-            "refused, never answered 0 Success",
+            f"{what[0].upper()}{what[1:]} was answered 0 Success",
+            f"{excerpt(response)} to {what}",
+            f"such a request refused, never answered {documented_code(ResponseCode.SUCCESS)}: "
+            + RULES[rule].says,
+            rule=rule,
         )
     media_type = (case.media_type or "").split(";")[0]
     fail(
         "invalid_request_not_success",
         case,
-        "A request outside the harness's formats was answered Success",
+        "A request outside the harness's formats was answered 0 Success",
         f"{excerpt(response)} to a request sent as {media_type or 'no Content-Type'} that the harness's "
         "schema rejects",
-        f"the document leaves the formats open; the harness refuses this request (HTTP 400, -1): "
-        f"Content-Type application/json and the formats of {_SPEC_NOTES} row 3",
-        severity=WARNING,
+        "the document leaves the formats open; the harness refuses this request (HTTP 400, -1): "
+        "Content-Type application/json and the formats of docs/spec-notes.md row 3",
+        rule="formats",
     )
 
 
@@ -328,19 +428,20 @@ def third_party_reference_echoed(ctx: CheckContext, response: Response, case: Ca
             case,
             "output_ThirdPartyReference does not echo the request",
             f"output_ThirdPartyReference {shown(echoed)} for input_ThirdPartyReference {shown(sent)}",
-            "the request's input_ThirdPartyReference, unchanged (2.1.3.1, 2.2.3.1)",
+            "the request's input_ThirdPartyReference, unchanged",
+            rule="echo",
         )
     return None
 
 
-def _bank_severity(answer: Mapping[str, Any] | None, value: str) -> Severity | None:
-    """How a malformed bank output field counts: a failure in an answer that gives a token (0, or -3
-    with the first answer's); in a refusal, an empty value passes (a request refused before it was
-    recorded has no reference) and another one is a warning (the document's failure example, 3.1.3.3,
-    carries a reference, but no rule rests on it)."""
+def _bank_rule(answer: Mapping[str, Any] | None, value: str, rule: str) -> str | None:
+    """The rule a malformed bank output field breaks: `rule` (the document's) in an answer that gives a
+    token (0, or -3 with the first answer's); in a refusal, none for an empty value (a request refused
+    before it was recorded has no reference) and the harness's reading for another one (the document's
+    failure example, 3.1.3.3, carries a reference, but no rule rests on it: docs/spec-notes.md row 23)."""
     if text(answer, "output_ResponseCode") in _GIVES_A_TOKEN:
-        return FAILURE
-    return None if value == "" else WARNING
+        return rule
+    return None if value == "" else "refusal_references"
 
 
 @schemathesis.check
@@ -350,15 +451,15 @@ def bank_reference_length(ctx: CheckContext, response: Response, case: Case) -> 
     reference = text(answer, "output_BankTransactionRef")
     if role_of(case) != "bank" or reference is None:
         return True
-    severity = _bank_severity(answer, reference)
-    if len(reference) != 32 and severity is not None:
+    rule = _bank_rule(answer, reference, "bank_reference")
+    if len(reference) != 32 and rule is not None:
         fail(
             "bank_reference_length",
             case,
             "output_BankTransactionRef is not 32 characters long",
             f"{shown(reference)} ({len(reference)} characters)",
-            '32 characters, e.g. "12345678123412341234123456789abc" (3.1.3.1)',
-            severity=severity,
+            '32 characters, e.g. "12345678123412341234123456789abc"',
+            rule=rule,
         )
     return None
 
@@ -377,14 +478,14 @@ def bank_date_time_format(ctx: CheckContext, response: Response, case: Case) -> 
             datetime.strptime(value, "%Y%m%d %H%M%S")
         except ValueError:
             valid = False
-    severity = _bank_severity(answer, value)
-    if not valid and severity is not None:
+    rule = _bank_rule(answer, value, "bank_date_time")
+    if not valid and rule is not None:
         fail(
             "bank_date_time_format",
             case,
             "output_BankDateTime is not a date and time in YYYYMMDD HH24MISS",
             shown(value),
-            'a real date and time, format YYYYMMDD HH24MISS, e.g. "20190611 223210" (3.1.3.1)',
-            severity=severity,
+            'a real date and time, format YYYYMMDD HH24MISS, e.g. "20190611 223210"',
+            rule=rule,
         )
     return None

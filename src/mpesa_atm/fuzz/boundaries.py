@@ -2,6 +2,8 @@
 operation after the edge cases: each field's shortest and longest value (for each alternative of its
 pattern: `200481239871.52` and `0.01` for an amount), and each value of an enumeration (every
 currency). They are derived from the operation's request schema in openapi/, so they follow it.
+Then, for a field whose length the document itself limits (32 characters of the references), a value
+one character over that limit (kind "over the limit"): the document's break, never to be answered 0.
 
 The credentials are never varied: they must be the campaign's, for the partner to answer on the
 merits (and a wrong one is a wrong-password probe, which --auth-probes bounds).
@@ -21,9 +23,12 @@ from mpesa_atm.fuzz.cases import draft_from
 from mpesa_atm.fuzz.checks import CheckInfo, probing
 from mpesa_atm.fuzz.realistic import realistic_case
 from mpesa_atm.fuzz.unit import Unit
+from mpesa_atm.fuzz.violations import STATED_LIMITS
 from mpesa_atm.spec import operation_definition, resolved
 
-__all__ = ["CREDENTIAL_FIELDS", "field_edges", "request_fields", "run"]
+__all__ = ["CREDENTIAL_FIELDS", "OVER_THE_LIMIT", "field_edges", "over_the_limit", "request_fields", "run"]
+
+OVER_THE_LIMIT = "over the limit"  # the kind of the cases one character over the document's limit
 
 # The bank's credentials at the iPG: the campaign's own, never a boundary value.
 CREDENTIAL_FIELDS = frozenset({"input_Username", "input_Password", "input_BankShortcode"})
@@ -62,6 +67,21 @@ def run(unit: Unit, operation_id: str) -> None:
                 _answer_only(unit, case, answer_only)
             else:
                 unit.try_case("boundary", case)
+    for field, limit in STATED_LIMITS.items():
+        if field not in request_fields(operation_id) or unit.stopped:
+            continue
+        unit.history.clear()
+        value = over_the_limit(str(realistic.get(field, "")), limit, rng)
+        draft = draft_from(rng, campaign.currencies)
+        unit.try_case(OVER_THE_LIMIT, realistic_case(unit, operation_id, draft, overrides={field: value}))
+
+
+def over_the_limit(preferred: str, limit: int, rng: random.Random) -> str:
+    """A reference of `limit` + 1 printable ASCII characters: `preferred` (a realistic one) then letters
+    and digits, otherwise in its shape (e.g. 33 hexadecimal digits for a 32-character reference)."""
+    alphabet = sorted(set(preferred) & _ALNUM) or sorted(_ALNUM)
+    value = preferred[: limit + 1]
+    return value + "".join(rng.choice(alphabet) for _ in range(limit + 1 - len(value)))
 
 
 def _answer_only(unit: Unit, case: Any, checks: Sequence[CheckInfo]) -> None:

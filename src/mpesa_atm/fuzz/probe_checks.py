@@ -16,11 +16,13 @@ import copy
 import functools
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import schemathesis
 from schemathesis import Case, CheckContext, Response
 
 from mpesa_atm.codes import ResponseCode
+from mpesa_atm.fuzz.answer_checks import description_contradiction, missing_output
 from mpesa_atm.fuzz.context import Credentials, Probe, current_probe
 from mpesa_atm.fuzz.violations import (
     answer_of,
@@ -29,6 +31,7 @@ from mpesa_atm.fuzz.violations import (
     documented_code,
     excerpt,
     fail,
+    is_refusal,
     is_valid_request,
     role_of,
     shown,
@@ -65,16 +68,19 @@ def replay_is_duplicate(ctx: CheckContext, response: Response, case: Case) -> bo
     again = probe.send(replay)
     second = answer_of(again)
     code = text(second, "output_ResponseCode")
-    documented = f"{documented_code(ResponseCode.DUPLICATE)} with the first answer's {key} {shown(first)}"
-    fields = "(2.1, 2.2 duplicate check)" if role == "ipg" else "(3.1 duplicate check)"
+    documented = (
+        f"{documented_code(ResponseCode.DUPLICATE)} with the first answer's {key} {shown(first)}, the "
+        "operation's duplicate check"
+    )
     if code != ResponseCode.DUPLICATE:
         fail(
             "replay_is_duplicate",
             case,
             "A replay of a successful request is not answered Duplicate",
             f"{describe(code, second)} to the replay ({excerpt(again, 160)})",
-            f"{documented} {fields}",
+            documented,
             *steps(probe, case, replay),
+            rule="duplicate",
         )
     if text(second, key) != first:
         fail(
@@ -82,9 +88,13 @@ def replay_is_duplicate(ctx: CheckContext, response: Response, case: Case) -> bo
             case,
             f"The Duplicate answer does not carry the first {key}",
             f"{key} {shown(text(second, key))} in the Duplicate answer",
-            f"{documented} {fields}",
+            documented,
             *steps(probe, case, replay),
+            rule="duplicate",
         )
+    # The replay's answer is no case of its own, so no answer check reads it: a -3 that says "Success"
+    # (the first answer copied with its code changed) is found here.
+    _answer_of_probe("replay_is_duplicate", case, second, "The Duplicate answer", *steps(probe, case, replay))
     return None
 
 
@@ -154,6 +164,7 @@ def _probe_with(
     `value(credentials)` and fails unless the answer is `expected`; skips (True) any other case.
 
     `received` may quote {answer} (the code and description) and {value}; `documented`, {expected}.
+    The variant has a fresh input_ThirdPartyReference, so that it is no duplicate of the case.
     """
     probe = current_probe()
     if probe is None or not probe.probes_enabled or role_of(case) != "ipg" or not is_valid_request(case):
@@ -186,8 +197,27 @@ def _probe_with(
             received.format(answer=describe(code, answer), value=shown(changed)),
             documented.format(expected=documented_code(expected)),
             *steps(probe, variant),
+            rule="credentials",
         )
+    # The refusal is no case of its own, so no answer check reads it: its fields and description here.
+    _answer_of_probe(check, case, answer, f"The {expected.value} answer", *steps(probe, variant))
     return None
+
+
+def _answer_of_probe(check: str, case: Case, answer: dict[str, Any] | None, which: str, *steps: str) -> None:
+    """Fails `check` when the answer to one of its probes lacks a Required output field (or has one that
+    is not a string), or says another code's description: the document's rules of every answer, which
+    the answer checks apply only to the answers of the campaign's cases."""
+    missing = missing_output(case, answer)
+    if missing is not None:
+        title, received, says = missing
+        # "The answer lacks X" becomes "The -4 answer lacks X"
+        title = which + title[len("The answer") :] if title.startswith("The answer") else f"{which}: {title}"
+        fail(check, case, title, received, says, *steps, rule="required_output")
+    contradiction = description_contradiction(answer)
+    if contradiction is not None:
+        title, received, says = contradiction
+        fail(check, case, f"{which}: {title}", received, says, *steps, rule="code_description")
 
 
 @schemathesis.check
@@ -202,7 +232,7 @@ def wrong_password_rejected(ctx: CheckContext, response: Response, case: Case) -
         ResponseCode.AUTHENTICATION_FAILED,
         title="A request with a wrong password is not answered Authentication Failed",
         received="{answer} to the same request with input_Password {value}",
-        documented="{expected}: Bank's username and password is incorrect (section 4)",
+        documented="{expected}: Bank's username and password is incorrect",
     )
 
 
@@ -218,8 +248,7 @@ def other_shortcode_rejected(ctx: CheckContext, response: Response, case: Case) 
         ResponseCode.BANK_DETAILS_INVALID,
         title="The right credentials with another shortcode are not answered Bank Details Invalid",
         received="{answer} with input_BankShortcode {value}",
-        documented="{expected}: Bank shortcode does not match shortcode linked to username and password"
-        " (section 4)",
+        documented="{expected}: Bank shortcode does not match shortcode linked to username and password",
     )
 
 
@@ -229,7 +258,8 @@ AUTH_PROBING = frozenset({"wrong_password_rejected", "other_shortcode_rejected"}
 
 @schemathesis.check
 def optional_field_left_out(ctx: CheckContext, response: Response, case: Case) -> bool | None:
-    """Bank: leaving out the optional input_AccountNumber never causes a server error."""
+    """Bank: a request without the optional input_AccountNumber is served as the same request with it:
+    not refused, nor a server error, where the request with it is answered 0."""
     probe = current_probe()
     if (
         probe is None
@@ -239,40 +269,41 @@ def optional_field_left_out(ctx: CheckContext, response: Response, case: Case) -
         or not is_valid_request(case)
     ):
         return True
-    # The same request with and without the field (a new TransactionID each): only a 5xx that comes
-    # and goes with the field is blamed on leaving it out.
+    # The same request with and without the field, each with a TransactionID of its own (never the
+    # case's, which may be a repeat, e.g. the document's sample BVA12369A): only a difference between
+    # the two answers is blamed on leaving the field out.
     body = {k: v for k, v in case.body.items() if k != "input_AccountNumber"}
-    if "input_AccountNumber" in case.body:
-        if response.status_code >= 500:
-            return True
-        without = derived(case, {**body, "input_TransactionID": probe.fresh("input_TransactionID")})
-        without_response = probe.send(without)
-        with_status = response.status_code
-    else:
-        if response.status_code < 500:
-            return None
-        without, without_response = case, response
-        with_field = derived(
-            case,
-            {
-                "input_AccountNumber": _SAMPLE_ACCOUNT_NUMBER,
-                **body,
-                "input_TransactionID": probe.fresh("input_TransactionID"),
-            },
-        )
-        with_status = probe.send(with_field).status_code
-        if with_status >= 500:
-            return None  # it fails either way: not_a_server_error reports it
+    account = case.body.get("input_AccountNumber", _SAMPLE_ACCOUNT_NUMBER)
+    with_field = derived(
+        case,
+        {"input_AccountNumber": account, **body, "input_TransactionID": probe.fresh("input_TransactionID")},
+    )
+    with_response = probe.send(with_field)
+    answered = text(answer_of(with_response), "output_ResponseCode")
+    if answered != ResponseCode.SUCCESS or is_refusal(with_response) or with_response.status_code >= 500:
+        return True  # refused with the field too (another reason): nothing to compare
+    without = derived(case, {**body, "input_TransactionID": probe.fresh("input_TransactionID")})
+    without_response = probe.send(without)
+    answer = answer_of(without_response)
     if without_response.status_code >= 500:
-        fail(
-            "optional_field_left_out",
-            case,
-            "Leaving out the optional input_AccountNumber caused a server error",
-            f"{excerpt(without_response)} without input_AccountNumber (with it: HTTP {with_status})",
-            "input_AccountNumber is optional (3.1.2.1): a 2xx or 4xx answer in the envelope, never 5xx",
-            *steps(probe, without),
-        )
-    return None
+        outcome = "caused a server error"
+    elif is_refusal(without_response):
+        outcome = "was refused"
+    elif answer is None:
+        outcome = "was not answered in the envelope"
+    else:
+        return None
+    fail(
+        "optional_field_left_out",
+        case,
+        f"Leaving out the optional input_AccountNumber {outcome}",
+        f"{excerpt(without_response)} without input_AccountNumber; the same request with it "
+        f"(input_AccountNumber {shown(account)}) was answered {describe('0', answer_of(with_response))}",
+        "input_AccountNumber is String Optional: the same request without it is served, not refused "
+        "and never a server error",
+        *steps(probe, with_field, without),
+        rule="optional_input",
+    )
 
 
 @schemathesis.check

@@ -16,22 +16,27 @@ from schemathesis.core.failures import Severity as _SchemathesisSeverity
 from mpesa_atm.codes import DESCRIPTIONS, ResponseCode
 from mpesa_atm.fuzz.context import Probe
 from mpesa_atm.fuzz.results import FAILURE, WARNING, Severity
+from mpesa_atm.judgement import RULES, documented
 from mpesa_atm.operations import Role, operations
 from mpesa_atm.spec import operation_definition, resolved
 
 __all__ = [
     "FAILURE",
+    "STATED_LIMITS",
     "WARNING",
     "ContractViolation",
     "Severity",
     "answer_of",
+    "contradicted_code",
     "derived",
     "describe",
+    "document_break",
     "documented_code",
     "excerpt",
     "fail",
     "is_refusal",
     "is_valid_request",
+    "kind_of",
     "operation_id_of",
     "request_breaks_document",
     "required_fields",
@@ -83,7 +88,14 @@ def fail(
     documented: str,
     *steps: str,
     severity: Severity = FAILURE,
+    rule: str | None = None,
 ) -> NoReturn:
+    """Raises the finding. With `rule` (a name of judgement.RULES), its severity is the rule's and its
+    Documented: text ends with where the rule comes from: the document's section or the harness's
+    reading (`severity` is then ignored)."""
+    if rule is not None:
+        severity = RULES[rule].severity
+        documented = _documented(rule, documented)
     raise ContractViolation(
         check=check,
         case=case,
@@ -93,6 +105,9 @@ def fail(
         reproduce=steps,
         severity=severity,
     )
+
+
+_documented = documented  # fail()'s parameter of that name hides the function
 
 
 # Reading the case -----------------------------------------------------------------------------------
@@ -130,15 +145,35 @@ def _body_object(case: Case) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
-def request_breaks_document(case: Case) -> bool:
-    """Whether the case breaks the document itself, not only our formats: its body is not a JSON
-    object, or a field the document requires is missing or empty. (Every other way a request can fail
-    the schema, a format, a type, an unknown field, the Content-Type, is a choice of ours: a partner
-    that accepts it is laxer than we are, not wrong.)"""
+# The limits the document itself states of a request's fields (2.1.2.1, 2.2.2.1: "Maximum 32
+# characters"); every other length is a format of ours (docs/spec-notes.md row 3).
+STATED_LIMITS: dict[str, int] = {"input_ThirdPartyReference": 32, "input_BankTransactionRef": 32}
+
+
+def document_break(case: Case) -> tuple[str, str] | None:
+    """How the case breaks the document itself, not only our formats, as (the rule of
+    judgement.RULES, what is wrong in words); None when it does not. It breaks the document when its
+    body is not a JSON object (required_input), a field the document requires is missing or empty
+    (required_input), or a field is longer than the document's own maximum (stated_limit). Every other
+    way a request can fail the schema, a format, a type, an unknown field, the Content-Type, is a
+    choice of ours: a partner that accepts it is laxer than we are, not wrong."""
     body = _body_object(case)
     if body is None:
-        return True
-    return any(body.get(field) in (None, "") for field in required_fields(operation_id_of(case)))
+        return "required_input", "a body that is not a JSON object"
+    operation_id = operation_id_of(case)
+    missing = [field for field in required_fields(operation_id) if body.get(field) in (None, "")]
+    if missing:
+        return "required_input", f"a request without {', '.join(missing)} (Required)"
+    for field, limit in STATED_LIMITS.items():
+        value = body.get(field)
+        if field in request_field_names(operation_id) and isinstance(value, str) and len(value) > limit:
+            return "stated_limit", f"a request whose {field} has {len(value)} characters (maximum {limit})"
+    return None
+
+
+def request_breaks_document(case: Case) -> bool:
+    """Whether the case breaks the document itself, not only our formats (document_break)."""
+    return document_break(case) is not None
 
 
 @functools.cache
@@ -150,6 +185,16 @@ def required_fields(operation_id: str) -> tuple[str, ...]:
     document, post = operation_definition(operation_id)
     schema = resolved(document, post["requestBody"]["content"]["application/json"]["schema"])
     return tuple(schema.get("required", ()))
+
+
+@functools.cache
+def request_field_names(operation_id: str) -> frozenset[str]:
+    """The request fields the document gives an operation, none for an operation that is not the API's."""
+    if operation_id not in operations():
+        return frozenset()
+    document, post = operation_definition(operation_id)
+    schema = resolved(document, post["requestBody"]["content"]["application/json"]["schema"])
+    return frozenset(schema.get("properties", {}))
 
 
 def derived(case: Case, body: Any) -> Case:
@@ -208,12 +253,61 @@ def excerpt(response: Response, limit: int = 300) -> str:
 
 
 def describe(code: str | None, answer: Mapping[str, Any] | None) -> str:
-    """An output_ResponseCode as a message quotes it, with its description."""
+    """An output_ResponseCode as a message quotes it, with its description; when `code` is None, what
+    the answer has instead ("output_ResponseCode 0, a number, not a string")."""
     if code is None:
-        return "no output_ResponseCode"
+        if answer is None:
+            return "an answer that is not a JSON object"
+        if "output_ResponseCode" not in answer:
+            return "an answer without output_ResponseCode"
+        value = answer["output_ResponseCode"]
+        return f"output_ResponseCode {shown(value)}, {kind_of(value)}, not a string"
     desc = text(answer, "output_ResponseDesc")
     return shown(code) + (f" ({desc})" if desc else "")
 
 
+def kind_of(value: Any) -> str:
+    """What a JSON value is, in words: "a number", "null", "an object"."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    return type(value).__name__
+
+
 def documented_code(code: ResponseCode) -> str:
     return f"{code.value} {DESCRIPTIONS[code]}"
+
+
+_CODE_OF_DESCRIPTION = {description.casefold(): code for code, description in DESCRIPTIONS.items()}
+
+
+def contradicted_code(code: str | None, description: str | None) -> ResponseCode | None:
+    """The code of the mapping table (section 4) whose description `description` is, when that
+    contradicts `code`; else None. The description is read as the table's description of a code, up
+    to a ": reason" after it, case aside ("success", "Duplicate: seen before"); free text is no
+    description of the table's ("Internal Error", the document's own sample, or "Token generated").
+
+    What contradicts (docs/spec-notes.md, section 4's notes): "Success" on any code but 0; on 0, any
+    other code's description; on a negative code, another negative code's description, except the
+    generic "Failure" (every negative code is a failure in plain words) and on -2 (G2's own error text
+    is "populated in Response Description", and may read like another code's)."""
+    if code is None or description is None or code not in _CODE_OF_DESCRIPTION.values():
+        return None
+    head = description.split(":", 1)[0].strip().rstrip(".").strip().casefold()
+    named = _CODE_OF_DESCRIPTION.get(head)
+    if named is None or named == code:
+        return None
+    if ResponseCode.SUCCESS in (code, named):
+        return named
+    if named == ResponseCode.FAILURE or code == ResponseCode.G2_ERROR:
+        return None
+    return named
