@@ -472,12 +472,13 @@ BROKEN: tuple[Broken, ...] = (
         frozenset({"replay_is_duplicate", "wrong_password_rejected", "other_shortcode_rejected"}),
         on_answer=refusals_without_insight_reference,
     ),
-    # Its replay of such a request is answered 0 again, not -3.
+    # Its replay of such a request is answered 0 again, not -3; the stateful phase's long-reference
+    # redemption of a token it made is paid too (token_lifecycle says it there).
     Broken(
         "pays_over_the_limit",
         "ipg",
         "invalid_request_not_success",
-        frozenset({"replay_is_duplicate"}),
+        frozenset({"replay_is_duplicate", "token_lifecycle"}),
         on_answer=pays_over_the_limit,
     ),
     Broken("echoes_bank_reference", "ipg", "third_party_reference_echoed", on_answer=echoes_bank_reference),

@@ -15,7 +15,7 @@ from tests.fuzz.partners import BROKEN, Broken
 # reading with its row of docs/spec-notes.md where it is silent.
 SOURCE = re.compile(r"\((the document, [^()]+|the harness's reading, docs/spec-notes\.md row \d+)\)$")
 # The checks whose findings say so (the token lifecycle's are the lifecycle's own).
-SOURCED = {info.name for info in CHECKS} - {"token_lifecycle", "unknown_token_paid"}
+SOURCED = {info.name for info in CHECKS}
 
 
 @pytest.mark.parametrize("broken", BROKEN, ids=[b.name for b in BROKEN])

@@ -306,15 +306,15 @@ def test_the_age_of_a_token_is_judged_at_the_clock_given():
 
 
 def _refusing(app, refused: dict[str, int]):
-    """`app` with the control API's paths of `refused` answered with their status (401: a control token
-    the campaign does not have), everything else served."""
+    """`app` with the control API's paths of `refused` answered with their status (503: a store out of
+    reach; a 401 or 403 is no such case, it ends the campaign: test_coverage), everything else served."""
 
     async def refusing(scope, receive, send):
         status = refused.get(scope.get("path", "")) if scope["type"] == "http" else None
         if status is None:
             await app(scope, receive, send)
             return
-        body = json.dumps({"error": "Unauthorized"}).encode()
+        body = json.dumps({"error": "Service Unavailable"}).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -326,9 +326,9 @@ def _refusing(app, refused: dict[str, int]):
     ("refused", "said", "not_said"),
     [
         (
-            {"/_harness/withdrawals": 401, "/_harness/tokens": 401},
-            "made no token for a lifecycle: /_harness/withdrawals answered 401, /_harness/tokens answered"
-            " 401; those lifecycles were not run",
+            {"/_harness/withdrawals": 503, "/_harness/tokens": 503},
+            "made no token for a lifecycle: /_harness/withdrawals answered 503, /_harness/tokens answered"
+            " 503; those lifecycles were not run",
             "tokens were seeded",
         ),
         (

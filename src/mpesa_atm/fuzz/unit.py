@@ -36,6 +36,7 @@ from mpesa_atm.fuzz.target import (
 )
 from mpesa_atm.fuzz.violations import is_valid_request, operation_id_of, required_fields
 from mpesa_atm.fuzz.wrong_target import WrongTargetWatch
+from mpesa_atm.judgement import documented
 
 __all__ = ["Campaign", "Stop", "Unit"]
 
@@ -198,7 +199,7 @@ class Unit:
                         phase=self.phase,
                         title="The partner did not answer" + (" in time" if exc.timed_out else ""),
                         message=f"Received: no answer ({exc.reason})\n"
-                        "Documented: a synchronous answer in the envelope (2.1.3, 2.2.3, 3.1.3)",
+                        "Documented: " + documented("server_error", "a synchronous answer in the envelope"),
                         reproduce=(*self.history, self.reproduce(case)),
                         realism=_realism(case),
                     )
