@@ -8,10 +8,8 @@ its Content-Type would.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import ThreadingHTTPServer
 from typing import Any
 
 from mpesa_atm.fuzz.tokens import Token
@@ -24,7 +22,7 @@ from mpesa_atm.states import (
     THE_REDEMPTION_WAS_MADE,
     THE_REVERSAL_WAS_MADE,
 )
-from tests.fuzz.lenient import PASSWORD, SHORTCODES, USERNAME, Partner, _handler, _Redemption
+from tests.fuzz.lenient import PASSWORD, SHORTCODES, USERNAME, Partner, _handler, _Redemption, serving_handler
 
 STATES_PATH = "/_harness/provider-states"
 
@@ -186,13 +184,5 @@ def _provider_handler(partner: Partner, states: ProviderStates, content_type: st
 def serving_provider(partner: Partner, *, content_type: str = "application/json") -> Iterator[str]:
     """Serves `partner` with the provider-states endpoint, on a loopback port; yields its base URL."""
     states = ProviderStates(partner)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _provider_handler(partner, states, content_type))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving_handler(_provider_handler(partner, states, content_type)) as url:
+        yield url

@@ -322,7 +322,14 @@ def _handler(partner: Partner) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def serving(partner: Partner) -> Iterator[str]:
     """Serves `partner` on a loopback port of its own; yields its base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(partner))
+    with serving_handler(_handler(partner)) as url:
+        yield url
+
+
+@contextmanager
+def serving_handler(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serves `handler` on a loopback port of its own, a thread a connection; yields its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

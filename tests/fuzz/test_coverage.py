@@ -8,11 +8,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -23,7 +22,7 @@ from mpesa_atm.fuzz.collector import Door
 from mpesa_atm.fuzz.events import CaseChecked
 from mpesa_atm.fuzz.report import render_summary, write_junit
 from mpesa_atm.fuzz.target import ControlRefused, call_control, open_session
-from tests.fuzz.lenient import Partner, Refused, serving
+from tests.fuzz.lenient import Partner, Refused, serving, serving_handler
 
 pytestmark = pytest.mark.usefixtures("fuzz_command_in_process")
 
@@ -121,16 +120,8 @@ def refusing_gateway(envelope: bool) -> Iterator[str]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving_handler(Handler) as url:
+        yield url
 
 
 @pytest.mark.network
