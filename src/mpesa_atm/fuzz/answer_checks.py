@@ -9,21 +9,23 @@ A check returns True when it does not apply (schemathesis counts it as skipped),
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import schemathesis
-from jsonschema import Draft7Validator
 from schemathesis import Case, CheckContext, Response
 
-from mpesa_atm.codes import DESCRIPTIONS, ResponseCode
-from mpesa_atm.fuzz.results import FAILURE
+from mpesa_atm.codes import ResponseCode
+from mpesa_atm.fuzz.answer_fields import (
+    GIVES_A_TOKEN,
+    description_contradiction,
+    response_validator,
+    schema_problems,
+)
 from mpesa_atm.fuzz.violations import (
     answer_of,
-    contradicted_code,
     describe,
     document_break,
     documented_code,
@@ -37,20 +39,16 @@ from mpesa_atm.fuzz.violations import (
     text,
 )
 from mpesa_atm.judgement import RULES
-from mpesa_atm.operations import operations
-from mpesa_atm.spec import operation_definition, resolved
 
 __all__ = [
     "MAPPED_CODES",
     "bank_date_time_format",
     "bank_reference_length",
     "content_type_conformance",
-    "description_contradiction",
     "description_matches_code",
     "invalid_request_not_success",
     "json_envelope",
     "mapped_response_code",
-    "missing_output",
     "negative_data_rejection",
     "not_a_server_error",
     "response_schema_conformance",
@@ -148,110 +146,6 @@ def negative_data_rejection(ctx: CheckContext, response: Response, case: Case) -
     )
 
 
-@functools.cache
-def _response_validator(operation_id: str, status: int) -> Draft7Validator | None:
-    """A validator of the answer the role's document gives `operation_id` for HTTP `status`, or None
-    when the document has no answer for that status (status_code_conformance's business)."""
-    if operation_id not in operations():
-        return None
-    document, post = operation_definition(operation_id)
-    response = resolved(document, post["responses"].get(str(status)))
-    schema = (response or {}).get("content", {}).get("application/json", {}).get("schema")
-    if schema is None:
-        return None
-    return Draft7Validator({"allOf": [schema], "components": document["components"]})
-
-
-def _schema_problems(
-    validator: Draft7Validator, answer: Mapping[str, Any], *, required_only: bool = False
-) -> list[tuple[str, str, str, str]]:
-    """Every way the answer breaks the schema, judged by the document: (the rule of judgement.RULES,
-    title, received, documented). A Required output field missing from any answer, or not a string,
-    breaks the document; the formats and the closed list of fields are the harness's. In a refusal an
-    empty field passes (a request refused before it was recorded has no reference); the code's own
-    value is mapped_response_code's. `required_only`: only what breaks the document (an answer with a
-    status the harness does not use, whose formats are not ours to judge)."""
-    code = text(answer, "output_ResponseCode")
-    gives_a_token = code in _GIVES_A_TOKEN
-    problems: list[tuple[str, str, str, str]] = []
-    for error in validator.iter_errors(dict(answer)):
-        keyword = str(error.validator)
-        field = str(error.absolute_path[0]) if error.absolute_path else ""
-        if keyword in ("allOf", "anyOf", "oneOf") or (field == "output_ResponseCode" and keyword == "enum"):
-            continue
-        if keyword == "type":
-            where = field or "the answer"
-            problems.append(
-                (
-                    "required_output",
-                    f"{where} is {kind_of(error.instance)}, not a string",
-                    f"{where} {shown(error.instance)}",
-                    "every output field a string (the document: String Required)",
-                )
-            )
-        elif keyword == "required":
-            missing = next(iter(re.findall(r"'([^']*)'", str(error.message))), str(error.message))
-            problems.append(
-                (
-                    "required_output",
-                    f"The answer lacks {missing}",
-                    f"an answer {shown(code)} without {missing}",
-                    f"{missing} in every answer, whatever its code (the document: String Required); "
-                    "in a refusal it may be empty",
-                )
-            )
-        elif required_only:
-            continue
-        elif keyword == "additionalProperties":
-            extra = re.findall(r"'([^']*)'", str(error.message))
-            problems.append(
-                (
-                    "extra_output",
-                    "The answer has an output field the document does not list",
-                    ", ".join(extra) or str(error.message),
-                    "only the output fields the document lists (2.1.3.1, 2.2.3.1, 3.1.3.1); the harness's "
-                    "schemas list them closed",
-                )
-            )
-        elif error.instance == "" and not gives_a_token:
-            continue
-        else:
-            problems.append(
-                (
-                    "formats" if gives_a_token or field not in _REFUSAL_REFERENCES else "refusal_references",
-                    f"{field} is not in the harness's format",
-                    f"{field} {shown(error.instance)}",
-                    f"the harness's format of {field} (docs/spec-notes.md row 3): {_rule(error)}",
-                )
-            )
-    return sorted(problems, key=lambda problem: RULES[problem[0]].severity != FAILURE)
-
-
-def _rule(error: Any) -> str:
-    keyword = str(error.validator)
-    if keyword == "maxLength":
-        return f"at most {error.validator_value} characters"
-    if keyword == "minLength":
-        return f"at least {error.validator_value} characters"
-    if keyword == "pattern":
-        return f"matching {error.validator_value}"
-    if keyword == "enum":
-        return "one of " + ", ".join(map(str, error.validator_value))
-    return f"{keyword} {shown(error.validator_value)}"
-
-
-# The references and date-time a refusal carries (docs/spec-notes.md row 23).
-_REFUSAL_REFERENCES = frozenset(
-    {
-        "output_InsightReference",
-        "output_ThirdPartyReference",
-        "output_BankTransactionRef",
-        "output_BankDateTime",
-    }
-)
-_GIVES_A_TOKEN = frozenset({ResponseCode.SUCCESS.value, ResponseCode.DUPLICATE.value})
-
-
 def response_schema_conformance(ctx: CheckContext, response: Response, case: Case) -> bool | None:
     """The answer has the documented output fields as strings, whatever its code (failures: a field
     missing, or not a string); in the harness's formats and no others (warnings: the formats and the
@@ -260,34 +154,20 @@ def response_schema_conformance(ctx: CheckContext, response: Response, case: Cas
     role = role_of(case)
     if role is None or answer is None or response.status_code >= 500:
         return True  # no envelope: json_envelope says so; a 5xx: not_a_server_error
-    validator = _response_validator(operation_id_of(case), response.status_code)
+    validator = response_validator(operation_id_of(case), response.status_code)
     required_only = validator is None
     if validator is None:
         # A status the harness does not use (status_code_conformance warns): the answer is still one of
         # the API's, and the document's Required fields are those of every answer.
-        validator = _response_validator(operation_id_of(case), 200)
+        validator = response_validator(operation_id_of(case), 200)
         if validator is None or text(answer, "output_ResponseCode") is None:
             return True
-    problems = _schema_problems(validator, answer, required_only=required_only)
+    problems = schema_problems(validator, answer, required_only=required_only)
     if not problems:
         return None
     rule, title, received, documented = problems[0]
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     fail("response_schema_conformance", case, title, received + more, documented, rule=rule)
-
-
-def missing_output(case: Case, answer: Mapping[str, Any] | None) -> tuple[str, str, str] | None:
-    """When `answer` (to `case`, or to a probe's variant of it) lacks a Required output field or has one
-    that is not a string: (title, received, documented) of the finding, rule required_output; else
-    None. For the answers of probes, which no answer check reads."""
-    validator = _response_validator(operation_id_of(case), 200)
-    if validator is None or answer is None:
-        return None
-    problems = _schema_problems(validator, answer, required_only=True)
-    if not problems:
-        return None
-    _, title, received, documented = problems[0]
-    return title, received, documented
 
 
 @schemathesis.check
@@ -339,24 +219,6 @@ def mapped_response_code(ctx: CheckContext, response: Response, case: Case) -> b
             rule="mapped_code",
         )
     return None
-
-
-def description_contradiction(answer: Mapping[str, Any] | None) -> tuple[str, str, str] | None:
-    """When the answer's output_ResponseDesc is another code's description in the mapping table
-    (violations.contradicted_code): (title, received, documented) of the finding; else None."""
-    code = text(answer, "output_ResponseCode")
-    description = text(answer, "output_ResponseDesc")
-    named = contradicted_code(code, description)
-    if named is None or code is None:
-        return None
-    own = documented_code(ResponseCode(code))
-    return (
-        f"output_ResponseDesc says {DESCRIPTIONS[named]} on code {code}",
-        f"output_ResponseCode {shown(code)} with output_ResponseDesc {shown(description)}, the "
-        f"description of {named.value} in the mapping table",
-        f"the description of {own}, or free text, or a reason after it; not that of "
-        f"{documented_code(named)} (Failure fits any negative code)",
-    )
 
 
 @schemathesis.check
@@ -420,7 +282,7 @@ def third_party_reference_echoed(ctx: CheckContext, response: Response, case: Ca
     # An answer that gives something (0, or -3 with the first answer's reference) must echo; a refusal
     # may also leave it empty (it may have refused the request before reading it).
     code = text(answer_of(response), "output_ResponseCode")
-    gives = code in _GIVES_A_TOKEN and response.status_code < 400
+    gives = code in GIVES_A_TOKEN and response.status_code < 400
     allowed = {sent} if gives else {sent, ""}
     if echoed not in allowed:
         fail(
@@ -439,7 +301,7 @@ def _bank_rule(answer: Mapping[str, Any] | None, value: str, rule: str) -> str |
     token (0, or -3 with the first answer's); in a refusal, none for an empty value (a request refused
     before it was recorded has no reference) and the harness's reading for another one (the document's
     failure example, 3.1.3.3, carries a reference, but no rule rests on it: docs/spec-notes.md row 23)."""
-    if text(answer, "output_ResponseCode") in _GIVES_A_TOKEN:
+    if text(answer, "output_ResponseCode") in GIVES_A_TOKEN:
         return rule
     return None if value == "" else "refusal_references"
 

@@ -22,7 +22,7 @@ import schemathesis
 from schemathesis import Case, CheckContext, Response
 
 from mpesa_atm.codes import ResponseCode
-from mpesa_atm.fuzz.answer_checks import description_contradiction, missing_output
+from mpesa_atm.fuzz.answer_fields import description_contradiction, missing_output
 from mpesa_atm.fuzz.context import Credentials, Probe, current_probe
 from mpesa_atm.fuzz.violations import (
     answer_of,

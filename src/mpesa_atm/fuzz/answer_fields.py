@@ -1,0 +1,171 @@
+"""What an answer's fields must be, for the checks of every answer and for the probes' answers (which no
+answer check reads): the Required output fields of every answer and the harness's formats, judged by
+`judgement.RULES`, and an output_ResponseDesc against its code's row of the mapping table.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from jsonschema import Draft7Validator
+from schemathesis import Case
+
+from mpesa_atm.codes import DESCRIPTIONS, ResponseCode
+from mpesa_atm.fuzz.violations import (
+    contradicted_code,
+    documented_code,
+    kind_of,
+    operation_id_of,
+    shown,
+    text,
+)
+from mpesa_atm.judgement import FAILURE, RULES
+from mpesa_atm.operations import operations
+from mpesa_atm.spec import operation_definition, resolved
+
+__all__ = [
+    "GIVES_A_TOKEN",
+    "description_contradiction",
+    "missing_output",
+    "response_validator",
+    "schema_problems",
+]
+
+
+@functools.cache
+def response_validator(operation_id: str, status: int) -> Draft7Validator | None:
+    """A validator of the answer the role's document gives `operation_id` for HTTP `status`, or None
+    when the document has no answer for that status (status_code_conformance's business)."""
+    if operation_id not in operations():
+        return None
+    document, post = operation_definition(operation_id)
+    response = resolved(document, post["responses"].get(str(status)))
+    schema = (response or {}).get("content", {}).get("application/json", {}).get("schema")
+    if schema is None:
+        return None
+    return Draft7Validator({"allOf": [schema], "components": document["components"]})
+
+
+def schema_problems(
+    validator: Draft7Validator, answer: Mapping[str, Any], *, required_only: bool = False
+) -> list[tuple[str, str, str, str]]:
+    """Every way the answer breaks the schema, judged by the document: (the rule of judgement.RULES,
+    title, received, documented). A Required output field missing from any answer, or not a string,
+    breaks the document; the formats and the closed list of fields are the harness's. In a refusal an
+    empty field passes (a request refused before it was recorded has no reference); the code's own
+    value is mapped_response_code's. `required_only`: only what breaks the document (an answer with a
+    status the harness does not use, whose formats are not ours to judge)."""
+    code = text(answer, "output_ResponseCode")
+    gives_a_token = code in GIVES_A_TOKEN
+    problems: list[tuple[str, str, str, str]] = []
+    for error in validator.iter_errors(dict(answer)):
+        keyword = str(error.validator)
+        field = str(error.absolute_path[0]) if error.absolute_path else ""
+        if keyword in ("allOf", "anyOf", "oneOf") or (field == "output_ResponseCode" and keyword == "enum"):
+            continue
+        if keyword == "type":
+            where = field or "the answer"
+            problems.append(
+                (
+                    "required_output",
+                    f"{where} is {kind_of(error.instance)}, not a string",
+                    f"{where} {shown(error.instance)}",
+                    "every output field a string (the document: String Required)",
+                )
+            )
+        elif keyword == "required":
+            missing = next(iter(re.findall(r"'([^']*)'", str(error.message))), str(error.message))
+            problems.append(
+                (
+                    "required_output",
+                    f"The answer lacks {missing}",
+                    f"an answer {shown(code)} without {missing}",
+                    f"{missing} in every answer, whatever its code (the document: String Required); "
+                    "in a refusal it may be empty",
+                )
+            )
+        elif required_only:
+            continue
+        elif keyword == "additionalProperties":
+            extra = re.findall(r"'([^']*)'", str(error.message))
+            problems.append(
+                (
+                    "extra_output",
+                    "The answer has an output field the document does not list",
+                    ", ".join(extra) or str(error.message),
+                    "only the output fields the document lists (2.1.3.1, 2.2.3.1, 3.1.3.1); the harness's "
+                    "schemas list them closed",
+                )
+            )
+        elif error.instance == "" and not gives_a_token:
+            continue
+        else:
+            problems.append(
+                (
+                    "formats" if gives_a_token or field not in _REFUSAL_REFERENCES else "refusal_references",
+                    f"{field} is not in the harness's format",
+                    f"{field} {shown(error.instance)}",
+                    f"the harness's format of {field} (docs/spec-notes.md row 3): {_rule(error)}",
+                )
+            )
+    return sorted(problems, key=lambda problem: RULES[problem[0]].severity != FAILURE)
+
+
+def _rule(error: Any) -> str:
+    keyword = str(error.validator)
+    if keyword == "maxLength":
+        return f"at most {error.validator_value} characters"
+    if keyword == "minLength":
+        return f"at least {error.validator_value} characters"
+    if keyword == "pattern":
+        return f"matching {error.validator_value}"
+    if keyword == "enum":
+        return "one of " + ", ".join(map(str, error.validator_value))
+    return f"{keyword} {shown(error.validator_value)}"
+
+
+# The references and date-time a refusal carries (docs/spec-notes.md row 23).
+_REFUSAL_REFERENCES = frozenset(
+    {
+        "output_InsightReference",
+        "output_ThirdPartyReference",
+        "output_BankTransactionRef",
+        "output_BankDateTime",
+    }
+)
+GIVES_A_TOKEN = frozenset({ResponseCode.SUCCESS.value, ResponseCode.DUPLICATE.value})
+
+
+def missing_output(case: Case, answer: Mapping[str, Any] | None) -> tuple[str, str, str] | None:
+    """When `answer` (to `case`, or to a probe's variant of it) lacks a Required output field or has one
+    that is not a string: (title, received, documented) of the finding, rule required_output; else
+    None. For the answers of probes, which no answer check reads."""
+    validator = response_validator(operation_id_of(case), 200)
+    if validator is None or answer is None:
+        return None
+    problems = schema_problems(validator, answer, required_only=True)
+    if not problems:
+        return None
+    _, title, received, documented = problems[0]
+    return title, received, documented
+
+
+def description_contradiction(answer: Mapping[str, Any] | None) -> tuple[str, str, str] | None:
+    """When the answer's output_ResponseDesc is another code's description in the mapping table
+    (violations.contradicted_code): (title, received, documented) of the finding; else None."""
+    code = text(answer, "output_ResponseCode")
+    description = text(answer, "output_ResponseDesc")
+    named = contradicted_code(code, description)
+    if named is None or code is None:
+        return None
+    own = documented_code(ResponseCode(code))
+    return (
+        f"output_ResponseDesc says {DESCRIPTIONS[named]} on code {code}",
+        f"output_ResponseCode {shown(code)} with output_ResponseDesc {shown(description)}, the "
+        f"description of {named.value} in the mapping table",
+        f"the description of {own}, or free text, or a reason after it; not that of "
+        f"{documented_code(named)} (Failure fits any negative code)",
+    )
