@@ -155,8 +155,11 @@ _NEEDS = {
     "description_matches_code": "an answer with a mapped output_ResponseCode and an output_ResponseDesc",
     "invalid_request_not_success": "a request the schema rejects",
     "third_party_reference_echoed": "an answer with output_ThirdPartyReference to a well-formed reference",
-    "wrong_password_rejected": "a valid request made with the campaign's credentials",
-    "other_shortcode_rejected": "a valid request made with the campaign's credentials",
+    # At most --auth-probes of each go out in a campaign: the first operations may spend them all.
+    "wrong_password_rejected": "a valid request made with the campaign's credentials, and a probe left of"
+    " --auth-probes",
+    "other_shortcode_rejected": "a valid request made with the campaign's credentials, and a probe left of"
+    " --auth-probes",
     "replay_is_duplicate": "a request answered 0 Success, to replay",
     "bank_reference_length": "an answer with output_BankTransactionRef",
     "bank_date_time_format": "an answer with output_BankDateTime",
