@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from mpesa_atm.codes import GIVES_A_TOKEN, MAPPED_CODES
 from mpesa_atm.judgement import FAILURE, RULES, Severity, documented
 
 __all__ = ["Mismatch", "judged", "wording"]
@@ -72,10 +73,6 @@ class _Answer:
     response: dict[str, Any] | None
 
 
-# The answers that give a token, or the first one's: their references are the document's, not a
-# refusal's (row 23).
-_GIVES_A_TOKEN = frozenset({"0", "-3"})
-_MAPPED_CODES = frozenset({"0", "-1", "-2", "-3", "-4", "-5", "-6", "-7", "-8", "-9"})
 # The rule of a code the contract expects, where one rule of the document says it.
 _CODE_RULES = {"-3": "duplicate", "-4": "credentials", "-5": "credentials", "-9": "unknown_token"}
 # The one interaction whose code the harness's reading of "which tokens may be reversed" decides.
@@ -113,7 +110,7 @@ def _rule_of(item: dict[str, Any], answer: _Answer) -> str | None:
     if path == "$.output_ResponseCode":
         if not known or not isinstance(value, str):
             return "envelope"
-        if value not in _MAPPED_CODES:
+        if value not in MAPPED_CODES:
             return "mapped_code"
         if (
             answer.description == _HELD_TOKEN_REVERSAL
@@ -128,7 +125,7 @@ def _rule_of(item: dict[str, Any], answer: _Answer) -> str | None:
         if not known or not isinstance(value, str):
             return "required_output"
         # An unknown code is judged as an answer that gives a token: the stricter reading.
-        refusal = answer.actual_code is not None and answer.actual_code not in _GIVES_A_TOKEN
+        refusal = answer.actual_code is not None and answer.actual_code not in GIVES_A_TOKEN
         if value == "" and refusal:
             return _PASSES  # a request refused before it was recorded has none (row 23)
         if path == _ECHO:

@@ -9,6 +9,8 @@ import enum
 
 __all__ = [
     "DESCRIPTIONS",
+    "GIVES_A_TOKEN",
+    "MAPPED_CODES",
     "ResponseCode",
     "bank_answer",
     "describe",
@@ -43,6 +45,13 @@ DESCRIPTIONS: dict[ResponseCode, str] = {
     ResponseCode.API_OFFLINE: "API Offline",
     ResponseCode.TRANSACTION_DETAILS_NOT_FOUND: "Transaction Details Not Found",
 }
+
+
+# The values of output_ResponseCode the mapping table knows.
+MAPPED_CODES: frozenset[str] = frozenset(code.value for code in ResponseCode)
+# The answers that give a token, or the first answer's again: their references are the document's, not
+# a refusal's (docs/spec-notes.md row 23).
+GIVES_A_TOKEN: frozenset[str] = frozenset({ResponseCode.SUCCESS.value, ResponseCode.DUPLICATE.value})
 
 
 def describe(code: ResponseCode, reason: str | None = None) -> str:

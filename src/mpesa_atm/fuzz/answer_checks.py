@@ -17,9 +17,8 @@ from typing import Any
 import schemathesis
 from schemathesis import Case, CheckContext, Response
 
-from mpesa_atm.codes import ResponseCode
+from mpesa_atm.codes import GIVES_A_TOKEN, MAPPED_CODES, ResponseCode
 from mpesa_atm.fuzz.answer_fields import (
-    GIVES_A_TOKEN,
     description_contradiction,
     response_validator,
     schema_problems,
@@ -56,7 +55,6 @@ __all__ = [
     "third_party_reference_echoed",
 ]
 
-MAPPED_CODES = frozenset(code.value for code in ResponseCode)
 _REFERENCE = re.compile(r"^[!-~]{1,32}$")
 _DATE_TIME = re.compile(r"^[0-9]{8} [0-9]{6}$")
 

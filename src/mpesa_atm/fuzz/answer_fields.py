@@ -13,7 +13,7 @@ from typing import Any
 from jsonschema import Draft7Validator
 from schemathesis import Case
 
-from mpesa_atm.codes import DESCRIPTIONS, ResponseCode
+from mpesa_atm.codes import DESCRIPTIONS, GIVES_A_TOKEN, ResponseCode
 from mpesa_atm.fuzz.violations import (
     contradicted_code,
     documented_code,
@@ -27,7 +27,6 @@ from mpesa_atm.operations import operations
 from mpesa_atm.spec import operation_definition, resolved
 
 __all__ = [
-    "GIVES_A_TOKEN",
     "description_contradiction",
     "missing_output",
     "response_validator",
@@ -136,7 +135,6 @@ _REFUSAL_REFERENCES = frozenset(
         "output_BankDateTime",
     }
 )
-GIVES_A_TOKEN = frozenset({ResponseCode.SUCCESS.value, ResponseCode.DUPLICATE.value})
 
 
 def missing_output(case: Case, answer: Mapping[str, Any] | None) -> tuple[str, str, str] | None:

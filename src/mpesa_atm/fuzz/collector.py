@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from mpesa_atm.codes import ResponseCode
+from mpesa_atm.codes import MAPPED_CODES
 from mpesa_atm.fuzz.events import (
     CaseChecked,
     CaseSent,
@@ -27,7 +27,6 @@ from mpesa_atm.operations import Role
 
 __all__ = ["Collector", "Door"]
 
-_MAPPED = frozenset(code.value for code in ResponseCode)  # the document's codes (section 4)
 # Refused by HTTP before the API: a gateway or the API wants credentials.
 _AUTH_STATUSES = (401, 403)
 # The iPG's refusals of the bank's credentials: -4 Authentication Failed, -5 Bank Details Invalid.
@@ -101,7 +100,7 @@ class Door:
         refused = event.status in _AUTH_STATUSES or (self.role == "ipg" and event.code in _AUTH_CODES)
         if refused:
             self.refusals[answer] += 1
-        elif event.code not in _MAPPED or event.status is None or event.status >= 500:
+        elif event.code not in MAPPED_CODES or event.status is None or event.status >= 500:
             self.broken += 1
         elif self.role == "ipg" or event.code == "0":
             self.through += 1

@@ -38,7 +38,6 @@ from mpesa_atm.fuzz.violations import (
     steps,
     text,
 )
-from mpesa_atm.judgement import RULES, documented
 
 __all__ = [
     "AUTH_PROBING",
@@ -347,13 +346,10 @@ def unknown_token_paid(ctx: CheckContext, response: Response, case: Case) -> boo
             f"A {what} of a token nobody issued succeeded",
             f"{describe(code, answer)} to a {what} of input_BankTransactionRef {shown(reference)}, which no"
             " bank generated (a reference made up by the fuzzer)",
-            documented(
-                "unknown_token",
-                f"not {documented_code(ResponseCode.SUCCESS)}: the incoming transaction is validated against"
-                " the token generation transaction; none found is"
-                f" {documented_code(ResponseCode.TRANSACTION_DETAILS_NOT_FOUND)}",
-            ),
+            f"not {documented_code(ResponseCode.SUCCESS)}: the incoming transaction is validated against"
+            " the token generation transaction; none found is"
+            f" {documented_code(ResponseCode.TRANSACTION_DETAILS_NOT_FOUND)}",
             *steps(probe, case),
-            severity=RULES["unknown_token"].severity,
+            rule="unknown_token",
         )
     return None

@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from mpesa_atm.codes import ResponseCode
+from mpesa_atm.codes import MAPPED_CODES
 from mpesa_atm.masking import MASK, is_secret_header, masked, masked_text
 
 __all__ = ["MAPPED_CODES", "Exchange", "answer_class", "headers_of", "masked_headers", "shown_body"]
 
-MAPPED_CODES = tuple(code.value for code in ResponseCode)
 
 Headers = tuple[tuple[str, str], ...]
 
