@@ -16,7 +16,7 @@ from mpesa_atm.argtypes import path_mapping
 from mpesa_atm.contracts.pacticipants import PROVIDER_NAMES
 from mpesa_atm.errors import UsageError
 from mpesa_atm.reporting.options import add_report_options
-from mpesa_atm.settings import ENV_PREFIX, Settings, load_settings
+from mpesa_atm.settings import ENV_PREFIX, Settings, add_flags, load_settings
 from mpesa_atm.transport import Network, add_network_options
 
 if TYPE_CHECKING:
@@ -69,10 +69,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="URL",
         help="where to set up provider states (default: BASE/_harness/provider-states)",
     )
-    verify.add_argument(
-        "--control-token",
-        metavar="TOKEN",
-        help=f"sent as 'Authorization: Bearer TOKEN' with each provider-state change"
+    add_flags(
+        verify,
+        "control_token",
+        control_token=f"sent as 'Authorization: Bearer TOKEN' with each provider-state change"
         f" (default: {ENV_PREFIX}CONTROL_TOKEN, or control_token of the config file)",
     )
     verify.add_argument(

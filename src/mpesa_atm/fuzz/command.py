@@ -22,7 +22,7 @@ from mpesa_atm.argtypes import path_mapping, whole_number
 from mpesa_atm.errors import ConfigError, UsageError, WrongTarget
 from mpesa_atm.operations import CONTROL_PREFIX, ROLES, operations
 from mpesa_atm.reporting.options import add_report_options
-from mpesa_atm.settings import ENV_PREFIX, load_settings
+from mpesa_atm.settings import ENV_PREFIX, add_flags, flags_of, load_settings
 from mpesa_atm.transport import Network, add_network_options
 
 __all__ = ["hypothesis_home", "register", "rerun_command"]
@@ -72,8 +72,8 @@ _RERUN_OPTIONS = (
     ("--require-exercised", "require_exercised"),
     ("--config", "config"),
     ("--no-harness", "no_harness"),
-    ("--username", "username"),
-    ("--shortcode", "shortcode"),
+    ("--username", "bank_username"),
+    ("--shortcode", "bank_shortcode"),
     ("--other-shortcode", "other_shortcode"),
     ("--tokens", "tokens"),
     ("--auth-probes", "auth_probes"),
@@ -176,23 +176,19 @@ def register(commands: Any) -> None:
         action="store_true",
         help=f"do not use the mock's {CONTROL_PREFIX} control API even if the target has one",
     )
-    fuzz.add_argument(
-        "--control-token",
-        metavar="TOKEN",
-        help=f"sent as 'Authorization: Bearer TOKEN' on the calls to a mock's {CONTROL_PREFIX} control API "
-        f"only, for a mock served with one (default: {ENV_PREFIX}CONTROL_TOKEN, or control_token of the "
-        "config file; prefer those: a flag shows in the process list)",
+    add_flags(
+        fuzz,
+        "control_token",
+        control_token=f"sent as 'Authorization: Bearer TOKEN' on the calls to a mock's {CONTROL_PREFIX} "
+        f"control API only, for a mock served with one (default: {ENV_PREFIX}CONTROL_TOKEN, or control_token "
+        "of the config file; prefer those: a flag shows in the process list)",
     )
     credentials = fuzz.add_argument_group(
         "iPG targets",
         f"the bank's credentials at the iPG (also {ENV_PREFIX}USERNAME, ...PASSWORD, ...SHORTCODE, "
         "or the config file's [bank])",
     )
-    credentials.add_argument("--username", help="the bank's username (default: the document's, fnb)")
-    credentials.add_argument(
-        "--password", help=f"prefer {ENV_PREFIX}PASSWORD: a flag shows in the process list"
-    )
-    credentials.add_argument("--shortcode", help="a shortcode linked to the username (default: 49272)")
+    add_flags(credentials, "bank_username", "bank_password", "bank_shortcode")
     credentials.add_argument(
         "--other-shortcode", metavar="CODE", help="a shortcode NOT linked to the username (default: derived)"
     )
@@ -251,7 +247,7 @@ def rerun_command(args: argparse.Namespace, network: Network, seed: int) -> str:
     needed = network.secret_variables()
     if getattr(args, "control_token", None) is not None:
         needed.insert(0, ENV_PREFIX + "CONTROL_TOKEN")
-    if args.password is not None:
+    if args.bank_password is not None:
         needed.insert(0, ENV_PREFIX + "PASSWORD")
     return command + (f"  # set first: {', '.join(needed)}" if needed else "")
 
@@ -268,13 +264,7 @@ def _fuzz(args: argparse.Namespace) -> int:
     from mpesa_atm.fuzz.target import ControlRefused, Target
     from mpesa_atm.fuzz.tokens import read_tokens
 
-    settings = load_settings(
-        config_file=args.config,
-        bank_username=args.username,
-        bank_password=args.password,
-        bank_shortcode=args.shortcode,
-        control_token=args.control_token,
-    )
+    settings = load_settings(config_file=args.config, **flags_of(args))
     credentials = None
     if args.role == "ipg":
         if not settings.bank_shortcode.isdigit():
