@@ -16,7 +16,7 @@ from mpesa_atm.argtypes import path_mapping
 from mpesa_atm.contracts.pacticipants import PROVIDER_NAMES
 from mpesa_atm.errors import UsageError
 from mpesa_atm.reporting.options import add_report_options
-from mpesa_atm.settings import ENV_PREFIX, Settings, load_settings
+from mpesa_atm.settings import ENV_PREFIX, Settings, add_flags, load_settings
 from mpesa_atm.transport import Network, add_network_options
 
 if TYPE_CHECKING:
@@ -44,19 +44,29 @@ request refused 401/403 by a gateway).
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Adds the `verify` subcommand to the CLI's subparsers."""
+    """Adds the `verify` subcommand to the CLI's subparsers, its options in the order of --help."""
     verify = commands.add_parser(
         "verify",
         help="replay the Pact contracts against a provider (an iPG or a bank)",
         description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    verify.add_argument("role", choices=tuple(PROVIDER_NAMES), help="which side the provider plays")
-    verify.add_argument("--url", required=True, metavar="BASE", help="the provider's base URL")
-    verify.add_argument(
+    _provider_options(verify)
+    _patience_options(verify)
+    _broker_options(verify)
+    _output_options(verify)
+    add_network_options(verify)
+    verify.set_defaults(handler=_run)
+
+
+def _provider_options(parser: argparse.ArgumentParser) -> None:
+    """The role the provider plays, where it is, the pacts, its own paths, its provider states."""
+    parser.add_argument("role", choices=tuple(PROVIDER_NAMES), help="which side the provider plays")
+    parser.add_argument("--url", required=True, metavar="BASE", help="the provider's base URL")
+    parser.add_argument(
         "--pacts", metavar="DIR", help="pact files, a folder or one file (default: the contracts shipped)"
     )
-    verify.add_argument(
+    parser.add_argument(
         "--path",
         action="append",
         type=path_mapping,
@@ -64,37 +74,45 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="OPERATION=PATH",
         help="the provider's own path of an operation (token_generation, token_redemption, token_reversal)",
     )
-    verify.add_argument(
+    parser.add_argument(
         "--provider-states-url",
         metavar="URL",
         help="where to set up provider states (default: BASE/_harness/provider-states)",
     )
-    verify.add_argument(
-        "--control-token",
-        metavar="TOKEN",
-        help=f"sent as 'Authorization: Bearer TOKEN' with each provider-state change"
+    add_flags(
+        parser,
+        "control_token",
+        control_token=f"sent as 'Authorization: Bearer TOKEN' with each provider-state change"
         f" (default: {ENV_PREFIX}CONTROL_TOKEN, or control_token of the config file)",
     )
-    verify.add_argument(
+
+
+def _patience_options(parser: argparse.ArgumentParser) -> None:
+    """How long to wait for an answer, and for a provider that is starting; the config file."""
+    parser.add_argument(
         "--timeout",
         type=float,
         metavar="SECONDS",
         help=f"per request (default: {ENV_PREFIX}CLIENT_TIMEOUT, or {Settings.client_timeout:g})",
     )
-    verify.add_argument(
+    parser.add_argument(
         "--wait",
         type=float,
         default=10.0,
         metavar="SECONDS",
         help="wait this long for a provider that refuses connections while it starts (10)",
     )
-    verify.add_argument(
+    parser.add_argument(
         "--config",
         metavar="FILE",
         help=f"TOML config file: control_token and client_timeout (default: {ENV_PREFIX}CONFIG;"
         " see docs/configuration.md)",
     )
-    broker = verify.add_argument_group("Pact Broker")
+
+
+def _broker_options(parser: argparse.ArgumentParser) -> None:
+    """Pacts from a Pact Broker, and results published to it."""
+    broker = parser.add_argument_group("Pact Broker")
     broker.add_argument("--broker-url", metavar="URL", help="read the pacts from this Pact Broker")
     broker.add_argument("--broker-token", metavar="TOKEN", help="bearer token (or PACT_BROKER_TOKEN)")
     broker.add_argument("--broker-username", metavar="NAME", help="basic auth (or PACT_BROKER_USERNAME)")
@@ -103,27 +121,29 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     broker.add_argument("--provider-version", metavar="VERSION", help="with --publish-results (required)")
     broker.add_argument("--provider-branch", metavar="BRANCH", help="with --publish-results")
     broker.add_argument("--build-url", metavar="URL", help="with --publish-results: the CI build's URL")
-    verify.add_argument(
+
+
+def _output_options(parser: argparse.ArgumentParser) -> None:
+    """How strictly the verdict is given, and what is written besides it."""
+    parser.add_argument(
         "--strict",
         action="store_true",
         help="fail on warnings too: a mismatch where the document is silent (its HTTP statuses, "
         "Content-Type, formats, which tokens may be reversed)",
     )
-    verify.add_argument(
+    parser.add_argument(
         "--junit-xml",
         metavar="FILE",
         help="also write the results as JUnit XML: one test case per interaction",
     )
     add_report_options(
-        verify,
+        parser,
         "each interaction with its provider states, the request, what the contract expects and what "
         "came back",
     )
-    verify.add_argument(
+    parser.add_argument(
         "-v", "--verbose", action="store_true", help="also print the Pact verifier's own report"
     )
-    add_network_options(verify)
-    verify.set_defaults(handler=_run)
 
 
 def _broker(args: argparse.Namespace) -> Broker | None:

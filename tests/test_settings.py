@@ -11,6 +11,7 @@ import pytest
 from mpesa_atm.errors import ConfigError
 from mpesa_atm.passwords import hash_password, verify_password
 from mpesa_atm.settings import DOCUMENT_BANK, Settings, environment_variables, load_settings
+from mpesa_atm.settings_table import table_of
 
 CONFIG = """
 db = "from-file.sqlite3"
@@ -181,3 +182,21 @@ def test_replace_keeps_what_is_none_and_clears_what_it_is_told():
 def test_every_variable_the_settings_read_is_documented_and_no_other():
     page = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text(encoding="utf-8")
     assert set(re.findall(r"MPESA_ATM_[A-Z_]+", page)) == set(environment_variables())
+
+
+def test_every_key_of_the_config_file_is_documented_and_no_other():
+    page = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    (sample,) = re.findall(r"```toml\n(.*?)```", page, flags=re.DOTALL)
+    documented, section = set(), ""
+    for line in sample.splitlines():
+        table = re.match(r"\[\[?([a-z.]+)\]\]?", line)
+        if table:  # [[ipg.banks]] and [paths] are settings; their keys are a bank's and the operations'
+            section = table.group(1)
+            if section in ("ipg.banks", "paths"):
+                documented.add(section)
+            continue
+        key = re.match(r"#? ?([a-z_]+) = ", line)
+        if key and section not in ("ipg.banks", "paths"):
+            documented.add(f"{section}.{key.group(1)}" if section else key.group(1))
+    declared = {how.file for how in table_of(Settings).values() if how.file is not None}
+    assert documented == declared

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,16 @@ from mpesa_atm.errors import ConfigError, HarnessError, StoreError, UsageError
 from mpesa_atm.fuzz.command import register as register_fuzz
 from mpesa_atm.operations import CONTROL_PREFIX, ROLES, Role, operations_of
 from mpesa_atm.passwords import hash_password
-from mpesa_atm.settings import ENV_PREFIX, Settings, database_label, is_database_url, load_settings
+from mpesa_atm.settings import (
+    ENV_PREFIX,
+    Settings,
+    add_flags,
+    database_for_processes,
+    database_label,
+    flags_of,
+    load_settings,
+    variables_of,
+)
 
 __all__ = ["main"]
 
@@ -37,6 +45,18 @@ DEFAULT_PORTS: dict[Role, int] = {"ipg": 8001, "bank": 8002}
 # meet the close. Longer than clients' pools and the 60 s idle timeout common to load balancers in
 # front of a sandbox; nginx's default.
 KEEP_ALIVE_SECONDS = 75
+# The settings `serve` takes from flags (settings.py declares them), and its HTTPS ones: its role
+# processes get their values from the variables of the same settings.
+_SERVE_SETTINGS = (
+    "bank_url",
+    "ipg_url",
+    "access_log",
+    "retention",
+    "db_path",
+    "control_token",
+    "max_body_bytes",
+)
+_TLS_SETTINGS = ("tls_cert", "tls_key", "tls_client_ca")
 # Library arguments whose flag is not their name with dashes (verify_provider's `paths`: --path).
 _FLAGS = {"paths": "--path", "publish": "--publish-results"}
 
@@ -83,37 +103,8 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument(
-        "--db",
-        metavar="PATH|URL",
-        help="SQLite file, :memory:, or postgresql://user@host:port/name to share one store between"
-        " instances (default ./mpesa-atm.sqlite3)",
-    )
-    parser.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes per mock")
-    parser.add_argument("--config", metavar="FILE", help="TOML config file (see docs/configuration.md)")
-    parser.add_argument(
-        "--control-token",
-        metavar="TOKEN",
-        help=f"require 'Authorization: Bearer TOKEN' on {CONTROL_PREFIX}/ (needed off loopback)",
-    )
-    parser.add_argument("--max-body-bytes", type=int, metavar="N", help="largest request body (64 KiB)")
-
-
-def _settings_for(args: argparse.Namespace, **urls: Any) -> Settings:
-    return load_settings(
-        config_file=args.config,
-        db_path=args.db,
-        control_token=args.control_token,
-        max_body_bytes=args.max_body_bytes,
-        access_log=args.access_log,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        tls_client_ca=args.tls_client_ca,
-        retention=None if args.retention_days is None else timedelta(days=args.retention_days),
-        **urls,
-    )
+def _settings_for(args: argparse.Namespace) -> Settings:
+    return load_settings(config_file=args.config, **flags_of(args))
 
 
 def _check_tls(settings: Settings) -> None:
@@ -174,31 +165,13 @@ def _validate(args: argparse.Namespace, settings: Settings) -> None:
     _check_tls(settings)
 
 
-def _db_for_workers(db: str) -> str:
-    """The `db` setting as the role processes get it: a file's absolute path, or as given."""
-    return db if db == ":memory:" or is_database_url(db) else str(Path(db).resolve())
-
-
 def _worker_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
-    """What the uvicorn workers read their settings from (they build the app from the environment)."""
+    """What the uvicorn workers read their settings from (they build the app from the environment):
+    the config file, and the settings `serve` takes from flags."""
     env = dict(os.environ)
     if args.config:
         env[ENV_PREFIX + "CONFIG"] = str(Path(args.config).resolve())
-    env[ENV_PREFIX + "DB"] = _db_for_workers(settings.db_path)
-    env[ENV_PREFIX + "BANK_URL"] = settings.bank_url
-    env[ENV_PREFIX + "IPG_URL"] = settings.ipg_url
-    env[ENV_PREFIX + "MAX_BODY_BYTES"] = str(settings.max_body_bytes)
-    env[ENV_PREFIX + "ACCESS_LOG"] = "true" if settings.access_log else "false"
-    env[ENV_PREFIX + "RETENTION_DAYS"] = repr(settings.retention.total_seconds() / 86400)
-    if settings.control_token:
-        env[ENV_PREFIX + "CONTROL_TOKEN"] = settings.control_token
-    for suffix, path in (
-        ("TLS_CERT", settings.tls_cert),
-        ("TLS_KEY", settings.tls_key),
-        ("TLS_CLIENT_CA", settings.tls_client_ca),
-    ):
-        if path is not None:
-            env[ENV_PREFIX + suffix] = str(Path(path).resolve())
+    env.update(variables_of(settings, _SERVE_SETTINGS + _TLS_SETTINGS))
     return env
 
 
@@ -207,7 +180,7 @@ def _banner(role: Role, url: str, settings: Settings, workers: int) -> str:
     other = (
         f"calls the bank at {settings.bank_url}" if role == "ipg" else f"calls the iPG at {settings.ipg_url}"
     )
-    db = database_label(_db_for_workers(settings.db_path))
+    db = database_label(database_for_processes(settings.db_path))
     return (
         f"mpesa-atm {__version__}: {ROLE_NAMES[role]} on {url} ({paths})\n"
         f"  docs {url}/ui/  spec {url}/openapi.json  control {url}{CONTROL_PREFIX}/ui/\n"
@@ -219,7 +192,7 @@ def _serve_one(args: argparse.Namespace, role: Role) -> int:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    settings = _settings_for(args, bank_url=args.bank_url, ipg_url=args.ipg_url)
+    settings = _settings_for(args)
     _validate(args, settings)
     if args.fd is not None:  # a role process of `serve`: its parent bound the socket
         sock = socket.socket(fileno=args.fd)
@@ -255,7 +228,7 @@ def _serve_one(args: argparse.Namespace, role: Role) -> int:
 
 
 def _serve_both(args: argparse.Namespace) -> int:
-    chosen = _settings_for(args, bank_url=args.bank_url, ipg_url=args.ipg_url)
+    chosen = _settings_for(args)
     _validate(args, chosen)
     sockets: dict[Role, socket.socket] = {"ipg": _listen(args.host, args.ipg_port)}
     try:
@@ -339,16 +312,6 @@ def _hash_password(args: argparse.Namespace) -> int:
     return 0
 
 
-def _days(text: str) -> float:
-    try:
-        days = float(text)
-    except ValueError:
-        days = float("nan")
-    if not 0 < days < 1e6:
-        raise argparse.ArgumentTypeError(f"a number of days more than 0, not {text!r}")
-    return days
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mpesa-atm",
@@ -367,32 +330,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--fd", type=int, help=argparse.SUPPRESS)  # a socket `serve` bound for a role
     serve.add_argument("--ipg-port", type=int, default=DEFAULT_PORTS["ipg"], metavar="N")
     serve.add_argument("--bank-port", type=int, default=DEFAULT_PORTS["bank"], metavar="N")
-    serve.add_argument("--bank-url", metavar="URL", help="where the iPG mock calls Token Generation")
-    serve.add_argument("--ipg-url", metavar="URL", help="where the bank mock calls the iPG")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes per mock")
+    serve.add_argument("--config", metavar="FILE", help="TOML config file (see docs/configuration.md)")
+    add_flags(serve, *_SERVE_SETTINGS)
     tls = serve.add_argument_group(
         "HTTPS", "serve over TLS (also tls_cert, tls_key, tls_client_ca in the config)"
     )
-    tls.add_argument(
-        "--tls-cert", metavar="FILE", help="the mocks' certificate (PEM; its key in it unless --tls-key)"
-    )
-    tls.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM, no passphrase)")
-    tls.add_argument(
-        "--tls-client-ca",
-        metavar="FILE",
-        help="require a client certificate signed by a CA in this PEM file (mutual TLS)",
-    )
-    serve.add_argument(
-        "--access-log",
-        action=argparse.BooleanOptionalAction,
-        help="one line per call on stdout: time, role, method, path, status, response code, ms (off)",
-    )
-    serve.add_argument(
-        "--retention-days",
-        type=_days,
-        metavar="DAYS",
-        help="remove tokens and transactions older than this (7; at least token_ttl_hours)",
-    )
-    _add_common(serve)
+    add_flags(tls, *_TLS_SETTINGS)
     serve.set_defaults(handler=_serve)
 
     hashing = commands.add_parser(

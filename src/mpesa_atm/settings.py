@@ -1,15 +1,16 @@
-"""Every setting of the mocks with its default, and how a config file and MPESA_ATM_* variables set them.
+"""Every setting of the mocks, declared once: its default, bounds, key in the config file, MPESA_ATM_*
+variable and flag side by side (`Settings`' fields); the loader, the variables and the flags follow.
 
 Precedence: an explicit flag > an MPESA_ATM_* environment variable > the config file > the default.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import hmac
 import os
-import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,9 +18,28 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from mpesa_atm import settings_table
 from mpesa_atm.errors import ConfigError
+from mpesa_atm.operations import CONTROL_PREFIX
 from mpesa_atm.passwords import is_password_hash, verify_password
-from mpesa_atm.reachable import url_problem
+from mpesa_atm.settings_table import (
+    DAYS,
+    ENV_PREFIX,
+    FILE,
+    HOURS,
+    SECONDS,
+    SWITCH,
+    URL,
+    WHOLE,
+    Kind,
+    check_keys,
+    check_url,
+    read_env,
+    read_file,
+    setting,
+    table_of,
+    typed,
+)
 from mpesa_atm.spec import OPERATION_PATHS
 
 __all__ = [
@@ -27,14 +47,17 @@ __all__ = [
     "ENV_PREFIX",
     "BankAccount",
     "Settings",
+    "add_flags",
+    "database_for_processes",
     "database_label",
     "environment_variables",
+    "flags_of",
     "is_database_url",
     "load_settings",
     "utc_now",
+    "variables_of",
 ]
 
-ENV_PREFIX = "MPESA_ATM_"
 _CHECKED_LIMIT = 1024  # passwords remembered per hashed bank
 
 
@@ -59,6 +82,46 @@ def database_label(db: str) -> str:
     if at and ":" in credentials:
         credentials = credentials.split(":", 1)[0] + ":***"
     return f"{scheme}://{credentials}{at}{place}"
+
+
+def database_for_processes(db: str) -> str:
+    """The `db` setting as other processes get it (serve's role processes): a file's absolute path,
+    or as given."""
+    return db if db == ":memory:" or is_database_url(db) else str(Path(db).resolve())
+
+
+def _banks(entries: list[Any], where: str) -> tuple[BankAccount, ...]:
+    banks = []
+    for i, entry in enumerate(entries):
+        at = f"{where}[{i}]"
+        check_keys(typed(entry, dict, at), _BANK_ACCOUNT_KEYS, at)
+        if "username" not in entry:
+            raise ConfigError(f"{at}: username is required")
+        shortcodes = typed(entry.get("shortcodes", []), list, f"{at}.shortcodes")
+        banks.append(
+            BankAccount(
+                username=typed(entry["username"], str, f"{at}.username"),
+                password=entry.get("password"),
+                password_hash=entry.get("password_hash"),
+                shortcodes=tuple(typed(s, str, f"{at}.shortcodes") for s in shortcodes),
+                url=entry.get("url"),
+            )
+        )
+    if not banks:
+        raise ConfigError(f"{where}: configure at least one bank")
+    return tuple(banks)
+
+
+def _paths(table: dict[str, Any], where: str) -> dict[str, str]:
+    paths = dict(OPERATION_PATHS)
+    for operation, path in table.items():
+        paths[operation.replace("-", "_")] = typed(path, str, f"paths.{operation}")
+    return paths
+
+
+DATABASE = Kind(str, text=database_for_processes)
+BANKS = Kind(list, finish=_banks)  # [[ipg.banks]]
+PATHS = Kind(dict, finish=_paths)  # [paths]
 
 
 @dataclass(frozen=True)
@@ -102,43 +165,143 @@ DOCUMENT_BANK = BankAccount(username="fnb", password="P@ssword123", shortcodes=(
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything a mock needs. Public signatures take None for "not set"; the defaults live here."""
+    """Everything a mock needs, each setting declared once: its default, then how it is set
+    (`Setting`). Public signatures take None for "not set"; the defaults live here."""
 
-    db_path: str = "mpesa-atm.sqlite3"
+    db_path: str = setting(
+        "mpesa-atm.sqlite3",
+        DATABASE,
+        file="db",
+        variable="DB",
+        flag="--db",
+        metavar="PATH|URL",
+        help="SQLite file, :memory:, or postgresql://user@host:port/name to share one store between"
+        " instances (default ./mpesa-atm.sqlite3)",
+    )
     # iPG mock: the banks it knows, and where it calls Token Generation by default.
-    banks: tuple[BankAccount, ...] = (DOCUMENT_BANK,)
-    bank_url: str = "http://127.0.0.1:8002"
-    # Bank mock: the iPG it calls, and the credentials it calls with.
-    ipg_url: str = "http://127.0.0.1:8001"
-    bank_username: str = "fnb"
-    bank_password: str = "P@ssword123"
-    bank_shortcode: str = "49272"
-    timezone: str = "UTC"  # of output_BankDateTime
+    banks: tuple[BankAccount, ...] = setting((DOCUMENT_BANK,), BANKS, file="ipg.banks")
+    bank_url: str = setting(
+        "http://127.0.0.1:8002",
+        URL,
+        file="ipg.bank_url",
+        variable="BANK_URL",
+        flag="--bank-url",
+        help="where the iPG mock calls Token Generation",
+    )
+    # Bank mock: the iPG it calls, and the credentials it calls with (also those `fuzz ipg` sends).
+    ipg_url: str = setting(
+        "http://127.0.0.1:8001",
+        URL,
+        file="bank.ipg_url",
+        variable="IPG_URL",
+        flag="--ipg-url",
+        help="where the bank mock calls the iPG",
+    )
+    bank_username: str = setting(
+        "fnb",
+        file="bank.username",
+        variable="USERNAME",
+        flag="--username",
+        help="the bank's username (default: the document's, fnb)",
+    )
+    bank_password: str = setting(
+        "P@ssword123",
+        file="bank.password",
+        variable="PASSWORD",
+        flag="--password",
+        help=f"prefer {ENV_PREFIX}PASSWORD: a flag shows in the process list",
+    )
+    bank_shortcode: str = setting(
+        "49272",
+        file="bank.shortcode",
+        variable="SHORTCODE",
+        flag="--shortcode",
+        help="a shortcode linked to the username (default: 49272)",
+    )
+    timezone: str = setting("UTC", file="timezone", variable="TIMEZONE")  # of output_BankDateTime
     # Both: operation paths, limits, control API.
-    paths: Mapping[str, str] = field(default_factory=lambda: dict(OPERATION_PATHS))
-    token_ttl: timedelta = timedelta(days=2)
+    paths: Mapping[str, str] = setting(None, PATHS, factory=lambda: dict(OPERATION_PATHS), file="paths")
+    # (RUF009 does not know that setting() makes a dataclasses.field.)
+    token_ttl: timedelta = setting(timedelta(days=2), HOURS, file="token_ttl_hours")  # noqa: RUF009
     # Tokens and transactions older than this are removed (mocks/retention.py); never inside token_ttl.
-    retention: timedelta = timedelta(days=7)
-    max_body_bytes: int = 64 * 1024
-    journal_limit: int = 10_000
-    outbound_timeout: float = 10.0  # the mock's own calls to the other side (its drivers)
-    client_timeout: float = 10.0  # fuzz and verify: seconds to wait for a partner's answer
-    body_timeout: float = 10.0  # a request body that has not arrived by then is answered 408
-    busy_timeout: float = 5.0  # a write waits this long for another process's lock, then -7
-    hang_seconds: float = 30.0  # a "hang" fault holds the answer this long, then answers -1
-    control_token: str | None = None
+    retention: timedelta = setting(  # noqa: RUF009
+        timedelta(days=7),
+        DAYS,
+        file="retention_days",
+        variable="RETENTION_DAYS",
+        flag="--retention-days",
+        help="remove tokens and transactions older than this (7; at least token_ttl_hours)",
+    )
+    max_body_bytes: int = setting(
+        64 * 1024,
+        WHOLE,
+        file="max_body_bytes",
+        variable="MAX_BODY_BYTES",
+        minimum=1024,
+        flag="--max-body-bytes",
+        help="largest request body (64 KiB)",
+    )
+    journal_limit: int = setting(10_000, WHOLE, file="journal_limit", variable="JOURNAL_LIMIT", minimum=1)
+    # the mock's own calls to the other side (its drivers)
+    outbound_timeout: float = setting(10.0, SECONDS, file="outbound_timeout", variable="OUTBOUND_TIMEOUT")
+    # fuzz and verify: seconds to wait for a partner's answer (their --timeout's default)
+    client_timeout: float = setting(10.0, SECONDS, file="client_timeout", variable="CLIENT_TIMEOUT")
+    # a request body that has not arrived by then is answered 408
+    body_timeout: float = setting(10.0, SECONDS, file="body_timeout", variable="BODY_TIMEOUT")
+    # a write waits this long for another process's lock, then -7
+    busy_timeout: float = setting(5.0, SECONDS, file="busy_timeout", variable="BUSY_TIMEOUT")
+    # a "hang" fault holds the answer this long, then answers -1
+    hang_seconds: float = setting(30.0, SECONDS, file="hang_seconds", variable="HANG_SECONDS")
+    control_token: str | None = setting(
+        None,
+        file="control_token",
+        variable="CONTROL_TOKEN",
+        flag="--control-token",
+        metavar="TOKEN",
+        help=f"require 'Authorization: Bearer TOKEN' on {CONTROL_PREFIX}/ (needed off loopback)",
+    )
     # Fault modes at start-up (the control API's /_harness/modes changes them at run time).
-    magic_values: bool = True
-    offline: bool = False
-    max_concurrency: int | None = None
-    access_log: bool = False  # serve: one line per call on stdout
+    magic_values: bool = setting(True, SWITCH, file="magic_values")
+    offline: bool = setting(False, SWITCH, file="offline")
+    max_concurrency: int | None = setting(None, WHOLE, file="max_concurrency")
+    access_log: bool = setting(
+        False,
+        SWITCH,
+        file="access_log",
+        variable="ACCESS_LOG",
+        flag="--access-log",
+        help="one line per call on stdout: time, role, method, path, status, response code, ms (off)",
+    )
     # serve over HTTPS: the certificate (PEM, its key in it unless tls_key), and with tls_client_ca
     # a client certificate signed by one of those CAs is required (mutual TLS).
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    tls_client_ca: str | None = None
+    tls_cert: str | None = setting(
+        None,
+        FILE,
+        file="tls_cert",
+        variable="TLS_CERT",
+        flag="--tls-cert",
+        help="the mocks' certificate (PEM; its key in it unless --tls-key)",
+    )
+    tls_key: str | None = setting(
+        None,
+        FILE,
+        file="tls_key",
+        variable="TLS_KEY",
+        flag="--tls-key",
+        help="the certificate's private key (PEM, no passphrase)",
+    )
+    tls_client_ca: str | None = setting(
+        None,
+        FILE,
+        file="tls_client_ca",
+        variable="TLS_CLIENT_CA",
+        flag="--tls-client-ca",
+        help="require a client certificate signed by a CA in this PEM file (mutual TLS)",
+    )
     # The API's calls through connexion, each answer checked against the document (debugging; slower)
-    validate_responses: bool = False
+    validate_responses: bool = setting(
+        False, SWITCH, file="validate_responses", variable="VALIDATE_RESPONSES"
+    )
     clock: Callable[[], datetime] = utc_now
 
     def __post_init__(self) -> None:
@@ -146,13 +309,9 @@ class Settings:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ConfigError(f"timezone {self.timezone!r} is not an IANA time zone") from exc
-        if self.max_body_bytes < 1024:
-            raise ConfigError("max_body_bytes must be at least 1024")
-        if self.journal_limit < 1:
-            raise ConfigError("journal_limit must be at least 1")
-        for name in _SECONDS:
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be more than 0 seconds, not {getattr(self, name)!r}")
+        for name, how in _SETTINGS.items():
+            if how.kind is not URL:
+                how.check(name, getattr(self, name))
         if self.retention < self.token_ttl:
             raise ConfigError(
                 f"retention_days ({self.retention.total_seconds() / 86400:g}) must be at least the token"
@@ -171,11 +330,12 @@ class Settings:
             raise ConfigError("paths: two operations at the same path")
         if self.tls_cert is None and (self.tls_key is not None or self.tls_client_ca is not None):
             raise ConfigError("tls_key and tls_client_ca need tls_cert: the mock's own certificate")
-        _check_url("bank_url", self.bank_url)
-        _check_url("ipg_url", self.ipg_url)
+        for name, how in _SETTINGS.items():  # the URLs last, as ever: the first problem is the one said
+            if how.kind is URL:
+                how.check(name, getattr(self, name))
         for account in self.banks:
             if account.url is not None:
-                _check_url(f"bank {account.username!r}: url", account.url)
+                check_url(f"bank {account.username!r}: url", account.url)
         for name in {b.username for b in self.banks}:
             if sum(b.username == name for b in self.banks) > 1:
                 raise ConfigError(f"bank {name!r} is configured twice")
@@ -194,176 +354,34 @@ class Settings:
         return dataclasses.replace(self, **kept)
 
 
-def _check_url(what: str, url: str) -> None:
-    problem = url_problem(url)
-    if problem is not None:
-        raise ConfigError(f"{what}: {problem}")
-
-
-# Fields that may be None ("not set"), and fields that are a number of seconds.
-_OPTIONAL = frozenset({"control_token", "max_concurrency", "tls_cert", "tls_key", "tls_client_ca"})
-_SECONDS = ("outbound_timeout", "client_timeout", "body_timeout", "busy_timeout", "hang_seconds")
-
-
-# Top-level keys of the config file that set one Settings field: key -> (field, type).
-_SIMPLE: dict[str, tuple[str, type]] = {
-    "db": ("db_path", str),
-    "max_body_bytes": ("max_body_bytes", int),
-    "journal_limit": ("journal_limit", int),
-    "timezone": ("timezone", str),
-    "control_token": ("control_token", str),
-    **{name: (name, float) for name in _SECONDS},
-    "magic_values": ("magic_values", bool),
-    "offline": ("offline", bool),
-    "max_concurrency": ("max_concurrency", int),
-    "access_log": ("access_log", bool),
-    "tls_cert": ("tls_cert", str),
-    "tls_key": ("tls_key", str),
-    "tls_client_ca": ("tls_client_ca", str),
-    "validate_responses": ("validate_responses", bool),
-}
-_TOP_KEYS = set(_SIMPLE) | {"token_ttl_hours", "retention_days", "ipg", "bank", "paths"}
-_IPG_KEYS = {"bank_url", "banks"}
+# Each setting and how it is set, in the order of the fields; the fields that may be None ("not set").
+_SETTINGS = table_of(Settings)
+_OPTIONAL = frozenset(f.name for f in dataclasses.fields(Settings) if f.default is None)
 _BANK_ACCOUNT_KEYS = {"username", "password", "password_hash", "shortcodes", "url"}
-_BANK_KEYS = {"ipg_url", "username", "password", "shortcode"}
-
-
-def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = set(table) - allowed
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
-
-
-def _typed(value: Any, kind: type, where: str) -> Any:
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise ConfigError(f"{where} must be a {kind.__name__}, not {value!r}")
-    return value
-
-
-def _days(days: float, where: str) -> timedelta:
-    if not days > 0 or days == float("inf"):
-        raise ConfigError(f"{where} must be a number of days more than 0, not {days!r}")
-    return timedelta(days=days)
-
-
-def _from_file(path: Path) -> dict[str, Any]:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-    _check_keys(data, _TOP_KEYS, str(path))
-    out: dict[str, Any] = {}
-    for key, (name, kind) in _SIMPLE.items():
-        if key in data:
-            out[name] = _typed(data[key], kind, key)
-    if "token_ttl_hours" in data:
-        out["token_ttl"] = timedelta(hours=_typed(data["token_ttl_hours"], float, "token_ttl_hours"))
-    if "retention_days" in data:
-        out["retention"] = _days(_typed(data["retention_days"], float, "retention_days"), "retention_days")
-    ipg = _typed(data.get("ipg", {}), dict, "[ipg]")
-    _check_keys(ipg, _IPG_KEYS, "[ipg]")
-    if "bank_url" in ipg:
-        out["bank_url"] = _typed(ipg["bank_url"], str, "ipg.bank_url")
-    if "banks" in ipg:
-        banks = []
-        for i, entry in enumerate(_typed(ipg["banks"], list, "ipg.banks")):
-            where = f"ipg.banks[{i}]"
-            _check_keys(_typed(entry, dict, where), _BANK_ACCOUNT_KEYS, where)
-            if "username" not in entry:
-                raise ConfigError(f"{where}: username is required")
-            shortcodes = _typed(entry.get("shortcodes", []), list, f"{where}.shortcodes")
-            banks.append(
-                BankAccount(
-                    username=_typed(entry["username"], str, f"{where}.username"),
-                    password=entry.get("password"),
-                    password_hash=entry.get("password_hash"),
-                    shortcodes=tuple(_typed(s, str, f"{where}.shortcodes") for s in shortcodes),
-                    url=entry.get("url"),
-                )
-            )
-        if not banks:
-            raise ConfigError("ipg.banks: configure at least one bank")
-        out["banks"] = tuple(banks)
-    bank = _typed(data.get("bank", {}), dict, "[bank]")
-    _check_keys(bank, _BANK_KEYS, "[bank]")
-    for key, name in (
-        ("ipg_url", "ipg_url"),
-        ("username", "bank_username"),
-        ("password", "bank_password"),
-        ("shortcode", "bank_shortcode"),
-    ):
-        if key in bank:
-            out[name] = _typed(bank[key], str, f"bank.{key}")
-    if "paths" in data:
-        paths = dict(OPERATION_PATHS)
-        for operation, path in _typed(data["paths"], dict, "[paths]").items():
-            paths[operation.replace("-", "_")] = _typed(path, str, f"paths.{operation}")
-        out["paths"] = paths
-    return out
-
-
-# MPESA_ATM_<suffix> -> the Settings field it sets (and, for numbers, the type and how it is said).
-_ENV_STRINGS = {
-    "DB": "db_path",
-    "BANK_URL": "bank_url",
-    "IPG_URL": "ipg_url",
-    "TIMEZONE": "timezone",
-    "CONTROL_TOKEN": "control_token",
-    # The bank's credentials at the iPG: the bank mock calls with them, fuzz sends them.
-    "USERNAME": "bank_username",
-    "PASSWORD": "bank_password",
-    "SHORTCODE": "bank_shortcode",
-    # serve over HTTPS (the role processes of `serve` read the flags' values from these too).
-    "TLS_CERT": "tls_cert",
-    "TLS_KEY": "tls_key",
-    "TLS_CLIENT_CA": "tls_client_ca",
-}
-_ENV_NUMBERS: dict[str, tuple[str, type, str]] = {
-    "MAX_BODY_BYTES": ("max_body_bytes", int, "a whole number"),
-    "JOURNAL_LIMIT": ("journal_limit", int, "a whole number"),
-    **{name.upper(): (name, float, "a number of seconds") for name in _SECONDS},
-}
-# true or 1, false or 0 (any case)
-_ENV_BOOLS = {"ACCESS_LOG": "access_log", "VALIDATE_RESPONSES": "validate_responses"}
-_BOOL_WORDS = {"true": True, "1": True, "false": False, "0": False}
 
 
 def environment_variables() -> tuple[str, ...]:
     """Every variable the harness reads, MPESA_ATM_CONFIG first."""
-    suffixes = (*_ENV_STRINGS, *_ENV_NUMBERS, "RETENTION_DAYS", *_ENV_BOOLS)
-    return (ENV_PREFIX + "CONFIG", *(ENV_PREFIX + suffix for suffix in suffixes))
+    variables = (how.variable for how in _SETTINGS.values() if how.variable is not None)
+    return (ENV_PREFIX + "CONFIG", *(ENV_PREFIX + variable for variable in variables))
 
 
-def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for suffix, name in _ENV_STRINGS.items():
-        if env.get(ENV_PREFIX + suffix):
-            out[name] = env[ENV_PREFIX + suffix]
-    for suffix, (name, kind, what) in _ENV_NUMBERS.items():
-        raw = env.get(ENV_PREFIX + suffix)
-        if raw:
-            try:
-                out[name] = kind(raw)
-            except ValueError:
-                raise ConfigError(f"{ENV_PREFIX}{suffix} must be {what}, not {raw!r}") from None
-    raw = env.get(ENV_PREFIX + "RETENTION_DAYS")
-    if raw:
-        try:
-            days = float(raw)
-        except ValueError:
-            raise ConfigError(f"{ENV_PREFIX}RETENTION_DAYS must be a number of days, not {raw!r}") from None
-        out["retention"] = _days(days, ENV_PREFIX + "RETENTION_DAYS")
-    for suffix, name in _ENV_BOOLS.items():
-        raw = env.get(ENV_PREFIX + suffix)
-        if raw:
-            if raw.lower() not in _BOOL_WORDS:
-                raise ConfigError(f"{ENV_PREFIX}{suffix} must be true or false (1 or 0), not {raw!r}")
-            out[name] = _BOOL_WORDS[raw.lower()]
-    return out
+def variables_of(settings: Settings, names: Iterable[str]) -> dict[str, str]:
+    """The MPESA_ATM_* variables that give the settings `names` their values in another process (files
+    by absolute path); a setting that is not set (None, or empty) is left out."""
+    return settings_table.variables_of(settings, _SETTINGS, names)
+
+
+def add_flags(parser: argparse.ArgumentParser | Any, *names: str, **helps: str) -> None:
+    """Adds the flags of the settings `names` to `parser` (or an argument group), each to the Namespace
+    under the setting's name, None when not given. `helps` words a flag for a command that uses its
+    setting its own way (fuzz sends the control token that serve requires)."""
+    settings_table.add_flags(parser, _SETTINGS, names, helps)
+
+
+def flags_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the flags that `add_flags` added set in `args`, for load_settings (None: not given)."""
+    return settings_table.flags_of(args, _SETTINGS)
 
 
 def load_settings(
@@ -381,8 +399,8 @@ def load_settings(
     config_file = config_file or env.get(ENV_PREFIX + "CONFIG") or None
     merged: dict[str, Any] = {}
     if config_file:
-        merged |= _from_file(Path(config_file))
-    merged |= _from_env(env)
+        merged |= read_file(Path(config_file), _SETTINGS)
+    merged |= read_env(env, _SETTINGS)
     merged |= {k: v for k, v in flags.items() if v is not None}
     try:
         return Settings(**merged)

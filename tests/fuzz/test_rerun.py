@@ -66,9 +66,9 @@ def test_the_command_gives_every_option_of_the_campaign_again_and_no_secret(tmp_
         "config": ["--config", "harness.toml"],
         "no_harness": ["--no-harness"],
         "control_token": ["--control-token", CONTROL_TOKEN],
-        "username": ["--username", "acme"],
-        "password": ["--password", PASSWORD],
-        "shortcode": ["--shortcode", "600100"],
+        "bank_username": ["--username", "acme"],
+        "bank_password": ["--password", PASSWORD],
+        "bank_shortcode": ["--shortcode", "600100"],
         "other_shortcode": ["--other-shortcode", "600101"],
         "tokens": ["--tokens", "tokens.csv"],
         "auth_probes": ["--auth-probes", "0"],
@@ -100,7 +100,7 @@ def test_the_command_gives_every_option_of_the_campaign_again_and_no_secret(tmp_
         "seed": 4242,
         "config": str(tmp_path / "harness.toml"),
         "tokens": str(tmp_path / "tokens.csv"),
-        "password": None,  # MPESA_ATM_PASSWORD gives it
+        "bank_password": None,  # MPESA_ATM_PASSWORD gives it
         "control_token": None,  # MPESA_ATM_CONTROL_TOKEN gives it
         "headers": [[header] for given in args.headers for header in given],  # one -H each
         "junit_xml": None,

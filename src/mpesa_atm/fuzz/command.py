@@ -12,20 +12,25 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import shlex
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mpesa_atm.argtypes import path_mapping, whole_number
-from mpesa_atm.errors import ConfigError, UsageError, WrongTarget
+from mpesa_atm.errors import ConfigError, HarnessError, UsageError, WrongTarget
+from mpesa_atm.fuzz.rerun import DEFAULTS, rerun_command
 from mpesa_atm.operations import CONTROL_PREFIX, ROLES, operations
 from mpesa_atm.reporting.options import add_report_options
-from mpesa_atm.settings import ENV_PREFIX, load_settings
+from mpesa_atm.settings import ENV_PREFIX, Settings, add_flags, flags_of, load_settings
 from mpesa_atm.transport import Network, add_network_options
 
-__all__ = ["hypothesis_home", "register", "rerun_command"]
+if TYPE_CHECKING:  # imported when a campaign runs: `mpesa-atm serve` builds the same parser
+    from mpesa_atm.fuzz.checks import Credentials
+    from mpesa_atm.fuzz.events import Listener
+    from mpesa_atm.fuzz.results import CampaignResult
+
+__all__ = ["hypothesis_home", "register", "rerun_command"]  # rerun_command: fuzz/rerun.py's
 
 # run_campaign's and Target's arguments whose flag is not their name with dashes.
 _FLAGS = {
@@ -52,55 +57,45 @@ _CONTROL_TOKEN_FROM = (
 
 _positive = whole_number(1)
 _seed = whole_number(0)
-# The defaults of the options that have one, which the command that runs a campaign again leaves out.
-_DEFAULTS: dict[str, object] = {"max_examples": 100, "workers": 1, "wait": 10.0, "auth_probes": 3}
-# The options of a campaign as that command writes them, after the role, --url and --seed, in the order
-# of --help: (flag, dest). The network's come after them, as the reproducers write them. Left out: the
-# files a campaign writes (--junit-xml, --report, --har: running it again does not overwrite the page
-# it is read on), and --password and --control-token, which it reads from MPESA_ATM_PASSWORD and
-# MPESA_ATM_CONTROL_TOKEN instead.
-_RERUN_OPTIONS = (
-    ("--path", "path"),
-    ("--max-examples", "max_examples"),
-    ("--workers", "workers"),
-    ("--timeout", "timeout"),
-    ("--wait", "wait"),
-    ("--currency", "currency"),
-    ("--check", "check"),
-    ("--exclude-check", "exclude_check"),
-    ("--strict", "strict"),
-    ("--require-exercised", "require_exercised"),
-    ("--config", "config"),
-    ("--no-harness", "no_harness"),
-    ("--username", "username"),
-    ("--shortcode", "shortcode"),
-    ("--other-shortcode", "other_shortcode"),
-    ("--tokens", "tokens"),
-    ("--auth-probes", "auth_probes"),
+
+
+_DESCRIPTION = (
+    "Run a property-based campaign from the OpenAPI documents against a partner at URL and check "
+    "every answer against the document's rules. A failure breaks the document; a warning is a "
+    "partner laxer than the harness's own choices, which the document leaves open. A check no case "
+    "exercised is listed as not exercised, with what it needs. Exit 0: no failure (warnings and "
+    "checks not exercised allowed unless --strict, --require-exercised); 1: a failure; 2: usage "
+    "error, a target that cannot be reached, or a partner that let nothing through (every valid "
+    "case refused: the summary says what it answered); 130: interrupted."
 )
-_FILES = frozenset({"config", "tokens"})  # read again from wherever the command is run
 
 
 def register(commands: Any) -> None:
-    """Adds the `fuzz` subcommand to the `mpesa-atm` parser's subcommands."""
+    """Adds the `fuzz` subcommand to the `mpesa-atm` parser's subcommands, its options in the order
+    of --help."""
     fuzz = commands.add_parser(
         "fuzz",
         help="fuzz a partner's Token Generation (bank) or Token Redemption/Reversal (iPG) endpoints",
-        description=(
-            "Run a property-based campaign from the OpenAPI documents against a partner at URL and check "
-            "every answer against the document's rules. A failure breaks the document; a warning is a "
-            "partner laxer than the harness's own choices, which the document leaves open. A check no case "
-            "exercised is listed as not exercised, with what it needs. Exit 0: no failure (warnings and "
-            "checks not exercised allowed unless --strict, --require-exercised); 1: a failure; 2: usage "
-            "error, a target that cannot be reached, or a partner that let nothing through (every valid "
-            "case refused: the summary says what it answered); 130: interrupted."
-        ),
+        description=_DESCRIPTION,
     )
-    fuzz.add_argument("role", choices=ROLES, help="the side the partner implements")
-    fuzz.add_argument(
+    _target_options(fuzz)
+    _size_options(fuzz)
+    _output_options(fuzz)
+    _patience_options(fuzz)
+    _check_options(fuzz)
+    _harness_options(fuzz)
+    _ipg_options(fuzz)
+    add_network_options(fuzz)
+    fuzz.set_defaults(handler=_fuzz)
+
+
+def _target_options(parser: argparse.ArgumentParser) -> None:
+    """The role the partner plays, where it is, its own paths."""
+    parser.add_argument("role", choices=ROLES, help="the side the partner implements")
+    parser.add_argument(
         "--url", required=True, metavar="BASE", help="the partner's base URL (paths are appended)"
     )
-    fuzz.add_argument(
+    parser.add_argument(
         "--path",
         action="append",
         type=path_mapping,
@@ -108,91 +103,111 @@ def register(commands: Any) -> None:
         metavar="OPERATION=PATH",
         help=f"the partner's own path of an operation ({', '.join(operations())})",
     )
-    fuzz.add_argument(
+
+
+def _size_options(parser: argparse.ArgumentParser) -> None:
+    """How many cases, from which seed, on how many operations at once."""
+    parser.add_argument(
         "--max-examples",
         type=_positive,
-        default=_DEFAULTS["max_examples"],
+        default=DEFAULTS["max_examples"],
         metavar="N",
         help="cases per operation (100)",
     )
-    fuzz.add_argument(
+    parser.add_argument(
         "--seed", type=_seed, metavar="N", help="same seed, same cases (default: random, printed)"
     )
-    fuzz.add_argument(
+    parser.add_argument(
         "--workers",
         type=_positive,
-        default=_DEFAULTS["workers"],
+        default=DEFAULTS["workers"],
         metavar="N",
         help="operations fuzzed at once (1)",
     )
-    fuzz.add_argument("--junit-xml", metavar="FILE", help="also write the results as JUnit XML")
-    add_report_options(fuzz, "every check with its section and verdict, the findings and charts")
-    fuzz.add_argument(
+
+
+def _output_options(parser: argparse.ArgumentParser) -> None:
+    """The files a campaign writes besides the console."""
+    parser.add_argument("--junit-xml", metavar="FILE", help="also write the results as JUnit XML")
+    add_report_options(parser, "every check with its section and verdict, the findings and charts")
+
+
+def _patience_options(parser: argparse.ArgumentParser) -> None:
+    """How long to wait for an answer, and for a partner that is starting."""
+    parser.add_argument(
         "--timeout",
         type=float,
         metavar="S",
         help=f"seconds to wait for an answer (default: {ENV_PREFIX}CLIENT_TIMEOUT, else 10)",
     )
-    fuzz.add_argument(
+    parser.add_argument(
         "--wait",
         type=float,
-        default=_DEFAULTS["wait"],
+        default=DEFAULTS["wait"],
         metavar="S",
         help="wait this long for a partner that refuses connections while it starts (10)",
     )
-    fuzz.add_argument(
+
+
+def _check_options(parser: argparse.ArgumentParser) -> None:
+    """What the cases hold and which checks judge them, and how strictly."""
+    parser.add_argument(
         "--currency",
         action="append",
         metavar="CODE",
         help="currency of the realistic cases; repeat for several (default: CDF and USD, the document's)",
     )
-    fuzz.add_argument("--check", action="append", metavar="NAME", help="run only this check; repeatable")
-    fuzz.add_argument(
+    parser.add_argument("--check", action="append", metavar="NAME", help="run only this check; repeatable")
+    parser.add_argument(
         "--exclude-check",
         action="append",
         default=[],
         metavar="NAME",
         help="do not run this check; repeatable",
     )
-    fuzz.add_argument(
+    parser.add_argument(
         "--strict",
         action="store_true",
         help="warnings (a partner laxer than the harness's formats, statuses, Content-Type) fail too",
     )
-    fuzz.add_argument(
+    parser.add_argument(
         "--require-exercised",
         action="store_true",
         help="a check no case exercised fails the campaign too (exit 1, naming it): e.g. token_lifecycle "
         "without --tokens nor a mock's control API",
     )
-    fuzz.add_argument(
+
+
+def _harness_options(parser: argparse.ArgumentParser) -> None:
+    """The config file, and a mock's control API."""
+    parser.add_argument(
         "--config",
         metavar="FILE",
         help="TOML config file: the bank's credentials ([bank]), control_token and client_timeout (default: "
         f"{ENV_PREFIX}CONFIG; see docs/configuration.md)",
     )
-    fuzz.add_argument(
+    parser.add_argument(
         "--no-harness",
         action="store_true",
         help=f"do not use the mock's {CONTROL_PREFIX} control API even if the target has one",
     )
-    fuzz.add_argument(
-        "--control-token",
-        metavar="TOKEN",
-        help=f"sent as 'Authorization: Bearer TOKEN' on the calls to a mock's {CONTROL_PREFIX} control API "
-        f"only, for a mock served with one (default: {ENV_PREFIX}CONTROL_TOKEN, or control_token of the "
-        "config file; prefer those: a flag shows in the process list)",
+    add_flags(
+        parser,
+        "control_token",
+        control_token=f"sent as 'Authorization: Bearer TOKEN' on the calls to a mock's {CONTROL_PREFIX} "
+        f"control API only, for a mock served with one (default: {ENV_PREFIX}CONTROL_TOKEN, or control_token "
+        "of the config file; prefer those: a flag shows in the process list)",
     )
-    credentials = fuzz.add_argument_group(
+
+
+def _ipg_options(parser: argparse.ArgumentParser) -> None:
+    """What testing an iPG needs: the bank's credentials, tokens it knows, the probes' budget."""
+    credentials = parser.add_argument_group(
         "iPG targets",
         f"the bank's credentials at the iPG (also {ENV_PREFIX}USERNAME, ...PASSWORD, ...SHORTCODE, "
         "or the config file's [bank])",
     )
-    credentials.add_argument("--username", help="the bank's username (default: the document's, fnb)")
-    credentials.add_argument(
-        "--password", help=f"prefer {ENV_PREFIX}PASSWORD: a flag shows in the process list"
-    )
-    credentials.add_argument("--shortcode", help="a shortcode linked to the username (default: 49272)")
+    add_flags(credentials, "bank_username", "bank_password", "bank_shortcode")
     credentials.add_argument(
         "--other-shortcode", metavar="CODE", help="a shortcode NOT linked to the username (default: derived)"
     )
@@ -205,13 +220,11 @@ def register(commands: Any) -> None:
     credentials.add_argument(
         "--auth-probes",
         type=whole_number(0),
-        default=_DEFAULTS["auth_probes"],
+        default=DEFAULTS["auth_probes"],
         metavar="N",
         help="send at most N requests with a wrong password, and N with another shortcode (3; 0: none), "
         "as an iPG locks an account after a few failed logins",
     )
-    add_network_options(fuzz)
-    fuzz.set_defaults(handler=_fuzz)
 
 
 def hypothesis_home(env: Mapping[str, str] = os.environ) -> Path | None:
@@ -229,72 +242,55 @@ def hypothesis_home(env: Mapping[str, str] = os.environ) -> Path | None:
         return None
 
 
-def rerun_command(args: argparse.Namespace, network: Network, seed: int) -> str:
-    """The command line that runs the campaign of `args` again with `seed`, for a shell: the options
-    given (files by absolute path) and never a secret. A password given with --password is left for
-    MPESA_ATM_PASSWORD to give, a secret header's value for a shell variable named after it (as the
-    reproducers do); a comment at the end names the variables to set. The environment's MPESA_ATM_*
-    variables are read again as they are where it runs."""
-    words = ["mpesa-atm", "fuzz", args.role, "--url", args.url, "--seed", str(seed)]
-    for flag, dest in _RERUN_OPTIONS:
-        value = getattr(args, dest)
-        if value is None or value is False or value == [] or value == _DEFAULTS.get(dest):
-            continue
-        if value is True:
-            words.append(flag)
-        elif isinstance(value, list):  # repeated: --path's OPERATION=PATH, or names
-            for item in value:
-                words += [flag, "=".join(item) if isinstance(item, tuple) else str(item)]
-        else:
-            words += [flag, os.path.abspath(value) if dest in _FILES else str(value)]
-    command = " ".join([shlex.join(words), *network.curl_options()])
-    needed = network.secret_variables()
-    if getattr(args, "control_token", None) is not None:
-        needed.insert(0, ENV_PREFIX + "CONTROL_TOKEN")
-    if args.password is not None:
-        needed.insert(0, ENV_PREFIX + "PASSWORD")
-    return command + (f"  # set first: {', '.join(needed)}" if needed else "")
-
-
 def _fuzz(args: argparse.Namespace) -> int:
+    settings = load_settings(config_file=args.config, **flags_of(args))
+    credentials = _credentials(args, settings)
+    _keep_hypothesis_files_out_of_the_way()
+    network = Network.from_args(args)  # a file it cannot use: its own one line, not the credentials'
+    listeners = _listeners(args, network)
+    try:
+        result = _campaign(args, settings, credentials, network, listeners)
+    except (UsageError, ConfigError, WrongTarget) as exc:
+        raise _in_flags_words(exc, args.role) from None
+    sys.stdout.flush()
+    return result.exit_code
+
+
+def _credentials(args: argparse.Namespace, settings: Settings) -> Credentials | None:
+    """The bank's credentials a campaign against an iPG sends (None against a bank)."""
+    from mpesa_atm.fuzz.checks import Credentials
+
+    if args.role != "ipg":
+        return None
+    if not settings.bank_shortcode.isdigit():
+        raise UsageError(f"--shortcode must be digits, not {settings.bank_shortcode!r}")
+    return Credentials(
+        username=settings.bank_username,
+        password=settings.bank_password,
+        shortcode=settings.bank_shortcode,
+        other_shortcode=args.other_shortcode,
+    )
+
+
+def _keep_hypothesis_files_out_of_the_way() -> None:
+    """Hypothesis keeps caches (the constants it read in the source, a Unicode table) in ./.hypothesis
+    unless told otherwise, and a command should leave nothing where it is run: they go to the user's
+    cache folder, as the command owns its process. The campaign keeps no example database at all
+    (unit.py: the printed seed is how to run it again). The library leaves Hypothesis's home alone:
+    a test suite that calls run_campaign keeps its own tests' examples where its Hypothesis does."""
     from hypothesis.configuration import set_hypothesis_home_dir
 
-    from mpesa_atm.fuzz.campaign import run_campaign
-    from mpesa_atm.fuzz.cases import DEFAULT_CURRENCIES
-    from mpesa_atm.fuzz.checks import Credentials
-    from mpesa_atm.fuzz.events import Listener
-    from mpesa_atm.fuzz.page import HtmlReporter
-    from mpesa_atm.fuzz.report import ConsoleReporter, HarReporter, JUnitReporter
-    from mpesa_atm.fuzz.target import ControlRefused, Target
-    from mpesa_atm.fuzz.tokens import read_tokens
-
-    settings = load_settings(
-        config_file=args.config,
-        bank_username=args.username,
-        bank_password=args.password,
-        bank_shortcode=args.shortcode,
-        control_token=args.control_token,
-    )
-    credentials = None
-    if args.role == "ipg":
-        if not settings.bank_shortcode.isdigit():
-            raise UsageError(f"--shortcode must be digits, not {settings.bank_shortcode!r}")
-        credentials = Credentials(
-            username=settings.bank_username,
-            password=settings.bank_password,
-            shortcode=settings.bank_shortcode,
-            other_shortcode=args.other_shortcode,
-        )
-    # Hypothesis keeps caches (the constants it read in the source, a Unicode table) in ./.hypothesis
-    # unless told otherwise, and a command should leave nothing where it is run: they go to the user's
-    # cache folder, as the command owns its process. The campaign keeps no example database at all
-    # (unit.py: the printed seed is how to run it again). The library leaves Hypothesis's home alone:
-    # a test suite that calls run_campaign keeps its own tests' examples where its Hypothesis does.
     home = hypothesis_home()
     if home is not None:
         set_hypothesis_home_dir(home)
-    network = Network.from_args(args)  # a file it cannot use: its own one line, not the credentials'
-    # The files are written before the summary line, so that they are there when it is printed.
+
+
+def _listeners(args: argparse.Namespace, network: Network) -> list[Listener]:
+    """The reporters the options ask for, the console last: the files are written before the summary
+    line, so that they are there when it is printed."""
+    from mpesa_atm.fuzz.page import HtmlReporter
+    from mpesa_atm.fuzz.report import ConsoleReporter, HarReporter, JUnitReporter
+
     listeners: list[Listener] = []
     if args.junit_xml:
         listeners.append(JUnitReporter(args.junit_xml))
@@ -303,51 +299,68 @@ def _fuzz(args: argparse.Namespace) -> int:
     if args.har:
         listeners.append(HarReporter(args.har))
     listeners.append(ConsoleReporter())
-    try:
-        target = Target(
-            role=args.role,
-            url=args.url,
-            paths=dict(args.path),
-            credentials=credentials,
-            timeout=args.timeout if args.timeout is not None else settings.client_timeout,
-            wait=args.wait,
-            network=network,
-            control_token=settings.control_token,
-        )
-        result = run_campaign(
-            target,
-            max_examples=args.max_examples,
-            seed=args.seed,
-            workers=args.workers,
-            checks=args.check,
-            exclude_checks=args.exclude_check,
-            strict=args.strict,
-            require_exercised=args.require_exercised,
-            currencies=tuple(args.currency or DEFAULT_CURRENCIES),
-            use_harness=not args.no_harness,
-            tokens=read_tokens(args.tokens) if args.tokens else (),
-            auth_probes=args.auth_probes,
-            listeners=listeners,
-        )
-    except UsageError as exc:
-        raise UsageError(exc.as_flag(_FLAGS)) from None
-    except ControlRefused as exc:
-        raise ConfigError(f"{exc}; {_CONTROL_TOKEN_FROM}") from None
-    except ConfigError as exc:  # run_campaign's other one: the iPG refused the credentials
-        raise ConfigError(f"{exc}; {_CREDENTIALS_FROM}") from None
-    except WrongTarget as exc:
-        if "gateway" in exc.answered:  # a 401 or 403 outside the envelope: in front of the API
-            raise WrongTarget(
-                f"{exc}; are credentials or a gateway header missing? Give what it wants with -H 'Name: "
-                "value' (or --cert and --key), or check --url",
-                operation_id=exc.operation_id,
-                answered=exc.answered,
-            ) from None
-        raise WrongTarget(
-            f"{exc}; check --url (the partner's base URL), --path {exc.operation_id}=PATH (the partner's "
-            f"own path) and the role ({_TESTS[args.role]})",
+    return listeners
+
+
+def _campaign(
+    args: argparse.Namespace,
+    settings: Settings,
+    credentials: Credentials | None,
+    network: Network,
+    listeners: list[Listener],
+) -> CampaignResult:
+    from mpesa_atm.fuzz.campaign import run_campaign
+    from mpesa_atm.fuzz.cases import DEFAULT_CURRENCIES
+    from mpesa_atm.fuzz.target import Target
+    from mpesa_atm.fuzz.tokens import read_tokens
+
+    target = Target(
+        role=args.role,
+        url=args.url,
+        paths=dict(args.path),
+        credentials=credentials,
+        timeout=args.timeout if args.timeout is not None else settings.client_timeout,
+        wait=args.wait,
+        network=network,
+        control_token=settings.control_token,
+    )
+    return run_campaign(
+        target,
+        max_examples=args.max_examples,
+        seed=args.seed,
+        workers=args.workers,
+        checks=args.check,
+        exclude_checks=args.exclude_check,
+        strict=args.strict,
+        require_exercised=args.require_exercised,
+        currencies=tuple(args.currency or DEFAULT_CURRENCIES),
+        use_harness=not args.no_harness,
+        tokens=read_tokens(args.tokens) if args.tokens else (),
+        auth_probes=args.auth_probes,
+        listeners=listeners,
+    )
+
+
+def _in_flags_words(exc: UsageError | ConfigError | WrongTarget, role: str) -> HarnessError:
+    """The library's error said in terms of the command's flags, with what to do about it."""
+    from mpesa_atm.fuzz.target import ControlRefused
+
+    if isinstance(exc, UsageError):
+        return UsageError(exc.as_flag(_FLAGS))
+    if isinstance(exc, ControlRefused):
+        return ConfigError(f"{exc}; {_CONTROL_TOKEN_FROM}")
+    if isinstance(exc, ConfigError):  # run_campaign's other one: the iPG refused the credentials
+        return ConfigError(f"{exc}; {_CREDENTIALS_FROM}")
+    if "gateway" in exc.answered:  # a 401 or 403 outside the envelope: in front of the API
+        return WrongTarget(
+            f"{exc}; are credentials or a gateway header missing? Give what it wants with -H 'Name: "
+            "value' (or --cert and --key), or check --url",
             operation_id=exc.operation_id,
             answered=exc.answered,
-        ) from None
-    sys.stdout.flush()
-    return result.exit_code
+        )
+    return WrongTarget(
+        f"{exc}; check --url (the partner's base URL), --path {exc.operation_id}=PATH (the partner's "
+        f"own path) and the role ({_TESTS[role]})",
+        operation_id=exc.operation_id,
+        answered=exc.answered,
+    )
