@@ -99,6 +99,10 @@ def test_config_file_may_come_from_the_environment(config_file):
         ("timezone = 'Mars/Olympus'", "not an IANA time zone"),
         ("[paths]\ntoken-burning = '/x'", "unknown operation"),
         ("not toml", "not valid TOML"),
+        # past timedelta's range: one line, not an OverflowError's traceback
+        ("retention_days = 1e10", "retention_days must be a number of days more than 0 and under 1000000"),
+        ("token_ttl_hours = -1", "token_ttl_hours must be a number of hours more than 0"),
+        ("token_ttl_hours = 1e300", "token_ttl_hours must be a number of hours more than 0"),
     ],
 )
 def test_bad_config_is_one_clear_error(tmp_path, text, message):
@@ -111,6 +115,8 @@ def test_bad_config_is_one_clear_error(tmp_path, text, message):
 def test_environment_numbers_are_cast_strictly():
     with pytest.raises(ConfigError, match="MPESA_ATM_MAX_BODY_BYTES must be a whole number"):
         load_settings(env={"MPESA_ATM_MAX_BODY_BYTES": "64k"})
+    with pytest.raises(ConfigError, match="MPESA_ATM_RETENTION_DAYS must be a number of days more than 0"):
+        load_settings(env={"MPESA_ATM_RETENTION_DAYS": "1e10"})
 
 
 def test_password_hash_round_trip_and_constant_time_compare():

@@ -67,10 +67,20 @@ class Kind:
     check: Callable[[str, Any], None] = _no_check  # the bounds of any value (ConfigError naming `name`)
 
 
+# A window of a million days or more is refused, as by the flag: timedelta stops at 999,999,999 days.
+_MOST_DAYS = 1e6
+
+
 def _days(days: float, where: str) -> timedelta:
-    if not days > 0 or days == float("inf"):
-        raise ConfigError(f"{where} must be a number of days more than 0, not {days!r}")
+    if not 0 < days < _MOST_DAYS:
+        raise ConfigError(f"{where} must be a number of days more than 0 and under 1000000, not {days!r}")
     return timedelta(days=days)
+
+
+def _hours(hours: float, where: str) -> timedelta:
+    if not 0 < hours < _MOST_DAYS * 24:
+        raise ConfigError(f"{where} must be a number of hours more than 0, not {hours!r}")
+    return timedelta(hours=hours)
 
 
 def _days_flag(text: str) -> timedelta:
@@ -78,7 +88,7 @@ def _days_flag(text: str) -> timedelta:
         days = float(text)
     except ValueError:
         days = float("nan")
-    if not 0 < days < 1e6:
+    if not 0 < days < _MOST_DAYS:
         raise argparse.ArgumentTypeError(f"a number of days more than 0, not {text!r}")
     return timedelta(days=days)
 
@@ -118,7 +128,7 @@ DAYS = Kind(
     metavar="DAYS",
     text=lambda window: repr(window.total_seconds() / 86400),
 )
-HOURS = Kind(float, finish=lambda hours, where: timedelta(hours=hours))
+HOURS = Kind(float, finish=_hours)
 
 
 @dataclass(frozen=True)
