@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import psutil
+
 HERE = Path(__file__).resolve().parent
 OPENAPI = HERE.parent / "openapi"
 PRISM_PACKAGE = "@stoplight/prism-cli@5"
@@ -186,28 +188,21 @@ def free_port() -> int:
 
 
 def process_tree(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(fields[1]), []).append(int(entry))
-    tree = [pid]
-    for parent in tree:
-        tree.extend(children.get(parent, []))
-    return tree
+    """`pid` and every process below it, each after its parent ([pid] when it is gone)."""
+    try:
+        return [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+    except psutil.NoSuchProcess:
+        return [pid]
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    """utime + stime of the processes (and of their children they waited for)."""
-    ticks = 0
+    """user + system CPU time of the processes (those gone meanwhile count nothing)."""
+    seconds = 0.0
     for pid in pids:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = psutil.Process(pid).cpu_times()
+            seconds += times.user + times.system
+    return seconds
 
 
 def machine_busy_seconds() -> float:
@@ -368,8 +363,8 @@ class PostgresServer:
         for: backends and autovacuum workers come and go during a run."""
         if self.postmaster is None:
             return 0.0
-        fields = Path(f"/proc/{self.postmaster}/stat").read_text().rsplit(")", 1)[1].split()
-        waited = (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")  # cutime, cstime
+        times = psutil.Process(self.postmaster).cpu_times()
+        waited = times.children_user + times.children_system
         return cpu_seconds(process_tree(self.postmaster)) + waited
 
     @contextlib.contextmanager
