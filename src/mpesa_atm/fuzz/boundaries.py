@@ -27,7 +27,15 @@ from mpesa_atm.fuzz.unit import Unit
 from mpesa_atm.fuzz.violations import STATED_LIMITS
 from mpesa_atm.spec import operation_definition, resolved
 
-__all__ = ["CREDENTIAL_FIELDS", "OVER_THE_LIMIT", "field_edges", "over_the_limit", "request_fields", "run"]
+__all__ = [
+    "CREDENTIAL_FIELDS",
+    "OVER_THE_LIMIT",
+    "field_edges",
+    "over_the_limit",
+    "parse_pattern",
+    "request_fields",
+    "run",
+]
 
 OVER_THE_LIMIT = "over the limit"  # the kind of the cases one character over the document's limit
 
@@ -122,10 +130,6 @@ def field_edges(schema: Mapping[str, Any], preferred: str, rng: random.Random) -
     return tuple(edges)
 
 
-# A field without a pattern: letters and digits.
-_ANY_ALNUM_MEMBERS = tuple(c for c in _PRINTABLE if c in _ALNUM)
-
-
 @dataclass(frozen=True)
 class _Literal:
     char: str
@@ -152,7 +156,7 @@ class _Repeat:
 
 _Node = _Literal | _Chars | _Branch | _Repeat
 Items = Sequence[_Node]
-_ANY_ALNUM = _Chars(_ANY_ALNUM_MEMBERS)
+_ANY_ALNUM = _Chars(tuple(c for c in _PRINTABLE if c in _ALNUM))  # a field without a pattern
 _UNBOUNDED = sys.maxsize
 _CATEGORIES: dict[str, Callable[[str], bool]] = {
     "d": str.isdigit,
