@@ -28,7 +28,6 @@ import importlib.util
 import json
 import os
 import platform
-import pwd
 import shutil
 import signal
 import socket
@@ -42,6 +41,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import psutil
 
 HERE = Path(__file__).resolve().parent
 OPENAPI = HERE.parent / "openapi"
@@ -66,11 +67,7 @@ MAX_RATE = 20000  # an upper bound of requests/s, to seed enough tokens for a ru
 # The shared store's point (--postgres): this many `serve` instances on one PostgreSQL database, each
 # loaded by a wrk of its own with an equal share of the connections (wrk sends to one host only).
 INSTANCES = 2
-# `--postgres auto`'s throwaway cluster, as the tests' (tests/fixtures/postgres.py): fsync off with
-# synchronous_commit on, so a commit is in the server's WAL file (the OS's cache) before the mock
-# answers, as SQLite's synchronous=NORMAL in WAL mode leaves it: both survive the process, not a power cut.
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-POSTGRES_SETTINGS = {"fsync": "off", "full_page_writes": "off", "listen_addresses": "'127.0.0.1'"}
 
 # One wrk Lua script for the three operations: each request unique by a counter under a prefix
 # given on the command line (`-- PREFIX`); redemptions and reversals spend the seeded token PREFIX<n>.
@@ -186,28 +183,21 @@ def free_port() -> int:
 
 
 def process_tree(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(fields[1]), []).append(int(entry))
-    tree = [pid]
-    for parent in tree:
-        tree.extend(children.get(parent, []))
-    return tree
+    """`pid` and every process below it, each after its parent ([pid] when it is gone)."""
+    try:
+        return [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+    except psutil.NoSuchProcess:
+        return [pid]
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    """utime + stime of the processes (and of their children they waited for)."""
-    ticks = 0
+    """user + system CPU time of the processes (those gone meanwhile count nothing)."""
+    seconds = 0.0
     for pid in pids:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = psutil.Process(pid).cpu_times()
+            seconds += times.user + times.system
+    return seconds
 
 
 def machine_busy_seconds() -> float:
@@ -332,28 +322,6 @@ def seed_postgres_tokens(url: str, prefix: str, count: int) -> None:
         connection.execute("ANALYZE ipg_tokens")
 
 
-def postgres_programs() -> Path:
-    """The folder holding initdb, pg_ctl and postgres, looked for where tests/fixtures/postgres.py
-    looks: pg_config's bindir, Debian's /usr/lib/postgresql/N/bin (highest first), initdb on PATH."""
-    folders = []
-    pg_config = shutil.which("pg_config")
-    if pg_config:
-        answer = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
-        folders.append(Path(answer.stdout.strip()))
-    debian = [f for f in Path("/usr/lib/postgresql").glob("*/bin") if f.parent.name.isdigit()]
-    folders += sorted(debian, key=lambda folder: int(folder.parent.name), reverse=True)
-    initdb = shutil.which("initdb")
-    if initdb:
-        folders.append(Path(initdb).resolve().parent)
-    for folder in folders:
-        if all(os.access(folder / program, os.X_OK) for program in ("initdb", "pg_ctl", "postgres")):
-            return folder
-    sys.exit(
-        "load.py --postgres auto needs PostgreSQL's server programs (initdb, pg_ctl, postgres): install\n"
-        "Debian's `postgresql` package, or give the URL of a server with --postgres postgresql://..."
-    )
-
-
 @dataclass
 class PostgresServer:
     """Where --postgres points: a server on which new databases can be made (a fresh one a point)
@@ -368,8 +336,8 @@ class PostgresServer:
         for: backends and autovacuum workers come and go during a run."""
         if self.postmaster is None:
             return 0.0
-        fields = Path(f"/proc/{self.postmaster}/stat").read_text().rsplit(")", 1)[1].split()
-        waited = (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")  # cutime, cstime
+        times = psutil.Process(self.postmaster).cpu_times()
+        waited = times.children_user + times.children_system
         return cpu_seconds(process_tree(self.postmaster)) + waited
 
     @contextlib.contextmanager
@@ -389,60 +357,26 @@ class PostgresServer:
 
 @contextlib.contextmanager
 def throwaway_postgres() -> Iterator[PostgresServer]:
-    """`--postgres auto`: a cluster of our own in a temporary folder for the run (initdb with trust
-    authentication, on a free loopback port), stopped and removed at the end. As root, its programs
-    run as the `postgres` system user (initdb and postgres refuse root)."""
-    programs = postgres_programs()
-    account = None
-    if os.geteuid() == 0:
-        try:
-            account = pwd.getpwnam("postgres")
-        except KeyError:
-            sys.exit("load.py --postgres auto runs as root and finds no `postgres` user to run the server as")
-    folder = Path(tempfile.mkdtemp(prefix="mpesa-atm-load-postgres-"))
-    data, log = folder / "data", folder / "server.log"
-
-    def run(program: str, *arguments: str, check: bool = True) -> None:
-        done = subprocess.run(
-            [str(programs / program), *arguments],
-            capture_output=True,
-            text=True,
-            cwd=folder,  # the cluster's: `postgres` may not enter the caller's
-            user=account.pw_uid if account else None,
-            group=account.pw_gid if account else None,
-            extra_groups=[] if account else None,
-        )
-        if done.returncode and check:
-            server_log = log.read_text(errors="replace") if log.exists() else ""
-            raise RuntimeError(
-                f"{program} failed ({done.returncode}): {done.stdout}{done.stderr}{server_log}"
-            )
+    """`--postgres auto`: the tests' throwaway cluster (tests/fixtures/postgres_cluster.py) for the
+    run: initdb with trust authentication in a temporary folder, on a free loopback port, stopped and
+    removed at the end. As root, its programs run as the `postgres` system user (initdb and postgres
+    refuse root)."""
+    sys.path.insert(1, str(HERE.parent))  # the checkout's root (after this folder), where tests/ is
+    from tests.fixtures.postgres_cluster import (
+        PostgresUnavailable,
+        postgres_programs,
+        server_user,
+        throwaway_cluster,
+    )
 
     try:
-        if account:
-            os.chown(folder, account.pw_uid, account.pw_gid)
-        run(
-            "initdb",
-            "-D",
-            str(data),
-            "--auth=trust",
-            "-U",
-            "postgres",
-            "--no-sync",
-            "--locale=C",
-            "--encoding=UTF8",
+        programs, run_as = postgres_programs(), server_user()
+    except PostgresUnavailable as missing:
+        sys.exit(
+            f"load.py --postgres auto: {missing}; or give the URL of a server with --postgres postgresql://..."
         )
-        settings = {**POSTGRES_SETTINGS, "unix_socket_directories": f"'{folder}'"}
-        with (data / "postgresql.conf").open("a") as conf:
-            conf.write("".join(f"{name} = {value}\n" for name, value in settings.items()))
-        port = free_port()
-        run("pg_ctl", "-D", str(data), "start", "-w", "-l", str(log), "-o", f"-p {port}")
-        postmaster = int((data / "postmaster.pid").read_text().split("\n", 1)[0])
-        yield PostgresServer(f"postgresql://postgres@127.0.0.1:{port}/postgres", postmaster)
-    finally:
-        # Also after a start that failed: `pg_ctl start -w` gives up on a server that may still come up.
-        run("pg_ctl", "-D", str(data), "stop", "-m", "fast", "-w", check=False)
-        shutil.rmtree(folder, ignore_errors=True)
+    with throwaway_cluster(programs, run_as, prefix="mpesa-atm-load-postgres-") as cluster:
+        yield PostgresServer(cluster.url("postgres"), cluster.postmaster)
 
 
 def connection_split(pids: list[int], port: int, remote: bool = False) -> list[int]:

@@ -9,7 +9,6 @@ warnings ("warning"), and fails only under --strict.
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any, Literal
 
 from mpesa_atm.contracts.mismatches import Mismatch, judged, wording
 from mpesa_atm.judgement import FAILURE, WARNING
+from mpesa_atm.reporting import junit
 from mpesa_atm.reporting.exchange import Exchange
 
 __all__ = ["InteractionOutcome", "Mismatch", "Report", "StateFailure", "outcomes", "write_junit"]
@@ -167,60 +167,41 @@ def write_junit(report: Report, path: str | Path) -> None:
     is: failed with the mismatches (and the provider states given), skipped when the broker marks it
     pending, else passed. Its warnings go in the test case's system-out, with the property
     severity=warning, and fail it (type "warning") only under --strict, as fuzz's JUnit does."""
-    strict_failures = [i for i in report.warned if report.strict]
-    pending = sum(i.status == "pending" for i in report.interactions)
-    suite = ET.Element(
-        "testsuite",
-        name=f"mpesa-atm verify {report.role or report.provider}",
-        tests=str(len(report.interactions)),
-        failures=str(len(report.failed) + len(strict_failures)),
-        errors="0",
-        skipped=str(pending),
-        time=f"{report.duration:.3f}",
-    )
-    if report.started is not None:
-        suite.set("timestamp", report.started.isoformat(timespec="seconds"))
-    properties = ET.SubElement(suite, "properties")
     shown = [("provider", report.provider), ("url", report.url), ("provider states", report.states_url)]
     shown += [("pacts", source) for source in report.sources]
     shown += [("warnings", str(len(report.warned))), ("strict", str(report.strict).lower())]
-    for name, value in shown:
-        ET.SubElement(properties, "property", name=name, value=value)
+    suite = junit.Suite(
+        f"mpesa-atm verify {report.role or report.provider}",
+        properties=shown,
+        time=report.duration,
+        timestamp=report.started,
+    )
     for outcome in report.interactions:
-        testcase = ET.SubElement(
-            suite, "testcase", classname=outcome.consumer or report.provider, name=outcome.description
-        )
-        if outcome.exchange is not None:
-            testcase.set("time", f"{outcome.exchange.elapsed:.3f}")
         given = [f"given: {'; '.join(outcome.states)}"] if outcome.states else []
         warnings = [f"warning: {warning}" for warning in outcome.warnings]
-        if outcome.warnings:
-            case_properties = ET.SubElement(testcase, "properties")
-            ET.SubElement(case_properties, "property", name="severity", value="warning")
+        result = None
         if outcome.status == "failed":
-            failure = ET.SubElement(
-                testcase,
-                "failure",
-                message=outcome.problems[0] if outcome.problems else "failed",
-                type="mismatch",
-            )
-            failure.text = "\n".join([*given, *outcome.problems])
+            message = outcome.problems[0] if outcome.problems else "failed"
+            result = junit.Outcome("failure", message, "mismatch", "\n".join([*given, *outcome.problems]))
         elif outcome.status == "pending":
-            skipped = ET.SubElement(
-                testcase, "skipped", message="pending: failed, but the broker marks it pending"
-            )
-            skipped.text = "\n".join([*given, *outcome.problems])
+            message = "pending: failed, but the broker marks it pending"
+            result = junit.Outcome("skipped", message, text="\n".join([*given, *outcome.problems]))
         elif outcome.status == "warning" and report.strict:
-            failure = ET.SubElement(
-                testcase, "failure", message=f"--strict: {outcome.warnings[0]}", type="warning"
-            )
-            failure.text = "\n".join([*given, *warnings])
+            message = f"--strict: {outcome.warnings[0]}"
+            result = junit.Outcome("failure", message, "warning", "\n".join([*given, *warnings]))
+        system_out = None
         if warnings and not (outcome.status == "warning" and report.strict):
-            ET.SubElement(testcase, "system-out").text = "\n".join([*given, *warnings])
+            system_out = "\n".join([*given, *warnings])
         elif given and outcome.status == "verified":
-            ET.SubElement(testcase, "system-out").text = given[0]
-    root = ET.Element("testsuites")
-    root.append(suite)
-    tree = ET.ElementTree(root)
-    ET.indent(tree)
-    tree.write(path, encoding="utf-8", xml_declaration=True)
+            system_out = given[0]
+        suite.cases.append(
+            junit.TestCase(
+                outcome.consumer or report.provider,
+                outcome.description,
+                result,
+                warned=bool(outcome.warnings),
+                system_out=system_out,
+                time=outcome.exchange.elapsed if outcome.exchange is not None else None,
+            )
+        )
+    junit.write(suite, path)

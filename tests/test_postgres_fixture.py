@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures import postgres
+from tests.fixtures import postgres, postgres_cluster
 
 # The databases the tests below had, so that each can check its predecessors' were dropped.
 _EARLIER_DATABASES: list[str] = []
@@ -79,18 +79,18 @@ def test_the_highest_debian_version_serves_when_pg_config_names_a_folder_without
     (tools / "pg_config").write_text(f"#!/bin/sh\necho {client_only}\n")
     (tools / "pg_config").chmod(0o755)
     debian = tmp_path / "postgresql"
-    _fake_programs(debian / "13" / "bin", *postgres._PROGRAMS)
-    newest = _fake_programs(debian / "16" / "bin", *postgres._PROGRAMS)
+    _fake_programs(debian / "13" / "bin", *postgres_cluster.PROGRAMS)
+    newest = _fake_programs(debian / "16" / "bin", *postgres_cluster.PROGRAMS)
     _fake_programs(debian / "17" / "bin", "initdb", "pg_ctl")  # no postgres: half an installation
-    monkeypatch.setattr(postgres, "_DEBIAN_VERSIONS", debian)
+    monkeypatch.setattr(postgres_cluster, "DEBIAN_VERSIONS", debian)
     monkeypatch.setenv("PATH", str(tools))
 
     assert postgres.postgres_programs() == newest
 
 
 def _without_server_programs(monkeypatch, tmp_path):
-    monkeypatch.setattr(postgres.shutil, "which", lambda name: None)
-    monkeypatch.setattr(postgres, "_DEBIAN_VERSIONS", tmp_path)
+    monkeypatch.setattr(postgres_cluster.shutil, "which", lambda name: None)
+    monkeypatch.setattr(postgres_cluster, "DEBIAN_VERSIONS", tmp_path)
 
 
 def test_without_the_server_programs_a_test_skips_with_the_reason(monkeypatch, tmp_path):

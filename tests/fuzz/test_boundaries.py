@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 from mpesa_atm.fuzz import Target, render_finding, run_campaign
-from mpesa_atm.fuzz.boundaries import CREDENTIAL_FIELDS, field_edges, request_fields
+from mpesa_atm.fuzz.boundaries import CREDENTIAL_FIELDS, field_edges, parse_pattern, request_fields
 from mpesa_atm.fuzz.events import Event, RequestSent
 from mpesa_atm.operations import operations_of
 from mpesa_atm.settings import Settings
@@ -94,6 +94,35 @@ def test_every_request_field_has_edges_or_is_a_credential():
             for field, schema in fields.items():
                 edges = field_edges(schema, str(schema.get("example", "")), random.Random(0))
                 assert field in CREDENTIAL_FIELDS or len(edges) >= 2, field
+
+
+@pytest.mark.parametrize(
+    ("pattern", "edges"),
+    [
+        (r"^[0-9]{4}(?:0[1-9]|1[0-2])$", {"000001"}),  # one length; a branch inside: the first that fits
+        (r"^(?:[1-9][0-9]{0,2}(?:\.[0-9]{1,2})?|0\.(?:0[1-9]|[1-9][0-9]?))$", {"1", "100.00", "0.1", "0.01"}),
+        (r"^[^0-9a-zA-Z]{2}x?$", {"  ", "  x"}),  # no letter or digit allowed: any it allows
+        (r"^[a]\d+$", {"a0", "a0000000"}),  # [a] is a literal; + up to maxLength
+    ],
+)
+def test_each_alternative_of_a_pattern_gives_its_shortest_and_longest_value(pattern, edges):
+    # Where the realistic value's character is allowed, it is taken; elsewhere the first one allowed.
+    found = field_edges({"pattern": pattern, "maxLength": 8}, "a0000000", _FirstChoice())
+    assert set(found) == edges
+    assert all(re.fullmatch(pattern, value) for value in found)
+
+
+class _FirstChoice(random.Random):
+    """Draws the first of the characters allowed, so that the edges are known in advance."""
+
+    def choice(self, seq):
+        return seq[0]
+
+
+@pytest.mark.parametrize("pattern", [r"^(?=a)b$", r"^\bx$", r"^(a)\1$", r"^a(b$", r"^*a$"])
+def test_a_pattern_outside_the_subset_read_is_a_value_error_naming_its_element(pattern):
+    with pytest.raises(ValueError, match="a pattern element this does not read"):
+        parse_pattern(pattern)
 
 
 def test_boundary_values_are_the_same_for_the_same_seed(make_mocks, tmp_path):

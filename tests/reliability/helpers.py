@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import httpx
+import psutil
 
 from tests.fixtures.servers import Served
 
@@ -40,21 +41,11 @@ async def burst(url: str, bodies: Iterable[Any], timeout: float = 30) -> list[ht
 
 
 def descendants(pid: int) -> list[int]:
-    """`pid` and every process below it (from /proc), parents first."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry))
-    tree = [pid]
-    for parent in tree:
-        tree.extend(children.get(parent, []))
-    return tree
+    """`pid` and every process below it, each after its parent ([pid] when it is gone)."""
+    try:
+        return [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+    except psutil.NoSuchProcess:
+        return [pid]
 
 
 def kill_tree(served: Served) -> list[int]:
@@ -74,9 +65,8 @@ def kill_tree(served: Served) -> list[int]:
 
 def _alive(pid: int) -> bool:
     try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
 
 

@@ -6,8 +6,7 @@ answer check reads): the Required output fields of every answer and the harness'
 from __future__ import annotations
 
 import functools
-import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from jsonschema import Draft7Validator
@@ -60,6 +59,7 @@ def schema_problems(
     code = text(answer, "output_ResponseCode")
     gives_a_token = code in GIVES_A_TOKEN
     problems: list[tuple[str, str, str, str]] = []
+    lacking: Iterator[str] = iter(())
     for error in validator.iter_errors(dict(answer)):
         keyword = str(error.validator)
         field = str(error.absolute_path[0]) if error.absolute_path else ""
@@ -76,7 +76,12 @@ def schema_problems(
                 )
             )
         elif keyword == "required":
-            missing = next(iter(re.findall(r"'([^']*)'", str(error.message))), str(error.message))
+            # jsonschema gives one error per name the keyword lists and the answer lacks, in its order,
+            # one after the other: the first of them starts the names, each takes the next.
+            missing = next(lacking, None)
+            if missing is None:
+                lacking = (name for name in error.validator_value if name not in error.instance)
+                missing = next(lacking)
             problems.append(
                 (
                     "required_output",
@@ -89,12 +94,13 @@ def schema_problems(
         elif required_only:
             continue
         elif keyword == "additionalProperties":
-            extra = re.findall(r"'([^']*)'", str(error.message))
+            listed = error.schema.get("properties", {})
+            extra = sorted((str(name) for name in error.instance if name not in listed), key=str)
             problems.append(
                 (
                     "extra_output",
                     "The answer has an output field the document does not list",
-                    ", ".join(extra) or str(error.message),
+                    ", ".join(extra),
                     "only the output fields the document lists (2.1.3.1, 2.2.3.1, 3.1.3.1); the harness's "
                     "schemas list them closed",
                 )

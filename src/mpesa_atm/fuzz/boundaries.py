@@ -11,13 +11,14 @@ merits (and a wrong one is a wrong-password probe, which --auth-probes bounds).
 
 from __future__ import annotations
 
-import importlib
 import random
 import re
 import string
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, NoReturn
 
 from mpesa_atm.fuzz.cases import draft_from
 from mpesa_atm.fuzz.checks import CheckInfo, probing
@@ -26,7 +27,15 @@ from mpesa_atm.fuzz.unit import Unit
 from mpesa_atm.fuzz.violations import STATED_LIMITS
 from mpesa_atm.spec import operation_definition, resolved
 
-__all__ = ["CREDENTIAL_FIELDS", "OVER_THE_LIMIT", "field_edges", "over_the_limit", "request_fields", "run"]
+__all__ = [
+    "CREDENTIAL_FIELDS",
+    "OVER_THE_LIMIT",
+    "field_edges",
+    "over_the_limit",
+    "parse_pattern",
+    "request_fields",
+    "run",
+]
 
 OVER_THE_LIMIT = "over the limit"  # the kind of the cases one character over the document's limit
 
@@ -38,10 +47,7 @@ _SENDING = frozenset(
     {"replay_is_duplicate", "wrong_password_rejected", "other_shortcode_rejected", "optional_field_left_out"}
 )
 
-# The parser behind `re` (Hypothesis's from_regex reads patterns through it too).
-_parser: Any = importlib.import_module("re._parser")
-_sre: Any = importlib.import_module("re._constants")
-_PRINTABLE = [chr(code) for code in range(0x20, 0x7F)]
+_PRINTABLE = tuple(chr(code) for code in range(0x20, 0x7F))
 _ALNUM = frozenset(string.ascii_letters + string.digits)
 
 
@@ -111,7 +117,7 @@ def field_edges(schema: Mapping[str, Any], preferred: str, rng: random.Random) -
     shortest = int(schema.get("minLength", 0))
     longest = int(schema.get("maxLength", 64))
     pattern = schema.get("pattern")
-    parsed = list(_parser.parse(pattern)) if pattern else [(_sre.MAX_REPEAT, (0, longest, _ANY_ALNUM))]
+    parsed = parse_pattern(pattern) if pattern else [_Repeat(0, longest, (_ANY_ALNUM,))]
     edges: list[str] = []
     for alternative in _alternatives(parsed):
         lengths = sorted(n for n in _lengths(alternative, longest) if shortest <= n <= longest)
@@ -124,25 +130,185 @@ def field_edges(schema: Mapping[str, Any], preferred: str, rng: random.Random) -
     return tuple(edges)
 
 
-# A field without a pattern: letters and digits.
-_ANY_ALNUM = [(_sre.IN, [(_sre.RANGE, (ord(a), ord(b))) for a, b in ("09", "AZ", "az")])]
+@dataclass(frozen=True)
+class _Literal:
+    char: str
 
-Items = Sequence[tuple[Any, Any]]
+
+@dataclass(frozen=True)
+class _Chars:
+    r"""One character among `members` (printable ASCII, in code order): a class, `.`, `\d`."""
+
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Branch:
+    alternatives: tuple[tuple[_Node, ...], ...]
+
+
+@dataclass(frozen=True)
+class _Repeat:
+    low: int
+    high: int  # _UNBOUNDED for * and +
+    items: tuple[_Node, ...]
+
+
+_Node = _Literal | _Chars | _Branch | _Repeat
+Items = Sequence[_Node]
+_ANY_ALNUM = _Chars(tuple(c for c in _PRINTABLE if c in _ALNUM))  # a field without a pattern
+_UNBOUNDED = sys.maxsize
+_CATEGORIES: dict[str, Callable[[str], bool]] = {
+    "d": str.isdigit,
+    "w": lambda c: c in _ALNUM or c == "_",
+    "s": str.isspace,
+}
+_QUANTIFIER = re.compile(r"\{(\d*)(,?)(\d*)\}")
+
+
+def parse_pattern(pattern: str) -> list[_Node]:
+    r"""The items of `pattern` in the subset of regular expressions the documents' formats use:
+    literals and escaped punctuation, classes (ranges, negation, \d \w \s), `.`, groups (spliced into
+    the sequence: only their alternatives and repeats count here), `|`, and the quantifiers ? * + {n}
+    {n,} {n,m}; anchors are dropped (the values are whole strings). Raises ValueError for the rest."""
+    return _PatternReader(pattern).read()
+
+
+class _PatternReader:
+    def __init__(self, pattern: str) -> None:
+        self.text = pattern
+        self.at = 0
+
+    def read(self) -> list[_Node]:
+        items = self._alternation()
+        if self.at < len(self.text):
+            self._unread("an unbalanced )")
+        return items
+
+    def _unread(self, what: str) -> NoReturn:
+        raise ValueError(f"a pattern element this does not read: {what} at {self.at} in {self.text!r}")
+
+    def _next(self) -> str:
+        if self.at >= len(self.text):
+            self._unread("the end")
+        char = self.text[self.at]
+        self.at += 1
+        return char
+
+    def _take(self, char: str) -> bool:
+        if self.text.startswith(char, self.at):
+            self.at += len(char)
+            return True
+        return False
+
+    def _alternation(self) -> list[_Node]:
+        alternatives = [self._sequence()]
+        while self._take("|"):
+            alternatives.append(self._sequence())
+        if len(alternatives) == 1:
+            return alternatives[0]
+        return [_Branch(tuple(tuple(alternative) for alternative in alternatives))]
+
+    def _sequence(self) -> list[_Node]:
+        items: list[_Node] = []
+        while self.at < len(self.text) and self.text[self.at] not in "|)":
+            if self._take("^") or self._take("$"):
+                continue
+            atom = self._atom()
+            counts = self._quantifier()
+            if counts is None:
+                items.extend(atom)
+            else:
+                items.append(_Repeat(*counts, tuple(atom)))
+        return items
+
+    def _atom(self) -> list[_Node]:
+        char = self._next()
+        if char == "(":
+            if self._take("?") and not self._take(":"):
+                self._unread("a group other than (...) and (?:...)")
+            items = self._alternation()
+            if not self._take(")"):
+                self._unread("an unclosed (")
+            return items
+        if char == "[":
+            return [self._class()]
+        if char == ".":
+            return [_Chars(_PRINTABLE)]
+        if char == "\\":
+            return [self._escape()]
+        if char in "*+?":
+            self._unread(f"{char} with nothing to repeat")
+        return [_Literal(char)]
+
+    def _escape(self) -> _Literal | _Chars:
+        char = self._next()
+        if char.lower() in _CATEGORIES:
+            test = _CATEGORIES[char.lower()]
+            return _Chars(tuple(c for c in _PRINTABLE if test(c) != char.isupper()))
+        if char.isalnum():
+            self._unread(f"\\{char}")
+        return _Literal(char)
+
+    def _quantifier(self) -> tuple[int, int] | None:
+        counts: tuple[int, int] | None = None
+        if self._take("?"):
+            counts = (0, 1)
+        elif self._take("*"):
+            counts = (0, _UNBOUNDED)
+        elif self._take("+"):
+            counts = (1, _UNBOUNDED)
+        elif found := _QUANTIFIER.match(self.text, self.at):
+            low, comma, high = found.groups()
+            if low or high:
+                self.at = found.end()
+                counts = (int(low or 0), int(high) if high else _UNBOUNDED if comma else int(low))
+        if counts is not None:
+            self._take("?")  # lazy: the same strings
+        return counts
+
+    def _class(self) -> _Node:
+        negate = self._take("^")
+        chosen: set[str] = set()
+        elements, single = 0, ""
+        while elements == 0 or not self._take("]"):  # a ] first is one of the class
+            elements += 1
+            first = self._class_char()
+            if isinstance(first, _Chars):
+                chosen.update(first.members)
+            elif self.text.startswith("-", self.at) and not self.text.startswith("-]", self.at):
+                self.at += 1
+                last = self._class_char()
+                if isinstance(last, _Chars):
+                    self._unread("a range that ends in a class")
+                chosen.update(chr(code) for code in range(ord(first), ord(last) + 1))
+            else:
+                chosen.add(first)
+                single = first
+        if not negate and elements == 1 and single:
+            return _Literal(single)  # [a] is a, as re reads it
+        return _Chars(tuple(c for c in _PRINTABLE if (c in chosen) != negate))
+
+    def _class_char(self) -> str | _Chars:
+        char = self._next()
+        if char != "\\":
+            return char
+        escaped = self._escape()
+        return escaped.char if isinstance(escaped, _Literal) else escaped
 
 
 def _alternatives(items: Items) -> list[Items]:
-    """The alternatives of a pattern that is one `|` between anchors; else the pattern itself."""
-    inner = [(op, av) for op, av in items if op is not _sre.AT]
-    if len(inner) == 1 and inner[0][0] is _sre.BRANCH:
-        return [list(branch) for branch in inner[0][1][1]]
+    """The alternatives of a pattern that is one `|`; else the pattern itself."""
+    if len(items) == 1 and isinstance(items[0], _Branch):
+        return [list(branch) for branch in items[0].alternatives]
     return [list(items)]
 
 
 def _lengths(items: Items, cap: int) -> frozenset[int]:
     """The lengths of the strings `items` match, up to `cap`."""
     reach = frozenset({0})
-    for op, av in items:
-        reach = _plus(reach, _item_lengths(op, av, cap), cap)
+    for item in items:
+        reach = _plus(reach, _item_lengths(item, cap), cap)
     return reach
 
 
@@ -150,27 +316,20 @@ def _plus(left: frozenset[int], right: frozenset[int], cap: int) -> frozenset[in
     return frozenset(a + b for a in left for b in right if a + b <= cap)
 
 
-def _item_lengths(op: Any, av: Any, cap: int) -> frozenset[int]:
-    if op in (_sre.LITERAL, _sre.NOT_LITERAL, _sre.IN, _sre.ANY):
+def _item_lengths(item: _Node, cap: int) -> frozenset[int]:
+    if isinstance(item, _Literal | _Chars):
         return frozenset({1})
-    if op is _sre.AT:
-        return frozenset({0})
-    if op is _sre.SUBPATTERN:
-        return _lengths(list(av[-1]), cap)
-    if op is _sre.BRANCH:
-        return frozenset().union(*(_lengths(list(branch), cap) for branch in av[1]))
-    if op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT):
-        low, high, sub = av
-        return frozenset().union(*(reach for _, reach in _repeats(low, high, list(sub), cap)))
-    raise ValueError(f"a pattern element this does not read: {op} {av!r}")
+    if isinstance(item, _Branch):
+        return frozenset().union(*(_lengths(branch, cap) for branch in item.alternatives))
+    return frozenset().union(*(reach for _, reach in _repeats(item, cap)))
 
 
-def _repeats(low: int, high: int, sub: Items, cap: int) -> Iterator[tuple[int, frozenset[int]]]:
-    """(k, the lengths of k copies of `sub`) for each count k from `low` to `high` within `cap`."""
-    one = _lengths(sub, cap)
+def _repeats(item: _Repeat, cap: int) -> Iterator[tuple[int, frozenset[int]]]:
+    """(k, the lengths of k copies of the item's items) for each count k it allows, within `cap`."""
+    one = _lengths(item.items, cap)
     reach = frozenset({0})
-    for count in range(min(high, cap) + 1):
-        if count >= low:
+    for count in range(min(item.high, cap) + 1):
+        if count >= item.low:
             yield count, reach
         reach = _plus(reach, one, cap)
         if not reach:
@@ -192,35 +351,26 @@ class _Builder:
     def _sequence(self, items: Items, length: int, cap: int) -> None:
         # The lengths each suffix of `items` can take, to choose each item's length so the rest can fit.
         suffixes = [frozenset({0})]
-        for op, av in reversed(items):
-            suffixes.insert(0, _plus(_item_lengths(op, av, cap), suffixes[0], cap))
+        for item in reversed(items):
+            suffixes.insert(0, _plus(_item_lengths(item, cap), suffixes[0], cap))
         left = length
-        for index, (op, av) in enumerate(items):
-            fits = [n for n in _item_lengths(op, av, cap) if left - n in suffixes[index + 1]]
+        for index, item in enumerate(items):
+            fits = [n for n in _item_lengths(item, cap) if left - n in suffixes[index + 1]]
             chosen = max(fits)  # the earlier items take the most: 12 integer digits before the decimals
-            self._item(op, av, chosen, cap)
+            self._item(item, chosen, cap)
             left -= chosen
 
-    def _item(self, op: Any, av: Any, length: int, cap: int) -> None:
-        if op is _sre.AT:
-            return
-        if op is _sre.LITERAL:
-            self.out.append(chr(av))
-        elif op is _sre.NOT_LITERAL:
-            self._pick([c for c in _PRINTABLE if c != chr(av)])
-        elif op is _sre.ANY:
-            self._pick(_PRINTABLE)
-        elif op is _sre.IN:
-            self._pick(_members(av))
-        elif op is _sre.SUBPATTERN:
-            self._sequence(list(av[-1]), length, cap)
-        elif op is _sre.BRANCH:
-            branch = next(list(b) for b in av[1] if length in _lengths(list(b), cap))
+    def _item(self, item: _Node, length: int, cap: int) -> None:
+        if isinstance(item, _Literal):
+            self.out.append(item.char)
+        elif isinstance(item, _Chars):
+            self._pick(item.members)
+        elif isinstance(item, _Branch):
+            branch = next(b for b in item.alternatives if length in _lengths(b, cap))
             self._sequence(branch, length, cap)
         else:  # a repeat: the fewest copies that make the length
-            low, high, sub = av
-            count = next(k for k, reach in _repeats(low, high, list(sub), cap) if length in reach)
-            self._sequence(list(sub) * count, length, cap)
+            count = next(k for k, reach in _repeats(item, cap) if length in reach)
+            self._sequence(list(item.items) * count, length, cap)
 
     def _pick(self, members: Sequence[str]) -> None:
         position = len(self.out)
@@ -230,26 +380,3 @@ class _Builder:
             return
         usual = [c for c in members if c in _ALNUM] or list(members)
         self.out.append(self.rng.choice(usual))
-
-
-def _members(items: Any) -> list[str]:
-    """The printable ASCII characters a character class `[...]` matches."""
-    chosen: set[str] = set()
-    negate = False
-    tests: dict[Any, Callable[[str], bool]] = {
-        _sre.CATEGORY_DIGIT: str.isdigit,
-        _sre.CATEGORY_WORD: lambda c: c in _ALNUM or c == "_",
-        _sre.CATEGORY_SPACE: str.isspace,
-    }
-    for op, av in items:
-        if op is _sre.NEGATE:
-            negate = True
-        elif op is _sre.LITERAL:
-            chosen.add(chr(av))
-        elif op is _sre.RANGE:
-            chosen.update(chr(code) for code in range(av[0], av[1] + 1))
-        elif op is _sre.CATEGORY and av in tests:
-            chosen.update(c for c in _PRINTABLE if tests[av](c))
-        else:
-            raise ValueError(f"a character class element this does not read: {op} {av!r}")
-    return [c for c in _PRINTABLE if (c in chosen) != negate]

@@ -9,20 +9,19 @@ API, of tokens it makes).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from typing import Any
 
 import schemathesis
 
-from mpesa_atm.errors import ConfigError, TargetUnreachable, UsageError
+from mpesa_atm.errors import ConfigError, TargetUnreachable
 from mpesa_atm.fuzz import boundaries, edges, generated, realistic, stateful
 from mpesa_atm.fuzz.cases import DEFAULT_CURRENCIES, Draft, Fresh
-from mpesa_atm.fuzz.checks import checks_for
+from mpesa_atm.fuzz.checks import CheckInfo
 from mpesa_atm.fuzz.collector import Collector
 from mpesa_atm.fuzz.events import (
     CampaignFinished,
@@ -34,7 +33,8 @@ from mpesa_atm.fuzz.events import (
     UnitProgress,
     Untested,
 )
-from mpesa_atm.fuzz.probe_checks import AUTH_PROBING, AuthProbes
+from mpesa_atm.fuzz.options import KINDS, PHASES, Kind, Options, checked, shown_options
+from mpesa_atm.fuzz.probe_checks import AUTH_PROBING
 from mpesa_atm.fuzz.results import CampaignResult
 from mpesa_atm.fuzz.target import (
     NoAnswer,
@@ -53,10 +53,6 @@ from mpesa_atm.operations import CONTROL_PREFIX, operations_of
 from mpesa_atm.spec import load_spec
 
 __all__ = ["KINDS", "PHASES", "Kind", "run_campaign"]
-
-Kind = Literal["realistic", "positive", "negative"]
-KINDS: tuple[Kind, ...] = ("realistic", "positive", "negative")
-PHASES = ("fuzz", "stateful")
 
 # Half the cases are realistic: the semantic checks need valid requests; the rest are schemathesis's.
 _WEIGHTS: dict[str, int] = {"realistic": 2, "positive": 1, "negative": 1}
@@ -141,49 +137,6 @@ def _progress_listener(progress: Callable[[UnitProgress], None]) -> Listener:
     return listener
 
 
-def _shown_options(
-    target: Target,
-    workers: int,
-    checks: Sequence[str] | None,
-    excluded: Sequence[str],
-    strict: bool,
-    require_exercised: bool,
-    kinds: Sequence[str],
-    phases: Sequence[str],
-    currencies: Sequence[str],
-    use_harness: bool,
-    tokens: int,
-    auth_probes: int,
-) -> tuple[tuple[str, str], ...]:
-    """The options a report shows beside the seed and the examples (never the password)."""
-    shown = [
-        ("checks", "all of the role's" if checks is None else ", ".join(checks)),
-        *((("excluded checks", ", ".join(excluded)),) if excluded else ()),
-        ("warnings", "fail the campaign (strict)" if strict else "reported, the campaign passes"),
-        *((("checks not exercised", "fail the campaign (require exercised)"),) if require_exercised else ()),
-        ("kinds", ", ".join(kinds)),
-        ("phases", ", ".join(phases)),
-        ("currencies", ", ".join(currencies)),
-        ("workers", str(workers)),
-        ("timeout", f"{target.timeout:g} s"),
-        (
-            "control API",
-            (f"used if {CONTROL_PREFIX} answers" + (", with a control token" if target.control_token else ""))
-            if use_harness
-            else "not used (--no-harness)",
-        ),
-    ]
-    if target.paths:
-        shown.append(("paths", ", ".join(f"{op}={path}" for op, path in sorted(target.paths.items()))))
-    if target.credentials is not None:
-        credentials = target.credentials
-        shown.append(("credentials", f"{credentials.username}, shortcode {credentials.shortcode}"))
-    if target.role == "ipg":
-        shown.append(("tokens", f"{tokens} given (--tokens)" if tokens else "none given"))
-        shown.append(("auth probes", f"at most {auth_probes} of each" if auth_probes else "none"))
-    return tuple(shown)
-
-
 def _run_units(units: Sequence[Unit], workers: int) -> None:
     """Runs the units, `workers` at a time; on Ctrl-C every unit stops at its next case, the units
     under way are waited for (a request in flight ends within the time-out), and it is raised again."""
@@ -246,99 +199,97 @@ def run_campaign(
     credentials, ControlRefused (a ConfigError) when the mock's control API refuses the target's control
     token (or its lack of one).
     """
-    if max_examples < 1:
-        raise UsageError("must be at least 1", argument="max_examples")
-    if workers < 1:
-        raise UsageError("must be at least 1", argument="workers")
-    unknown_kinds = sorted(set(kinds) - set(KINDS))
-    unknown_phases = sorted(set(phases) - set(PHASES))
-    if unknown_kinds or unknown_phases or not kinds:
-        raise UsageError(f"unknown kinds {unknown_kinds} or phases {unknown_phases}")
-    try:
-        chosen = checks_for(target.role, tuple(checks) if checks is not None else None, tuple(exclude_checks))
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    if auth_probes < 0:
-        raise UsageError("must be 0 or more", argument="auth_probes")
-    if tokens and (target.role != "ipg" or "stateful" not in phases):
-        raise UsageError("are spent by an iPG campaign's stateful phase", argument="tokens")
-    budget = AuthProbes(auth_probes)
-    chosen = tuple(
-        dataclasses.replace(info, function=budget.bound(info.function)) if info.name in AUTH_PROBING else info
-        for info in chosen
+    options = Options(
+        max_examples=max_examples,
+        seed=random.SystemRandom().randrange(2**32) if seed is None else seed,
+        workers=workers,
+        asked_checks=None if checks is None else tuple(checks),
+        excluded_checks=tuple(exclude_checks),
+        strict=strict,
+        require_exercised=require_exercised,
+        kinds=tuple(kinds),
+        phases=tuple(phases),
+        currencies=tuple(currencies),
+        use_harness=use_harness,
+        tokens=tuple(tokens),
+        auth_probes=auth_probes,
     )
-    allowed = set(load_spec("common.yaml")["components"]["schemas"]["Currency"]["enum"])
-    if not currencies or set(currencies) - allowed:
-        raise UsageError(
-            f"must be ISO 4217 codes of the document, not {sorted(set(currencies) - allowed)}",
-            argument="currencies",
-        )
-    seed = random.SystemRandom().randrange(2**32) if seed is None else seed
-    listeners = [*listeners, *([_progress_listener(progress)] if progress else [])]
+    chosen = checked(target, options)
     started = time.perf_counter()
+    collector = _start(
+        target, options, chosen, [*listeners, *([_progress_listener(progress)] if progress else [])]
+    )
+    campaign = _reach(target, options, chosen, collector)
+    units = _plan(campaign, options)
+    _run(units, options.workers, collector)
+    result = collector.result
+    result.findings = collector.findings()
+    result.duration = time.perf_counter() - started
+    collector.emit(CampaignFinished(result))
+    return result
+
+
+def _start(
+    target: Target, options: Options, checks: tuple[CheckInfo, ...], listeners: Sequence[Listener]
+) -> Collector:
+    """The result to come and its collector, which says the campaign started."""
     result = CampaignResult(
         role=target.role,
         target=target.label,
-        seed=seed,
-        max_examples=max_examples,
-        checks=tuple(info.name for info in chosen),
+        seed=options.seed,
+        max_examples=options.max_examples,
+        checks=tuple(info.name for info in checks),
         operations=(),
-        phases=tuple(phase for phase in PHASES if phase in phases),
+        phases=tuple(phase for phase in PHASES if phase in options.phases),
         harness=False,
-        strict=strict,
-        needs={info.name: info.needs for info in chosen},
-        require_exercised=require_exercised,
+        strict=options.strict,
+        needs={info.name: info.needs for info in checks},
+        require_exercised=options.require_exercised,
     )
     collector = Collector(result, listeners)
-    collector.emit(
-        CampaignStarted(
-            target.role,
-            target.label,
-            seed,
-            max_examples,
-            _shown_options(
-                target,
-                workers,
-                checks,
-                exclude_checks,
-                strict,
-                require_exercised,
-                kinds,
-                phases,
-                currencies,
-                use_harness,
-                len(tokens),
-                auth_probes,
-            ),
-        )
-    )
-    result.harness = control_available(target) and use_harness
+    shown = shown_options(target, options)
+    collector.emit(CampaignStarted(target.role, target.label, options.seed, options.max_examples, shown))
+    return collector
+
+
+def _reach(target: Target, options: Options, checks: tuple[CheckInfo, ...], collector: Collector) -> Campaign:
+    """What the units share, once the target is known to answer: whether its control API is there
+    (and takes the control token), and, for an iPG, that it takes the campaign's credentials."""
+    result = collector.result
+    result.harness = control_available(target) and options.use_harness
     if result.harness and target.role == "ipg":  # the iPG's phases make tokens with the control API
         check_control_token(target)
     campaign = Campaign(
         target,
-        seed=seed,
-        max_examples=max_examples,
-        checks=chosen,
-        currencies=tuple(currencies),
+        seed=options.seed,
+        max_examples=options.max_examples,
+        checks=checks,
+        currencies=options.currencies,
         harness=result.harness,
         schema=_schema(target),
         collector=collector,
     )
-    own = operations_of(target.role)
-    result.operations = tuple(campaign.operation(op.id).label for op in own)
+    result.operations = tuple(campaign.operation(op.id).label for op in operations_of(target.role))
     if target.role == "ipg":
         _check_credentials(campaign)
+    return campaign
+
+
+def _plan(campaign: Campaign, options: Options) -> list[Unit]:
+    """The units: one per operation for the fuzz phase, one for an iPG's stateful phase; with a note
+    for what the campaign will not do."""
+    target, collector = campaign.target, campaign.collector
+    own = operations_of(target.role)
     units: list[Unit] = []
-    if "fuzz" in phases:
-        chosen_kinds = tuple(kind for kind in KINDS if kind in kinds)
+    if "fuzz" in options.phases:
+        chosen_kinds = tuple(kind for kind in KINDS if kind in options.kinds)
         for op in own:
             body = functools.partial(_fuzz_operation, op.id, chosen_kinds)
             units.append(Unit(campaign, campaign.operation(op.id).label, "fuzz", (op.id,), body))
-    if "stateful" in phases and target.role == "ipg":
-        lifecycles = functools.partial(stateful.run, tokens=tuple(tokens))
+    if "stateful" in options.phases and target.role == "ipg":
+        lifecycles = functools.partial(stateful.run, tokens=options.tokens)
         units.append(Unit(campaign, "token lifecycle", "stateful", tuple(op.id for op in own), lifecycles))
-        if not result.harness and not tokens:
+        if not campaign.harness and not options.tokens:
             collector.emit(
                 Note(
                     f"stateful: no token lifecycles, the target has no {CONTROL_PREFIX} control API to make"
@@ -346,18 +297,20 @@ def run_campaign(
                     " answered -9, which is legitimate"
                 )
             )
-    if target.role == "ipg" and auth_probes == 0 and AUTH_PROBING & set(result.checks):
+    if target.role == "ipg" and options.auth_probes == 0 and AUTH_PROBING & set(collector.result.checks):
         collector.emit(Note("no wrong-password or other-shortcode probes: auth probes 0"))
+    return units
+
+
+def _run(units: Sequence[Unit], workers: int, collector: Collector) -> None:
+    """Runs the units; Ctrl-C marks the result interrupted, else a partner that let nothing through is
+    said to be untested."""
     try:
         _run_units(units, workers)
     except KeyboardInterrupt:
-        result.interrupted = True
+        collector.result.interrupted = True
         collector.emit(Note("interrupted (Ctrl-C): the results are those of the cases sent until then"))
-    if not result.interrupted:
+    if not collector.result.interrupted:
         reason = collector.untested()
         if reason is not None:
             collector.emit(Untested(reason))
-    result.findings = collector.findings()
-    result.duration = time.perf_counter() - started
-    collector.emit(CampaignFinished(result))
-    return result

@@ -5,12 +5,13 @@ render_* and write_junit also serve a CampaignResult directly."""
 from __future__ import annotations
 
 import sys
-import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
 from mpesa_atm.fuzz.events import CampaignFinished, CampaignStarted, Event, RequestSent, UnitProgress
 from mpesa_atm.fuzz.results import FAILURE, NOT_EXERCISED, CampaignResult, Finding
+from mpesa_atm.reporting import junit
 from mpesa_atm.reporting.exchange import Exchange
 from mpesa_atm.reporting.har import write_har
 
@@ -127,14 +128,7 @@ def write_junit(result: CampaignResult, path: str | Path) -> None:
     fail it (type "warning") only when the campaign is strict; a check not exercised anywhere fails
     (type "not exercised") when the campaign requires every check exercised. A partner that let
     nothing through adds a test case in error (type "untested") with why."""
-    by_key: dict[tuple[str, str], list[Finding]] = {}
-    for finding in result.findings:
-        by_key.setdefault((finding.operation, finding.check), []).append(finding)
-    operations = sorted({f.operation for f in result.findings} | set(result.operations))
-    required = set(result.not_exercised) if result.require_exercised and not result.interrupted else set()
     untested = result.untested if not result.interrupted else None
-    suite = ET.Element("testsuite", name=f"mpesa-atm fuzz {result.role}")
-    properties = ET.SubElement(suite, "properties")
     shown: tuple[tuple[str, object], ...] = (
         ("seed", result.seed),
         ("target", result.target),
@@ -147,54 +141,49 @@ def write_junit(result: CampaignResult, path: str | Path) -> None:
         ("interrupted", str(result.interrupted).lower()),
         *((("untested", untested),) if untested else ()),
     )
-    for name, value in shown:
-        ET.SubElement(properties, "property", name=name, value=str(value))
-    failed_cases = skipped_cases = 0
+    suite = junit.Suite(
+        f"mpesa-atm fuzz {result.role}",
+        properties=[(name, str(value)) for name, value in shown],
+        time=result.duration,
+    )
     if untested:
-        testcase = ET.SubElement(
-            suite, "testcase", classname=f"mpesa-atm fuzz {result.role}", name="untested"
-        )
-        ET.SubElement(
-            testcase, "error", message=untested, type="untested"
-        ).text = f"The partner was not tested: {untested}"
+        error = junit.Outcome("error", untested, "untested", f"The partner was not tested: {untested}")
+        suite.cases.append(junit.TestCase(f"mpesa-atm fuzz {result.role}", "untested", error))
+    suite.cases.extend(_junit_cases(result))
+    junit.write(suite, path)
+
+
+def _junit_cases(result: CampaignResult) -> Iterator[junit.TestCase]:
+    """write_junit's test case of each operation and check."""
+    by_key: dict[tuple[str, str], list[Finding]] = {}
+    for finding in result.findings:
+        by_key.setdefault((finding.operation, finding.check), []).append(finding)
+    operations = sorted({f.operation for f in result.findings} | set(result.operations))
+    required = set(result.not_exercised) if result.require_exercised and not result.interrupted else set()
     for operation in operations:
         for check in result.checks:
-            testcase = ET.SubElement(suite, "testcase", classname=operation, name=check)
             findings = by_key.get((operation, check), [])
             failures = [f for f in findings if f.severity == FAILURE]
             warnings = [f for f in findings if f.severity != FAILURE]
-            if warnings:
-                case_properties = ET.SubElement(testcase, "properties")
-                ET.SubElement(case_properties, "property", name="severity", value="warning")
             skipped = None if findings else _not_exercised(result, operation, check)
+            outcome = None
             if failures:
-                failure = ET.SubElement(testcase, "failure", message=failures[0].title, type="failure")
-                failure.text = "\n\n".join(render_finding(f) for f in failures)
+                outcome = junit.Outcome("failure", failures[0].title, "failure", _rendered(failures))
             elif warnings and result.strict:
-                failure = ET.SubElement(testcase, "failure", message=warnings[0].title, type="warning")
-                failure.text = "\n\n".join(render_finding(f) for f in warnings)
+                outcome = junit.Outcome("failure", warnings[0].title, "warning", _rendered(warnings))
             elif skipped is not None and check in required:
                 required_text = f"{check} {skipped}; the campaign requires every check exercised"
-                failure = ET.SubElement(testcase, "failure", message=skipped, type="not exercised")
-                failure.text = f"{required_text} (--require-exercised)"
+                outcome = junit.Outcome(
+                    "failure", skipped, "not exercised", f"{required_text} (--require-exercised)"
+                )
             elif skipped is not None:
-                ET.SubElement(testcase, "skipped", message=skipped)
-                skipped_cases += 1
-            if testcase.find("failure") is not None:
-                failed_cases += 1
-            if warnings and not (result.strict and not failures):
-                out = ET.SubElement(testcase, "system-out")
-                out.text = "\n\n".join(render_finding(f) for f in warnings)
-    suite.set("tests", str(len(operations) * len(result.checks) + int(bool(untested))))
-    suite.set("failures", str(failed_cases))
-    suite.set("errors", str(int(bool(untested))))
-    suite.set("skipped", str(skipped_cases))
-    suite.set("time", f"{result.duration:.3f}")
-    root = ET.Element("testsuites")
-    root.append(suite)
-    tree = ET.ElementTree(root)
-    ET.indent(tree)
-    tree.write(path, encoding="utf-8", xml_declaration=True)
+                outcome = junit.Outcome("skipped", skipped)
+            out = _rendered(warnings) if warnings and not (result.strict and not failures) else None
+            yield junit.TestCase(operation, check, outcome, warned=bool(warnings), system_out=out)
+
+
+def _rendered(findings: list[Finding]) -> str:
+    return "\n\n".join(render_finding(f) for f in findings)
 
 
 class ConsoleReporter:
