@@ -17,10 +17,9 @@ from mpesa_atm.clients import BankClient, Exchange, IpgClient, PartnerError
 from mpesa_atm.errors import FaultError, StoreConflict, UnknownProviderState, UnsatisfiableProviderState
 from mpesa_atm.mocks.faults import FaultRule, Faults
 from mpesa_atm.mocks.ipg import issued_token
-from mpesa_atm.mocks.journal import JournalRecord
 from mpesa_atm.mocks.provider_states import ProviderStates
+from mpesa_atm.mocks.records import BankToken, IpgToken, JournalRecord
 from mpesa_atm.mocks.storage import Storage
-from mpesa_atm.mocks.store import BankToken, IpgToken
 from mpesa_atm.mocks.values import new_third_party_reference, new_transaction_id
 from mpesa_atm.operations import Role, by_slug
 from mpesa_atm.settings import Settings

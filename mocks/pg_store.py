@@ -38,8 +38,8 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from mpesa_atm.errors import StoreBusy, StoreConflict, StoreError
-from mpesa_atm.mocks.journal import JournalEntry, JournalRecord, loads_body
 from mpesa_atm.mocks.pg_tables import SCHEMA, SCHEMA_LOCK, SCHEMA_PRESENT, PostgresTransaction
+from mpesa_atm.mocks.records import JournalEntry, JournalRecord, loads_body
 from mpesa_atm.mocks.turns import Outcome, settle
 from mpesa_atm.settings import database_label
 

@@ -19,8 +19,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
 
 from mpesa_atm.errors import ConfigError
-from mpesa_atm.mocks.journal import JournalEntry, JournalRecord
-from mpesa_atm.mocks.store import BankToken, IpgToken, Store
+from mpesa_atm.mocks.records import BankToken, IpgToken, JournalEntry, JournalRecord
 from mpesa_atm.settings import database_label, is_database_url
 
 __all__ = ["BUSY", "Storage", "Transaction", "open_store"]
@@ -115,6 +114,8 @@ def open_store(db: str, *, journal_limit: int = 10_000, busy_timeout: float = 5.
     ConfigError, in one line, when the PostgreSQL extra is not installed or the database cannot be
     reached."""
     if not is_database_url(db):
+        from mpesa_atm.mocks.store import Store
+
         return Store(db, journal_limit=journal_limit, busy_timeout=busy_timeout)
     try:
         from mpesa_atm.mocks.pg_store import PostgresStore

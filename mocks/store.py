@@ -17,16 +17,16 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from mpesa_atm.errors import StoreBusy, StoreConflict
 from mpesa_atm.mocks.coordination import CONFIG_VERSION, IN_FLIGHT, Coordination, WriterLock
-from mpesa_atm.mocks.journal import Journal, JournalEntry, JournalRecord
+from mpesa_atm.mocks.journal import Journal
+from mpesa_atm.mocks.records import BankToken, IpgToken, JournalEntry, JournalRecord
 from mpesa_atm.mocks.turns import TurnWrites
 from mpesa_atm.mocks.wal import Checkpointer, connect, while_locked
 
-__all__ = ["BankToken", "IpgToken", "Store", "StoreBusy", "Transaction"]
+__all__ = ["Store", "Transaction"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS bank_tokens (
@@ -80,30 +80,6 @@ CREATE TABLE IF NOT EXISTS modes (
 """
 
 _ROLE_TABLES = {"bank": ("bank_tokens",), "ipg": ("ipg_tokens", "ipg_transactions")}
-
-
-@dataclass(frozen=True)
-class BankToken:
-    bank_transaction_ref: str
-    transaction_id: str
-    msisdn: str
-    amount: str
-    currency: str
-    account_number: str | None
-    bank_date_time: str
-
-
-@dataclass(frozen=True)
-class IpgToken:
-    username: str
-    bank_transaction_ref: str
-    transaction_id: str
-    msisdn: str
-    amount: str
-    currency: str
-    created_at: float
-    redeemed_at: float | None
-    reversed_at: float | None
 
 
 def _bank_token_row(token: BankToken) -> tuple[str | None, ...]:

@@ -13,9 +13,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from mpesa_atm.errors import StoreBusy, StoreConflict
-from mpesa_atm.mocks.journal import JournalRecord
+from mpesa_atm.mocks.records import BankToken, IpgToken, JournalRecord
 from mpesa_atm.mocks.storage import Storage, Transaction, open_store
-from mpesa_atm.mocks.store import BankToken, IpgToken
 from tests.fixtures.servers import wait_for
 
 

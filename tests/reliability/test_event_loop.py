@@ -15,7 +15,7 @@ import uuid
 import httpx
 import pytest
 
-from mpesa_atm.mocks.journal import JournalRecord
+from mpesa_atm.mocks.records import JournalRecord
 from mpesa_atm.mocks.store import Store
 from tests.fixtures.mocks import DOCUMENT_GENERATION
 from tests.reliability.helpers import host_port, read_answer

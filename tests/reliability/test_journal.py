@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mpesa_atm.mocks.journal import JournalRecord
+from mpesa_atm.mocks.records import JournalRecord
 from mpesa_atm.mocks.store import Store
 
 

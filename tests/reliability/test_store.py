@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
+from mpesa_atm.errors import StoreBusy
 from mpesa_atm.mocks.coordination import WriterLock
-from mpesa_atm.mocks.journal import JournalRecord
-from mpesa_atm.mocks.store import BankToken, Store, StoreBusy
+from mpesa_atm.mocks.records import BankToken, JournalRecord
+from mpesa_atm.mocks.store import Store
 from mpesa_atm.mocks.wal import while_locked
 from tests.fixtures.servers import wait_for
 
