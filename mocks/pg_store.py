@@ -39,7 +39,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from mpesa_atm.errors import StoreBusy, StoreConflict, StoreError
 from mpesa_atm.mocks.pg_tables import SCHEMA, SCHEMA_LOCK, SCHEMA_PRESENT, PostgresTransaction
-from mpesa_atm.mocks.records import JournalEntry, JournalRecord, loads_body
+from mpesa_atm.mocks.records import ROLE_TABLES, JournalEntry, JournalRecord, loads_body
 from mpesa_atm.mocks.turns import Outcome, settle
 from mpesa_atm.settings import database_label
 
@@ -48,7 +48,6 @@ __all__ = ["POLL_SECONDS", "PostgresStore"]
 POLL_SECONDS = 0.2  # how often a worker reads the shared config version (rules and modes)
 CONNECTIONS = 4  # per worker: the threads writing its turns, and the control API's reads
 _ATTEMPTS = 8  # transactions a turn tries when concurrent ones keep committing conflicting rows first
-_ROLE_TABLES = {"bank": ("bank_tokens",), "ipg": ("ipg_transactions", "ipg_tokens")}
 _RETRIED = (StoreConflict, psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 _UNREACHABLE = (psycopg.OperationalError, PoolTimeout)
 # Text is UTF-8 whatever the database's encoding: in a SQL_ASCII database psycopg would otherwise
@@ -239,11 +238,11 @@ class PostgresStore:
             if role != "ipg":
                 raise ValueError("the bank mock's tokens belong to no bank username")
             with self._connection() as conn, conn.transaction():
-                for table in _ROLE_TABLES["ipg"]:
+                for table in ROLE_TABLES["ipg"]:
                     conn.execute(f"DELETE FROM {table} WHERE username = %s", (username,))
             return
         with self._config_change() as conn:
-            for table in _ROLE_TABLES[role]:
+            for table in ROLE_TABLES[role]:
                 conn.execute(f"DELETE FROM {table}")
             conn.execute("DELETE FROM faults WHERE role = %s", (role,))
             conn.execute("DELETE FROM modes WHERE role = %s", (role,))

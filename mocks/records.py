@@ -1,6 +1,6 @@
 """What the mocks keep, as both storage backends (mocks/store.py, mocks/pg_store.py) and their
-callers read and write it: the tokens, and the journal's records and entries. Neither backend owns
-these; both import them."""
+callers read and write it: the tokens, the journal's records and entries, and which tables hold
+each role's tokens and transactions. Neither backend owns these; both import them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ import json
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-__all__ = ["BankToken", "IpgToken", "JournalEntry", "JournalRecord", "loads_body"]
+__all__ = ["ROLE_TABLES", "BankToken", "IpgToken", "JournalEntry", "JournalRecord", "loads_body"]
+
+# The tables of each role's tokens and transactions: what a reset of the role empties and what
+# retention prunes, in this order (a transaction before the token it was made with). Names of our
+# own, never the caller's text, so that a statement may name them.
+ROLE_TABLES: dict[str, tuple[str, ...]] = {
+    "bank": ("bank_tokens",),
+    "ipg": ("ipg_transactions", "ipg_tokens"),
+}
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, TypeVar
 from mpesa_atm.errors import StoreBusy, StoreConflict
 from mpesa_atm.mocks.coordination import CONFIG_VERSION, IN_FLIGHT, Coordination, WriterLock
 from mpesa_atm.mocks.journal import Journal
-from mpesa_atm.mocks.records import BankToken, IpgToken, JournalEntry, JournalRecord
+from mpesa_atm.mocks.records import ROLE_TABLES, BankToken, IpgToken, JournalEntry, JournalRecord
 from mpesa_atm.mocks.turns import TurnWrites
 from mpesa_atm.mocks.wal import Checkpointer, connect, while_locked
 
@@ -78,8 +78,6 @@ CREATE TABLE IF NOT EXISTS modes (
     modes TEXT NOT NULL
 );
 """
-
-_ROLE_TABLES = {"bank": ("bank_tokens",), "ipg": ("ipg_tokens", "ipg_transactions")}
 
 
 def _bank_token_row(token: BankToken) -> tuple[str | None, ...]:
@@ -317,11 +315,11 @@ class Store:
             if role != "ipg":
                 raise ValueError(f"the {role} role's data belongs to no bank username")
             with self._write_lock():  # no fault rule nor mode changes: workers keep their copies
-                for table in _ROLE_TABLES[role]:
+                for table in ROLE_TABLES[role]:
                     self._db.execute(f"DELETE FROM {table} WHERE username = ?", (username,))
             return
         with self._write_lock(config=True):
-            for table in _ROLE_TABLES[role]:
+            for table in ROLE_TABLES[role]:
                 self._db.execute(f"DELETE FROM {table}")
             self._db.execute("DELETE FROM faults WHERE role = ?", (role,))
             self._db.execute("DELETE FROM modes WHERE role = ?", (role,))
