@@ -38,8 +38,9 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from mpesa_atm.errors import StoreBusy, StoreConflict, StoreError
-from mpesa_atm.mocks.pg_tables import SCHEMA, SCHEMA_LOCK, SCHEMA_PRESENT, PostgresTransaction
+from mpesa_atm.mocks.pg_tables import POSTGRES, SCHEMA, SCHEMA_LOCK, SCHEMA_PRESENT
 from mpesa_atm.mocks.records import ROLE_TABLES, JournalEntry, JournalRecord, loads_body
+from mpesa_atm.mocks.statements import Transaction
 from mpesa_atm.mocks.turns import Outcome, settle
 from mpesa_atm.settings import database_label
 
@@ -124,7 +125,7 @@ class PostgresStore:
             name="mpesa-atm",
         )
         self._executor = ThreadPoolExecutor(CONNECTIONS, thread_name_prefix="mpesa-atm-postgres")
-        self._works: _TurnBatches[Callable[[PostgresTransaction], Any]] = _TurnBatches(
+        self._works: _TurnBatches[Callable[[Transaction], Any]] = _TurnBatches(
             self._executor, self._run_works
         )
         self._journal: _TurnBatches[JournalRecord] = _TurnBatches(self._executor, self._run_journal)
@@ -166,10 +167,10 @@ class PostgresStore:
             raise StoreBusy(f"the database {self.label}: {_first_line(exc)}") from exc
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[PostgresTransaction]:
+    def transaction(self) -> Iterator[Transaction]:
         """One transaction, committed when the block ends without error (the control API's own)."""
         with self._connection() as conn, conn.transaction():
-            yield PostgresTransaction(conn)
+            yield Transaction(conn, POSTGRES)
 
     @contextlib.contextmanager
     def _config_change(self) -> Iterator[psycopg.Connection[Any]]:
@@ -195,7 +196,7 @@ class PostgresStore:
                     self._generation += 1
 
     # The calls' writes, batched per turn of the event loop
-    def in_next_write(self, work: Callable[[PostgresTransaction], T]) -> asyncio.Future[T]:
+    def in_next_write(self, work: Callable[[Transaction], T]) -> asyncio.Future[T]:
         """Runs `work` in the transaction written after this turn of the event loop, with whatever
         else this worker queued in the turn; the future is done after the COMMIT."""
         return self._works.add(work)
@@ -203,7 +204,7 @@ class PostgresStore:
     def journal_in_next_write(self, record: JournalRecord) -> asyncio.Future[None]:
         return self._journal.add(record)
 
-    def _run_works(self, works: list[Callable[[PostgresTransaction], Any]]) -> list[Outcome]:
+    def _run_works(self, works: list[Callable[[Transaction], Any]]) -> list[Outcome]:
         """Every work in one REPEATABLE READ transaction: its reads one snapshot, so that a decision
         never reads "no duplicate" from before a concurrent commit and "token redeemed" from after
         it. When a concurrent transaction committed a conflicting row first (a unique row, a row
@@ -379,13 +380,13 @@ class PostgresStore:
 
 
 def _in_one_transaction(
-    conn: psycopg.Connection[Any], works: list[Callable[[PostgresTransaction], Any]]
+    conn: psycopg.Connection[Any], works: list[Callable[[Transaction], Any]]
 ) -> list[Outcome]:
     isolated = False  # each work in a savepoint
     for _ in range(_ATTEMPTS):
         try:
             with conn.transaction():
-                tx = PostgresTransaction(conn)
+                tx = Transaction(conn, POSTGRES)
                 if isolated:
                     return [_in_savepoint(conn, tx, work) for work in works]
                 return [(work(tx), None) for work in works]
@@ -402,7 +403,7 @@ def _in_one_transaction(
 
 
 def _in_savepoint(
-    conn: psycopg.Connection[Any], tx: PostgresTransaction, work: Callable[[PostgresTransaction], Any]
+    conn: psycopg.Connection[Any], tx: Transaction, work: Callable[[Transaction], Any]
 ) -> Outcome:
     """The work's value, or its exception with its writes undone; a conflict ends the transaction
     (its snapshot is too old to decide again in it)."""

@@ -7,7 +7,8 @@ the journal layer and retention know only the protocols below; `tests/mocks/test
 one contract suite against both backends.
 
 A decision is a function of a `Transaction` (`Storage.in_next_write`): it reads and writes through
-the transaction's methods and returns the answer. It may run more than once (PostgreSQL runs it
+the transaction's methods (mocks/statements.py: one set of statements both backends run) and
+returns the answer. It may run more than once (PostgreSQL runs it
 again when a concurrent transaction committed a conflicting row first), so it has no other effect.
 """
 
@@ -19,7 +20,8 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
 
 from mpesa_atm.errors import ConfigError
-from mpesa_atm.mocks.records import BankToken, IpgToken, JournalEntry, JournalRecord
+from mpesa_atm.mocks.records import JournalEntry, JournalRecord
+from mpesa_atm.mocks.statements import Transaction
 from mpesa_atm.settings import database_label, is_database_url
 
 __all__ = ["BUSY", "Storage", "Transaction", "open_store"]
@@ -29,37 +31,6 @@ T = TypeVar("T")
 # The reason of a -7 (System Busy) answered when the store stays locked (SQLite), or out of reach
 # (PostgreSQL), past the busy timeout: StoreBusy.
 BUSY = "the mock's database stayed busy or out of reach"
-
-
-class Transaction(Protocol):
-    """Reads and writes inside one write transaction."""
-
-    def bank_token_by_transaction_id(self, transaction_id: str) -> BankToken | None: ...
-
-    def bank_token(self, bank_transaction_ref: str) -> BankToken | None: ...
-
-    def add_bank_token_once(self, token: BankToken, created_at: float) -> BankToken | None: ...
-
-    def add_bank_token(self, token: BankToken, created_at: float) -> None: ...
-
-    def ipg_token(self, username: str, bank_transaction_ref: str) -> IpgToken | None: ...
-
-    def add_ipg_token(self, token: IpgToken) -> None: ...
-
-    def first_ipg_answer(self, operation: str, username: str, duplicate_key: str) -> str | None: ...
-
-    def record_ipg_success(
-        self,
-        *,
-        operation: str,
-        token: IpgToken,
-        duplicate_key: str,
-        insight_reference: str,
-        third_party_reference: str,
-        at: float,
-    ) -> None: ...
-
-    def remove_older(self, table: str, cutoff: float, limit: int) -> int: ...
 
 
 class Storage(Protocol):

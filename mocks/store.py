@@ -17,16 +17,17 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
-from mpesa_atm.errors import StoreBusy, StoreConflict
+from mpesa_atm.errors import StoreBusy
 from mpesa_atm.mocks.coordination import CONFIG_VERSION, IN_FLIGHT, Coordination, WriterLock
 from mpesa_atm.mocks.journal import Journal
-from mpesa_atm.mocks.records import ROLE_TABLES, BankToken, IpgToken, JournalEntry, JournalRecord
+from mpesa_atm.mocks.records import ROLE_TABLES, JournalEntry, JournalRecord
+from mpesa_atm.mocks.statements import Dialect, Transaction
 from mpesa_atm.mocks.turns import TurnWrites
 from mpesa_atm.mocks.wal import Checkpointer, connect, while_locked
 
-__all__ = ["Store", "Transaction"]
+__all__ = ["SQLITE", "Store"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS bank_tokens (
@@ -80,139 +81,16 @@ CREATE TABLE IF NOT EXISTS modes (
 """
 
 
-def _bank_token_row(token: BankToken) -> tuple[str | None, ...]:
-    return (
-        token.bank_transaction_ref,
-        token.transaction_id,
-        token.msisdn,
-        token.amount,
-        token.currency,
-        token.account_number,
-        token.bank_date_time,
-    )
-
-
-class Transaction:
-    """Reads and writes inside one BEGIN IMMEDIATE transaction (see Store.transaction); the methods
-    of mocks/storage.Transaction. PostgreSQL's (mocks/pg_tables.py) runs the same statements."""
-
-    # A unique row already there, as the database's driver raises it.
-    _CONFLICT: ClassVar[type[Exception]] = sqlite3.IntegrityError
-
-    def __init__(self, db: Any) -> None:
-        self._db = db  # a sqlite3.Connection here; a psycopg one in PostgresTransaction
-
-    def _execute(self, query: str, values: Sequence[Any]) -> Any:
-        """The cursor of `query`, written with SQLite's `?` placeholders."""
-        return self._db.execute(query, values)
-
-    def _insert(self, query: str, values: Sequence[Any]) -> int:
-        try:
-            return int(self._execute(query, values).rowcount)
-        except self._CONFLICT as exc:
-            raise StoreConflict(str(exc)) from exc
-
-    # Bank mock
-    def bank_token_by_transaction_id(self, transaction_id: str) -> BankToken | None:
-        return self._bank_token_where("transaction_id", transaction_id)
-
-    def bank_token(self, bank_transaction_ref: str) -> BankToken | None:
-        return self._bank_token_where("bank_transaction_ref", bank_transaction_ref)
-
-    def _bank_token_where(self, column: str, value: str) -> BankToken | None:
-        # `column` is one of the two unique columns above, never the caller's text.
-        row = self._execute(
-            "SELECT bank_transaction_ref, transaction_id, msisdn, amount, currency, account_number,"
-            f" bank_date_time FROM bank_tokens WHERE {column} = ?",
-            (value,),
-        ).fetchone()
-        return BankToken(*row) if row else None
-
-    def add_bank_token_once(self, token: BankToken, created_at: float) -> BankToken | None:
-        """Adds `token` unless its TransactionID has one already, and then returns that one."""
-        added = self._insert(
-            "INSERT INTO bank_tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (transaction_id) DO NOTHING",
-            (*_bank_token_row(token), created_at),
-        )
-        return None if added else self.bank_token_by_transaction_id(token.transaction_id)
-
-    def add_bank_token(self, token: BankToken, created_at: float) -> None:
-        self._insert(
-            "INSERT INTO bank_tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (*_bank_token_row(token), created_at)
-        )
-
-    # iPG mock
-    def ipg_token(self, username: str, bank_transaction_ref: str) -> IpgToken | None:
-        row = self._execute(
-            "SELECT username, bank_transaction_ref, transaction_id, msisdn, amount, currency,"
-            " created_at, redeemed_at, reversed_at FROM ipg_tokens"
-            " WHERE username = ? AND bank_transaction_ref = ?",
-            (username, bank_transaction_ref),
-        ).fetchone()
-        return IpgToken(*row) if row else None
-
-    def add_ipg_token(self, token: IpgToken) -> None:
-        self._insert(
-            "INSERT INTO ipg_tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                token.username,
-                token.bank_transaction_ref,
-                token.transaction_id,
-                token.msisdn,
-                token.amount,
-                token.currency,
-                token.created_at,
-                token.redeemed_at,
-                token.reversed_at,
-            ),
-        )
-
-    def first_ipg_answer(self, operation: str, username: str, duplicate_key: str) -> str | None:
-        """The output_InsightReference of the earlier success with this duplicate key, if any."""
-        row = self._execute(
-            "SELECT insight_reference FROM ipg_transactions"
-            " WHERE operation = ? AND username = ? AND duplicate_key = ?",
-            (operation, username, duplicate_key),
-        ).fetchone()
-        return row[0] if row else None
-
-    def record_ipg_success(
-        self,
-        *,
-        operation: str,
-        token: IpgToken,
-        duplicate_key: str,
-        insight_reference: str,
-        third_party_reference: str,
-        at: float,
-    ) -> None:
-        self._insert(
-            "INSERT INTO ipg_transactions VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                insight_reference,
-                operation,
-                token.username,
-                duplicate_key,
-                token.bank_transaction_ref,
-                third_party_reference,
-                at,
-            ),
-        )
-        column = "redeemed_at" if operation == "token_redemption" else "reversed_at"
-        self._execute(
-            f"UPDATE ipg_tokens SET {column} = ? WHERE username = ? AND bank_transaction_ref = ?",
-            (at, token.username, token.bank_transaction_ref),
-        )
-
-    # Retention (mocks/retention.py)
-    def remove_older(self, table: str, cutoff: float, limit: int) -> int:
-        """Removes the rows created before `cutoff` among the `limit` first written (rowid order: no
-        index on created_at to keep up on every write); how many. `table` is the caller's constant."""
-        return self._db.execute(
-            f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} ORDER BY rowid LIMIT ?)"
-            " AND created_at < ?",
-            (limit, cutoff),
-        ).rowcount
+# SQLite's statements (mocks/statements.py): the oldest rows by rowid, without an index on
+# created_at to keep up on every write; a row goes only when its own created_at is past the cutoff.
+SQLITE = Dialect(
+    placeholder="?",
+    conflict=sqlite3.IntegrityError,
+    remove_older=(
+        "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} ORDER BY rowid LIMIT ?2)"
+        " AND created_at < ?1"
+    ),
+)
 
 
 T = TypeVar("T")
@@ -290,7 +168,7 @@ class Store:
         """One writer at a time across every process; committed when the block ends without error.
         `held`: the caller has taken this process's turn on the lock (turns.py)."""
         with contextlib.nullcontext() if held else self._locks.database, self._committed():
-            yield Transaction(self._db)
+            yield Transaction(self._db, SQLITE)
 
     def in_next_write(self, work: Callable[[Transaction], T]) -> asyncio.Future[T]:
         """Runs `work` in the write transaction that follows this turn of the event loop, shared
