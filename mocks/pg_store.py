@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 import psycopg
 import psycopg.errors
@@ -57,6 +58,7 @@ _CONNECTION: dict[str, Any] = {"autocommit": True, "client_encoding": "utf8"}
 
 T = TypeVar("T")
 Item = TypeVar("Item")
+P = ParamSpec("P")
 
 
 class _TurnBatches(Generic[Item]):
@@ -99,10 +101,25 @@ class _TurnBatches(Generic[Item]):
         running.add_done_callback(settled)
 
 
+def _in_threads(
+    method: Callable[Concatenate[PostgresStore, P], T],
+) -> Callable[Concatenate[PostgresStore, P], Coroutine[Any, Any, T]]:
+    """`method` as a coroutine that runs it in the store's threads: while the database is out of
+    reach the pool waits up to the busy timeout for a connection, and the worker's calls go on
+    meanwhile."""
+
+    @functools.wraps(method)
+    async def in_threads(store: PostgresStore, *args: P.args, **kwargs: P.kwargs) -> T:
+        action = functools.partial(method, store, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(store._executor, action)
+
+    return in_threads
+
+
 class PostgresStore:
     """One worker's way to the shared database: a pool of CONNECTIONS connections, the threads that
-    use them for the calls' writes, and the thread that polls the config version. close() ends them
-    (an app's lifespan does: mocks/app.py)."""
+    use them for the calls' writes and the methods of mocks/storage.Storage, and the thread that
+    polls the config version. close() ends them (an app's lifespan does: mocks/app.py)."""
 
     def __init__(self, url: str, *, journal_limit: int = 10_000, busy_timeout: float = 5.0) -> None:
         self.label = database_label(url)
@@ -166,11 +183,11 @@ class PostgresStore:
         except _UNREACHABLE as exc:
             raise StoreBusy(f"the database {self.label}: {_first_line(exc)}") from exc
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[Transaction]:
-        """One transaction, committed when the block ends without error (the control API's own)."""
+    @_in_threads
+    def write(self, work: Callable[[Transaction], T]) -> T:
+        """`work` in a transaction of its own, committed when it returns (the control API's)."""
         with self._connection() as conn, conn.transaction():
-            yield Transaction(conn, POSTGRES)
+            return work(Transaction(conn, POSTGRES))
 
     @contextlib.contextmanager
     def _config_change(self) -> Iterator[psycopg.Connection[Any]]:
@@ -181,7 +198,7 @@ class PostgresStore:
                 conn.execute("UPDATE harness_config SET version = version + 1 WHERE id = 1")
             self._generation += 1
 
-    def config_version(self) -> int:
+    async def config_version(self) -> int:
         """A number that changes when any worker of any instance changes fault rules or modes: at
         once for this worker's own changes, within POLL_SECONDS for the others'."""
         return self._generation
@@ -196,13 +213,13 @@ class PostgresStore:
                     self._generation += 1
 
     # The calls' writes, batched per turn of the event loop
-    def in_next_write(self, work: Callable[[Transaction], T]) -> asyncio.Future[T]:
+    async def in_next_write(self, work: Callable[[Transaction], T]) -> T:
         """Runs `work` in the transaction written after this turn of the event loop, with whatever
-        else this worker queued in the turn; the future is done after the COMMIT."""
-        return self._works.add(work)
+        else this worker queued in the turn; its value after the COMMIT."""
+        return await self._works.add(work)
 
-    def journal_in_next_write(self, record: JournalRecord) -> asyncio.Future[None]:
-        return self._journal.add(record)
+    async def journal_in_next_write(self, record: JournalRecord) -> None:
+        await self._journal.add(record)
 
     def _run_works(self, works: list[Callable[[Transaction], Any]]) -> list[Outcome]:
         """Every work in one REPEATABLE READ transaction: its reads one snapshot, so that a decision
@@ -227,12 +244,13 @@ class PostgresStore:
 
     def _run_journal(self, records: list[JournalRecord]) -> list[Outcome]:
         try:
-            self.journal_add_many(records)
+            self._append(records)
         except Exception as exc:  # StoreBusy, a closed store: to the futures, none left waiting
             return [(None, exc)] * len(records)
         return [(None, None)] * len(records)
 
     # Resets
+    @_in_threads
     def reset(self, role: str, username: str | None = None) -> None:
         """Everything of `role`; with `username`, only that bank's iPG tokens and transactions."""
         if username is not None:
@@ -251,10 +269,12 @@ class PostgresStore:
             conn.execute("DELETE FROM journal WHERE role = %s", (role,))
 
     # Faults and modes (mocks/faults.py)
+    @_in_threads
     def fault_add(self, role: str, rule_id: str, spec: str, times: int | None, at: float) -> None:
         with self._config_change() as conn:
             conn.execute("INSERT INTO faults VALUES (%s, %s, %s, %s, %s)", (rule_id, role, spec, times, at))
 
+    @_in_threads
     def fault_list(self, role: str) -> list[tuple[str, int | None]]:
         with self._connection() as conn:
             rows = conn.execute(
@@ -262,6 +282,7 @@ class PostgresStore:
             ).fetchall()
         return [(spec, remaining) for spec, remaining in rows]
 
+    @_in_threads
     def fault_candidates(self, role: str) -> list[tuple[str, str, int | None]]:
         with self._connection() as conn:
             rows = conn.execute(
@@ -271,22 +292,16 @@ class PostgresStore:
             ).fetchall()
         return [(rule_id, spec, remaining) for rule_id, spec, remaining in rows]
 
-    async def offload(self, action: Callable[[], T]) -> T:
-        """In the store's threads: while the database is out of reach the pool waits up to the busy
-        timeout for a connection, and the worker's calls go on meanwhile."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, action)
-
-    async def fault_claim(self, rule_id: str) -> bool:
+    @_in_threads
+    def fault_claim(self, rule_id: str) -> bool:
         """Takes one firing of a counted rule; False when another call, of any instance, took the last."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._claim, rule_id)
-
-    def _claim(self, rule_id: str) -> bool:
         with self._config_change() as conn:
             claimed = conn.execute(
                 "UPDATE faults SET remaining = remaining - 1 WHERE id = %s AND remaining > 0", (rule_id,)
             ).rowcount
         return claimed == 1
 
+    @_in_threads
     def fault_delete(self, role: str, rule_id: str) -> bool:
         with self._config_change() as conn:
             deleted = conn.execute("DELETE FROM faults WHERE role = %s AND id = %s", (role, rule_id)).rowcount
@@ -294,10 +309,8 @@ class PostgresStore:
 
     # Calls under way in all workers of all instances (max_concurrency); as on SQLite, an instance
     # killed mid-call leaves its calls counted until a worker starts, the modes change or a reset.
-    async def calls_enter(self, role: str, limit: int) -> bool:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._enter, role, limit)
-
-    def _enter(self, role: str, limit: int) -> bool:
+    @_in_threads
+    def calls_enter(self, role: str, limit: int) -> bool:
         with self._connection() as conn:
             return (
                 conn.execute(
@@ -307,22 +320,23 @@ class PostgresStore:
                 == 1
             )
 
-    async def calls_leave(self, role: str) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._leave, role)
-
-    def _leave(self, role: str) -> None:
+    @_in_threads
+    def calls_leave(self, role: str) -> None:
         with self._connection() as conn:
             conn.execute("UPDATE calls_in_flight SET count = GREATEST(count - 1, 0) WHERE role = %s", (role,))
 
+    @_in_threads
     def calls_clear(self, role: str) -> None:
         with self._connection() as conn:
             conn.execute("UPDATE calls_in_flight SET count = 0 WHERE role = %s", (role,))
 
+    @_in_threads
     def modes_get(self, role: str) -> dict[str, Any] | None:
         with self._connection() as conn:
             row = conn.execute("SELECT modes FROM modes WHERE role = %s", (role,)).fetchone()
         return dict(row[0]) if row else None
 
+    @_in_threads
     def modes_set(self, role: str, modes: dict[str, Any]) -> None:
         with self._config_change() as conn:
             conn.execute(
@@ -331,8 +345,13 @@ class PostgresStore:
             )
 
     # Journal
+    @_in_threads
     def journal_add_many(self, records: Sequence[JournalRecord]) -> None:
-        """Journals the records now, in one transaction; every journal_limit / 10 entries this
+        """Journals the records now (in a server, journal_in_next_write)."""
+        self._append(records)
+
+    def _append(self, records: Sequence[JournalRecord]) -> None:
+        """The records in one transaction; every journal_limit / 10 entries this
         worker wrote, the entries of their roles past twice journal_limit are removed."""
         at = datetime.now(UTC).isoformat(timespec="milliseconds")
         with self._connection() as conn, conn.transaction():
@@ -352,6 +371,7 @@ class PostgresStore:
                         (role, role, 2 * self.journal_limit),
                     )
 
+    @_in_threads
     def journal(self, role: str, *, operation: str | None = None, limit: int = 100) -> list[JournalEntry]:
         """Newest first, of the newest journal_limit entries."""
         with self._connection() as conn:

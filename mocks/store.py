@@ -12,7 +12,6 @@ waits for a checkpoint's fsync. The request journal is in files of its own (mock
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import sqlite3
@@ -98,7 +97,12 @@ T = TypeVar("T")
 
 class Store:
     """One connection to the shared SQLite file; each worker process opens its own, and closes it
-    with close() (an app's lifespan does: mocks/app.py)."""
+    with close() (an app's lifespan does: mocks/app.py).
+
+    The methods of mocks/storage.Storage run at once, on the event loop, whose thread the connection
+    belongs to: a read of the local file does not wait for the writers (WAL); a call's write waits
+    for its turn on the lock file from the loop's timers (in_next_write, mocks/turns.py), and the
+    control API's own writes take their turn blocking (_write_lock)."""
 
     def __init__(self, path: str, *, journal_limit: int = 10_000, busy_timeout: float = 5.0) -> None:
         """`busy_timeout`: seconds a write waits for another process's turn before StoreBusy."""
@@ -117,7 +121,7 @@ class Store:
         self._turn_writes = TurnWrites(
             self._db,
             lambda: self.transaction(held=True),
-            lambda records: self.journal_add_many(records, held=True),
+            lambda records: self._append(records, held=True),
             database_lock=self._locks.database if isinstance(self._locks.database, WriterLock) else None,
             journal_lock=self._locks.journal if isinstance(self._locks.journal, WriterLock) else None,
         )
@@ -130,7 +134,7 @@ class Store:
             self._checkpointer.stop()
         self._locks.close()
 
-    def config_version(self) -> int:
+    async def config_version(self) -> int:
         """A number that changes whenever any process changes fault rules or modes in this file."""
         return self._locks.counters[CONFIG_VERSION]
 
@@ -170,21 +174,27 @@ class Store:
         with contextlib.nullcontext() if held else self._locks.database, self._committed():
             yield Transaction(self._db, SQLITE)
 
-    def in_next_write(self, work: Callable[[Transaction], T]) -> asyncio.Future[T]:
+    async def write(self, work: Callable[[Transaction], T]) -> T:
+        """`work` in a write transaction of its own, now, committed before this returns (the control
+        API's writes: its turn on the lock is taken blocking)."""
+        with self.transaction() as tx:
+            return work(tx)
+
+    async def in_next_write(self, work: Callable[[Transaction], T]) -> T:
         """Runs `work` in the write transaction that follows this turn of the event loop, shared
         with whatever else this store queued in the turn; the future is done after the COMMIT.
 
         Calls that end their turn together share one BEGIN, lock turn and COMMIT. When there are
         several, each work runs in a savepoint: one that raises is undone alone, and its exception
-        goes to its future alone."""
-        return self._turn_writes.add(work)
+        goes to its caller alone."""
+        return await self._turn_writes.add(work)
 
-    def journal_in_next_write(self, record: JournalRecord) -> asyncio.Future[None]:
+    async def journal_in_next_write(self, record: JournalRecord) -> None:
         """Journals `record` after this turn of the event loop (see in_next_write), with the other
         entries of the turn in one write."""
-        return self._turn_writes.add_journal(record)
+        await self._turn_writes.add_journal(record)
 
-    def reset(self, role: str, username: str | None = None) -> None:
+    async def reset(self, role: str, username: str | None = None) -> None:
         """Forgets the role's tokens, transactions, fault rules, modes, calls under way and journal;
         with `username`, only that bank's iPG tokens and transactions, so that one bank's contract
         run on a shared iPG leaves the other banks' tokens and the sandbox's rules alone. The bank
@@ -206,29 +216,23 @@ class Store:
             self._journal.clear(role)
 
     # Faults and modes (mocks/faults.py)
-    def fault_add(self, role: str, rule_id: str, spec: str, times: int | None, at: float) -> None:
+    async def fault_add(self, role: str, rule_id: str, spec: str, times: int | None, at: float) -> None:
         with self._write_lock(config=True):
             self._db.execute("INSERT INTO faults VALUES (?, ?, ?, ?, ?)", (rule_id, role, spec, times, at))
 
-    def fault_list(self, role: str) -> list[tuple[str, int | None]]:
+    async def fault_list(self, role: str) -> list[tuple[str, int | None]]:
         """(spec, remaining) of every rule, oldest first, spent ones included."""
         return self._db.execute(
             "SELECT spec, remaining FROM faults WHERE role = ? ORDER BY created_at, id", (role,)
         ).fetchall()
 
-    def fault_candidates(self, role: str) -> list[tuple[str, str, int | None]]:
+    async def fault_candidates(self, role: str) -> list[tuple[str, str, int | None]]:
         """(id, spec, remaining) of the rules that may still fire, oldest first."""
         return self._db.execute(
             "SELECT id, spec, remaining FROM faults"
             " WHERE role = ? AND (remaining IS NULL OR remaining > 0) ORDER BY created_at, id",
             (role,),
         ).fetchall()
-
-    async def offload(self, action: Callable[[], T]) -> T:
-        """At once, on the event loop, whose thread the connection belongs to: a read of the local
-        file does not wait for the writers (WAL); a write waits for its turn on the lock file, as
-        the control API's do (_write_lock)."""
-        return action()
 
     async def fault_claim(self, rule_id: str) -> bool:
         """Takes one firing of a counted rule; False when another call took the last one."""
@@ -239,7 +243,7 @@ class Store:
                 )
         return cursor.rowcount == 1
 
-    def fault_delete(self, role: str, rule_id: str) -> bool:
+    async def fault_delete(self, role: str, rule_id: str) -> bool:
         with self._write_lock(config=True):
             cursor = self._db.execute("DELETE FROM faults WHERE role = ? AND id = ?", (role, rule_id))
         return cursor.rowcount == 1
@@ -254,14 +258,14 @@ class Store:
     async def calls_leave(self, role: str) -> None:
         await self._locks.leave(_in_flight_slot(role))
 
-    def calls_clear(self, role: str) -> None:
+    async def calls_clear(self, role: str) -> None:
         self._locks.clear(_in_flight_slot(role))
 
-    def modes_get(self, role: str) -> dict[str, Any] | None:
+    async def modes_get(self, role: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT modes FROM modes WHERE role = ?", (role,)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def modes_set(self, role: str, modes: dict[str, Any]) -> None:
+    async def modes_set(self, role: str, modes: dict[str, Any]) -> None:
         with self._write_lock(config=True):
             self._db.execute(
                 "INSERT INTO modes VALUES (?, ?) ON CONFLICT (role) DO UPDATE SET modes = excluded.modes",
@@ -269,13 +273,18 @@ class Store:
             )
 
     # Journal (mocks/journal.py)
-    def journal_add_many(self, records: Sequence[JournalRecord], *, held: bool = False) -> None:
-        """Journals the records, now (in a server, journal_in_next_write); `held`: the caller has
-        taken this process's turn on the journal's lock."""
+    async def journal_add_many(self, records: Sequence[JournalRecord]) -> None:
+        """Journals the records, now (in a server, journal_in_next_write)."""
+        self._append(records)
+
+    def _append(self, records: Sequence[JournalRecord], *, held: bool = False) -> None:
+        """`held`: the caller has taken this process's turn on the journal's lock (turns.py)."""
         with contextlib.nullcontext() if held else self._locks.journal:
             self._journal.append(records)
 
-    def journal(self, role: str, *, operation: str | None = None, limit: int = 100) -> list[JournalEntry]:
+    async def journal(
+        self, role: str, *, operation: str | None = None, limit: int = 100
+    ) -> list[JournalEntry]:
         """Newest first, of the newest journal_limit entries."""
         with self._locks.journal:  # a copy with no append or new file half done
             snapshot = self._journal.snapshot(role)
