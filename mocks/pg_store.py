@@ -101,7 +101,7 @@ class _TurnBatches(Generic[Item]):
         running.add_done_callback(settled)
 
 
-def _in_threads(
+def _threaded(
     method: Callable[Concatenate[PostgresStore, P], T],
 ) -> Callable[Concatenate[PostgresStore, P], Coroutine[Any, Any, T]]:
     """`method` as a coroutine that runs it in the store's threads: while the database is out of
@@ -109,11 +109,11 @@ def _in_threads(
     meanwhile."""
 
     @functools.wraps(method)
-    async def in_threads(store: PostgresStore, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def threaded(store: PostgresStore, *args: P.args, **kwargs: P.kwargs) -> T:
         action = functools.partial(method, store, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(store._executor, action)
 
-    return in_threads
+    return threaded
 
 
 class PostgresStore:
@@ -183,7 +183,7 @@ class PostgresStore:
         except _UNREACHABLE as exc:
             raise StoreBusy(f"the database {self.label}: {_first_line(exc)}") from exc
 
-    @_in_threads
+    @_threaded
     def write(self, work: Callable[[Transaction], T]) -> T:
         """`work` in a transaction of its own, committed when it returns (the control API's)."""
         with self._connection() as conn, conn.transaction():
@@ -250,7 +250,7 @@ class PostgresStore:
         return [(None, None)] * len(records)
 
     # Resets
-    @_in_threads
+    @_threaded
     def reset(self, role: str, username: str | None = None) -> None:
         """Everything of `role`; with `username`, only that bank's iPG tokens and transactions."""
         if username is not None:
@@ -269,12 +269,12 @@ class PostgresStore:
             conn.execute("DELETE FROM journal WHERE role = %s", (role,))
 
     # Faults and modes (mocks/faults.py)
-    @_in_threads
+    @_threaded
     def fault_add(self, role: str, rule_id: str, spec: str, times: int | None, at: float) -> None:
         with self._config_change() as conn:
             conn.execute("INSERT INTO faults VALUES (%s, %s, %s, %s, %s)", (rule_id, role, spec, times, at))
 
-    @_in_threads
+    @_threaded
     def fault_list(self, role: str) -> list[tuple[str, int | None]]:
         with self._connection() as conn:
             rows = conn.execute(
@@ -282,7 +282,7 @@ class PostgresStore:
             ).fetchall()
         return [(spec, remaining) for spec, remaining in rows]
 
-    @_in_threads
+    @_threaded
     def fault_candidates(self, role: str) -> list[tuple[str, str, int | None]]:
         with self._connection() as conn:
             rows = conn.execute(
@@ -292,7 +292,7 @@ class PostgresStore:
             ).fetchall()
         return [(rule_id, spec, remaining) for rule_id, spec, remaining in rows]
 
-    @_in_threads
+    @_threaded
     def fault_claim(self, rule_id: str) -> bool:
         """Takes one firing of a counted rule; False when another call, of any instance, took the last."""
         with self._config_change() as conn:
@@ -301,7 +301,7 @@ class PostgresStore:
             ).rowcount
         return claimed == 1
 
-    @_in_threads
+    @_threaded
     def fault_delete(self, role: str, rule_id: str) -> bool:
         with self._config_change() as conn:
             deleted = conn.execute("DELETE FROM faults WHERE role = %s AND id = %s", (role, rule_id)).rowcount
@@ -309,7 +309,7 @@ class PostgresStore:
 
     # Calls under way in all workers of all instances (max_concurrency); as on SQLite, an instance
     # killed mid-call leaves its calls counted until a worker starts, the modes change or a reset.
-    @_in_threads
+    @_threaded
     def calls_enter(self, role: str, limit: int) -> bool:
         with self._connection() as conn:
             return (
@@ -320,23 +320,23 @@ class PostgresStore:
                 == 1
             )
 
-    @_in_threads
+    @_threaded
     def calls_leave(self, role: str) -> None:
         with self._connection() as conn:
             conn.execute("UPDATE calls_in_flight SET count = GREATEST(count - 1, 0) WHERE role = %s", (role,))
 
-    @_in_threads
+    @_threaded
     def calls_clear(self, role: str) -> None:
         with self._connection() as conn:
             conn.execute("UPDATE calls_in_flight SET count = 0 WHERE role = %s", (role,))
 
-    @_in_threads
+    @_threaded
     def modes_get(self, role: str) -> dict[str, Any] | None:
         with self._connection() as conn:
             row = conn.execute("SELECT modes FROM modes WHERE role = %s", (role,)).fetchone()
         return dict(row[0]) if row else None
 
-    @_in_threads
+    @_threaded
     def modes_set(self, role: str, modes: dict[str, Any]) -> None:
         with self._config_change() as conn:
             conn.execute(
@@ -345,7 +345,7 @@ class PostgresStore:
             )
 
     # Journal
-    @_in_threads
+    @_threaded
     def journal_add_many(self, records: Sequence[JournalRecord]) -> None:
         """Journals the records now (in a server, journal_in_next_write)."""
         self._append(records)
@@ -371,7 +371,7 @@ class PostgresStore:
                         (role, role, 2 * self.journal_limit),
                     )
 
-    @_in_threads
+    @_threaded
     def journal(self, role: str, *, operation: str | None = None, limit: int = 100) -> list[JournalEntry]:
         """Newest first, of the newest journal_limit entries."""
         with self._connection() as conn:
