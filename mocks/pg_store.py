@@ -55,6 +55,7 @@ _UNREACHABLE = (psycopg.OperationalError, PoolTimeout)
 # Text is UTF-8 whatever the database's encoding: in a SQL_ASCII database psycopg would otherwise
 # return bytes, and every token would differ from its request.
 _CONNECTION: dict[str, Any] = {"autocommit": True, "client_encoding": "utf8"}
+_SQL = POSTGRES.statements  # mocks/statements.py
 
 T = TypeVar("T")
 Item = TypeVar("Item")
@@ -257,14 +258,14 @@ class PostgresStore:
             if role != "ipg":
                 raise ValueError("the bank mock's tokens belong to no bank username")
             with self._connection() as conn, conn.transaction():
-                for table in ROLE_TABLES["ipg"]:
-                    conn.execute(f"DELETE FROM {table} WHERE username = %s", (username,))
+                for table in ROLE_TABLES[role]:
+                    conn.execute(_SQL[f"forget {table} of a bank"], (username,))
             return
         with self._config_change() as conn:
             for table in ROLE_TABLES[role]:
-                conn.execute(f"DELETE FROM {table}")
-            conn.execute("DELETE FROM faults WHERE role = %s", (role,))
-            conn.execute("DELETE FROM modes WHERE role = %s", (role,))
+                conn.execute(_SQL[f"forget {table}"])
+            conn.execute(_SQL["forget faults"], (role,))
+            conn.execute(_SQL["forget modes"], (role,))
             conn.execute("UPDATE calls_in_flight SET count = 0 WHERE role = %s", (role,))
             conn.execute("DELETE FROM journal WHERE role = %s", (role,))
 
@@ -272,39 +273,31 @@ class PostgresStore:
     @_threaded
     def fault_add(self, role: str, rule_id: str, spec: str, times: int | None, at: float) -> None:
         with self._config_change() as conn:
-            conn.execute("INSERT INTO faults VALUES (%s, %s, %s, %s, %s)", (rule_id, role, spec, times, at))
+            conn.execute(_SQL["fault_add"], (rule_id, role, spec, times, at))
 
     @_threaded
     def fault_list(self, role: str) -> list[tuple[str, int | None]]:
         with self._connection() as conn:
-            rows = conn.execute(
-                "SELECT spec, remaining FROM faults WHERE role = %s ORDER BY created_at, id", (role,)
-            ).fetchall()
+            rows = conn.execute(_SQL["fault_list"], (role,)).fetchall()
         return [(spec, remaining) for spec, remaining in rows]
 
     @_threaded
     def fault_candidates(self, role: str) -> list[tuple[str, str, int | None]]:
         with self._connection() as conn:
-            rows = conn.execute(
-                "SELECT id, spec, remaining FROM faults"
-                " WHERE role = %s AND (remaining IS NULL OR remaining > 0) ORDER BY created_at, id",
-                (role,),
-            ).fetchall()
+            rows = conn.execute(_SQL["fault_candidates"], (role,)).fetchall()
         return [(rule_id, spec, remaining) for rule_id, spec, remaining in rows]
 
     @_threaded
     def fault_claim(self, rule_id: str) -> bool:
         """Takes one firing of a counted rule; False when another call, of any instance, took the last."""
         with self._config_change() as conn:
-            claimed = conn.execute(
-                "UPDATE faults SET remaining = remaining - 1 WHERE id = %s AND remaining > 0", (rule_id,)
-            ).rowcount
+            claimed = conn.execute(_SQL["fault_claim"], (rule_id,)).rowcount
         return claimed == 1
 
     @_threaded
     def fault_delete(self, role: str, rule_id: str) -> bool:
         with self._config_change() as conn:
-            deleted = conn.execute("DELETE FROM faults WHERE role = %s AND id = %s", (role, rule_id)).rowcount
+            deleted = conn.execute(_SQL["fault_delete"], (role, rule_id)).rowcount
         return deleted == 1
 
     # Calls under way in all workers of all instances (max_concurrency); as on SQLite, an instance
@@ -333,16 +326,13 @@ class PostgresStore:
     @_threaded
     def modes_get(self, role: str) -> dict[str, Any] | None:
         with self._connection() as conn:
-            row = conn.execute("SELECT modes FROM modes WHERE role = %s", (role,)).fetchone()
+            row = conn.execute(_SQL["modes_get"], (role,)).fetchone()
         return dict(row[0]) if row else None
 
     @_threaded
     def modes_set(self, role: str, modes: dict[str, Any]) -> None:
         with self._config_change() as conn:
-            conn.execute(
-                "INSERT INTO modes VALUES (%s, %s) ON CONFLICT (role) DO UPDATE SET modes = excluded.modes",
-                (role, Jsonb(modes)),
-            )
+            conn.execute(_SQL["modes_set"], (role, Jsonb(modes)))
 
     # Journal
     @_threaded

@@ -1,5 +1,7 @@
-"""The statements of a write transaction, one set that both storage backends run: the tokens and
-transactions the rules decide on (mocks/ipg.py, mocks/bank.py), and retention's removals.
+"""The statements both storage backends run, one set: those of a write transaction (`Transaction`:
+the tokens and transactions the rules decide on, mocks/ipg.py and mocks/bank.py, and retention's
+removals), and those of the fault rules, the modes and the resets (`Dialect.statements`, run by each
+backend's methods of mocks/storage.Storage).
 
 The backends differ only in what `Dialect` says, each in its own module: the placeholder (SQLite's
 `?`, psycopg's `%s`), the driver's exception for a unique row already there, and how to remove a
@@ -41,6 +43,19 @@ _STATEMENTS = {
     "add_ipg_transaction": "INSERT INTO ipg_transactions VALUES (?, ?, ?, ?, ?, ?, ?)",
     "redeemed": "UPDATE ipg_tokens SET redeemed_at = ? WHERE username = ? AND bank_transaction_ref = ?",
     "reversed": "UPDATE ipg_tokens SET reversed_at = ? WHERE username = ? AND bank_transaction_ref = ?",
+    # Fault rules and modes (mocks/faults.py), resets
+    "fault_add": "INSERT INTO faults VALUES (?, ?, ?, ?, ?)",
+    "fault_list": "SELECT spec, remaining FROM faults WHERE role = ? ORDER BY created_at, id",
+    "fault_candidates": (
+        "SELECT id, spec, remaining FROM faults"
+        " WHERE role = ? AND (remaining IS NULL OR remaining > 0) ORDER BY created_at, id"
+    ),
+    "fault_claim": "UPDATE faults SET remaining = remaining - 1 WHERE id = ? AND remaining > 0",
+    "fault_delete": "DELETE FROM faults WHERE role = ? AND id = ?",
+    "modes_get": "SELECT modes FROM modes WHERE role = ?",
+    "modes_set": "INSERT INTO modes VALUES (?, ?) ON CONFLICT (role) DO UPDATE SET modes = excluded.modes",
+    "forget faults": "DELETE FROM faults WHERE role = ?",
+    "forget modes": "DELETE FROM modes WHERE role = ?",
 }
 
 
@@ -53,13 +68,19 @@ class Dialect:
     # Removes up to the limit of a table's oldest rows created before the cutoff; `{table}` is one of
     # ROLE_TABLES's names; its values are (cutoff, limit), in this order.
     remove_older: str
+    # Every statement of this module in this dialect, by name (the tables' as "remove_older <table>").
     statements: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         statements = {name: self._own(query) for name, query in _STATEMENTS.items()}
-        for tables in ROLE_TABLES.values():
+        for role, tables in ROLE_TABLES.items():
             for table in tables:
                 statements[f"remove_older {table}"] = self._own(self.remove_older.format(table=table))
+                statements[f"forget {table}"] = f"DELETE FROM {table}"
+                if role == "ipg":  # the iPG's tokens and transactions are a bank's (its username)
+                    statements[f"forget {table} of a bank"] = self._own(
+                        f"DELETE FROM {table} WHERE username = ?"
+                    )
         object.__setattr__(self, "statements", statements)
 
     def _own(self, query: str) -> str:

@@ -91,6 +91,7 @@ SQLITE = Dialect(
     ),
 )
 
+_SQL = SQLITE.statements
 
 T = TypeVar("T")
 
@@ -204,13 +205,13 @@ class Store:
                 raise ValueError(f"the {role} role's data belongs to no bank username")
             with self._write_lock():  # no fault rule nor mode changes: workers keep their copies
                 for table in ROLE_TABLES[role]:
-                    self._db.execute(f"DELETE FROM {table} WHERE username = ?", (username,))
+                    self._db.execute(_SQL[f"forget {table} of a bank"], (username,))
             return
         with self._write_lock(config=True):
             for table in ROLE_TABLES[role]:
-                self._db.execute(f"DELETE FROM {table}")
-            self._db.execute("DELETE FROM faults WHERE role = ?", (role,))
-            self._db.execute("DELETE FROM modes WHERE role = ?", (role,))
+                self._db.execute(_SQL[f"forget {table}"])
+            self._db.execute(_SQL["forget faults"], (role,))
+            self._db.execute(_SQL["forget modes"], (role,))
             self._locks.counters[_in_flight_slot(role)] = 0
         with self._locks.journal:
             self._journal.clear(role)
@@ -218,34 +219,26 @@ class Store:
     # Faults and modes (mocks/faults.py)
     async def fault_add(self, role: str, rule_id: str, spec: str, times: int | None, at: float) -> None:
         with self._write_lock(config=True):
-            self._db.execute("INSERT INTO faults VALUES (?, ?, ?, ?, ?)", (rule_id, role, spec, times, at))
+            self._db.execute(_SQL["fault_add"], (rule_id, role, spec, times, at))
 
     async def fault_list(self, role: str) -> list[tuple[str, int | None]]:
         """(spec, remaining) of every rule, oldest first, spent ones included."""
-        return self._db.execute(
-            "SELECT spec, remaining FROM faults WHERE role = ? ORDER BY created_at, id", (role,)
-        ).fetchall()
+        return self._db.execute(_SQL["fault_list"], (role,)).fetchall()
 
     async def fault_candidates(self, role: str) -> list[tuple[str, str, int | None]]:
         """(id, spec, remaining) of the rules that may still fire, oldest first."""
-        return self._db.execute(
-            "SELECT id, spec, remaining FROM faults"
-            " WHERE role = ? AND (remaining IS NULL OR remaining > 0) ORDER BY created_at, id",
-            (role,),
-        ).fetchall()
+        return self._db.execute(_SQL["fault_candidates"], (role,)).fetchall()
 
     async def fault_claim(self, rule_id: str) -> bool:
         """Takes one firing of a counted rule; False when another call took the last one."""
         async with self._locks.database.turn():
             with self._committed(config=True):
-                cursor = self._db.execute(
-                    "UPDATE faults SET remaining = remaining - 1 WHERE id = ? AND remaining > 0", (rule_id,)
-                )
+                cursor = self._db.execute(_SQL["fault_claim"], (rule_id,))
         return cursor.rowcount == 1
 
     async def fault_delete(self, role: str, rule_id: str) -> bool:
         with self._write_lock(config=True):
-            cursor = self._db.execute("DELETE FROM faults WHERE role = ? AND id = ?", (role, rule_id))
+            cursor = self._db.execute(_SQL["fault_delete"], (role, rule_id))
         return cursor.rowcount == 1
 
     # Calls under way in all workers of a role, counted only under max_concurrency (faults.py). A
@@ -262,15 +255,12 @@ class Store:
         self._locks.clear(_in_flight_slot(role))
 
     async def modes_get(self, role: str) -> dict[str, Any] | None:
-        row = self._db.execute("SELECT modes FROM modes WHERE role = ?", (role,)).fetchone()
+        row = self._db.execute(_SQL["modes_get"], (role,)).fetchone()
         return json.loads(row[0]) if row else None
 
     async def modes_set(self, role: str, modes: dict[str, Any]) -> None:
         with self._write_lock(config=True):
-            self._db.execute(
-                "INSERT INTO modes VALUES (?, ?) ON CONFLICT (role) DO UPDATE SET modes = excluded.modes",
-                (role, json.dumps(modes)),
-            )
+            self._db.execute(_SQL["modes_set"], (role, json.dumps(modes)))
 
     # Journal (mocks/journal.py)
     async def journal_add_many(self, records: Sequence[JournalRecord]) -> None:
