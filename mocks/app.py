@@ -192,6 +192,8 @@ def _closing(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
+        # A worker starts: calls counted under max_concurrency by a worker that died are forgotten.
+        await store.calls_clear(role)
         retention = Retention(store, role, settings).start()
         try:
             yield

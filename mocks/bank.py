@@ -11,8 +11,8 @@ from datetime import datetime
 
 from mpesa_atm.codes import ResponseCode, bank_answer
 from mpesa_atm.errors import StoreBusy
+from mpesa_atm.mocks.records import BankToken
 from mpesa_atm.mocks.storage import BUSY, Storage
-from mpesa_atm.mocks.store import BankToken
 from mpesa_atm.mocks.values import bank_date_time, new_bank_transaction_ref, normalise_amount
 from mpesa_atm.settings import Settings
 

@@ -7,7 +7,6 @@ call it sent.
 
 from __future__ import annotations
 
-import functools
 import json
 from typing import Any
 
@@ -17,10 +16,9 @@ from mpesa_atm.clients import BankClient, Exchange, IpgClient, PartnerError
 from mpesa_atm.errors import FaultError, StoreConflict, UnknownProviderState, UnsatisfiableProviderState
 from mpesa_atm.mocks.faults import FaultRule, Faults
 from mpesa_atm.mocks.ipg import issued_token
-from mpesa_atm.mocks.journal import JournalRecord
 from mpesa_atm.mocks.provider_states import ProviderStates
+from mpesa_atm.mocks.records import IpgToken, JournalRecord
 from mpesa_atm.mocks.storage import Storage
-from mpesa_atm.mocks.store import BankToken, IpgToken
 from mpesa_atm.mocks.values import new_third_party_reference, new_transaction_id
 from mpesa_atm.operations import Role, by_slug
 from mpesa_atm.settings import Settings
@@ -56,12 +54,12 @@ class ControlHandlers:
         """`username` comes only to the iPG mock: the bank's document has no such parameter (its
         tokens belong to no bank username), so connexion refuses it there with a 400."""
         if username is None:
-            await self.store.offload(functools.partial(self.store.reset, self.role))
+            await self.store.reset(self.role)
             kept = "tokens, transactions" if self.role == "ipg" else "tokens"
             return {"reset": self.role, "scope": f"everything: {kept}, fault rules, modes, the journal"}, 200
         if self.settings.bank(username) is None:
             return _error(404, "Not Found", f"no bank {username!r} is configured")
-        await self.store.offload(functools.partial(self.store.reset, self.role, username))
+        await self.store.reset(self.role, username)
         scope = f"{username}'s tokens and transactions; other banks, fault rules, modes and the journal kept"
         return {"reset": self.role, "username": username, "scope": scope}, 200
 
@@ -69,8 +67,7 @@ class ControlHandlers:
         if operation is not None:  # either spelling (the schema's enum has both); entries keep the id
             named = by_slug(operation)
             operation = named.id if named is not None else operation
-        read = functools.partial(self.store.journal, self.role, operation=operation, limit=limit)
-        entries = await self.store.offload(read)
+        entries = await self.store.journal(self.role, operation=operation, limit=limit)
         return {"entries": [entry.as_json() for entry in entries]}, 200
 
     async def add_fault(self, body: dict[str, Any]) -> Answer:
@@ -78,28 +75,27 @@ class ControlHandlers:
             parsed = FaultRule.parse(self.role, body)
         except FaultError as exc:
             return _error(400, "Bad Request", str(exc))
-        rule = await self.store.offload(functools.partial(self.faults.add, parsed))
+        rule = await self.faults.add(parsed)
         return rule.as_json(), 201
 
     async def list_faults(self) -> Answer:
-        return {"faults": await self.store.offload(self.faults.rules)}, 200
+        return {"faults": await self.faults.rules()}, 200
 
     async def delete_fault(self, fault_id: str) -> Answer | tuple[None, int]:
-        if not await self.store.offload(functools.partial(self.faults.delete, fault_id)):
+        if not await self.faults.delete(fault_id):
             return _error(404, "Not Found", f"no fault rule {fault_id!r}")
         return None, 204
 
     async def get_modes(self) -> Answer:
-        return (await self.store.offload(self.faults.modes)).as_json(), 200
+        return (await self.faults.modes()).as_json(), 200
 
     async def set_modes(self, body: dict[str, Any]) -> Answer:
-        return (await self.store.offload(functools.partial(self.faults.set_modes, body))).as_json(), 200
+        return (await self.faults.set_modes(body)).as_json(), 200
 
     async def provider_state(self, body: dict[str, Any]) -> Answer:
         try:
             state, params, action = body["state"], body.get("params") or {}, body.get("action", "setup")
-            apply = functools.partial(self.provider_states.apply, state, params, action)
-            produced = await self.store.offload(apply)
+            produced = await self.provider_states.apply(state, params, action)
         except UnknownProviderState as exc:
             return _error(404, "Not Found", str(exc))
         except UnsatisfiableProviderState as exc:
@@ -118,7 +114,7 @@ class ControlHandlers:
             response=json.dumps(exchange.response),
             duration_ms=exchange.duration_ms,
         )
-        await self.store.offload(functools.partial(self.store.journal_add_many, [record]))
+        await self.store.journal_add_many([record])
 
     # iPG mock
     def _bank_for(self, username: str | None) -> Any:
@@ -151,14 +147,10 @@ class ControlHandlers:
             currency=details["currency"],
         )
         try:
-            await self.store.offload(functools.partial(self._add_ipg_token, token))
+            await self.store.write(lambda tx: tx.add_ipg_token(token))
         except StoreConflict:
             return None
         return token
-
-    def _add_ipg_token(self, token: IpgToken) -> None:
-        with self.store.transaction() as tx:
-            tx.add_ipg_token(token)
 
     async def start_withdrawal(self, body: dict[str, str]) -> Answer:
         account = self._bank_for(body.get("username"))
@@ -208,7 +200,8 @@ class ControlHandlers:
         return await self._drive("token_reversal", body)
 
     async def _drive(self, operation: str, body: dict[str, Any]) -> Answer:
-        token = await self.store.offload(functools.partial(self._bank_token, body["bank_transaction_ref"]))
+        reference = body["bank_transaction_ref"]
+        token = await self.store.write(lambda tx: tx.bank_token(reference))
         if token is None:
             return _error(404, "Not Found", "this bank mock generated no token with that reference")
         settings = self.settings
@@ -250,10 +243,6 @@ class ControlHandlers:
             }, 502
         await self._journal_outbound(operation, result.exchange)
         return {"request": result.exchange.request, "ipg_response": result.body}, 200
-
-    def _bank_token(self, bank_transaction_ref: str) -> BankToken | None:
-        with self.store.transaction() as tx:
-            return tx.bank_token(bank_transaction_ref)
 
     async def _reverse_after_lost_answer(
         self, client: IpgClient, details: dict[str, str], transaction_id: str

@@ -259,14 +259,13 @@ class Faults:
         self.hang_seconds = hang_seconds  # a "hang" holds the connection this long, then lets go
         self._rng = random.Random()
         self._settings: _Settings | None = None
-        # A worker starts: calls counted under max_concurrency by a worker that died are forgotten.
-        store.calls_clear(role)
 
     async def _current(self) -> _Settings:
-        version = self.store.config_version()
+        version = await self.store.config_version()
         if self._settings is None or self._settings.version != version:
             # Read after the version: a change made meanwhile shows as a newer version next call.
-            candidates, modes = await self.store.offload(self._stored)
+            candidates = await self.store.fault_candidates(self.role)
+            modes = await self.store.modes_get(self.role)
             rules = tuple(
                 (rule_id, FaultRule.parse(self.role, json.loads(spec)), remaining)
                 for rule_id, spec, remaining in candidates
@@ -274,35 +273,33 @@ class Faults:
             self._settings = _Settings(version, self._modes(modes), rules)
         return self._settings
 
-    def _stored(self) -> tuple[list[tuple[str, str, int | None]], dict[str, Any] | None]:
-        return self.store.fault_candidates(self.role), self.store.modes_get(self.role)
-
-    # Control API (ControlHandlers runs these through Storage.offload)
-    def add(self, rule: FaultRule) -> FaultRule:
+    # Control API
+    async def add(self, rule: FaultRule) -> FaultRule:
         stored = FaultRule(**{**rule.__dict__, "id": uuid.uuid4().hex})
-        self.store.fault_add(self.role, stored.id, json.dumps(stored.as_json()), stored.times, time.time())
+        spec = json.dumps(stored.as_json())
+        await self.store.fault_add(self.role, stored.id, spec, stored.times, time.time())
         return stored
 
-    def rules(self) -> list[dict[str, Any]]:
+    async def rules(self) -> list[dict[str, Any]]:
         return [
             {**json.loads(spec), "remaining": remaining}
-            for spec, remaining in self.store.fault_list(self.role)
+            for spec, remaining in await self.store.fault_list(self.role)
         ]
 
-    def delete(self, rule_id: str) -> bool:
-        return self.store.fault_delete(self.role, rule_id)
+    async def delete(self, rule_id: str) -> bool:
+        return await self.store.fault_delete(self.role, rule_id)
 
-    def modes(self) -> Modes:
-        return self._modes(self.store.modes_get(self.role))
+    async def modes(self) -> Modes:
+        return self._modes(await self.store.modes_get(self.role))
 
     def _modes(self, stored: Mapping[str, Any] | None) -> Modes:
         return Modes(**stored) if stored is not None else self.defaults
 
-    def set_modes(self, changes: Mapping[str, Any]) -> Modes:
-        modes = Modes(**{**self.modes().__dict__, **changes})
-        self.store.modes_set(self.role, modes.as_json())
+    async def set_modes(self, changes: Mapping[str, Any]) -> Modes:
+        modes = Modes(**{**(await self.modes()).__dict__, **changes})
+        await self.store.modes_set(self.role, modes.as_json())
         if "max_concurrency" in changes:  # a fresh count, without the calls of a killed worker
-            self.store.calls_clear(self.role)
+            await self.store.calls_clear(self.role)
         return modes
 
     # Per call

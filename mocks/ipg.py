@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from mpesa_atm.codes import ResponseCode, ipg_answer
 from mpesa_atm.errors import StoreBusy
+from mpesa_atm.mocks.records import IpgToken
 from mpesa_atm.mocks.storage import BUSY, Storage, Transaction
-from mpesa_atm.mocks.store import IpgToken
 from mpesa_atm.mocks.values import duplicate_key, new_insight_reference, normalise_amount
 from mpesa_atm.settings import Settings
 

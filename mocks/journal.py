@@ -19,65 +19,20 @@ import contextlib
 import json
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
 from mpesa_atm.mocks.coordination import JOURNAL_FILES, LAST_JOURNAL_ID, SharedCounters
+from mpesa_atm.mocks.records import JournalEntry, JournalRecord, loads_body
 
-__all__ = ["Journal", "JournalEntry", "JournalRecord", "loads_body"]
+__all__ = ["Journal"]
 
 ROLES = ("bank", "ipg")
 # Per role, two slots from JOURNAL_FILES: the generation of its current file (moved on by a
 # rotation or a reset) and the file's lines.
 assert (JOURNAL_FILES + 2 * len(ROLES)) * 8 <= SharedCounters.SIZE
-
-
-class JournalRecord(NamedTuple):
-    """An exchange to journal: request and response as JSON text (or text, when not JSON).
-
-    A named tuple: one is made per call, in a third of the time of a frozen dataclass."""
-
-    role: str
-    direction: str
-    operation: str | None
-    method: str
-    url: str
-    status: int | None
-    request: str
-    response: str
-    duration_ms: float
-
-
-@dataclass(frozen=True)
-class JournalEntry:
-    id: int
-    at: str
-    role: str
-    direction: str
-    operation: str | None
-    method: str
-    url: str
-    status: int | None
-    request: Any
-    response: Any
-    duration_ms: float
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "at": self.at,
-            "direction": self.direction,
-            "operation": self.operation,
-            "method": self.method,
-            "url": self.url,
-            "status": self.status,
-            "request": self.request,
-            "response": self.response,
-            "duration_ms": self.duration_ms,
-        }
 
 
 # A journal file to read: open (descriptor, length when the snapshot was taken), or the bytes of
@@ -115,14 +70,6 @@ def _dumps(values: dict[str, Any]) -> bytes:
         return orjson.dumps(values)
     except orjson.JSONEncodeError:
         return json.dumps(values).encode()
-
-
-def loads_body(text: str) -> Any:
-    """A journalled request or response as it was: JSON when it was JSON, else the text."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 class Journal:

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 import psycopg
 import psycopg.errors
@@ -38,8 +39,9 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from mpesa_atm.errors import StoreBusy, StoreConflict, StoreError
-from mpesa_atm.mocks.journal import JournalEntry, JournalRecord, loads_body
-from mpesa_atm.mocks.pg_tables import SCHEMA, SCHEMA_LOCK, SCHEMA_PRESENT, PostgresTransaction
+from mpesa_atm.mocks.pg_tables import POSTGRES, SCHEMA, SCHEMA_LOCK, SCHEMA_PRESENT
+from mpesa_atm.mocks.records import ROLE_TABLES, JournalEntry, JournalRecord, loads_body
+from mpesa_atm.mocks.statements import Transaction
 from mpesa_atm.mocks.turns import Outcome, settle
 from mpesa_atm.settings import database_label
 
@@ -48,15 +50,16 @@ __all__ = ["POLL_SECONDS", "PostgresStore"]
 POLL_SECONDS = 0.2  # how often a worker reads the shared config version (rules and modes)
 CONNECTIONS = 4  # per worker: the threads writing its turns, and the control API's reads
 _ATTEMPTS = 8  # transactions a turn tries when concurrent ones keep committing conflicting rows first
-_ROLE_TABLES = {"bank": ("bank_tokens",), "ipg": ("ipg_transactions", "ipg_tokens")}
 _RETRIED = (StoreConflict, psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 _UNREACHABLE = (psycopg.OperationalError, PoolTimeout)
 # Text is UTF-8 whatever the database's encoding: in a SQL_ASCII database psycopg would otherwise
 # return bytes, and every token would differ from its request.
 _CONNECTION: dict[str, Any] = {"autocommit": True, "client_encoding": "utf8"}
+_SQL = POSTGRES.statements  # mocks/statements.py
 
 T = TypeVar("T")
 Item = TypeVar("Item")
+P = ParamSpec("P")
 
 
 class _TurnBatches(Generic[Item]):
@@ -99,10 +102,25 @@ class _TurnBatches(Generic[Item]):
         running.add_done_callback(settled)
 
 
+def _threaded(
+    method: Callable[Concatenate[PostgresStore, P], T],
+) -> Callable[Concatenate[PostgresStore, P], Coroutine[Any, Any, T]]:
+    """`method` as a coroutine that runs it in the store's threads: while the database is out of
+    reach the pool waits up to the busy timeout for a connection, and the worker's calls go on
+    meanwhile."""
+
+    @functools.wraps(method)
+    async def threaded(store: PostgresStore, *args: P.args, **kwargs: P.kwargs) -> T:
+        action = functools.partial(method, store, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(store._executor, action)
+
+    return threaded
+
+
 class PostgresStore:
     """One worker's way to the shared database: a pool of CONNECTIONS connections, the threads that
-    use them for the calls' writes, and the thread that polls the config version. close() ends them
-    (an app's lifespan does: mocks/app.py)."""
+    use them for the calls' writes and the methods of mocks/storage.Storage, and the thread that
+    polls the config version. close() ends them (an app's lifespan does: mocks/app.py)."""
 
     def __init__(self, url: str, *, journal_limit: int = 10_000, busy_timeout: float = 5.0) -> None:
         self.label = database_label(url)
@@ -125,7 +143,7 @@ class PostgresStore:
             name="mpesa-atm",
         )
         self._executor = ThreadPoolExecutor(CONNECTIONS, thread_name_prefix="mpesa-atm-postgres")
-        self._works: _TurnBatches[Callable[[PostgresTransaction], Any]] = _TurnBatches(
+        self._works: _TurnBatches[Callable[[Transaction], Any]] = _TurnBatches(
             self._executor, self._run_works
         )
         self._journal: _TurnBatches[JournalRecord] = _TurnBatches(self._executor, self._run_journal)
@@ -166,11 +184,11 @@ class PostgresStore:
         except _UNREACHABLE as exc:
             raise StoreBusy(f"the database {self.label}: {_first_line(exc)}") from exc
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[PostgresTransaction]:
-        """One transaction, committed when the block ends without error (the control API's own)."""
+    @_threaded
+    def write(self, work: Callable[[Transaction], T]) -> T:
+        """`work` in a transaction of its own, committed when it returns (the control API's)."""
         with self._connection() as conn, conn.transaction():
-            yield PostgresTransaction(conn)
+            return work(Transaction(conn, POSTGRES))
 
     @contextlib.contextmanager
     def _config_change(self) -> Iterator[psycopg.Connection[Any]]:
@@ -181,7 +199,7 @@ class PostgresStore:
                 conn.execute("UPDATE harness_config SET version = version + 1 WHERE id = 1")
             self._generation += 1
 
-    def config_version(self) -> int:
+    async def config_version(self) -> int:
         """A number that changes when any worker of any instance changes fault rules or modes: at
         once for this worker's own changes, within POLL_SECONDS for the others'."""
         return self._generation
@@ -196,15 +214,15 @@ class PostgresStore:
                     self._generation += 1
 
     # The calls' writes, batched per turn of the event loop
-    def in_next_write(self, work: Callable[[PostgresTransaction], T]) -> asyncio.Future[T]:
+    async def in_next_write(self, work: Callable[[Transaction], T]) -> T:
         """Runs `work` in the transaction written after this turn of the event loop, with whatever
-        else this worker queued in the turn; the future is done after the COMMIT."""
-        return self._works.add(work)
+        else this worker queued in the turn; its value after the COMMIT."""
+        return await self._works.add(work)
 
-    def journal_in_next_write(self, record: JournalRecord) -> asyncio.Future[None]:
-        return self._journal.add(record)
+    async def journal_in_next_write(self, record: JournalRecord) -> None:
+        await self._journal.add(record)
 
-    def _run_works(self, works: list[Callable[[PostgresTransaction], Any]]) -> list[Outcome]:
+    def _run_works(self, works: list[Callable[[Transaction], Any]]) -> list[Outcome]:
         """Every work in one REPEATABLE READ transaction: its reads one snapshot, so that a decision
         never reads "no duplicate" from before a concurrent commit and "token redeemed" from after
         it. When a concurrent transaction committed a conflicting row first (a unique row, a row
@@ -227,77 +245,65 @@ class PostgresStore:
 
     def _run_journal(self, records: list[JournalRecord]) -> list[Outcome]:
         try:
-            self.journal_add_many(records)
+            self._append(records)
         except Exception as exc:  # StoreBusy, a closed store: to the futures, none left waiting
             return [(None, exc)] * len(records)
         return [(None, None)] * len(records)
 
     # Resets
+    @_threaded
     def reset(self, role: str, username: str | None = None) -> None:
         """Everything of `role`; with `username`, only that bank's iPG tokens and transactions."""
         if username is not None:
             if role != "ipg":
                 raise ValueError("the bank mock's tokens belong to no bank username")
             with self._connection() as conn, conn.transaction():
-                for table in _ROLE_TABLES["ipg"]:
-                    conn.execute(f"DELETE FROM {table} WHERE username = %s", (username,))
+                for table in ROLE_TABLES[role]:
+                    conn.execute(_SQL[f"forget {table} of a bank"], (username,))
             return
         with self._config_change() as conn:
-            for table in _ROLE_TABLES[role]:
-                conn.execute(f"DELETE FROM {table}")
-            conn.execute("DELETE FROM faults WHERE role = %s", (role,))
-            conn.execute("DELETE FROM modes WHERE role = %s", (role,))
+            for table in ROLE_TABLES[role]:
+                conn.execute(_SQL[f"forget {table}"])
+            conn.execute(_SQL["forget faults"], (role,))
+            conn.execute(_SQL["forget modes"], (role,))
             conn.execute("UPDATE calls_in_flight SET count = 0 WHERE role = %s", (role,))
             conn.execute("DELETE FROM journal WHERE role = %s", (role,))
 
     # Faults and modes (mocks/faults.py)
+    @_threaded
     def fault_add(self, role: str, rule_id: str, spec: str, times: int | None, at: float) -> None:
         with self._config_change() as conn:
-            conn.execute("INSERT INTO faults VALUES (%s, %s, %s, %s, %s)", (rule_id, role, spec, times, at))
+            conn.execute(_SQL["fault_add"], (rule_id, role, spec, times, at))
 
+    @_threaded
     def fault_list(self, role: str) -> list[tuple[str, int | None]]:
         with self._connection() as conn:
-            rows = conn.execute(
-                "SELECT spec, remaining FROM faults WHERE role = %s ORDER BY created_at, id", (role,)
-            ).fetchall()
+            rows = conn.execute(_SQL["fault_list"], (role,)).fetchall()
         return [(spec, remaining) for spec, remaining in rows]
 
+    @_threaded
     def fault_candidates(self, role: str) -> list[tuple[str, str, int | None]]:
         with self._connection() as conn:
-            rows = conn.execute(
-                "SELECT id, spec, remaining FROM faults"
-                " WHERE role = %s AND (remaining IS NULL OR remaining > 0) ORDER BY created_at, id",
-                (role,),
-            ).fetchall()
+            rows = conn.execute(_SQL["fault_candidates"], (role,)).fetchall()
         return [(rule_id, spec, remaining) for rule_id, spec, remaining in rows]
 
-    async def offload(self, action: Callable[[], T]) -> T:
-        """In the store's threads: while the database is out of reach the pool waits up to the busy
-        timeout for a connection, and the worker's calls go on meanwhile."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, action)
-
-    async def fault_claim(self, rule_id: str) -> bool:
+    @_threaded
+    def fault_claim(self, rule_id: str) -> bool:
         """Takes one firing of a counted rule; False when another call, of any instance, took the last."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._claim, rule_id)
-
-    def _claim(self, rule_id: str) -> bool:
         with self._config_change() as conn:
-            claimed = conn.execute(
-                "UPDATE faults SET remaining = remaining - 1 WHERE id = %s AND remaining > 0", (rule_id,)
-            ).rowcount
+            claimed = conn.execute(_SQL["fault_claim"], (rule_id,)).rowcount
         return claimed == 1
 
+    @_threaded
     def fault_delete(self, role: str, rule_id: str) -> bool:
         with self._config_change() as conn:
-            deleted = conn.execute("DELETE FROM faults WHERE role = %s AND id = %s", (role, rule_id)).rowcount
+            deleted = conn.execute(_SQL["fault_delete"], (role, rule_id)).rowcount
         return deleted == 1
 
     # Calls under way in all workers of all instances (max_concurrency); as on SQLite, an instance
     # killed mid-call leaves its calls counted until a worker starts, the modes change or a reset.
-    async def calls_enter(self, role: str, limit: int) -> bool:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._enter, role, limit)
-
-    def _enter(self, role: str, limit: int) -> bool:
+    @_threaded
+    def calls_enter(self, role: str, limit: int) -> bool:
         with self._connection() as conn:
             return (
                 conn.execute(
@@ -307,32 +313,35 @@ class PostgresStore:
                 == 1
             )
 
-    async def calls_leave(self, role: str) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._leave, role)
-
-    def _leave(self, role: str) -> None:
+    @_threaded
+    def calls_leave(self, role: str) -> None:
         with self._connection() as conn:
             conn.execute("UPDATE calls_in_flight SET count = GREATEST(count - 1, 0) WHERE role = %s", (role,))
 
+    @_threaded
     def calls_clear(self, role: str) -> None:
         with self._connection() as conn:
             conn.execute("UPDATE calls_in_flight SET count = 0 WHERE role = %s", (role,))
 
+    @_threaded
     def modes_get(self, role: str) -> dict[str, Any] | None:
         with self._connection() as conn:
-            row = conn.execute("SELECT modes FROM modes WHERE role = %s", (role,)).fetchone()
+            row = conn.execute(_SQL["modes_get"], (role,)).fetchone()
         return dict(row[0]) if row else None
 
+    @_threaded
     def modes_set(self, role: str, modes: dict[str, Any]) -> None:
         with self._config_change() as conn:
-            conn.execute(
-                "INSERT INTO modes VALUES (%s, %s) ON CONFLICT (role) DO UPDATE SET modes = excluded.modes",
-                (role, Jsonb(modes)),
-            )
+            conn.execute(_SQL["modes_set"], (role, Jsonb(modes)))
 
     # Journal
+    @_threaded
     def journal_add_many(self, records: Sequence[JournalRecord]) -> None:
-        """Journals the records now, in one transaction; every journal_limit / 10 entries this
+        """Journals the records now (in a server, journal_in_next_write)."""
+        self._append(records)
+
+    def _append(self, records: Sequence[JournalRecord]) -> None:
+        """The records in one transaction; every journal_limit / 10 entries this
         worker wrote, the entries of their roles past twice journal_limit are removed."""
         at = datetime.now(UTC).isoformat(timespec="milliseconds")
         with self._connection() as conn, conn.transaction():
@@ -352,6 +361,7 @@ class PostgresStore:
                         (role, role, 2 * self.journal_limit),
                     )
 
+    @_threaded
     def journal(self, role: str, *, operation: str | None = None, limit: int = 100) -> list[JournalEntry]:
         """Newest first, of the newest journal_limit entries."""
         with self._connection() as conn:
@@ -380,13 +390,13 @@ class PostgresStore:
 
 
 def _in_one_transaction(
-    conn: psycopg.Connection[Any], works: list[Callable[[PostgresTransaction], Any]]
+    conn: psycopg.Connection[Any], works: list[Callable[[Transaction], Any]]
 ) -> list[Outcome]:
     isolated = False  # each work in a savepoint
     for _ in range(_ATTEMPTS):
         try:
             with conn.transaction():
-                tx = PostgresTransaction(conn)
+                tx = Transaction(conn, POSTGRES)
                 if isolated:
                     return [_in_savepoint(conn, tx, work) for work in works]
                 return [(work(tx), None) for work in works]
@@ -403,7 +413,7 @@ def _in_one_transaction(
 
 
 def _in_savepoint(
-    conn: psycopg.Connection[Any], tx: PostgresTransaction, work: Callable[[PostgresTransaction], Any]
+    conn: psycopg.Connection[Any], tx: Transaction, work: Callable[[Transaction], Any]
 ) -> Outcome:
     """The work's value, or its exception with its writes undone; a conflict ends the transaction
     (its snapshot is too old to decide again in it)."""

@@ -1,20 +1,15 @@
-"""The tables of the PostgreSQL store and the transaction on them (mocks/pg_store.py): the SQLite
-store's tables (mocks/store.py) in PostgreSQL's types, with an index on `created_at` for retention,
-and the tables that hold on the database what SQLite's workers share in a lock file (the config
-version, calls under way) and the journal."""
+"""The tables of the PostgreSQL store (mocks/pg_store.py) and its dialect of the shared statements
+(mocks/statements.py): the SQLite store's tables (mocks/store.py) in PostgreSQL's types, with an
+index on `created_at` for retention, and the tables that hold on the database what SQLite's workers
+share in a lock file (the config version, calls under way) and the journal."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Sequence
-from typing import Any
-
-import psycopg
 import psycopg.errors
 
-from mpesa_atm.mocks.store import Transaction
+from mpesa_atm.mocks.statements import Dialect
 
-__all__ = ["SCHEMA", "SCHEMA_LOCK", "SCHEMA_PRESENT", "PostgresTransaction"]
+__all__ = ["POSTGRES", "SCHEMA", "SCHEMA_LOCK", "SCHEMA_PRESENT"]
 
 SCHEMA_LOCK = 0x6D706573  # pg_advisory_xact_lock key: one instance creates the tables at a time
 
@@ -99,29 +94,12 @@ CREATE INDEX IF NOT EXISTS journal_role_id ON journal (role, id);
 SCHEMA_PRESENT = "SELECT to_regclass('journal_role_id') IS NOT NULL"
 
 
-class PostgresTransaction(Transaction):
-    """The SQLite store's statements (mocks/store.Transaction) on a psycopg connection: its `%s` for
-    SQLite's `?`, psycopg's UniqueViolation for a unique row already there, and its own retention."""
-
-    _CONFLICT = psycopg.errors.UniqueViolation
-
-    def _execute(self, query: str, values: Sequence[Any]) -> Any:
-        return self._db.execute(_in_psycopg_style(query), values)
-
-    # Retention (mocks/retention.py)
-    def remove_older(self, table: str, cutoff: float, limit: int) -> int:
-        """Removes up to `limit` of the oldest rows created before `cutoff`; how many. `table` is
-        the caller's constant."""
-        return int(
-            self._execute(
-                f"DELETE FROM {table} WHERE ctid = ANY (ARRAY("
-                f"SELECT ctid FROM {table} WHERE created_at < ? ORDER BY created_at LIMIT ?))",
-                (cutoff, limit),
-            ).rowcount
-        )
-
-
-@functools.cache
-def _in_psycopg_style(query: str) -> str:
-    """`query` with psycopg's placeholders (no statement has a literal `?`); a few dozen, each once."""
-    return query.replace("?", "%s")
+# PostgreSQL's statements (mocks/statements.py): the oldest rows by created_at's index.
+POSTGRES = Dialect(
+    placeholder="%s",
+    conflict=psycopg.errors.UniqueViolation,
+    remove_older=(
+        "DELETE FROM {table} WHERE ctid = ANY (ARRAY("
+        "SELECT ctid FROM {table} WHERE created_at < ? ORDER BY created_at LIMIT ?))"
+    ),
+)

@@ -8,13 +8,13 @@ refused with the reason, never ignored.
 from __future__ import annotations
 
 import decimal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mpesa_atm.errors import StoreConflict, UnknownProviderState, UnsatisfiableProviderState
 from mpesa_atm.mocks.bank import new_bank_token
 from mpesa_atm.mocks.ipg import REDEMPTION, REVERSAL, duplicate_key_of, issued_token
-from mpesa_atm.mocks.storage import Storage
+from mpesa_atm.mocks.storage import Storage, Transaction
 from mpesa_atm.mocks.values import (
     new_insight_reference,
     normalise_amount,
@@ -35,7 +35,7 @@ from mpesa_atm.states import (
 __all__ = ["ProviderStates"]
 
 
-StateHandler = Callable[[dict[str, Any]], dict[str, Any]]
+StateHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 class ProviderStates:
@@ -72,9 +72,9 @@ class ProviderStates:
         """The states this role can set up."""
         return frozenset(self._setups)
 
-    def apply(self, state: str, params: dict[str, Any], action: str) -> dict[str, Any]:
+    async def apply(self, state: str, params: dict[str, Any], action: str) -> dict[str, Any]:
         if action == "teardown":
-            self.store.reset(self.role, self._bank_torn_down(state, params))
+            await self.store.reset(self.role, self._bank_torn_down(state, params))
             return {}
         try:
             setup = self._setups[state]
@@ -83,7 +83,7 @@ class ProviderStates:
             raise UnknownProviderState(
                 f"the {self.role} mock has no provider state {state!r} (known: {known})"
             ) from None
-        return setup(params)
+        return await setup(params)
 
     def _bank_torn_down(self, state: str, params: dict[str, Any]) -> str | None:
         """The bank whose tokens a teardown forgets: the iPG state's `username`; None (the whole
@@ -94,7 +94,7 @@ class ProviderStates:
         return username
 
     # iPG mock
-    def _bank_is_registered(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def _bank_is_registered(self, params: dict[str, Any]) -> dict[str, Any]:
         """Checks the configuration: a mock cannot register a bank at run time (its workers share
         the settings they started with), so a contract's bank must be configured."""
         given = _strings(THE_BANK_IS_REGISTERED, params, ("username", "password", "shortcode"))
@@ -120,7 +120,7 @@ class ProviderStates:
             raise UnsatisfiableProviderState(f"{state!r}: the iPG mock has no bank {username!r}")
         return username
 
-    def _token_exists(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def _token_exists(self, params: dict[str, Any]) -> dict[str, Any]:
         given = _strings(
             A_TOKEN_EXISTS,
             params,
@@ -135,57 +135,59 @@ class ProviderStates:
             amount=_amount(A_TOKEN_EXISTS, given["amount"]),
             currency=given["currency"],
         )
-        self.store.reset(self.role, token.username)
-        with self.store.transaction() as tx:
-            tx.add_ipg_token(token)
+        await self.store.reset(self.role, token.username)
+        await self.store.write(lambda tx: tx.add_ipg_token(token))
         return {}
 
-    def _no_token_exists(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def _no_token_exists(self, params: dict[str, Any]) -> dict[str, Any]:
         given = _strings(NO_TOKEN_EXISTS, params, ("username", "bank_transaction_ref"))
-        self.store.reset(self.role, self._configured_bank(NO_TOKEN_EXISTS, given["username"]))
+        await self.store.reset(self.role, self._configured_bank(NO_TOKEN_EXISTS, given["username"]))
         return {}
 
-    def _redemption_was_made(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def _redemption_was_made(self, params: dict[str, Any]) -> dict[str, Any]:
         given = _strings(
             THE_REDEMPTION_WAS_MADE, params, ("username", "bank_transaction_ref", "third_party_reference")
         )
-        return self._record_success(THE_REDEMPTION_WAS_MADE, REDEMPTION, given)
+        return await self._record_success(THE_REDEMPTION_WAS_MADE, REDEMPTION, given)
 
-    def _reversal_was_made(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def _reversal_was_made(self, params: dict[str, Any]) -> dict[str, Any]:
         given = _strings(
             THE_REVERSAL_WAS_MADE, params, ("username", "bank_transaction_ref", "third_party_reference")
         )
-        return self._record_success(THE_REVERSAL_WAS_MADE, REVERSAL, given)
+        return await self._record_success(THE_REVERSAL_WAS_MADE, REVERSAL, given)
 
-    def _record_success(self, state: str, operation: str, given: dict[str, str]) -> dict[str, Any]:
+    async def _record_success(self, state: str, operation: str, given: dict[str, str]) -> dict[str, Any]:
         """Records the success that a first call would have left, with the token's details."""
         reference = new_insight_reference()
         third_party_reference = given["third_party_reference"]
+
+        def record(tx: Transaction) -> None:
+            token = tx.ipg_token(given["username"], given["bank_transaction_ref"])
+            if token is None:
+                raise UnsatisfiableProviderState(
+                    f"{state!r}: the iPG mock has no token {given['bank_transaction_ref']!r} for"
+                    f" {given['username']!r} (set up {A_TOKEN_EXISTS!r} before this state)"
+                )
+            key = duplicate_key_of(
+                operation,
+                msisdn=token.msisdn,
+                amount=token.amount,
+                currency=token.currency,
+                bank_transaction_ref=token.bank_transaction_ref,
+                transaction_id=token.transaction_id,
+                third_party_reference=third_party_reference,
+            )
+            tx.record_ipg_success(
+                operation=operation,
+                token=token,
+                duplicate_key=key,
+                insight_reference=reference,
+                third_party_reference=third_party_reference,
+                at=self.settings.clock().timestamp(),
+            )
+
         try:
-            with self.store.transaction() as tx:
-                token = tx.ipg_token(given["username"], given["bank_transaction_ref"])
-                if token is None:
-                    raise UnsatisfiableProviderState(
-                        f"{state!r}: the iPG mock has no token {given['bank_transaction_ref']!r} for"
-                        f" {given['username']!r} (set up {A_TOKEN_EXISTS!r} before this state)"
-                    )
-                key = duplicate_key_of(
-                    operation,
-                    msisdn=token.msisdn,
-                    amount=token.amount,
-                    currency=token.currency,
-                    bank_transaction_ref=token.bank_transaction_ref,
-                    transaction_id=token.transaction_id,
-                    third_party_reference=third_party_reference,
-                )
-                tx.record_ipg_success(
-                    operation=operation,
-                    token=token,
-                    duplicate_key=key,
-                    insight_reference=reference,
-                    third_party_reference=third_party_reference,
-                    at=self.settings.clock().timestamp(),
-                )
+            await self.store.write(record)
         except StoreConflict:
             raise UnsatisfiableProviderState(
                 f"{state!r}: token {given['bank_transaction_ref']!r} already has this operation recorded"
@@ -193,7 +195,7 @@ class ProviderStates:
         return {"insight_reference": reference}
 
     # Bank mock
-    def _token_was_generated(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def _token_was_generated(self, params: dict[str, Any]) -> dict[str, Any]:
         given = _strings(
             A_TOKEN_WAS_GENERATED,
             params,
@@ -210,14 +212,13 @@ class ProviderStates:
             currency=given["currency"],
             account_number=given.get("account_number"),
         )
-        self.store.reset(self.role)
-        with self.store.transaction() as tx:
-            tx.add_bank_token(token, moment.timestamp())
+        await self.store.reset(self.role)
+        await self.store.write(lambda tx: tx.add_bank_token(token, moment.timestamp()))
         return {"bank_transaction_ref": token.bank_transaction_ref, "bank_date_time": token.bank_date_time}
 
-    def _no_token_was_generated(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def _no_token_was_generated(self, params: dict[str, Any]) -> dict[str, Any]:
         _strings(NO_TOKEN_WAS_GENERATED, params, ("transaction_id",))
-        self.store.reset(self.role)
+        await self.store.reset(self.role)
         return {}
 
 

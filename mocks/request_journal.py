@@ -29,7 +29,7 @@ from mpesa_atm.masking import MASK, PASSWORD_FIELD, masked_body, masked_text
 from mpesa_atm.mocks.connection_faults import sent_instead
 from mpesa_atm.mocks.fastpath import PARSED_KEY
 from mpesa_atm.mocks.faults import SLOT_KEY
-from mpesa_atm.mocks.journal import JournalRecord
+from mpesa_atm.mocks.records import JournalRecord
 from mpesa_atm.mocks.request_body import BODY_KEY, ErrorAnswer, send_json
 from mpesa_atm.mocks.storage import Storage
 from mpesa_atm.operations import CONTROL_PREFIX

@@ -24,6 +24,7 @@ import functools
 import time
 
 from mpesa_atm.errors import StoreBusy
+from mpesa_atm.mocks.records import ROLE_TABLES
 from mpesa_atm.mocks.storage import Storage, Transaction
 from mpesa_atm.operations import Role
 from mpesa_atm.settings import Settings
@@ -34,9 +35,6 @@ __all__ = ["BATCH", "Retention", "interval_for"]
 # tokens (about 10 us a row, the random TransactionID index's pages): a batch of 100 took a median
 # 1.0-1.3 ms, p90 6-7 ms; 500 took 5-7 ms, p90 11-12 ms (benchmarks/README.md, "Soak").
 BATCH = 100
-
-# Oldest-written first; `table` is one of _TABLES's names, never the caller's text.
-_TABLES: dict[str, tuple[str, ...]] = {"bank": ("bank_tokens",), "ipg": ("ipg_transactions", "ipg_tokens")}
 
 
 def interval_for(settings: Settings) -> float:
@@ -54,7 +52,7 @@ class Retention:
 
     def __init__(self, store: Storage, role: Role, settings: Settings, *, batch: int = BATCH) -> None:
         self.store = store
-        self.tables = _TABLES[role]
+        self.tables = ROLE_TABLES[role]
         self.settings = settings
         self.batch = batch
         self.interval = interval_for(settings)

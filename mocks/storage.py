@@ -3,24 +3,23 @@
 Two backends keep the mocks' state: `store.Store`, one SQLite file that the workers of one machine
 share (the default), and `pg_store.PostgresStore`, one PostgreSQL database that several instances
 on several machines share (`--db postgresql://...`). The rules, the fault layer, the control API,
-the journal layer and retention know only the protocols below; `tests/mocks/test_storage.py` runs
+the journal layer and retention know only the protocol below; `tests/mocks/test_storage.py` runs
 one contract suite against both backends.
 
 A decision is a function of a `Transaction` (`Storage.in_next_write`): it reads and writes through
-the transaction's methods and returns the answer. It may run more than once (PostgreSQL runs it
-again when a concurrent transaction committed a conflicting row first), so it has no other effect.
+the transaction's methods (mocks/statements.py: one set of statements both backends run) and
+returns the answer. It may run more than once (PostgreSQL runs it again when a concurrent
+transaction committed a conflicting row first), so it has no other effect.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
 
 from mpesa_atm.errors import ConfigError
-from mpesa_atm.mocks.journal import JournalEntry, JournalRecord
-from mpesa_atm.mocks.store import BankToken, IpgToken, Store
+from mpesa_atm.mocks.records import JournalEntry, JournalRecord
+from mpesa_atm.mocks.statements import Transaction
 from mpesa_atm.settings import database_label, is_database_url
 
 __all__ = ["BUSY", "Storage", "Transaction", "open_store"]
@@ -32,81 +31,60 @@ T = TypeVar("T")
 BUSY = "the mock's database stayed busy or out of reach"
 
 
-class Transaction(Protocol):
-    """Reads and writes inside one write transaction."""
-
-    def bank_token_by_transaction_id(self, transaction_id: str) -> BankToken | None: ...
-
-    def bank_token(self, bank_transaction_ref: str) -> BankToken | None: ...
-
-    def add_bank_token_once(self, token: BankToken, created_at: float) -> BankToken | None: ...
-
-    def add_bank_token(self, token: BankToken, created_at: float) -> None: ...
-
-    def ipg_token(self, username: str, bank_transaction_ref: str) -> IpgToken | None: ...
-
-    def add_ipg_token(self, token: IpgToken) -> None: ...
-
-    def first_ipg_answer(self, operation: str, username: str, duplicate_key: str) -> str | None: ...
-
-    def record_ipg_success(
-        self,
-        *,
-        operation: str,
-        token: IpgToken,
-        duplicate_key: str,
-        insight_reference: str,
-        third_party_reference: str,
-        at: float,
-    ) -> None: ...
-
-    def remove_older(self, table: str, cutoff: float, limit: int) -> int: ...
-
-
 class Storage(Protocol):
-    """What the mocks keep: tokens, transactions, fault rules, modes, calls under way, the journal."""
+    """What the mocks keep: tokens, transactions, fault rules, modes, calls under way, the journal.
+
+    Every use is a coroutine, and each backend runs its blocking work where it belongs, so that the
+    event loop never waits for a slow database and no caller has to know which method blocks: SQLite
+    at once on the loop (a local file, and the connection belongs to the loop's thread), PostgreSQL
+    in the store's threads. Only close() is plain: its owner's last call, from an app's lifespan or
+    from a command that opened the store to make its tables."""
 
     def close(self) -> None: ...
 
-    def config_version(self) -> int: ...
-
-    def transaction(self) -> AbstractContextManager[Transaction]: ...
-
-    def in_next_write(self, work: Callable[[Transaction], T]) -> asyncio.Future[T]: ...
-
-    def journal_in_next_write(self, record: JournalRecord) -> asyncio.Future[None]: ...
-
-    def reset(self, role: str, username: str | None = None) -> None: ...
-
-    def fault_add(self, role: str, rule_id: str, spec: str, times: int | None, at: float) -> None: ...
-
-    def fault_list(self, role: str) -> list[tuple[str, int | None]]: ...
-
-    def fault_candidates(self, role: str) -> list[tuple[str, str, int | None]]: ...
-
-    async def offload(self, action: Callable[[], T]) -> T:
-        """`action()`, a use of this store's other methods (the control API's, a read of the rules
-        after a change), without the event loop waiting for a database that may be slow or out of
-        reach."""
+    async def config_version(self) -> int:
+        """A number that changes whenever any worker changes fault rules or modes."""
         ...
+
+    async def write(self, work: Callable[[Transaction], T]) -> T:
+        """`work` in a transaction of its own, now (the control API's writes), committed before this
+        returns; its exception, after nothing was written."""
+        ...
+
+    async def in_next_write(self, work: Callable[[Transaction], T]) -> T:
+        """`work` in the write transaction after this turn of the event loop, shared with what else
+        this worker queued in the turn (the calls' decisions); after the COMMIT."""
+        ...
+
+    async def journal_in_next_write(self, record: JournalRecord) -> None: ...
+
+    async def reset(self, role: str, username: str | None = None) -> None: ...
+
+    async def fault_add(self, role: str, rule_id: str, spec: str, times: int | None, at: float) -> None: ...
+
+    async def fault_list(self, role: str) -> list[tuple[str, int | None]]: ...
+
+    async def fault_candidates(self, role: str) -> list[tuple[str, str, int | None]]: ...
 
     async def fault_claim(self, rule_id: str) -> bool: ...
 
-    def fault_delete(self, role: str, rule_id: str) -> bool: ...
+    async def fault_delete(self, role: str, rule_id: str) -> bool: ...
 
     async def calls_enter(self, role: str, limit: int) -> bool: ...
 
     async def calls_leave(self, role: str) -> None: ...
 
-    def calls_clear(self, role: str) -> None: ...
+    async def calls_clear(self, role: str) -> None: ...
 
-    def modes_get(self, role: str) -> dict[str, Any] | None: ...
+    async def modes_get(self, role: str) -> dict[str, Any] | None: ...
 
-    def modes_set(self, role: str, modes: dict[str, Any]) -> None: ...
+    async def modes_set(self, role: str, modes: dict[str, Any]) -> None: ...
 
-    def journal_add_many(self, records: Sequence[JournalRecord]) -> None: ...
+    async def journal_add_many(self, records: Sequence[JournalRecord]) -> None: ...
 
-    def journal(self, role: str, *, operation: str | None = None, limit: int = 100) -> list[JournalEntry]: ...
+    async def journal(
+        self, role: str, *, operation: str | None = None, limit: int = 100
+    ) -> list[JournalEntry]: ...
 
 
 def open_store(db: str, *, journal_limit: int = 10_000, busy_timeout: float = 5.0) -> Storage:
@@ -115,6 +93,8 @@ def open_store(db: str, *, journal_limit: int = 10_000, busy_timeout: float = 5.
     ConfigError, in one line, when the PostgreSQL extra is not installed or the database cannot be
     reached."""
     if not is_database_url(db):
+        from mpesa_atm.mocks.store import Store
+
         return Store(db, journal_limit=journal_limit, busy_timeout=busy_timeout)
     try:
         from mpesa_atm.mocks.pg_store import PostgresStore

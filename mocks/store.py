@@ -12,21 +12,21 @@ waits for a checkpoint's fsync. The request journal is in files of its own (mock
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
-from mpesa_atm.errors import StoreBusy, StoreConflict
+from mpesa_atm.errors import StoreBusy
 from mpesa_atm.mocks.coordination import CONFIG_VERSION, IN_FLIGHT, Coordination, WriterLock
-from mpesa_atm.mocks.journal import Journal, JournalEntry, JournalRecord
+from mpesa_atm.mocks.journal import Journal
+from mpesa_atm.mocks.records import ROLE_TABLES, JournalEntry, JournalRecord
+from mpesa_atm.mocks.statements import Dialect, Transaction
 from mpesa_atm.mocks.turns import TurnWrites
 from mpesa_atm.mocks.wal import Checkpointer, connect, while_locked
 
-__all__ = ["BankToken", "IpgToken", "Store", "StoreBusy", "Transaction"]
+__all__ = ["SQLITE", "Store"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS bank_tokens (
@@ -79,174 +79,31 @@ CREATE TABLE IF NOT EXISTS modes (
 );
 """
 
-_ROLE_TABLES = {"bank": ("bank_tokens",), "ipg": ("ipg_tokens", "ipg_transactions")}
 
+# SQLite's statements (mocks/statements.py): the oldest rows by rowid, without an index on
+# created_at to keep up on every write; a row goes only when its own created_at is past the cutoff.
+SQLITE = Dialect(
+    placeholder="?",
+    conflict=sqlite3.IntegrityError,
+    remove_older=(
+        "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} ORDER BY rowid LIMIT ?2)"
+        " AND created_at < ?1"
+    ),
+)
 
-@dataclass(frozen=True)
-class BankToken:
-    bank_transaction_ref: str
-    transaction_id: str
-    msisdn: str
-    amount: str
-    currency: str
-    account_number: str | None
-    bank_date_time: str
-
-
-@dataclass(frozen=True)
-class IpgToken:
-    username: str
-    bank_transaction_ref: str
-    transaction_id: str
-    msisdn: str
-    amount: str
-    currency: str
-    created_at: float
-    redeemed_at: float | None
-    reversed_at: float | None
-
-
-def _bank_token_row(token: BankToken) -> tuple[str | None, ...]:
-    return (
-        token.bank_transaction_ref,
-        token.transaction_id,
-        token.msisdn,
-        token.amount,
-        token.currency,
-        token.account_number,
-        token.bank_date_time,
-    )
-
-
-class Transaction:
-    """Reads and writes inside one BEGIN IMMEDIATE transaction (see Store.transaction); the methods
-    of mocks/storage.Transaction. PostgreSQL's (mocks/pg_tables.py) runs the same statements."""
-
-    # A unique row already there, as the database's driver raises it.
-    _CONFLICT: ClassVar[type[Exception]] = sqlite3.IntegrityError
-
-    def __init__(self, db: Any) -> None:
-        self._db = db  # a sqlite3.Connection here; a psycopg one in PostgresTransaction
-
-    def _execute(self, query: str, values: Sequence[Any]) -> Any:
-        """The cursor of `query`, written with SQLite's `?` placeholders."""
-        return self._db.execute(query, values)
-
-    def _insert(self, query: str, values: Sequence[Any]) -> int:
-        try:
-            return int(self._execute(query, values).rowcount)
-        except self._CONFLICT as exc:
-            raise StoreConflict(str(exc)) from exc
-
-    # Bank mock
-    def bank_token_by_transaction_id(self, transaction_id: str) -> BankToken | None:
-        return self._bank_token_where("transaction_id", transaction_id)
-
-    def bank_token(self, bank_transaction_ref: str) -> BankToken | None:
-        return self._bank_token_where("bank_transaction_ref", bank_transaction_ref)
-
-    def _bank_token_where(self, column: str, value: str) -> BankToken | None:
-        # `column` is one of the two unique columns above, never the caller's text.
-        row = self._execute(
-            "SELECT bank_transaction_ref, transaction_id, msisdn, amount, currency, account_number,"
-            f" bank_date_time FROM bank_tokens WHERE {column} = ?",
-            (value,),
-        ).fetchone()
-        return BankToken(*row) if row else None
-
-    def add_bank_token_once(self, token: BankToken, created_at: float) -> BankToken | None:
-        """Adds `token` unless its TransactionID has one already, and then returns that one."""
-        added = self._insert(
-            "INSERT INTO bank_tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (transaction_id) DO NOTHING",
-            (*_bank_token_row(token), created_at),
-        )
-        return None if added else self.bank_token_by_transaction_id(token.transaction_id)
-
-    def add_bank_token(self, token: BankToken, created_at: float) -> None:
-        self._insert(
-            "INSERT INTO bank_tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (*_bank_token_row(token), created_at)
-        )
-
-    # iPG mock
-    def ipg_token(self, username: str, bank_transaction_ref: str) -> IpgToken | None:
-        row = self._execute(
-            "SELECT username, bank_transaction_ref, transaction_id, msisdn, amount, currency,"
-            " created_at, redeemed_at, reversed_at FROM ipg_tokens"
-            " WHERE username = ? AND bank_transaction_ref = ?",
-            (username, bank_transaction_ref),
-        ).fetchone()
-        return IpgToken(*row) if row else None
-
-    def add_ipg_token(self, token: IpgToken) -> None:
-        self._insert(
-            "INSERT INTO ipg_tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                token.username,
-                token.bank_transaction_ref,
-                token.transaction_id,
-                token.msisdn,
-                token.amount,
-                token.currency,
-                token.created_at,
-                token.redeemed_at,
-                token.reversed_at,
-            ),
-        )
-
-    def first_ipg_answer(self, operation: str, username: str, duplicate_key: str) -> str | None:
-        """The output_InsightReference of the earlier success with this duplicate key, if any."""
-        row = self._execute(
-            "SELECT insight_reference FROM ipg_transactions"
-            " WHERE operation = ? AND username = ? AND duplicate_key = ?",
-            (operation, username, duplicate_key),
-        ).fetchone()
-        return row[0] if row else None
-
-    def record_ipg_success(
-        self,
-        *,
-        operation: str,
-        token: IpgToken,
-        duplicate_key: str,
-        insight_reference: str,
-        third_party_reference: str,
-        at: float,
-    ) -> None:
-        self._insert(
-            "INSERT INTO ipg_transactions VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                insight_reference,
-                operation,
-                token.username,
-                duplicate_key,
-                token.bank_transaction_ref,
-                third_party_reference,
-                at,
-            ),
-        )
-        column = "redeemed_at" if operation == "token_redemption" else "reversed_at"
-        self._execute(
-            f"UPDATE ipg_tokens SET {column} = ? WHERE username = ? AND bank_transaction_ref = ?",
-            (at, token.username, token.bank_transaction_ref),
-        )
-
-    # Retention (mocks/retention.py)
-    def remove_older(self, table: str, cutoff: float, limit: int) -> int:
-        """Removes the rows created before `cutoff` among the `limit` first written (rowid order: no
-        index on created_at to keep up on every write); how many. `table` is the caller's constant."""
-        return self._db.execute(
-            f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} ORDER BY rowid LIMIT ?)"
-            " AND created_at < ?",
-            (limit, cutoff),
-        ).rowcount
-
+_SQL = SQLITE.statements
 
 T = TypeVar("T")
 
 
 class Store:
     """One connection to the shared SQLite file; each worker process opens its own, and closes it
-    with close() (an app's lifespan does: mocks/app.py)."""
+    with close() (an app's lifespan does: mocks/app.py).
+
+    The methods of mocks/storage.Storage run at once, on the event loop, whose thread the connection
+    belongs to: a read of the local file does not wait for the writers (WAL); a call's write waits
+    for its turn on the lock file from the loop's timers (in_next_write, mocks/turns.py), and the
+    control API's own writes take their turn blocking (_write_lock)."""
 
     def __init__(self, path: str, *, journal_limit: int = 10_000, busy_timeout: float = 5.0) -> None:
         """`busy_timeout`: seconds a write waits for another process's turn before StoreBusy."""
@@ -265,7 +122,7 @@ class Store:
         self._turn_writes = TurnWrites(
             self._db,
             lambda: self.transaction(held=True),
-            lambda records: self.journal_add_many(records, held=True),
+            lambda records: self._append(records, held=True),
             database_lock=self._locks.database if isinstance(self._locks.database, WriterLock) else None,
             journal_lock=self._locks.journal if isinstance(self._locks.journal, WriterLock) else None,
         )
@@ -278,7 +135,7 @@ class Store:
             self._checkpointer.stop()
         self._locks.close()
 
-    def config_version(self) -> int:
+    async def config_version(self) -> int:
         """A number that changes whenever any process changes fault rules or modes in this file."""
         return self._locks.counters[CONFIG_VERSION]
 
@@ -316,23 +173,29 @@ class Store:
         """One writer at a time across every process; committed when the block ends without error.
         `held`: the caller has taken this process's turn on the lock (turns.py)."""
         with contextlib.nullcontext() if held else self._locks.database, self._committed():
-            yield Transaction(self._db)
+            yield Transaction(self._db, SQLITE)
 
-    def in_next_write(self, work: Callable[[Transaction], T]) -> asyncio.Future[T]:
+    async def write(self, work: Callable[[Transaction], T]) -> T:
+        """`work` in a write transaction of its own, now, committed before this returns (the control
+        API's writes: its turn on the lock is taken blocking)."""
+        with self.transaction() as tx:
+            return work(tx)
+
+    async def in_next_write(self, work: Callable[[Transaction], T]) -> T:
         """Runs `work` in the write transaction that follows this turn of the event loop, shared
         with whatever else this store queued in the turn; the future is done after the COMMIT.
 
         Calls that end their turn together share one BEGIN, lock turn and COMMIT. When there are
         several, each work runs in a savepoint: one that raises is undone alone, and its exception
-        goes to its future alone."""
-        return self._turn_writes.add(work)
+        goes to its caller alone."""
+        return await self._turn_writes.add(work)
 
-    def journal_in_next_write(self, record: JournalRecord) -> asyncio.Future[None]:
+    async def journal_in_next_write(self, record: JournalRecord) -> None:
         """Journals `record` after this turn of the event loop (see in_next_write), with the other
         entries of the turn in one write."""
-        return self._turn_writes.add_journal(record)
+        await self._turn_writes.add_journal(record)
 
-    def reset(self, role: str, username: str | None = None) -> None:
+    async def reset(self, role: str, username: str | None = None) -> None:
         """Forgets the role's tokens, transactions, fault rules, modes, calls under way and journal;
         with `username`, only that bank's iPG tokens and transactions, so that one bank's contract
         run on a shared iPG leaves the other banks' tokens and the sandbox's rules alone. The bank
@@ -341,55 +204,41 @@ class Store:
             if role != "ipg":
                 raise ValueError(f"the {role} role's data belongs to no bank username")
             with self._write_lock():  # no fault rule nor mode changes: workers keep their copies
-                for table in _ROLE_TABLES[role]:
-                    self._db.execute(f"DELETE FROM {table} WHERE username = ?", (username,))
+                for table in ROLE_TABLES[role]:
+                    self._db.execute(_SQL[f"forget {table} of a bank"], (username,))
             return
         with self._write_lock(config=True):
-            for table in _ROLE_TABLES[role]:
-                self._db.execute(f"DELETE FROM {table}")
-            self._db.execute("DELETE FROM faults WHERE role = ?", (role,))
-            self._db.execute("DELETE FROM modes WHERE role = ?", (role,))
+            for table in ROLE_TABLES[role]:
+                self._db.execute(_SQL[f"forget {table}"])
+            self._db.execute(_SQL["forget faults"], (role,))
+            self._db.execute(_SQL["forget modes"], (role,))
             self._locks.counters[_in_flight_slot(role)] = 0
         with self._locks.journal:
             self._journal.clear(role)
 
     # Faults and modes (mocks/faults.py)
-    def fault_add(self, role: str, rule_id: str, spec: str, times: int | None, at: float) -> None:
+    async def fault_add(self, role: str, rule_id: str, spec: str, times: int | None, at: float) -> None:
         with self._write_lock(config=True):
-            self._db.execute("INSERT INTO faults VALUES (?, ?, ?, ?, ?)", (rule_id, role, spec, times, at))
+            self._db.execute(_SQL["fault_add"], (rule_id, role, spec, times, at))
 
-    def fault_list(self, role: str) -> list[tuple[str, int | None]]:
+    async def fault_list(self, role: str) -> list[tuple[str, int | None]]:
         """(spec, remaining) of every rule, oldest first, spent ones included."""
-        return self._db.execute(
-            "SELECT spec, remaining FROM faults WHERE role = ? ORDER BY created_at, id", (role,)
-        ).fetchall()
+        return self._db.execute(_SQL["fault_list"], (role,)).fetchall()
 
-    def fault_candidates(self, role: str) -> list[tuple[str, str, int | None]]:
+    async def fault_candidates(self, role: str) -> list[tuple[str, str, int | None]]:
         """(id, spec, remaining) of the rules that may still fire, oldest first."""
-        return self._db.execute(
-            "SELECT id, spec, remaining FROM faults"
-            " WHERE role = ? AND (remaining IS NULL OR remaining > 0) ORDER BY created_at, id",
-            (role,),
-        ).fetchall()
-
-    async def offload(self, action: Callable[[], T]) -> T:
-        """At once, on the event loop, whose thread the connection belongs to: a read of the local
-        file does not wait for the writers (WAL); a write waits for its turn on the lock file, as
-        the control API's do (_write_lock)."""
-        return action()
+        return self._db.execute(_SQL["fault_candidates"], (role,)).fetchall()
 
     async def fault_claim(self, rule_id: str) -> bool:
         """Takes one firing of a counted rule; False when another call took the last one."""
         async with self._locks.database.turn():
             with self._committed(config=True):
-                cursor = self._db.execute(
-                    "UPDATE faults SET remaining = remaining - 1 WHERE id = ? AND remaining > 0", (rule_id,)
-                )
+                cursor = self._db.execute(_SQL["fault_claim"], (rule_id,))
         return cursor.rowcount == 1
 
-    def fault_delete(self, role: str, rule_id: str) -> bool:
+    async def fault_delete(self, role: str, rule_id: str) -> bool:
         with self._write_lock(config=True):
-            cursor = self._db.execute("DELETE FROM faults WHERE role = ? AND id = ?", (role, rule_id))
+            cursor = self._db.execute(_SQL["fault_delete"], (role, rule_id))
         return cursor.rowcount == 1
 
     # Calls under way in all workers of a role, counted only under max_concurrency (faults.py). A
@@ -402,28 +251,30 @@ class Store:
     async def calls_leave(self, role: str) -> None:
         await self._locks.leave(_in_flight_slot(role))
 
-    def calls_clear(self, role: str) -> None:
+    async def calls_clear(self, role: str) -> None:
         self._locks.clear(_in_flight_slot(role))
 
-    def modes_get(self, role: str) -> dict[str, Any] | None:
-        row = self._db.execute("SELECT modes FROM modes WHERE role = ?", (role,)).fetchone()
+    async def modes_get(self, role: str) -> dict[str, Any] | None:
+        row = self._db.execute(_SQL["modes_get"], (role,)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def modes_set(self, role: str, modes: dict[str, Any]) -> None:
+    async def modes_set(self, role: str, modes: dict[str, Any]) -> None:
         with self._write_lock(config=True):
-            self._db.execute(
-                "INSERT INTO modes VALUES (?, ?) ON CONFLICT (role) DO UPDATE SET modes = excluded.modes",
-                (role, json.dumps(modes)),
-            )
+            self._db.execute(_SQL["modes_set"], (role, json.dumps(modes)))
 
     # Journal (mocks/journal.py)
-    def journal_add_many(self, records: Sequence[JournalRecord], *, held: bool = False) -> None:
-        """Journals the records, now (in a server, journal_in_next_write); `held`: the caller has
-        taken this process's turn on the journal's lock."""
+    async def journal_add_many(self, records: Sequence[JournalRecord]) -> None:
+        """Journals the records, now (in a server, journal_in_next_write)."""
+        self._append(records)
+
+    def _append(self, records: Sequence[JournalRecord], *, held: bool = False) -> None:
+        """`held`: the caller has taken this process's turn on the journal's lock (turns.py)."""
         with contextlib.nullcontext() if held else self._locks.journal:
             self._journal.append(records)
 
-    def journal(self, role: str, *, operation: str | None = None, limit: int = 100) -> list[JournalEntry]:
+    async def journal(
+        self, role: str, *, operation: str | None = None, limit: int = 100
+    ) -> list[JournalEntry]:
         """Newest first, of the newest journal_limit entries."""
         with self._locks.journal:  # a copy with no append or new file half done
             snapshot = self._journal.snapshot(role)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from mpesa_atm.mocks.faults import SLOT_KEY
-from mpesa_atm.mocks.journal import JournalRecord
+from mpesa_atm.mocks.records import JournalRecord
 from mpesa_atm.mocks.request_body import DRAIN_BYTES, RequestBody
 from mpesa_atm.mocks.request_journal import RequestJournal
 from mpesa_atm.settings import Settings

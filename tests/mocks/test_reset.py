@@ -3,6 +3,8 @@ transactions only; without a username the mock forgets everything, as before."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from mpesa_atm.mocks.store import Store
@@ -116,7 +118,7 @@ def test_the_store_refuses_a_username_for_the_bank_role(settings):
     store = Store(settings.db_path)
     try:
         with pytest.raises(ValueError, match="belongs to no bank username"):
-            store.reset("bank", username="fnb")
+            asyncio.run(store.reset("bank", username="fnb"))
     finally:
         store.close()
 

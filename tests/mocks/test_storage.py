@@ -13,9 +13,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from mpesa_atm.errors import StoreBusy, StoreConflict
-from mpesa_atm.mocks.journal import JournalRecord
+from mpesa_atm.mocks.records import BankToken, IpgToken, JournalRecord
 from mpesa_atm.mocks.storage import Storage, Transaction, open_store
-from mpesa_atm.mocks.store import BankToken, IpgToken
 from tests.fixtures.servers import wait_for
 
 
@@ -88,6 +87,17 @@ def _redeem(
     return decide
 
 
+def _bank_tokens(store: Storage, *transaction_ids: str) -> list[bool]:
+    """Whether the store has a bank token for each TransactionID."""
+
+    def read(tx: Transaction) -> list[bool]:
+        return [
+            tx.bank_token_by_transaction_id(transaction_id) is not None for transaction_id in transaction_ids
+        ]
+
+    return asyncio.run(store.write(read))
+
+
 # Tokens and transactions
 
 
@@ -107,9 +117,8 @@ def test_a_transaction_id_gets_one_bank_token_whatever_the_number_of_writers(ope
     assert len(added) == 1
     kept = {answer.bank_transaction_ref for answer in answers if answer is not None}
     assert len(kept) == 1  # every other write was told the one kept
-    with second.transaction() as tx:
-        assert tx.bank_token_by_transaction_id("TX1") is not None
-        assert tx.bank_token(kept.pop()) is not None
+    assert asyncio.run(second.write(lambda tx: tx.bank_token_by_transaction_id("TX1"))) is not None
+    assert asyncio.run(second.write(lambda tx: tx.bank_token(kept.pop()))) is not None
 
 
 def test_concurrent_repeats_of_one_redemption_succeed_once_and_answer_the_first_reference(open_db):
@@ -117,9 +126,8 @@ def test_concurrent_repeats_of_one_redemption_succeed_once_and_answer_the_first_
     # Each decision pauses between reading "no duplicate" and reading the token, as a busy worker
     # may: the other store's commit lands there, and the token reads redeemed.
     rounds = [f"R{n}" for n in range(8)]
-    with first.transaction() as tx:
-        for token in rounds:
-            tx.add_ipg_token(_ipg_token(token))
+    for token in rounds:
+        asyncio.run(first.write(lambda tx, token=token: tx.add_ipg_token(_ipg_token(token))))
 
     async def both(token: str) -> list[str]:
         decisions = [
@@ -141,8 +149,7 @@ def test_concurrent_repeats_of_one_redemption_succeed_once_and_answer_the_first_
 
 def test_another_redemption_of_a_redeemed_token_is_refused_across_writers(open_db):
     first, second = open_db(), open_db()
-    with first.transaction() as tx:
-        tx.add_ipg_token(_ipg_token())
+    asyncio.run(first.write(lambda tx: tx.add_ipg_token(_ipg_token())))
 
     async def both() -> list[str]:
         return await asyncio.gather(
@@ -152,29 +159,32 @@ def test_another_redemption_of_a_redeemed_token_is_refused_across_writers(open_d
 
     answers = asyncio.run(both())
     assert sorted(answer.split()[0] for answer in answers) == ["already", "success"], answers
-    with second.transaction() as tx:
-        token = tx.ipg_token("bank1", "R1".ljust(32, "0"))
-        assert token is not None and token.redeemed_at is not None
+    token = asyncio.run(second.write(lambda tx: tx.ipg_token("bank1", "R1".ljust(32, "0"))))
+    assert token is not None and token.redeemed_at is not None
 
 
 def test_a_row_that_must_be_unique_is_a_conflict(store):
-    with store.transaction() as tx:
-        tx.add_ipg_token(_ipg_token())
-    with pytest.raises(StoreConflict), store.transaction() as tx:
-        tx.add_ipg_token(_ipg_token())
-    with pytest.raises(StoreConflict), store.transaction() as tx:
+    def two_for_one_transaction_id(tx: Transaction) -> None:
         tx.add_bank_token(_bank_token("A", "TX9"), 0.0)
         tx.add_bank_token(_bank_token("B", "TX9"), 0.0)
-    with store.transaction() as tx:  # the failed transaction left nothing
-        assert tx.bank_token_by_transaction_id("TX9") is None
+
+    asyncio.run(store.write(lambda tx: tx.add_ipg_token(_ipg_token())))
+    with pytest.raises(StoreConflict):
+        asyncio.run(store.write(lambda tx: tx.add_ipg_token(_ipg_token())))
+    with pytest.raises(StoreConflict):
+        asyncio.run(store.write(two_for_one_transaction_id))
+    # The failed transaction left nothing.
+    assert asyncio.run(store.write(lambda tx: tx.bank_token_by_transaction_id("TX9"))) is None
 
 
 def test_a_transaction_that_raises_writes_nothing(store):
-    with pytest.raises(RuntimeError), store.transaction() as tx:
+    def changes_its_mind(tx: Transaction) -> None:
         tx.add_bank_token(_bank_token("A"), 0.0)
         raise RuntimeError("the caller changed its mind")
-    with store.transaction() as tx:
-        assert tx.bank_token_by_transaction_id("TX1") is None
+
+    with pytest.raises(RuntimeError):
+        asyncio.run(store.write(changes_its_mind))
+    assert asyncio.run(store.write(lambda tx: tx.bank_token_by_transaction_id("TX1"))) is None
 
 
 def test_a_failing_work_of_a_turn_fails_alone(store):
@@ -193,17 +203,16 @@ def test_a_failing_work_of_a_turn_fails_alone(store):
     answers = asyncio.run(turn())
     assert answers[0] is None and answers[2] is None
     assert isinstance(answers[1], ValueError)
-    with store.transaction() as tx:
-        assert tx.bank_token_by_transaction_id("TX1") is not None
-        assert tx.bank_token_by_transaction_id("TX2") is None  # undone with its work
-        assert tx.bank_token_by_transaction_id("TX3") is not None
+    assert _bank_tokens(store, "TX1", "TX2", "TX3") == [True, False, True]  # TX2 undone with its work
 
 
 def test_retention_removes_only_rows_past_the_cutoff_and_at_most_the_batch(store):
-    with store.transaction() as tx:
+    def seeded(tx: Transaction) -> None:
         for i in range(5):
             tx.add_bank_token(_bank_token(f"OLD{i}", f"OLD{i}"), 100.0 + i)
         tx.add_bank_token(_bank_token("NEW", "NEW"), 1000.0)
+
+    asyncio.run(store.write(seeded))
 
     async def remove(limit: int) -> int:
         return await store.in_next_write(lambda tx: tx.remove_older("bank_tokens", 500.0, limit))
@@ -211,9 +220,7 @@ def test_retention_removes_only_rows_past_the_cutoff_and_at_most_the_batch(store
     assert asyncio.run(remove(3)) == 3
     assert asyncio.run(remove(3)) == 2
     assert asyncio.run(remove(3)) == 0
-    with store.transaction() as tx:
-        assert tx.bank_token_by_transaction_id("NEW") is not None
-        assert tx.bank_token_by_transaction_id("OLD4") is None
+    assert _bank_tokens(store, "NEW", "OLD4") == [True, False]
 
 
 # Fault rules, modes and calls under way
@@ -221,30 +228,35 @@ def test_retention_removes_only_rows_past_the_cutoff_and_at_most_the_batch(store
 
 def test_a_counted_fault_rule_fires_as_often_as_it_says_across_writers(open_db):
     first, second = open_db(), open_db()
-    first.fault_add("bank", "rule1", '{"response_code": "-7"}', 3, time.time())
+    asyncio.run(first.fault_add("bank", "rule1", '{"response_code": "-7"}', 3, time.time()))
 
     async def claims() -> list[bool]:
         stores = (first, second) * 5
         return await asyncio.gather(*(store.fault_claim("rule1") for store in stores))
 
     assert sum(asyncio.run(claims())) == 3
-    assert second.fault_list("bank") == [('{"response_code": "-7"}', 0)]
-    assert second.fault_candidates("bank") == []  # spent
-    assert second.fault_delete("bank", "rule1") and not first.fault_delete("bank", "rule1")
+    assert asyncio.run(second.fault_list("bank")) == [('{"response_code": "-7"}', 0)]
+    assert asyncio.run(second.fault_candidates("bank")) == []  # spent
+    assert asyncio.run(second.fault_delete("bank", "rule1"))
+    assert not asyncio.run(first.fault_delete("bank", "rule1"))
 
 
 def test_a_change_of_rules_or_modes_is_seen_by_every_writer_within_a_second(open_db):
     first, second = open_db(), open_db()
-    before, seen = first.config_version(), second.config_version()
-    first.modes_set("ipg", {"offline": True})
-    assert first.config_version() != before  # at once for its own change
-    wait_for(lambda: second.config_version() != seen, "the other writer sees the change", timeout=1)
-    assert second.modes_get("ipg") == {"offline": True}
-    assert second.modes_get("bank") is None
-    seen = second.config_version()
-    first.fault_add("ipg", "rule2", "{}", None, time.time())
-    wait_for(lambda: second.config_version() != seen, "the other writer sees the new rule", timeout=1)
-    assert [rule_id for rule_id, _, _ in second.fault_candidates("ipg")] == ["rule2"]
+    before, seen = asyncio.run(first.config_version()), asyncio.run(second.config_version())
+    asyncio.run(first.modes_set("ipg", {"offline": True}))
+    assert asyncio.run(first.config_version()) != before  # at once for its own change
+    wait_for(
+        lambda: asyncio.run(second.config_version()) != seen, "the other writer sees the change", timeout=1
+    )
+    assert asyncio.run(second.modes_get("ipg")) == {"offline": True}
+    assert asyncio.run(second.modes_get("bank")) is None
+    seen = asyncio.run(second.config_version())
+    asyncio.run(first.fault_add("ipg", "rule2", "{}", None, time.time()))
+    wait_for(
+        lambda: asyncio.run(second.config_version()) != seen, "the other writer sees the new rule", timeout=1
+    )
+    assert [rule_id for rule_id, _, _ in asyncio.run(second.fault_candidates("ipg"))] == ["rule2"]
 
 
 def test_calls_under_way_are_counted_across_writers_up_to_the_limit(open_db):
@@ -257,7 +269,7 @@ def test_calls_under_way_are_counted_across_writers_up_to_the_limit(open_db):
     asyncio.run(second.calls_leave("ipg"))
     assert asyncio.run(first.calls_enter("ipg", 3))
     assert asyncio.run(first.calls_enter("bank", 1))  # each role its own count
-    second.calls_clear("ipg")
+    asyncio.run(second.calls_clear("ipg"))
     assert asyncio.run(first.calls_enter("ipg", 1))
 
 
@@ -266,73 +278,94 @@ def test_calls_under_way_are_counted_across_writers_up_to_the_limit(open_db):
 
 def test_the_journal_shows_every_writers_entries_newest_first(open_db):
     first, second = open_db(), open_db()
-    first.journal_add_many([_record("ipg", "token_redemption", 1), _record("bank", "token_generation", 2)])
-
-    async def journal() -> None:
-        await second.journal_in_next_write(_record("ipg", "token_reversal", 3))
-
-    asyncio.run(journal())
-    entries = first.journal("ipg")
+    records = [_record("ipg", "token_redemption", 1), _record("bank", "token_generation", 2)]
+    asyncio.run(first.journal_add_many(records))
+    asyncio.run(second.journal_in_next_write(_record("ipg", "token_reversal", 3)))
+    entries = asyncio.run(first.journal("ipg"))
     assert [entry.request for entry in entries] == [{"n": 3}, {"n": 1}]
     assert entries[0].response == "not json"  # kept as text
     assert entries[0].id > entries[1].id
-    assert [entry.request for entry in second.journal("ipg", operation="token_redemption")] == [{"n": 1}]
-    assert [entry.request for entry in second.journal("bank", limit=5)] == [{"n": 2}]
-    assert len(first.journal("ipg", limit=1)) == 1
+    redemptions = asyncio.run(second.journal("ipg", operation="token_redemption"))
+    assert [entry.request for entry in redemptions] == [{"n": 1}]
+    assert [entry.request for entry in asyncio.run(second.journal("bank", limit=5))] == [{"n": 2}]
+    assert len(asyncio.run(first.journal("ipg", limit=1))) == 1
 
 
 def test_the_journal_keeps_about_its_limit(store):
-    for n in range(0, 300, 10):
-        store.journal_add_many([_record("bank", "token_generation", n + i) for i in range(10)])
-    entries = store.journal("bank", limit=1000)
+    async def in_tens() -> None:
+        for n in range(0, 300, 10):
+            await store.journal_add_many([_record("bank", "token_generation", n + i) for i in range(10)])
+
+    asyncio.run(in_tens())
+    entries = asyncio.run(store.journal("bank", limit=1000))
     assert len(entries) == 50  # the newest journal_limit
     assert entries[0].request == {"n": 299}
 
 
 def test_a_reset_empties_its_role_and_leaves_the_other(store):
-    with store.transaction() as tx:
+    def seeded(tx: Transaction) -> None:
         tx.add_ipg_token(_ipg_token())
         tx.add_bank_token(_bank_token("A"), 0.0)
-    store.fault_add("ipg", "rule", "{}", None, 0.0)
-    store.modes_set("ipg", {"offline": True})
-    store.journal_add_many([_record("ipg", "token_redemption", 1), _record("bank", "token_generation", 2)])
-    before = store.config_version()
 
-    store.reset("ipg")
+    async def set_up() -> int:
+        await store.write(seeded)
+        await store.fault_add("ipg", "rule", "{}", None, 0.0)
+        await store.modes_set("ipg", {"offline": True})
+        records = [_record("ipg", "token_redemption", 1), _record("bank", "token_generation", 2)]
+        await store.journal_add_many(records)
+        return await store.config_version()
 
-    assert store.config_version() != before
-    assert store.fault_list("ipg") == [] and store.modes_get("ipg") is None and store.journal("ipg") == []
-    with store.transaction() as tx:
-        assert tx.ipg_token("bank1", "R1".ljust(32, "0")) is None
-        assert tx.bank_token_by_transaction_id("TX1") is not None
-    assert len(store.journal("bank")) == 1
+    before = asyncio.run(set_up())
+
+    asyncio.run(store.reset("ipg"))
+
+    assert asyncio.run(store.config_version()) != before
+    assert asyncio.run(store.fault_list("ipg")) == []
+    assert asyncio.run(store.modes_get("ipg")) is None
+    assert asyncio.run(store.journal("ipg")) == []
+    assert asyncio.run(store.write(lambda tx: tx.ipg_token("bank1", "R1".ljust(32, "0")))) is None
+    assert _bank_tokens(store, "TX1") == [True]
+    assert len(asyncio.run(store.journal("bank"))) == 1
 
 
 def test_a_reset_of_one_bank_leaves_the_other_banks_and_the_rules(store):
-    with store.transaction() as tx:
+    def seeded(tx: Transaction) -> None:
         tx.add_ipg_token(_ipg_token("R1", "bank1"))
         tx.add_ipg_token(_ipg_token("R2", "bank2"))
 
-    async def redeem() -> str:
-        return await store.in_next_write(_redeem("token_redemption", "KEY", "REF"))
+    def left(tx: Transaction) -> tuple[bool, bool, bool]:
+        return (
+            tx.ipg_token("bank1", "R1".ljust(32, "0")) is not None,
+            tx.first_ipg_answer("token_redemption", "bank1", "KEY") is not None,
+            tx.ipg_token("bank2", "R2".ljust(32, "0")) is not None,
+        )
 
-    assert asyncio.run(redeem()) == "success REF"
-    store.fault_add("ipg", "rule", "{}", None, 0.0)
+    asyncio.run(store.write(seeded))
+    assert asyncio.run(store.in_next_write(_redeem("token_redemption", "KEY", "REF"))) == "success REF"
+    asyncio.run(store.fault_add("ipg", "rule", "{}", None, 0.0))
+    assert asyncio.run(store.write(left)) == (True, True, True)
 
-    store.reset("ipg", username="bank1")
+    asyncio.run(store.reset("ipg", username="bank1"))
 
-    with store.transaction() as tx:
-        assert tx.ipg_token("bank1", "R1".ljust(32, "0")) is None
-        assert tx.first_ipg_answer("token_redemption", "bank1", "KEY") is None
-        assert tx.ipg_token("bank2", "R2".ljust(32, "0")) is not None
-    assert len(store.fault_list("ipg")) == 1
+    assert asyncio.run(store.write(left)) == (False, False, True)
+    assert len(asyncio.run(store.fault_list("ipg"))) == 1
     with pytest.raises(ValueError):
-        store.reset("bank", username="bank1")
+        asyncio.run(store.reset("bank", username="bank1"))
 
 
-def test_close_twice_does_nothing(store):
+def test_closing_a_store_again_leaves_what_was_opened_since_alone(open_db):
+    """An app's lifespan and the store's owner may both close it: the second close does nothing, and
+    above all does not close again what the first one released and another store now holds (its
+    file descriptors, its connections)."""
+    store = open_db()
+    asyncio.run(store.write(lambda tx: tx.add_bank_token(_bank_token("A", "TX1"), 0.0)))
+    asyncio.run(store.journal_add_many([_record("bank", "token_generation", 1)]))
     store.close()
+    other = open_db()  # may be given what the first one released
     store.close()
+    assert _bank_tokens(other, "TX1") == [True]
+    asyncio.run(other.journal_add_many([_record("bank", "token_generation", 2)]))
+    assert [entry.request for entry in asyncio.run(other.journal("bank"))] == [{"n": 2}, {"n": 1}]
 
 
 # PostgreSQL only
@@ -344,12 +377,15 @@ def test_a_store_opening_beside_a_write_under_way_does_not_wait_for_it(postgres_
     first = open_store(postgres_url)
     opened: list[Storage] = []
     opening = threading.Thread(target=lambda: opened.append(open_store(postgres_url)))
+
+    def write_while_another_opens(tx: Transaction) -> bool:
+        tx.add_bank_token(_bank_token("A"), 0.0)  # uncommitted: its table locked for writes
+        opening.start()
+        opening.join(2)
+        return opening.is_alive()
+
     try:
-        with first.transaction() as tx:
-            tx.add_bank_token(_bank_token("A"), 0.0)  # uncommitted: its table locked for writes
-            opening.start()
-            opening.join(2)
-            waited = opening.is_alive()
+        waited = asyncio.run(first.write(write_while_another_opens))
         opening.join()  # after the commit, in any case
         assert not waited, "the second store waited for the first one's write to end"
     finally:
@@ -369,10 +405,8 @@ def test_text_is_text_in_a_database_of_any_encoding(postgres_server):
         )
     store = open_store(postgres_server.url(name))
     try:
-        with store.transaction() as tx:
-            tx.add_ipg_token(_ipg_token())
-        with store.transaction() as tx:
-            assert tx.ipg_token("bank1", "R1".ljust(32, "0")) == _ipg_token()
+        asyncio.run(store.write(lambda tx: tx.add_ipg_token(_ipg_token())))
+        assert asyncio.run(store.write(lambda tx: tx.ipg_token("bank1", "R1".ljust(32, "0")))) == _ipg_token()
     finally:
         store.close()
         postgres_server.drop_database(name)
@@ -395,7 +429,7 @@ def test_a_write_waiting_for_a_lock_another_session_holds_gives_up_at_the_busy_t
             with pytest.raises(StoreBusy, match="lock timeout"):
                 asyncio.run(asyncio.wait_for(write(), timeout=5))
             assert time.monotonic() - started < 2.0
-        with store.transaction() as tx:  # the lock gone, the store writes again
-            assert tx.add_bank_token_once(_bank_token("L"), 0.0) is None
+        # The lock gone, the store writes again.
+        assert asyncio.run(store.write(lambda tx: tx.add_bank_token_once(_bank_token("L"), 0.0))) is None
     finally:
         store.close()

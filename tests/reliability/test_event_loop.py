@@ -4,6 +4,7 @@ costs what is read, not the journal's size."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -15,7 +16,7 @@ import uuid
 import httpx
 import pytest
 
-from mpesa_atm.mocks.journal import JournalRecord
+from mpesa_atm.mocks.records import JournalRecord
 from mpesa_atm.mocks.store import Store
 from tests.fixtures.mocks import DOCUMENT_GENERATION
 from tests.reliability.helpers import host_port, read_answer
@@ -102,16 +103,17 @@ def test_a_journal_read_costs_what_it_returns_not_the_journals_size(tmp_path):
     store = Store(str(tmp_path / "big.sqlite3"), journal_limit=20_000)
     try:
         for _start in range(0, 30_000, 1000):  # past the limit: a full older file and a current one
-            store.journal_add_many(_records(1000))
+            asyncio.run(store.journal_add_many(_records(1000)))
         size = sum(os.path.getsize(path) for path in store._journal.paths("bank") if os.path.exists(path))
         before = _bytes_read()
-        entries = store.journal("bank", limit=10)
+        entries = asyncio.run(store.journal("bank", limit=10))
         read = _bytes_read() - before
         assert [entry.request for entry in entries] == [{"n": n} for n in range(999, 989, -1)]
         assert read < 2 * 64 * 1024 < size / 20, read  # a block from the end of a 5 MB journal
         for limit in (1, 10, 999, 25_000):
             for operation in (None, "token_generation"):
-                got = [entry.as_json() for entry in store.journal("bank", operation=operation, limit=limit)]
+                shown = asyncio.run(store.journal("bank", operation=operation, limit=limit))
+                got = [entry.as_json() for entry in shown]
                 assert got == _read_whole(store, operation, limit), (limit, operation)
     finally:
         store.close()

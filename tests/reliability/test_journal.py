@@ -3,13 +3,15 @@ that append to them, cleared by a reset from any of them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import multiprocessing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from mpesa_atm.mocks.journal import JournalRecord
+from mpesa_atm.mocks.records import JournalEntry, JournalRecord
 from mpesa_atm.mocks.store import Store
 
 
@@ -18,8 +20,16 @@ def record(name: str, role: str = "bank", operation: str = "token_generation") -
     return JournalRecord(role, "inbound", operation, "POST", "/token-generation", 200, request, "{}", 1.0)
 
 
-def shown(store: Store, role: str = "bank", **options: object) -> list[str]:
-    return [entry.request["input_TransactionID"] for entry in store.journal(role, limit=1000, **options)]
+def append(store: Store, *records: JournalRecord) -> None:
+    asyncio.run(store.journal_add_many(records))
+
+
+def read(store: Store, role: str = "bank", **options: Any) -> list[JournalEntry]:
+    return asyncio.run(store.journal(role, **options))
+
+
+def shown(store: Store, role: str = "bank", **options: Any) -> list[str]:
+    return [entry.request["input_TransactionID"] for entry in read(store, role, limit=1000, **options)]
 
 
 def lines_on_disk(store: Store, role: str) -> int:
@@ -34,13 +44,13 @@ def test_a_read_shows_the_newest_entries_up_to_the_limit_and_the_disk_holds_at_m
     store = Store(path if path == ":memory:" else str(tmp_path / path), journal_limit=30)
     try:
         for i in range(100):
-            store.journal_add_many([record(f"T{i}")])
+            append(store, record(f"T{i}"))
             assert shown(store) == [f"T{n}" for n in range(i, max(i - 30, -1), -1)]
             if path != ":memory:":
                 assert lines_on_disk(store, "bank") <= 60
         assert shown(store, operation="token_generation")[:2] == ["T99", "T98"]
         assert shown(store, operation="token_reversal") == []
-        assert [e.request["input_TransactionID"] for e in store.journal("bank", limit=2)] == ["T99", "T98"]
+        assert [e.request["input_TransactionID"] for e in read(store, limit=2)] == ["T99", "T98"]
         assert shown(store, "ipg") == []
     finally:
         store.close()
@@ -52,10 +62,10 @@ def test_workers_appending_in_turn_keep_one_order_through_new_files(tmp_path):
     first, second = Store(path, journal_limit=7), Store(path, journal_limit=7)
     try:
         for i in range(40):
-            (first if i % 3 else second).journal_add_many([record(f"T{i}")])
+            append(first if i % 3 else second, record(f"T{i}"))
         expected = [f"T{n}" for n in range(39, 32, -1)]
         assert shown(first) == shown(second) == expected
-        ids = [entry.id for entry in first.journal("bank", limit=1000)]
+        ids = [entry.id for entry in read(first, limit=1000)]
         assert ids == sorted(ids, reverse=True) and len(set(ids)) == 7
         assert lines_on_disk(first, "bank") <= 14
     finally:
@@ -67,9 +77,9 @@ def test_a_reset_by_one_worker_clears_the_journal_the_other_appends_to(tmp_path)
     path = str(tmp_path / "reset.sqlite3")
     first, second = Store(path), Store(path)
     try:
-        first.journal_add_many([record("before"), record("other", role="ipg")])
-        second.reset("bank")
-        first.journal_add_many([record("after")])
+        append(first, record("before"), record("other", role="ipg"))
+        asyncio.run(second.reset("bank"))
+        append(first, record("after"))
         assert shown(second) == ["after"]
         assert shown(first, "ipg") == ["other"]  # the other role's journal stays
     finally:
@@ -81,10 +91,10 @@ def test_a_torn_line_is_skipped_and_the_entries_around_it_are_read(tmp_path):
     """A power cut can leave half a line; the next append then follows it on the same line."""
     store = Store(str(tmp_path / "torn.sqlite3"))
     try:
-        store.journal_add_many([record("whole")])
+        append(store, record("whole"))
         with open(store._journal.paths("bank")[0], "ab") as file:
             file.write(b'{"id": 99, "at": "2026-')
-        store.journal_add_many([record("lost with the torn line"), record("next")])
+        append(store, record("lost with the torn line"), record("next"))
         assert shown(store) == ["next", "whole"]
     finally:
         store.close()
@@ -93,12 +103,12 @@ def test_a_torn_line_is_skipped_and_the_entries_around_it_are_read(tmp_path):
 def test_a_store_opened_again_carries_on_numbering_and_reading(tmp_path):
     path = str(tmp_path / "again.sqlite3")
     store = Store(path)
-    store.journal_add_many([record("first")])
+    append(store, record("first"))
     store.close()
     store = Store(path)
     try:
-        store.journal_add_many([record("second")])
-        entries = store.journal("bank")
+        append(store, record("second"))
+        entries = read(store)
         assert [e.request["input_TransactionID"] for e in entries] == ["second", "first"]
         assert entries[0].id > entries[1].id
     finally:
@@ -107,9 +117,13 @@ def test_a_store_opened_again_carries_on_numbering_and_reading(tmp_path):
 
 def _append_many(path: str, name: str, count: int) -> None:
     store = Store(path, journal_limit=20_000)
-    try:
+
+    async def one_by_one() -> None:
         for i in range(count):
-            store.journal_add_many([record(f"{name}{i}")])
+            await store.journal_add_many([record(f"{name}{i}")])
+
+    try:
+        asyncio.run(one_by_one())
     finally:
         store.close()
 
@@ -127,7 +141,7 @@ def test_processes_appending_at_once_get_distinct_ids_in_file_order(tmp_path):
         assert worker.exitcode == 0
     store = Store(path, journal_limit=20_000)
     try:
-        entries = store.journal("bank", limit=20_000)
+        entries = read(store, limit=20_000)
         ids = [entry.id for entry in entries]
         assert len(entries) == 10_000
         assert ids == sorted(set(ids), reverse=True)

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
+from mpesa_atm.errors import StoreBusy
 from mpesa_atm.mocks.coordination import WriterLock
-from mpesa_atm.mocks.journal import JournalRecord
-from mpesa_atm.mocks.store import BankToken, Store, StoreBusy
+from mpesa_atm.mocks.records import BankToken, JournalRecord
+from mpesa_atm.mocks.store import Store
 from mpesa_atm.mocks.wal import while_locked
 from tests.fixtures.servers import wait_for
 
@@ -32,7 +33,7 @@ def journal_one(store: Store, i: int) -> None:
         response=json.dumps({"output_ResponseCode": "0"}),
         duration_ms=1.0,
     )
-    store.journal_add_many([record])
+    asyncio.run(store.journal_add_many([record]))
 
 
 def test_wal_is_started_over_under_sustained_writes(tmp_path):
@@ -66,7 +67,8 @@ def add_token(store: Store, i: int) -> None:
 
 def written(store: Store) -> tuple[list[str], list[str]]:
     """(journalled TransactionIDs, token TransactionIDs), oldest first."""
-    journalled = [entry.request["input_TransactionID"] for entry in reversed(store.journal("bank"))]
+    entries = asyncio.run(store.journal("bank"))
+    journalled = [entry.request["input_TransactionID"] for entry in reversed(entries)]
     tokens = [row[0] for row in store._db.execute("SELECT transaction_id FROM bank_tokens ORDER BY 1")]
     return journalled, tokens
 
@@ -144,7 +146,7 @@ def test_writes_queued_in_one_turn_share_one_transaction_and_are_undone_alone(tm
         first, second, failed, third, fourth, fifth, *journalled = asyncio.run(turn())
         assert commits == ["COMMIT"]
         assert journalled == [None, None]
-        assert len(store.journal("bank")) == 2
+        assert len(asyncio.run(store.journal("bank"))) == 2
         assert first is None and fourth is None and fifth is None  # added
         assert second == third == token(0)  # the same TransactionID, answered with the first token
         assert isinstance(failed, ValueError)
@@ -174,7 +176,7 @@ def test_token_writes_queued_in_one_turn_all_fail_when_the_store_stays_locked(tm
 
         # The journal has a lock of its own: its entry is written all the same.
         assert [type(outcome) for outcome in asyncio.run(turn())] == [StoreBusy, StoreBusy, type(None)]
-        assert len(store.journal("bank")) == 1
+        assert len(asyncio.run(store.journal("bank"))) == 1
     finally:
         lock.release()
         holder.close()
@@ -208,12 +210,6 @@ def test_the_busy_timeout_in_seconds_is_sqlites_too(tmp_path):
         store.close()
 
 
-def test_closing_a_store_twice_does_nothing_more(tmp_path):
-    store = Store(str(tmp_path / "twice.sqlite3"))
-    store.close()
-    store.close()
-
-
 def test_writes_queued_on_a_closed_store_fail_instead_of_waiting_for_ever(tmp_path):
     store = Store(str(tmp_path / "closed.sqlite3"))
     store.close()  # the app's lifespan ended while a call was still under way
@@ -238,13 +234,13 @@ def test_calls_under_way_are_counted_across_processes_and_a_fresh_count_forgets_
         assert not await first.calls_enter("ipg", 2)  # the limit holds across both
         assert await second.calls_enter("bank", 1)  # each role counts its own calls
         # A worker killed mid-call never leaves: a worker's start or a change of modes forgets it.
-        second.calls_clear("ipg")
+        await second.calls_clear("ipg")
         assert await first.calls_enter("ipg", 1)
         for _ in range(3):  # the ends of calls counted before: never below 0
             await first.calls_leave("ipg")
         assert await first.calls_enter("ipg", 1)
         assert not await first.calls_enter("bank", 1)
-        first.reset("bank")  # so does a reset
+        await first.reset("bank")  # so does a reset
         assert await first.calls_enter("bank", 1)
 
     try:
