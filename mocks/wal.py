@@ -11,25 +11,29 @@ from collections.abc import Callable
 from typing import Any
 
 from mpesa_atm.errors import StoreBusy
-from mpesa_atm.mocks.coordination import WriterLock
+from mpesa_atm.mocks.coordination import Backoff, WriterLock
 
 __all__ = ["Checkpointer", "connect", "while_locked"]
 
 
 def while_locked(action: Callable[[], Any], timeout: float) -> None:
-    """Runs `action`, again every 10 ms for up to `timeout` while SQLite answers "database is locked".
+    """Runs `action`, again as Backoff says for up to `timeout` while SQLite answers "database is
+    locked" (then that error).
 
     Processes opening a new file at once (the workers of `uvicorn --workers N`) race to make it a WAL
     database, and the loser can be told "locked" at once, without SQLite's busy handler waiting."""
-    deadline = time.monotonic() + timeout
+    pauses = Backoff(timeout).pauses()
     while True:
         try:
             action()
             return
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() >= deadline:
+            if "locked" not in str(exc):
                 raise
-        time.sleep(0.01)
+            pause = next(pauses, None)
+            if pause is None:
+                raise
+        time.sleep(pause)
 
 
 def connect(path: str, timeout: float) -> sqlite3.Connection:
