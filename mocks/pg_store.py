@@ -38,6 +38,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from mpesa_atm.errors import StoreBusy, StoreConflict, StoreError
+from mpesa_atm.mocks.background import OncePerKind
 from mpesa_atm.mocks.journal import JournalEntry, JournalRecord, loads_body
 from mpesa_atm.mocks.pg_tables import SCHEMA, SCHEMA_LOCK, SCHEMA_PRESENT, PostgresTransaction
 from mpesa_atm.mocks.turns import Outcome, settle
@@ -187,13 +188,19 @@ class PostgresStore:
         return self._generation
 
     def _poll(self) -> None:
+        errors = OncePerKind(f"the config poller of {self.label}")
         while not self._closed.wait(POLL_SECONDS):
-            with contextlib.suppress(Exception):  # unreachable for a while: the next poll tries again
+            try:
                 with self._pool.connection(timeout=POLL_SECONDS) as conn:
                     version = _config_version(conn)
-                if version != self._remote_version:
-                    self._remote_version = version
-                    self._generation += 1
+            except _UNREACHABLE:
+                continue  # unreachable for a while: the next poll tries again
+            except Exception as exc:  # the poller goes on: the calls would not see changes else
+                errors.log(exc)
+                continue
+            if version != self._remote_version:
+                self._remote_version = version
+                self._generation += 1
 
     # The calls' writes, batched per turn of the event loop
     def in_next_write(self, work: Callable[[PostgresTransaction], T]) -> asyncio.Future[T]:

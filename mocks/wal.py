@@ -3,7 +3,6 @@ opening the same file, and the WAL copied back into the database from a thread o
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import threading
 import time
@@ -11,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mpesa_atm.errors import StoreBusy
+from mpesa_atm.mocks.background import OncePerKind
 from mpesa_atm.mocks.coordination import Backoff, WriterLock
 
 __all__ = ["Checkpointer", "connect", "while_locked"]
@@ -89,6 +89,7 @@ class Checkpointer:
         self._wake = threading.Event()
         self._stopped = False
         self._thread: threading.Thread | None = None
+        self.errors = OncePerKind(f"the WAL's checkpoint of {path}")
 
     def committed(self) -> None:
         self.commits += 1
@@ -109,8 +110,15 @@ class Checkpointer:
                 self._wake.clear()
                 if self._stopped:
                     return
-                with contextlib.suppress(sqlite3.Error, StoreBusy):  # another one is under way
+                try:
                     self._checkpoint(db, lock)
+                except StoreBusy:
+                    pass  # writers kept the lock past the busy timeout: the next pass tries again
+                except sqlite3.OperationalError as exc:
+                    if not _busy(exc):
+                        self.errors.log(exc)
+                except sqlite3.Error as exc:
+                    self.errors.log(exc)
                 self.passes += 1
         finally:
             db.close()
@@ -132,3 +140,8 @@ class Checkpointer:
     def stop(self) -> None:
         self._stopped = True
         self._wake.set()
+
+
+def _busy(error: sqlite3.OperationalError) -> bool:
+    """Whether SQLite said another connection had the database: the next pass tries again."""
+    return "locked" in str(error) or "busy" in str(error)
