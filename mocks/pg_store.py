@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 import psycopg.errors
@@ -41,7 +41,7 @@ from mpesa_atm.errors import StoreBusy, StoreConflict, StoreError
 from mpesa_atm.mocks.background import OncePerKind
 from mpesa_atm.mocks.journal import JournalEntry, JournalRecord, loads_body
 from mpesa_atm.mocks.pg_tables import SCHEMA, SCHEMA_LOCK, SCHEMA_PRESENT, PostgresTransaction
-from mpesa_atm.mocks.turns import Outcome, settle
+from mpesa_atm.mocks.turns import Flush, Outcome, TurnQueue
 from mpesa_atm.settings import database_label
 
 __all__ = ["POLL_SECONDS", "PostgresStore"]
@@ -58,46 +58,6 @@ _CONNECTION: dict[str, Any] = {"autocommit": True, "client_encoding": "utf8"}
 
 T = TypeVar("T")
 Item = TypeVar("Item")
-
-
-class _TurnBatches(Generic[Item]):
-    """What one worker queued in a turn of its event loop, written after the turn by `flush` in a
-    thread of `executor`; each item's future gets its outcome. Batches of later turns do not wait
-    for earlier ones: the database orders them."""
-
-    def __init__(self, executor: ThreadPoolExecutor, flush: Callable[[list[Item]], list[Outcome]]) -> None:
-        self._executor = executor
-        self._flush = flush
-        self._items: list[tuple[Item, asyncio.Future[Any]]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def add(self, item: Item) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        if self._items and self._loop is not loop:  # left by a loop that is gone (tests): now
-            batch, self._items = self._items, []
-            settle(batch, self._flush([queued for queued, _ in batch]))
-        done: asyncio.Future[Any] = loop.create_future()
-        self._items.append((item, done))
-        if len(self._items) == 1:
-            self._loop = loop
-            loop.call_soon(self._send, loop)
-        return done
-
-    def _send(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch, self._items = self._items, []
-        if not batch:
-            return
-        try:
-            running = loop.run_in_executor(self._executor, self._flush, [item for item, _ in batch])
-        except RuntimeError as exc:  # the store was closed meanwhile
-            settle(batch, [(None, StoreBusy(f"the store is closed ({exc})"))] * len(batch))
-            return
-
-        def settled(finished: asyncio.Future[list[Outcome]]) -> None:
-            error = finished.exception()
-            settle(batch, [(None, error)] * len(batch) if error else finished.result())
-
-        running.add_done_callback(settled)
 
 
 class PostgresStore:
@@ -126,10 +86,10 @@ class PostgresStore:
             name="mpesa-atm",
         )
         self._executor = ThreadPoolExecutor(CONNECTIONS, thread_name_prefix="mpesa-atm-postgres")
-        self._works: _TurnBatches[Callable[[PostgresTransaction], Any]] = _TurnBatches(
-            self._executor, self._run_works
+        self._works: TurnQueue[Callable[[PostgresTransaction], Any]] = TurnQueue(
+            self._in_threads(self._run_works)
         )
-        self._journal: _TurnBatches[JournalRecord] = _TurnBatches(self._executor, self._run_journal)
+        self._journal: TurnQueue[JournalRecord] = TurnQueue(self._in_threads(self._run_journal))
         self._remote_version = version  # the shared version last read
         # Moves when the shared version moves or this worker makes a change (seen by it at once).
         self._generation = 0
@@ -203,6 +163,17 @@ class PostgresStore:
                 self._generation += 1
 
     # The calls' writes, batched per turn of the event loop
+    def _in_threads(self, flush: Callable[[list[Item]], list[Outcome]]) -> Flush[Item]:
+        """`flush`, run in a thread of the store's (the future of its outcomes)."""
+
+        def in_a_thread(items: list[Item]) -> list[Outcome] | asyncio.Future[list[Outcome]]:
+            try:
+                return asyncio.get_running_loop().run_in_executor(self._executor, flush, items)
+            except RuntimeError as exc:  # the store was closed meanwhile
+                return [(None, StoreBusy(f"the store is closed ({exc})"))] * len(items)
+
+        return in_a_thread
+
     def in_next_write(self, work: Callable[[PostgresTransaction], T]) -> asyncio.Future[T]:
         """Runs `work` in the transaction written after this turn of the event loop, with whatever
         else this worker queued in the turn; the future is done after the COMMIT."""

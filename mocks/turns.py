@@ -25,7 +25,7 @@ from mpesa_atm.mocks.journal import JournalRecord
 if TYPE_CHECKING:
     from mpesa_atm.mocks.store import Transaction
 
-__all__ = ["Outcome", "TurnQueue", "TurnWrites", "settle"]
+__all__ = ["Flush", "Outcome", "TurnQueue", "TurnWrites", "settle"]
 
 T = TypeVar("T")
 Item = TypeVar("Item")
