@@ -61,7 +61,7 @@ class Backoff:
     SQLite's busy handler, when BEGIN IMMEDIATE finds another writer, sleeps 1, 2, 5, 10... ms, so
     two busy workers spend much of their time asleep; a turn polled for in this way starts soon
     after the other's ends. Not shorter pauses than PAUSE_SECONDS: uvloop's timers count in
-    milliseconds, so a shorter one runs at once (benchmarks/README.md has the figures)."""
+    milliseconds, so a shorter one runs at once (benchmarks/README.md, "Figures behind the code")."""
 
     timeout: float
 

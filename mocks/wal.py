@@ -57,16 +57,13 @@ def connect(path: str, timeout: float) -> sqlite3.Connection:
 
 # WAL pages a checkpoint pass may leave behind for the last pass, the one that holds writers off.
 _CAUGHT_UP = 32
-# WAL pages (4 KiB) past which the WAL is started over. Measured (benchmarks/README.md, "Soak"): at
-# 4096 pages the WAL file stayed at 22-23 MB under constant Token Generations; at 1024 pages at 4.2 MB,
-# with no cost measurable on the noisy 2-core machine.
+# WAL pages (4 KiB) past which the WAL is started over: small enough that the file stays a few MB
+# under constant writes, at no cost measured (benchmarks/README.md, "Figures behind the code").
 _RESTART_AT = 1024
 # The bytes a WAL file longer than this is cut back to when it is started over: a long write (a reset,
 # a seeding) leaves no high-water mark on disk. Well above the 4.2 MB of _RESTART_AT pages, so that
-# the file is reused, not shrunk and regrown, at each restart: cut back to 4 MiB every time, Token
-# Redemption with 2 workers answered 10,833-11,031 req/s at p99 7.5-8.2 ms; with 16 MiB 11,541-12,055
-# at p99 4.6-5.2 ms, and with 8 MiB (still cut at most restarts) 10,623-10,967 at p99 6.7-7.0 ms
-# against 16 MiB's 11,292-11,740 at p99 5.4-5.7 ms (benchmarks/README.md, "Soak").
+# the file is reused, not shrunk and regrown, at each restart, which cost the calls throughput and
+# p99 (benchmarks/README.md, "Figures behind the code").
 WAL_SIZE_LIMIT = 16 << 20
 
 
