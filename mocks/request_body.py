@@ -186,7 +186,7 @@ class _BodyDeadlines:
     def start(self, task: asyncio.Task[Any]) -> None:
         loop = asyncio.get_running_loop()
         self.reading[task] = loop.time() + self.timeout
-        if self._timer is None or self._loop is not loop:  # none yet, or that loop is gone
+        if self._timer is None:
             self._loop = loop
             self._timer = loop.call_later(self._period, self._check)
 
@@ -206,9 +206,7 @@ class _BodyDeadlines:
         assert self._loop is not None
         now = self._loop.time()
         for task, deadline in list(self.reading.items()):
-            if task.get_loop() is not self._loop:  # left by a loop that was closed (tests)
-                del self.reading[task]
-            elif deadline <= now:
+            if deadline <= now:
                 del self.reading[task]
                 self.expired.add(task)
                 task.cancel()

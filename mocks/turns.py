@@ -45,20 +45,17 @@ class TurnQueue(Generic[Item]):
         self._flush = flush
         self._lock: Lock = lock if lock is not None else Unlocked()
         self._items: list[tuple[Item, asyncio.Future[Any]]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._scheduled = False
         self._waiting: set[asyncio.Task[None]] = set()  # writes waiting for their turn on the lock
 
     def add(self, item: Item) -> asyncio.Future[Any]:
+        """`item` queued for the write after this turn; its future gets its outcome. A store's writes
+        are queued from one event loop, the worker's (the app's lifespan opens and closes it)."""
         loop = asyncio.get_running_loop()
-        if self._items and self._loop is not loop:  # left by a loop that is gone (tests): now
-            with self._lock:
-                self._write()
         done: asyncio.Future[Any] = loop.create_future()
         self._items.append((item, done))
         if not self._scheduled:
             self._scheduled = True
-            self._loop = loop
             loop.call_soon(self._run, loop)
         return done
 

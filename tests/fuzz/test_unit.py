@@ -34,8 +34,8 @@ def load_profile():
     settings.load_profile(before)
 
 
-def _sent(tmp_path, name: str) -> tuple[list[tuple[str, str, object]], list[tuple[str, str]]]:
-    app = create_app("bank", Settings(db_path=str(tmp_path / f"{name}.sqlite3")))
+def _sent(tmp_path, name: str, running) -> tuple[list[tuple[str, str, object]], list[tuple[str, str]]]:
+    app = running.start(create_app("bank", Settings(db_path=str(tmp_path / f"{name}.sqlite3"))))
     result = run_campaign(Target("bank", app=app), max_examples=12, seed=5)
     return (
         [(case.operation, case.kind, case.body) for case in result.sent],
@@ -45,13 +45,13 @@ def _sent(tmp_path, name: str) -> tuple[list[tuple[str, str, object]], list[tupl
 
 @pytest.mark.parametrize("profile", ["ci", _OTHER_PROFILE])
 def test_the_same_seed_sends_the_same_cases_whatever_hypothesis_profile_is_loaded(
-    profile, tmp_path, load_profile
+    profile, tmp_path, load_profile, running
 ):
     load_profile("default")
-    expected = _sent(tmp_path, "default")
+    expected = _sent(tmp_path, "default", running)
     load_profile(profile)
 
-    assert _sent(tmp_path, profile) == expected
+    assert _sent(tmp_path, profile, running) == expected
 
 
 def _stopped_unit(error: Exception) -> Unit:
