@@ -135,8 +135,12 @@ class Checkpointer:
                 db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def stop(self) -> None:
+        """Ends the thread after the pass under way, if any: its connection and lock file are closed
+        when this returns (a store closed is closed whole)."""
         self._stopped = True
         self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
 
 
 def _busy(error: sqlite3.OperationalError) -> bool:
