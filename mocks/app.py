@@ -221,6 +221,30 @@ def create_app(
             settings.db_path, journal_limit=settings.journal_limit, busy_timeout=settings.busy_timeout
         )
         lifespan = _closing(store, role, settings)
+    envelopes = _Envelopes(role, settings)
+    operations, handlers = _handlers(role, store, settings, transport, envelopes)
+    spec, operation_at = _served(role, settings)
+    envelopes.served = ", ".join(f"POST {path}" for path in operation_at)
+    # ConnectionFaults first: it must hold the server's own `send` to break a connection.
+    middlewares = [ConnectionFaults, *ConnexionMiddleware.default_middlewares]
+    app = connexion.AsyncApp(__name__, middlewares=middlewares, lifespan=lifespan)
+    _add_apis(app, role, settings, spec, operations, envelopes)
+    _add_error_handlers(app, envelopes)
+    _add_layers(app, role, settings, store, envelopes, operation_at)
+    if not settings.validate_responses:  # else connexion answers the API too, and checks its answers
+        _add_fast_path(app, spec, operation_at, handlers, envelopes)
+    return app
+
+
+def _handlers(
+    role: Role,
+    store: Storage,
+    settings: Settings,
+    transport: httpx.AsyncBaseTransport | None,
+    envelopes: _Envelopes,
+) -> tuple[dict[str, Any], dict[str, Handler]]:
+    """The operations' handlers for connexion (operationId -> handler: the control API's and the
+    role's API), and the API's handlers on the fast path."""
     control = ControlHandlers(role, store, settings, transport)
     operations: dict[str, Any] = {
         "health": control.health,
@@ -237,8 +261,6 @@ def create_app(
         "get_modes": control.get_modes,
         "set_modes": control.set_modes,
     }
-    spec = load_spec(f"{role}.yaml")
-    envelopes = _Envelopes(role, settings)
     faults = Faults(
         role,
         store,
@@ -268,8 +290,13 @@ def create_app(
         operations["token_reversal"] = api("token_reversal", ipg.reverse)
     else:
         operations["token_generation"] = api("token_generation", BankRules(store, settings).generate)
+    return operations, handlers
 
-    # Serve each operation at its configured path (the document leaves URLs "TBD").
+
+def _served(role: Role, settings: Settings) -> tuple[dict[str, Any], dict[str, str]]:
+    """The role's document with each operation at its configured path (the document leaves URLs
+    "TBD"), and the operationId served at each path."""
+    spec = load_spec(f"{role}.yaml")
     operation_at: dict[str, str] = {}  # path -> operationId
     paths: dict[str, Any] = {}
     for _path, item in spec["paths"].items():
@@ -278,11 +305,18 @@ def create_app(
         paths[configured] = item
         operation_at[configured] = operation_id
     spec["paths"] = paths
+    return spec, operation_at
 
-    envelopes.served = ", ".join(f"POST {path}" for path in operation_at)
-    # ConnectionFaults first: it must hold the server's own `send` to break a connection.
-    middlewares = [ConnectionFaults, *ConnexionMiddleware.default_middlewares]
-    app = connexion.AsyncApp(__name__, middlewares=middlewares, lifespan=lifespan)
+
+def _add_apis(
+    app: connexion.AsyncApp,
+    role: Role,
+    settings: Settings,
+    spec: dict[str, Any],
+    operations: dict[str, Any],
+    envelopes: _Envelopes,
+) -> None:
+    """The role's API and, under CONTROL_PREFIX, the control API (with its token when one is set)."""
     resolver = Resolver(function_resolver=operations.__getitem__)
     common = {
         "resolver": resolver,
@@ -299,16 +333,30 @@ def create_app(
         *_allow_headers(spec["paths"]),
         *_allow_headers(control_document["paths"], CONTROL_PREFIX),
     ]
+
+
+def _add_error_handlers(app: connexion.AsyncApp, envelopes: _Envelopes) -> None:
+    """Refusals, faults of the store and our own failures, answered in the API's envelope."""
     app.add_error_handler(ProblemException, envelopes.problem)
     app.add_error_handler(404, envelopes.not_found)
     app.add_error_handler(405, envelopes.method_not_allowed)
     app.add_error_handler(UnicodeDecodeError, envelopes.not_utf8)
     app.add_error_handler(StoreBusy, envelopes.store_busy)
     app.add_error_handler(Exception, envelopes.internal)
-    # Between connexion's ServerErrorMiddleware and ExceptionMiddleware, in this order: the journal
-    # sees every answer, the body's refusals included (each is inserted just before
-    # ExceptionMiddleware, so the first added is the outer). The access log, outside them, only
-    # when asked for: off, it costs no layer.
+
+
+def _add_layers(
+    app: connexion.AsyncApp,
+    role: Role,
+    settings: Settings,
+    store: Storage,
+    envelopes: _Envelopes,
+    operation_at: dict[str, str],
+) -> None:
+    """Our middlewares between connexion's ServerErrorMiddleware and ExceptionMiddleware, in this
+    order: the journal sees every answer, the body's refusals included (each is inserted just before
+    ExceptionMiddleware, so the first added is the outer). The access log, outside them, only when
+    asked for: off, it costs no layer."""
     if settings.access_log:
         app.add_middleware(AccessLog, position=MiddlewarePosition.BEFORE_EXCEPTION, role=role)
     app.add_middleware(
@@ -322,23 +370,31 @@ def create_app(
     app.add_middleware(
         RequestBody, position=MiddlewarePosition.BEFORE_EXCEPTION, settings=settings, error_answer=envelopes
     )
-    if not settings.validate_responses:  # else connexion answers the API too, and checks its answers
-        resolved = resolve_refs(spec)["paths"]
-        fast = {
-            path: Operation(
-                resolved[path]["post"]["requestBody"]["content"]["application/json"]["schema"],
-                handlers[operation_id],
-            )
-            for path, operation_id in operation_at.items()
-        }
-        app.add_middleware(
-            FastPath,
-            position=MiddlewarePosition.BEFORE_EXCEPTION,
-            operations=fast,
-            refusal=envelopes.refusal,
-            internal=envelopes.internal_error,
+
+
+def _add_fast_path(
+    app: connexion.AsyncApp,
+    spec: dict[str, Any],
+    operation_at: dict[str, str],
+    handlers: dict[str, Handler],
+    envelopes: _Envelopes,
+) -> None:
+    """The API's own path, inside our other layers: each operation's request schema and handler."""
+    resolved = resolve_refs(spec)["paths"]
+    fast = {
+        path: Operation(
+            resolved[path]["post"]["requestBody"]["content"]["application/json"]["schema"],
+            handlers[operation_id],
         )
-    return app
+        for path, operation_id in operation_at.items()
+    }
+    app.add_middleware(
+        FastPath,
+        position=MiddlewarePosition.BEFORE_EXCEPTION,
+        operations=fast,
+        refusal=envelopes.refusal,
+        internal=envelopes.internal_error,
+    )
 
 
 def frozen(app: connexion.AsyncApp) -> connexion.AsyncApp:

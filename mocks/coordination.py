@@ -13,9 +13,10 @@ import contextlib
 import mmap
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from mpesa_atm.errors import StoreBusy
 
@@ -29,7 +30,11 @@ __all__ = [
     "IN_FLIGHT",
     "JOURNAL_FILES",
     "LAST_JOURNAL_ID",
+    "PAUSE_SECONDS",
+    "SPIN_SECONDS",
+    "Backoff",
     "Coordination",
+    "Lock",
     "SharedCounters",
     "Unlocked",
     "WriterLock",
@@ -40,6 +45,49 @@ CONFIG_VERSION = 0  # `.lock`: changes to fault rules and modes (Store.config_ve
 LAST_JOURNAL_ID = 1  # `.journal.lock`: the last id the journal gave
 JOURNAL_FILES = 2  # `.journal.lock`: from here, per role, its current file's generation and lines
 IN_FLIGHT = 6  # `.lock`: from here, per role (bank, ipg), its calls under way in all its workers
+
+
+# The one retry policy of every wait for a turn (Backoff).
+SPIN_SECONDS = 2e-3  # tried again at once this long (another process's turn is shorter)...
+PAUSE_SECONDS = 1e-3  # ...then after pauses this long, until the busy timeout
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """How every writer waits for its turn, in a thread or on the event loop: tried again at once
+    for SPIN_SECONDS (on the event loop, at its next turn, after its other work), then every
+    PAUSE_SECONDS, until `timeout` after the first try failed.
+
+    SQLite's busy handler, when BEGIN IMMEDIATE finds another writer, sleeps 1, 2, 5, 10... ms, so
+    two busy workers spend much of their time asleep; a turn polled for in this way starts soon
+    after the other's ends. Not shorter pauses than PAUSE_SECONDS: uvloop's timers count in
+    milliseconds, so a shorter one runs at once (benchmarks/README.md, "Figures behind the code")."""
+
+    timeout: float
+
+    def pauses(self) -> Iterator[float]:
+        """The pause before each next try, from the first failed one; none once `timeout` passed."""
+        start = time.monotonic()
+        while (waited := time.monotonic() - start) < self.timeout:
+            yield 0.0 if waited < SPIN_SECONDS else PAUSE_SECONDS
+
+
+class Lock(Protocol):
+    """A turn to write: a WriterLock, or Unlocked when no other process can write."""
+
+    timeout: float
+
+    def try_acquire(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+    def turn(self) -> contextlib.AbstractAsyncContextManager[None]: ...
+
+    def __enter__(self) -> None: ...
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None: ...
 
 
 class SharedCounters:
@@ -60,37 +108,21 @@ class SharedCounters:
 
 class WriterLock:
     """An exclusive flock on `<database><suffix>`, held for one turn: `with lock:` (a thread, the
-    control API), `async with lock.turn():` (a call's work) or `try_acquire` (turns.py).
-
-    SQLite's busy handler, when BEGIN IMMEDIATE finds another writer, sleeps 1, 2, 5, 10... ms with
-    the worker's event loop blocked, so two busy workers spend much of their time asleep. Queued
-    here instead, a writer polls from every 50 us up to every 1 ms, and gets in soon after the
-    release. `acquire` waits in `time.sleep` and so blocks its thread; the calls of a worker wait
-    in `turn()` or through `try_acquire` and the event loop's turns, which leave the loop free for
-    the other calls meanwhile.
-    """
+    control API), `async with lock.turn():` (a call's work) or `try_acquire` (turns.py). Both waits
+    follow Backoff: `acquire` waits in `time.sleep` and so blocks its thread; `turn()` in the
+    event loop's sleeps, which leave the loop free for the other calls meanwhile."""
 
     def __init__(self, path: str, timeout: float, suffix: str = ".lock") -> None:
         self.path = path + suffix
         self.timeout = timeout
+        self.backoff = Backoff(timeout)
         self.fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
 
     def acquire(self) -> None:
         """Waits for the lock; StoreBusy when another holder kept it past the timeout."""
-        assert fcntl is not None and self.fd is not None
-        deadline = 0.0
-        pause = 50e-6
-        while True:
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                now = time.monotonic()
-                deadline = deadline or now + self.timeout
-                if now >= deadline:
-                    raise StoreBusy(f"another writer held {self.path} for {self.timeout:g} s") from None
-                time.sleep(pause)
-                pause = min(pause * 2, 1e-3)
+        pauses = self.backoff.pauses()
+        while not self.try_acquire():
+            time.sleep(self._next(pauses))
 
     def try_acquire(self) -> bool:
         """Takes the lock if no other holder has it, without waiting."""
@@ -105,22 +137,21 @@ class WriterLock:
 
     @contextlib.asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:
-        """The lock for the block, awaited in short sleeps of the event loop (StoreBusy past the
-        timeout)."""
-        deadline = spin_until = 0.0
+        """The lock for the block, awaited in the event loop's sleeps (StoreBusy past the timeout)."""
+        pauses = self.backoff.pauses()
         while not self.try_acquire():
-            now = time.monotonic()
-            if not deadline:
-                deadline, spin_until = now + self.timeout, now + 2e-3
-            if now >= deadline:
-                raise StoreBusy(f"another writer held {self.path} for {self.timeout:g} s")
-            # At the next turn of the loop for 2 ms (a turn is shorter), then every millisecond
-            # (mocks/turns.py says why not timers of 50 us).
-            await asyncio.sleep(0 if now < spin_until else 1e-3)
+            await asyncio.sleep(self._next(pauses))
         try:
             yield
         finally:
             self.release()
+
+    def _next(self, pauses: Iterator[float]) -> float:
+        """The pause before the next try; StoreBusy once the timeout has passed."""
+        pause = next(pauses, None)
+        if pause is None:
+            raise StoreBusy(f"another writer held {self.path} for {self.timeout:g} s")
+        return pause
 
     def release(self) -> None:
         assert fcntl is not None and self.fd is not None
@@ -149,6 +180,8 @@ class WriterLock:
 
 class Unlocked:
     """The turn of a process that has no lock file to take turns on: it writes at once."""
+
+    timeout = 0.0
 
     def try_acquire(self) -> bool:
         return True

@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg
 import psycopg.errors
@@ -39,10 +39,11 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from mpesa_atm.errors import StoreBusy, StoreConflict, StoreError
+from mpesa_atm.mocks.background import OncePerKind
 from mpesa_atm.mocks.pg_tables import POSTGRES, SCHEMA, SCHEMA_LOCK, SCHEMA_PRESENT
 from mpesa_atm.mocks.records import ROLE_TABLES, JournalEntry, JournalRecord, loads_body
 from mpesa_atm.mocks.statements import Transaction
-from mpesa_atm.mocks.turns import Outcome, settle
+from mpesa_atm.mocks.turns import Flush, Outcome, TurnQueue
 from mpesa_atm.settings import database_label
 
 __all__ = ["POLL_SECONDS", "PostgresStore"]
@@ -60,46 +61,6 @@ _SQL = POSTGRES.statements  # mocks/statements.py
 T = TypeVar("T")
 Item = TypeVar("Item")
 P = ParamSpec("P")
-
-
-class _TurnBatches(Generic[Item]):
-    """What one worker queued in a turn of its event loop, written after the turn by `flush` in a
-    thread of `executor`; each item's future gets its outcome. Batches of later turns do not wait
-    for earlier ones: the database orders them."""
-
-    def __init__(self, executor: ThreadPoolExecutor, flush: Callable[[list[Item]], list[Outcome]]) -> None:
-        self._executor = executor
-        self._flush = flush
-        self._items: list[tuple[Item, asyncio.Future[Any]]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def add(self, item: Item) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        if self._items and self._loop is not loop:  # left by a loop that is gone (tests): now
-            batch, self._items = self._items, []
-            settle(batch, self._flush([queued for queued, _ in batch]))
-        done: asyncio.Future[Any] = loop.create_future()
-        self._items.append((item, done))
-        if len(self._items) == 1:
-            self._loop = loop
-            loop.call_soon(self._send, loop)
-        return done
-
-    def _send(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch, self._items = self._items, []
-        if not batch:
-            return
-        try:
-            running = loop.run_in_executor(self._executor, self._flush, [item for item, _ in batch])
-        except RuntimeError as exc:  # the store was closed meanwhile
-            settle(batch, [(None, StoreBusy(f"the store is closed ({exc})"))] * len(batch))
-            return
-
-        def settled(finished: asyncio.Future[list[Outcome]]) -> None:
-            error = finished.exception()
-            settle(batch, [(None, error)] * len(batch) if error else finished.result())
-
-        running.add_done_callback(settled)
 
 
 def _threaded(
@@ -143,10 +104,8 @@ class PostgresStore:
             name="mpesa-atm",
         )
         self._executor = ThreadPoolExecutor(CONNECTIONS, thread_name_prefix="mpesa-atm-postgres")
-        self._works: _TurnBatches[Callable[[Transaction], Any]] = _TurnBatches(
-            self._executor, self._run_works
-        )
-        self._journal: _TurnBatches[JournalRecord] = _TurnBatches(self._executor, self._run_journal)
+        self._works: TurnQueue[Callable[[Transaction], Any]] = TurnQueue(self._in_threads(self._run_works))
+        self._journal: TurnQueue[JournalRecord] = TurnQueue(self._in_threads(self._run_journal))
         self._remote_version = version  # the shared version last read
         # Moves when the shared version moves or this worker makes a change (seen by it at once).
         self._generation = 0
@@ -205,15 +164,32 @@ class PostgresStore:
         return self._generation
 
     def _poll(self) -> None:
+        errors = OncePerKind(f"the config poller of {self.label}")
         while not self._closed.wait(POLL_SECONDS):
-            with contextlib.suppress(Exception):  # unreachable for a while: the next poll tries again
+            try:
                 with self._pool.connection(timeout=POLL_SECONDS) as conn:
                     version = _config_version(conn)
-                if version != self._remote_version:
-                    self._remote_version = version
-                    self._generation += 1
+            except _UNREACHABLE:
+                continue  # unreachable for a while: the next poll tries again
+            except Exception as exc:  # the poller goes on: the calls would not see changes else
+                errors.log(exc)
+                continue
+            if version != self._remote_version:
+                self._remote_version = version
+                self._generation += 1
 
     # The calls' writes, batched per turn of the event loop
+    def _in_threads(self, flush: Callable[[list[Item]], list[Outcome]]) -> Flush[Item]:
+        """`flush`, run in a thread of the store's (the future of its outcomes)."""
+
+        def in_a_thread(items: list[Item]) -> list[Outcome] | asyncio.Future[list[Outcome]]:
+            try:
+                return asyncio.get_running_loop().run_in_executor(self._executor, flush, items)
+            except RuntimeError as exc:  # the store was closed meanwhile
+                return [(None, StoreBusy(f"the store is closed ({exc})"))] * len(items)
+
+        return in_a_thread
+
     async def in_next_write(self, work: Callable[[Transaction], T]) -> T:
         """Runs `work` in the transaction written after this turn of the event loop, with whatever
         else this worker queued in the turn; its value after the COMMIT."""

@@ -10,8 +10,9 @@ replayed to connexion.
 
 The limit and the deadline are one layer because they are one loop over the same reads: the 413
 ends it, the 408 cancels it. Two layers would have to share that loop through a second wrapped
-`receive`, for no gain (in process, a layer with its own `receive` costs about 0.2 us a call more;
-the API path has few layers of ours: ConnectionFaults, RequestJournal and this one).
+`receive`, for no gain (each layer with its own `receive` costs every call a little more:
+benchmarks/README.md, "Figures behind the code"; the API path has few layers of ours:
+ConnectionFaults, RequestJournal and this one).
 """
 
 from __future__ import annotations
@@ -172,8 +173,8 @@ class _BodyDeadlines:
     """Cancels the body reads that run past their deadline, with one timer per worker for them all.
 
     An `asyncio.timeout` per request costs a timer handle scheduled and cancelled on every call
-    (about 50 us of CPU a call, measured); here a read costs a dict entry, and while reads are under
-    way a timer looks at them a few times per `timeout`."""
+    (benchmarks/README.md, "Figures behind the code"); here a read costs a dict entry, and while
+    reads are under way a timer looks at them a few times per `timeout`."""
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
@@ -185,7 +186,7 @@ class _BodyDeadlines:
     def start(self, task: asyncio.Task[Any]) -> None:
         loop = asyncio.get_running_loop()
         self.reading[task] = loop.time() + self.timeout
-        if self._timer is None or self._loop is not loop:  # none yet, or that loop is gone
+        if self._timer is None:
             self._loop = loop
             self._timer = loop.call_later(self._period, self._check)
 
@@ -205,9 +206,7 @@ class _BodyDeadlines:
         assert self._loop is not None
         now = self._loop.time()
         for task, deadline in list(self.reading.items()):
-            if task.get_loop() is not self._loop:  # left by a loop that was closed (tests)
-                del self.reading[task]
-            elif deadline <= now:
+            if deadline <= now:
                 del self.reading[task]
                 self.expired.add(task)
                 task.cancel()

@@ -3,15 +3,10 @@ Store.journal_in_next_write) is written after that turn, the rules' work in one 
 journal entries in one append, so that calls ending their turn together share a lock turn and a
 COMMIT.
 
-Neither waits on the event loop for another process's turn: when a lock is taken, the write is
-tried again at each turn of the loop for SPIN_SECONDS (another worker's turn is a few hundred
-microseconds at most), then every millisecond until the busy timeout, and the worker answers its
-other calls meanwhile (those that write wait for their turn; a refused request, the control API's
-health, a call the fast path refuses are answered at once). Trying again from timers of 50 us
-doubling to 1 ms, as the blocking wait did, made a contended turn wait a whole millisecond: uvloop's
-timers count in milliseconds, so the short pauses ran at once and the next one was 1 ms (bank mock,
-2 workers, 4 runs each in turn with other load on the machine: 7.3-9.2k calls a second and p99
-12-74 ms before, 7.6-11.2k and 3.2-8.2 ms after; benchmarks/README.md).
+Neither waits on the event loop for another process's turn: when a lock is taken, the write waits
+for its turn as coordination.Backoff says, from the loop's sleeps, and the worker answers its other
+calls meanwhile (those that write wait for their turn; a refused request, the control API's
+health, a call the fast path refuses are answered at once).
 """
 
 from __future__ import annotations
@@ -19,106 +14,105 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from mpesa_atm.errors import StoreBusy
-from mpesa_atm.mocks.journal import JournalRecord
+from mpesa_atm.errors import StoreError
+from mpesa_atm.mocks.coordination import Lock, Unlocked
+from mpesa_atm.mocks.records import JournalRecord
 
 if TYPE_CHECKING:
-    from mpesa_atm.mocks.store import Transaction
+    from mpesa_atm.mocks.statements import Transaction
 
-__all__ = ["SPIN_SECONDS", "Outcome", "TurnWrites", "settle"]
-
-SPIN_SECONDS = 2e-3  # a write tries again at each turn of the loop this long, then every 1 ms
+__all__ = ["Flush", "Outcome", "TurnQueue", "TurnWrites", "settle"]
 
 T = TypeVar("T")
 Item = TypeVar("Item")
 Outcome = tuple[Any, BaseException | None]
+Flush = Callable[[list[Item]], "list[Outcome] | asyncio.Future[list[Outcome]]"]
 
 
-class Lock(Protocol):
-    timeout: float
+class TurnQueue(Generic[Item]):
+    """What one worker queued in a turn of its event loop for one kind of write, handed after the
+    turn to `flush` in a turn on `lock`; each item's future gets its outcome.
 
-    def try_acquire(self) -> bool: ...
+    `flush` gets the items and gives each one's outcome (value, exception), or a future of them
+    (pg_store: written in its threads, with no lock to hold, so that the batches of later turns do
+    not wait for it: the database orders them)."""
 
-    def release(self) -> None: ...
-
-
-class _Queue(Generic[Item]):
-    """What one turn queued for one kind of write, flushed after the turn under `lock`: `flush`
-    gets the items and gives each one's outcome (value, exception)."""
-
-    def __init__(
-        self, lock: Lock | None, timeout: float, flush: Callable[[list[Item]], list[Outcome]]
-    ) -> None:
-        self.lock = lock  # None: no lock file (one process): written at once
-        self.timeout = timeout
-        self.flush = flush
-        self.items: list[tuple[Item, asyncio.Future[Any]]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
+    def __init__(self, flush: Flush[Item], lock: Lock | None = None) -> None:
+        self._flush = flush
+        self._lock: Lock = lock if lock is not None else Unlocked()
+        self._items: list[tuple[Item, asyncio.Future[Any]]] = []
         self._scheduled = False
-        self._deadline = 0.0
-        self._spin_until = 0.0
+        self._waiting: set[asyncio.Task[None]] = set()  # writes waiting for their turn on the lock
 
     def add(self, item: Item) -> asyncio.Future[Any]:
+        """`item` queued for the write after this turn; its future gets its outcome. A store's writes
+        are queued from one event loop, the worker's (the app's lifespan opens and closes it)."""
         loop = asyncio.get_running_loop()
-        if self.items and self._loop is not loop:  # left by a loop that is gone (tests): now
-            self._write(self._take(), wait=True)
-            self._scheduled = False
         done: asyncio.Future[Any] = loop.create_future()
-        self.items.append((item, done))
+        self._items.append((item, done))
         if not self._scheduled:
             self._scheduled = True
-            self._loop = loop
-            loop.call_soon(self.run)
+            loop.call_soon(self._run, loop)
         return done
 
-    def run(self) -> None:
-        """After the turn: the write, or another try soon when another process has the lock."""
+    def _run(self, loop: asyncio.AbstractEventLoop) -> None:
+        """After the turn: the write, or a wait for the lock when another process has it."""
         try:
-            taken = self.lock is None or self.lock.try_acquire()
-        except Exception as exc:  # the store was closed meanwhile
-            batch = self._take()
-            settle(batch, [(None, exc)] * len(batch))
+            taken = self._lock.try_acquire()
+        except StoreError as exc:  # the store was closed meanwhile
+            self._fail(exc)
             return
         if not taken:
-            now = time.monotonic()
-            if not self._deadline:
-                self._deadline = now + self.timeout
-                self._spin_until = now + SPIN_SECONDS
-            if now < self._deadline and self._loop is not None and not self._loop.is_closed():
-                if now < self._spin_until:  # the next turn of the loop, after its other work
-                    self._loop.call_soon(self.run)
-                else:
-                    self._loop.call_later(1e-3, self.run)
-                return
-            busy = StoreBusy(f"another writer held the lock for {self.timeout:g} s")
-            batch = self._take()
-            settle(batch, [(None, busy)] * len(batch))
+            waiting = loop.create_task(self._write_in_turn())
+            self._waiting.add(waiting)
+            waiting.add_done_callback(self._waiting.discard)
             return
-        batch = self._take()
         try:
-            self._write(batch, wait=False)
+            self._write()
         finally:
-            if self.lock is not None:
-                self.lock.release()
+            self._lock.release()
+
+    async def _write_in_turn(self) -> None:
+        try:
+            async with self._lock.turn():
+                self._write()
+        except StoreError as exc:  # StoreBusy past the busy timeout, or the store closed meanwhile
+            self._fail(exc)
 
     def _take(self) -> list[tuple[Item, asyncio.Future[Any]]]:
-        batch, self.items = self.items, []
+        batch, self._items = self._items, []
         self._scheduled = False
-        self._deadline = 0.0
         return batch
 
-    def _write(self, batch: list[tuple[Item, asyncio.Future[Any]]], *, wait: bool) -> None:
-        if wait and self.lock is not None:  # outside the event loop's turn: a blocking wait is all
-            with _blocking(self.lock):
-                outcomes = self.flush([item for item, _ in batch])
-        else:
-            outcomes = self.flush([item for item, _ in batch])
-        settle(batch, outcomes)
+    def _write(self) -> None:
+        batch = self._take()
+        if not batch:
+            return
+        try:
+            outcomes = self._flush([item for item, _ in batch])
+        except Exception as exc:  # a bug of `flush`: its futures are told, none left waiting
+            settle(batch, [(None, exc)] * len(batch))
+            raise
+        if isinstance(outcomes, list):
+            settle(batch, outcomes)
+            return
+
+        def settled(finished: asyncio.Future[list[Outcome]]) -> None:
+            error = None if finished.cancelled() else finished.exception()
+            if finished.cancelled() or error is not None:
+                settle(batch, [(None, error or StoreError("the write was cancelled"))] * len(batch))
+            else:
+                settle(batch, finished.result())
+
+        outcomes.add_done_callback(settled)
+
+    def _fail(self, error: BaseException) -> None:
+        batch = self._take()
+        settle(batch, [(None, error)] * len(batch))
 
 
 def settle(batch: list[tuple[Any, asyncio.Future[Any]]], outcomes: list[Outcome]) -> None:
@@ -131,19 +125,6 @@ def settle(batch: list[tuple[Any, asyncio.Future[Any]]], outcomes: list[Outcome]
                 done.set_result(value)
             else:
                 done.set_exception(error)
-
-
-@contextlib.contextmanager
-def _blocking(lock: Lock) -> Any:
-    deadline = time.monotonic() + lock.timeout
-    while not lock.try_acquire():
-        if time.monotonic() >= deadline:
-            raise StoreBusy(f"another writer held the lock for {lock.timeout:g} s")
-        time.sleep(1e-3)
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 class TurnWrites:
@@ -163,9 +144,8 @@ class TurnWrites:
         self.db = db
         self._transaction = transaction
         self._append = append
-        timeout = database_lock.timeout if database_lock is not None else 5.0
-        self._works: _Queue[Callable[[Transaction], Any]] = _Queue(database_lock, timeout, self._run_works)
-        self._journal: _Queue[JournalRecord] = _Queue(journal_lock, timeout, self._run_journal)
+        self._works: TurnQueue[Callable[[Transaction], Any]] = TurnQueue(self._run_works, database_lock)
+        self._journal: TurnQueue[JournalRecord] = TurnQueue(self._run_journal, journal_lock)
 
     def add(self, work: Callable[[Transaction], T]) -> asyncio.Future[T]:
         return self._works.add(work)

@@ -41,8 +41,8 @@ def new_bank_transaction_ref() -> str:
     """32 characters, like the document's 12345678123412341234123456789abc: the microsecond it was
     made in 13 hexadecimal digits, then 19 random ones. As unique and unpredictable as needed (76
     random bits), and in the order they are made, so that the store's index on them grows at one end
-    rather than gaining a random page per token: about 7 us of SQLite a token less, a third of it
-    (benchmarks/README.md)."""
+    rather than gaining a random page per token, which costs SQLite less a token (benchmarks/README.md,
+    "Figures behind the code")."""
     return f"{time.time_ns() // 1000:013x}{_hex(19)}"
 
 

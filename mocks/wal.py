@@ -3,7 +3,6 @@ opening the same file, and the WAL copied back into the database from a thread o
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import threading
 import time
@@ -11,25 +10,30 @@ from collections.abc import Callable
 from typing import Any
 
 from mpesa_atm.errors import StoreBusy
-from mpesa_atm.mocks.coordination import WriterLock
+from mpesa_atm.mocks.background import OncePerKind
+from mpesa_atm.mocks.coordination import Backoff, WriterLock
 
 __all__ = ["Checkpointer", "connect", "while_locked"]
 
 
 def while_locked(action: Callable[[], Any], timeout: float) -> None:
-    """Runs `action`, again every 10 ms for up to `timeout` while SQLite answers "database is locked".
+    """Runs `action`, again as Backoff says for up to `timeout` while SQLite answers "database is
+    locked" (then that error).
 
     Processes opening a new file at once (the workers of `uvicorn --workers N`) race to make it a WAL
     database, and the loser can be told "locked" at once, without SQLite's busy handler waiting."""
-    deadline = time.monotonic() + timeout
+    pauses = Backoff(timeout).pauses()
     while True:
         try:
             action()
             return
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() >= deadline:
+            if "locked" not in str(exc):
                 raise
-        time.sleep(0.01)
+            pause = next(pauses, None)
+            if pause is None:
+                raise
+        time.sleep(pause)
 
 
 def connect(path: str, timeout: float) -> sqlite3.Connection:
@@ -53,16 +57,13 @@ def connect(path: str, timeout: float) -> sqlite3.Connection:
 
 # WAL pages a checkpoint pass may leave behind for the last pass, the one that holds writers off.
 _CAUGHT_UP = 32
-# WAL pages (4 KiB) past which the WAL is started over. Measured (benchmarks/README.md, "Soak"): at
-# 4096 pages the WAL file stayed at 22-23 MB under constant Token Generations; at 1024 pages at 4.2 MB,
-# with no cost measurable on the noisy 2-core machine.
+# WAL pages (4 KiB) past which the WAL is started over: small enough that the file stays a few MB
+# under constant writes, at no cost measured (benchmarks/README.md, "Figures behind the code").
 _RESTART_AT = 1024
 # The bytes a WAL file longer than this is cut back to when it is started over: a long write (a reset,
 # a seeding) leaves no high-water mark on disk. Well above the 4.2 MB of _RESTART_AT pages, so that
-# the file is reused, not shrunk and regrown, at each restart: cut back to 4 MiB every time, Token
-# Redemption with 2 workers answered 10,833-11,031 req/s at p99 7.5-8.2 ms; with 16 MiB 11,541-12,055
-# at p99 4.6-5.2 ms, and with 8 MiB (still cut at most restarts) 10,623-10,967 at p99 6.7-7.0 ms
-# against 16 MiB's 11,292-11,740 at p99 5.4-5.7 ms (benchmarks/README.md, "Soak").
+# the file is reused, not shrunk and regrown, at each restart, which cost the calls throughput and
+# p99 (benchmarks/README.md, "Figures behind the code").
 WAL_SIZE_LIMIT = 16 << 20
 
 
@@ -85,6 +86,7 @@ class Checkpointer:
         self._wake = threading.Event()
         self._stopped = False
         self._thread: threading.Thread | None = None
+        self.errors = OncePerKind(f"the WAL's checkpoint of {path}")
 
     def committed(self) -> None:
         self.commits += 1
@@ -105,8 +107,15 @@ class Checkpointer:
                 self._wake.clear()
                 if self._stopped:
                     return
-                with contextlib.suppress(sqlite3.Error, StoreBusy):  # another one is under way
+                try:
                     self._checkpoint(db, lock)
+                except StoreBusy:
+                    pass  # writers kept the lock past the busy timeout: the next pass tries again
+                except sqlite3.OperationalError as exc:
+                    if not _busy(exc):
+                        self.errors.log(exc)
+                except sqlite3.Error as exc:
+                    self.errors.log(exc)
                 self.passes += 1
         finally:
             db.close()
@@ -126,5 +135,14 @@ class Checkpointer:
                 db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def stop(self) -> None:
+        """Ends the thread after the pass under way, if any: its connection and lock file are closed
+        when this returns (a store closed is closed whole)."""
         self._stopped = True
         self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def _busy(error: sqlite3.OperationalError) -> bool:
+    """Whether SQLite said another connection had the database: the next pass tries again."""
+    return "locked" in str(error) or "busy" in str(error)

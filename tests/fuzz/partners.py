@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mpesa_atm.mocks import create_app
 from mpesa_atm.mocks.request_body import replaying
 from mpesa_atm.settings import Settings
+from tests.fixtures.mocks import Together
 
 Body = dict[str, Any]
 Headers = dict[str, str]
@@ -369,7 +370,7 @@ class Broken:
     def app(self, settings: Settings) -> ASGIApp:
         if self.role == "ipg":
             bank = create_app("bank", settings)
-            inner = create_app("ipg", settings, transport=httpx.ASGITransport(app=bank))
+            inner = Together(create_app("ipg", settings, transport=httpx.ASGITransport(app=bank)), bank)
         else:
             inner = create_app("bank", settings)
         return Faulty(inner, on_request=self.on_request, on_answer=self.on_answer)

@@ -152,11 +152,11 @@ def test_the_ipg_without_insight_references_answers_no_0_so_only_the_any_answer_
 _OVER_THE_LIMIT = next(broken for broken in BROKEN if broken.name == "pays_over_the_limit")
 
 
-def test_a_mock_paying_a_reference_over_32_characters_fails_every_seed(tmp_path, credentials):
+def test_a_mock_paying_a_reference_over_32_characters_fails_every_seed(tmp_path, credentials, running):
     """The fuzz phase alone: it sends the references over the limit, the stateful phase none (and the
     iPG that pays a known token for such a reference is the lifecycle's). One partner for the 20 seeds:
     each seed's references are its own."""
-    app = _OVER_THE_LIMIT.app(Settings(db_path=str(tmp_path / "ipg.sqlite3")))
+    app = running.start(_OVER_THE_LIMIT.app(Settings(db_path=str(tmp_path / "ipg.sqlite3"))))
     for seed in SEEDS:
         result = run_campaign(
             Target("ipg", app=app, credentials=credentials),
@@ -189,8 +189,8 @@ def test_the_correct_mock_is_never_sent_over_the_limit_without_refusing_it(make_
 _NUMERIC_CODE = next(broken for broken in BROKEN if broken.name == "numeric_response_code")
 
 
-def test_an_envelope_finding_says_what_is_wrong_with_the_field(tmp_path):
-    app = _NUMERIC_CODE.app(Settings(db_path=str(tmp_path / "bank.sqlite3")))
+def test_an_envelope_finding_says_what_is_wrong_with_the_field(tmp_path, running):
+    app = running.start(_NUMERIC_CODE.app(Settings(db_path=str(tmp_path / "bank.sqlite3"))))
 
     result = run_campaign(Target("bank", app=app), max_examples=2, seed=1, phases=("fuzz",))
 

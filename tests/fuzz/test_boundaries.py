@@ -140,8 +140,8 @@ _LONGEST_ACCOUNT = next(b for b in BROKEN if b.name == "crashes_on_longest_accou
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_a_bank_that_crashes_on_the_longest_account_number_fails_a_default_campaign(seed, tmp_path):
-    app = _LONGEST_ACCOUNT.app(Settings(db_path=str(tmp_path / "bank.sqlite3")))
+def test_a_bank_that_crashes_on_the_longest_account_number_fails_a_default_campaign(seed, tmp_path, running):
+    app = running.start(_LONGEST_ACCOUNT.app(Settings(db_path=str(tmp_path / "bank.sqlite3"))))
 
     result = run_campaign(Target("bank", app=app), seed=seed)
 

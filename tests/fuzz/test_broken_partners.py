@@ -19,8 +19,8 @@ SOURCED = {info.name for info in CHECKS}
 
 
 @pytest.mark.parametrize("broken", BROKEN, ids=[b.name for b in BROKEN])
-def test_fuzzer_fails_the_broken_partner_and_names_its_check(broken: Broken, tmp_path, credentials):
-    app = broken.app(Settings(db_path=str(tmp_path / "partner.sqlite3")))
+def test_fuzzer_fails_the_broken_partner_and_names_its_check(broken: Broken, tmp_path, credentials, running):
+    app = running.start(broken.app(Settings(db_path=str(tmp_path / "partner.sqlite3"))))
     target = Target(broken.role, app=app, credentials=credentials if broken.role == "ipg" else None)
 
     strict = broken.severity == "warning"
@@ -41,7 +41,7 @@ def test_fuzzer_fails_the_broken_partner_and_names_its_check(broken: Broken, tmp
     if broken.severity == "warning":
         assert severities == {"warning"} and not result.failures, shown
         # The same campaign, not strict, passes: warnings do not fail it.
-        app = broken.app(Settings(db_path=str(tmp_path / "again.sqlite3")))
+        app = running.start(broken.app(Settings(db_path=str(tmp_path / "again.sqlite3"))))
         lenient = run_campaign(Target(broken.role, app=app), max_examples=25, seed=7)
         assert lenient.exit_code == 0 and lenient.warnings, render_finding(lenient.findings[0])
 

@@ -136,14 +136,14 @@ def test_unreachable_url_raises_before_anything_is_sent(refused_url):
         ({"url": "http://127.0.0.1:1"}, "a URL or an app, not both"),
     ],
 )
-def test_target_refuses_options_that_do_not_fit(settings, changes, message):
+def test_target_refuses_options_that_do_not_fit(settings, running, changes, message):
     with pytest.raises(UsageError, match=message):
-        Target("bank", app=create_app("bank", settings), **changes)
+        Target("bank", app=running.start(create_app("bank", settings)), **changes)
 
 
-def test_ipg_target_needs_credentials(settings):
+def test_ipg_target_needs_credentials(settings, running):
     with pytest.raises(UsageError, match="needs the bank's credentials"):
-        Target("ipg", app=create_app("ipg", settings))
+        Target("ipg", app=running.start(create_app("ipg", settings)))
 
 
 def test_unknown_check_or_currency_is_a_usage_error(mocks):

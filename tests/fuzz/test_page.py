@@ -38,10 +38,10 @@ def _result(**changes: object) -> CampaignResult:
 
 
 def test_the_page_of_a_campaign_against_a_broken_partner_renders_every_check_finding_and_chart(
-    tmp_path, credentials
+    tmp_path, credentials, running
 ):
     broken = next(b for b in BROKEN if b.name == "ipg_duplicate_new_reference")
-    app = broken.app(Settings(db_path=str(tmp_path / "partner.sqlite3")))
+    app = running.start(broken.app(Settings(db_path=str(tmp_path / "partner.sqlite3"))))
     page, har = tmp_path / "fuzz.html", tmp_path / "fuzz.har"
 
     result = run_campaign(

@@ -9,7 +9,6 @@ import re
 import subprocess
 
 import pytest
-from starlette.testclient import TestClient
 
 from mpesa_atm.cli import build_parser, main
 from mpesa_atm.fuzz import campaign
@@ -131,7 +130,7 @@ class Swapped:
 
 @pytest.mark.network
 def test_the_pages_command_run_again_sends_the_same_cases_and_finds_the_same(
-    serve_tls_app, certs, tmp_path, monkeypatch
+    serve_tls_app, certs, tmp_path, monkeypatch, running
 ):
     broken = next(b for b in BROKEN if b.name == "redeems_twice")
     bank = BankAccount(username="acme", password=PASSWORD, shortcodes=("600100",))
@@ -139,8 +138,10 @@ def test_the_pages_command_run_again_sends_the_same_cases_and_finds_the_same(
 
     def partner(name: str):
         """A fresh iPG that pays a token twice, with the bank's account and the two tokens issued."""
-        app = broken.app(Settings(db_path=str(tmp_path / f"{name}.sqlite3"), banks=(bank,), paths=paths))
-        client = TestClient(app, base_url="http://ipg.test")  # not entered: the app's lifespan goes on
+        # Running until the test ends, whoever serves it meanwhile.
+        settings = Settings(db_path=str(tmp_path / f"{name}.sqlite3"), banks=(bank,), paths=paths)
+        app = running.start(broken.app(settings))
+        client = running.client(app, base_url="http://ipg.test")
         for row in TOKENS.splitlines()[1:]:
             fields = dict(zip(TOKENS.splitlines()[0].split(","), row.split(","), strict=True))
             assert client.post("/_harness/tokens", json={**fields, "username": "acme"}).status_code == 201

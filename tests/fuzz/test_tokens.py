@@ -55,7 +55,7 @@ def _write(path: Path, tokens: list[Token]) -> Path:
 def _issue(app, tokens: list[Token]) -> None:
     """Has the iPG issue `tokens`, as real withdrawals would: through its control API, as the test setup
     (the campaign itself does not use it)."""
-    client = TestClient(app, base_url="http://ipg.test")  # not entered: the app's lifespan goes on
+    client = TestClient(app, base_url="http://ipg.test")  # not entered: the app runs (Running.start)
     for token in tokens:
         answer = client.post("/_harness/tokens", json={**_row(token), "username": "fnb"})
         assert answer.status_code == 201, answer.text
@@ -171,10 +171,10 @@ def test_fuzz_ipg_spends_the_tokens_of_a_file_on_a_served_mock_without_its_contr
 
 @pytest.mark.parametrize("name", ["redeems_twice", "pays_another_amount", "reverses_twice"])
 def test_a_default_campaign_with_real_tokens_fails_an_ipg_that_breaks_a_lifecycle(
-    name, credentials, tmp_path
+    name, credentials, tmp_path, running
 ):
     broken = _BROKEN[name]
-    app = broken.app(Settings(db_path=str(tmp_path / "ipg.sqlite3")))
+    app = running.start(broken.app(Settings(db_path=str(tmp_path / "ipg.sqlite3"))))
     tokens = _tokens(2)
     _issue(app, tokens)
     path = _write(tmp_path / "tokens.csv", tokens)
@@ -190,10 +190,10 @@ def test_a_default_campaign_with_real_tokens_fails_an_ipg_that_breaks_a_lifecycl
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_an_ipg_that_pays_a_token_nobody_issued_fails_without_tokens_or_control_api(
-    seed, credentials, tmp_path
+    seed, credentials, tmp_path, running
 ):
     broken = _BROKEN["pays_unknown_tokens"]
-    app = broken.app(Settings(db_path=str(tmp_path / "ipg.sqlite3")))
+    app = running.start(broken.app(Settings(db_path=str(tmp_path / "ipg.sqlite3"))))
 
     result = run_campaign(Target("ipg", app=app, credentials=credentials), seed=seed, use_harness=False)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.testclient import TestClient
 
 from mpesa_atm.errors import ConfigError
 from mpesa_atm.mocks import create_app
@@ -92,11 +93,13 @@ def test_serve_writes_no_access_log_by_default(serve):
 
 
 def test_off_the_app_has_no_access_log_layer(settings):
-    def layers(app) -> list[object]:
-        return [getattr(m, "func", m) for m in app.middleware.middlewares]
+    def layers(changes: dict[str, object]) -> list[object]:
+        app = create_app("bank", settings.replace(**changes))
+        with TestClient(app):  # its lifespan: the store it opened closes
+            return [getattr(m, "func", m) for m in app.middleware.middlewares]
 
-    assert AccessLog not in layers(create_app("bank", settings))
-    assert AccessLog in layers(create_app("bank", settings.replace(access_log=True)))
+    assert AccessLog not in layers({})
+    assert AccessLog in layers({"access_log": True})
 
 
 def test_a_line_in_process_says_what_a_malformed_answer_sent(make_mocks, capsys):

@@ -67,12 +67,12 @@ def test_bank_driver_refuses_a_token_it_never_generated(mocks):
 
 def test_driver_answers_502_when_the_other_side_is_unreachable(settings, refused_url):
     closed = refused_url
-    ipg = TestClient(create_app("ipg", settings.replace(bank_url=closed)))
-    response = ipg.post("/_harness/withdrawals", json=WITHDRAWAL)
-    assert response.status_code == 502
-    assert "could not be reached" in response.json()["detail"]
-    entry = ipg.get("/_harness/journal").json()["entries"][0]
-    assert (entry["direction"], entry["status"]) == ("outbound", None)
+    with TestClient(create_app("ipg", settings.replace(bank_url=closed))) as ipg:
+        response = ipg.post("/_harness/withdrawals", json=WITHDRAWAL)
+        assert response.status_code == 502
+        assert "could not be reached" in response.json()["detail"]
+        entry = ipg.get("/_harness/journal").json()["entries"][0]
+        assert (entry["direction"], entry["status"]) == ("outbound", None)
 
 
 def test_seeded_token_is_redeemable_and_a_second_seed_conflicts(mocks):

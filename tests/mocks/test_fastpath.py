@@ -25,7 +25,13 @@ from mpesa_atm.fuzz import RequestSent, Target, run_campaign
 from mpesa_atm.mocks import create_app
 from mpesa_atm.mocks import ipg as ipg_rules
 from mpesa_atm.settings import Settings
-from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION, DOCUMENT_REVERSAL, DOCUMENT_TOKEN
+from tests.fixtures.mocks import (
+    DOCUMENT_GENERATION,
+    DOCUMENT_REDEMPTION,
+    DOCUMENT_REVERSAL,
+    DOCUMENT_TOKEN,
+    Running,
+)
 from tests.fuzz.conftest import DOCUMENT_CREDENTIALS
 from tests.reliability.test_hostile_input import CORPUS
 
@@ -57,13 +63,15 @@ Client = TestClient | httpx.Client
 class Twins:
     """The same role twice: on the fast path and on connexion's, in process or served (`serve`)."""
 
-    def __init__(self, role: str, settings: Settings, serve: Callable[[Any], str] | None = None) -> None:
+    def __init__(
+        self, role: str, settings: Settings, running: Running, serve: Callable[[Any], str] | None = None
+    ) -> None:
         self.role = role
         self.clients: dict[str, Client] = {}
         for name, changes in (("fast", {}), ("connexion", {"validate_responses": True})):
             app = create_app(role, settings.replace(db_path=f"{settings.db_path}.{name}", **changes))
             if serve is None:
-                self.clients[name] = TestClient(app, base_url=f"http://{role}.test")
+                self.clients[name] = running.client(running.start(app), base_url=f"http://{role}.test")
             else:
                 self.clients[name] = httpx.Client(base_url=serve(app), timeout=10)
         self.references: dict[str, dict[str, str]] = {name: {} for name in self.clients}
@@ -139,11 +147,11 @@ class Twins:
 
 
 @pytest.fixture
-def twins(settings: Settings) -> Iterator[Any]:
+def twins(settings: Settings, running: Running) -> Iterator[Any]:
     made: list[Twins] = []
 
     def make(role: str, serve: Callable[[Any], str] | None = None, **changes: Any) -> Twins:
-        made.append(Twins(role, settings.replace(**changes), serve))
+        made.append(Twins(role, settings.replace(**changes), running, serve))
         return made[-1]
 
     yield make
@@ -309,7 +317,7 @@ def _fast_path_was_taken(routed: list[tuple[str, str, str]], pair: Twins) -> Non
     assert len(fast) < len(slow) / 3, fast  # only what the fast path leaves to connexion
 
 
-def test_a_fuzz_campaign_gets_the_same_answers_from_both_paths(twins, settings):
+def test_a_fuzz_campaign_gets_the_same_answers_from_both_paths(twins, settings, running):
     """What a campaign sends (generated cases, edges, probes), recorded once and sent to both."""
     recorded: list[Call] = []
     api = set(OPERATIONS["ipg"]) | set(OPERATIONS["bank"])
@@ -324,7 +332,8 @@ def test_a_fuzz_campaign_gets_the_same_answers_from_both_paths(twins, settings):
 
     for role, credentials in (("bank", None), ("ipg", DOCUMENT_CREDENTIALS)):
         recorded.clear()
-        source = create_app(role, settings.replace(db_path=f"{settings.db_path}.{role}-source"))
+        source_settings = settings.replace(db_path=f"{settings.db_path}.{role}-source")
+        source = running.start(create_app(role, source_settings))
         run_campaign(
             Target(role, app=source, credentials=credentials), max_examples=25, seed=3, listeners=[listener]
         )

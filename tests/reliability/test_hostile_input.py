@@ -24,7 +24,7 @@ from starlette.testclient import TestClient
 
 from mpesa_atm.mocks import create_app
 from mpesa_atm.settings import Settings
-from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION
+from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION, lifespan
 from tests.reliability.helpers import (
     BANK_FIELDS,
     IPG_FIELDS,
@@ -351,8 +351,13 @@ def test_stalled_upload_is_answered_408_in_the_envelope(settings):
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8002),
     }
+
+    async def call() -> None:
+        async with lifespan(app):  # as a server runs it: the store closes at its end
+            await asyncio.wait_for(app(scope, receive, send), 5)
+
     started = time.monotonic()
-    asyncio.run(asyncio.wait_for(app(scope, receive, send), 5))
+    asyncio.run(call())
     assert time.monotonic() - started < 3
     start, answer = sent[0], sent[1]
     assert start["status"] == 408

@@ -17,7 +17,7 @@ from mpesa_atm.errors import StoreBusy
 from mpesa_atm.mocks.coordination import WriterLock
 from mpesa_atm.mocks.records import BankToken, JournalRecord
 from mpesa_atm.mocks.store import Store
-from mpesa_atm.mocks.wal import while_locked
+from mpesa_atm.mocks.wal import Checkpointer, while_locked
 from tests.fixtures.servers import wait_for
 
 
@@ -248,3 +248,26 @@ def test_calls_under_way_are_counted_across_processes_and_a_fresh_count_forgets_
     finally:
         first.close()
         second.close()
+
+
+def test_a_checkpoint_that_fails_otherwise_than_busy_is_logged_once_and_the_next_pass_runs(
+    tmp_path, monkeypatch, caplog
+):
+    checkpointer = Checkpointer(str(tmp_path / "failing.sqlite3"), timeout=1, every=1)
+    failures = iter([sqlite3.DatabaseError("database disk image is malformed")] * 2 + [StoreBusy("held")])
+
+    def failing(db: sqlite3.Connection, lock: WriterLock) -> None:
+        raise next(failures)
+
+    monkeypatch.setattr(Checkpointer, "_checkpoint", staticmethod(failing))
+    try:
+        for woken in range(1, 4):
+            checkpointer.committed()
+            wait_for(lambda: checkpointer.passes >= woken, "the checkpoint pass")  # noqa: B023
+    finally:
+        checkpointer.stop()
+    logged = [record for record in caplog.records if record.name == "mpesa_atm.mocks"]
+    assert [record.getMessage() for record in logged] == [
+        f"the WAL's checkpoint of {tmp_path / 'failing.sqlite3'} failed (logged once):"
+        " database disk image is malformed"
+    ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -15,6 +16,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
+from hypothesis.errors import Flaky
 from schemathesis import Case, CheckContext, Response
 from schemathesis.core.failures import Failure, FailureGroup
 
@@ -41,6 +43,8 @@ from mpesa_atm.judgement import documented
 __all__ = ["Campaign", "Stop", "Unit"]
 
 T = TypeVar("T")
+log = logging.getLogger("mpesa_atm.fuzz")
+_LOGGED: set[type[BaseException]] = set()  # the kinds of error a stopped unit ended with, logged once
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,14 @@ class Campaign:
 
 class Stop(Exception):
     """The partner stopped answering during a unit: recorded as a finding, the unit ends."""
+
+
+def _ends_a_stopped_unit(exc: BaseException) -> bool:
+    """Whether `exc` is how a unit's Hypothesis test ends once the unit stopped: a Stop, Hypothesis's
+    Flaky around it, or a group of those."""
+    if isinstance(exc, Stop | Flaky):
+        return True
+    return isinstance(exc, BaseExceptionGroup) and all(_ends_a_stopped_unit(e) for e in exc.exceptions)
 
 
 def _hypothesis_settings(examples: int) -> settings:
@@ -168,11 +180,14 @@ class Unit:
             self.session = session
             try:
                 self.body(self)
-            except Exception:
+            except Exception as exc:
                 # A Stop ends the Hypothesis test, which Hypothesis then reports as flaky (the next
                 # call returns at once): once the partner stopped answering, that is expected.
                 if not self.stopped:
                     raise
+                if not _ends_a_stopped_unit(exc) and type(exc) not in _LOGGED:
+                    _LOGGED.add(type(exc))
+                    log.error("%s %s failed after it stopped", self.name, self.phase, exc_info=exc)
             finally:
                 self.session = None
 
