@@ -99,6 +99,11 @@ def test_files_are_checked_when_the_network_is_made(certs, tmp_path):
 @pytest.mark.network
 def test_cacert_and_insecure_win_over_requests_ca_bundle(serve_tls_app, certs, monkeypatch):
     async def ok(scope, receive, send):
+        if scope["type"] == "lifespan":  # the fixture serves an app with its lifespan, as the mocks
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
