@@ -226,10 +226,12 @@ def test_the_mpesa_atm_lines_not_run_are_ones_the_cli_accepts(page):
 
 def test_the_quick_starts_pip_install_is_what_tox_does_before_the_suite():
     """The README's `pip install .` is not run here: tox installs the checkout (not editable, not
-    skipped) before it runs the suite, and CI runs the README's `pip install tox && tox`."""
+    skipped) before it runs the suite, and CI runs the README's `pip install tox && tox`. A wheel
+    built from the checkout and installed is what `pip install .` does."""
     tox = (ROOT / "tox.ini").read_text(encoding="utf-8")
     testenv = tox.split("[testenv]", 1)[1].split("\n[", 1)[0]
-    assert not re.search(r"^(skip_install|usedevelop|package)\s*=", testenv, flags=re.MULTILINE)
+    assert not re.search(r"^(skip_install|usedevelop)\s*=", testenv, flags=re.MULTILINE)
+    assert re.findall(r"^package\s*=\s*(\S*)", testenv, flags=re.MULTILINE) in ([], ["wheel"])
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert "pip install --quiet tox" in ci and re.search(r"^\S*/tox$", ci, flags=re.MULTILINE)
 

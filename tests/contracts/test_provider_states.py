@@ -13,6 +13,7 @@ from mpesa_atm.mocks.store import Store
 from mpesa_atm.settings import DOCUMENT_BANK, BankAccount
 from mpesa_atm.states import STATE_NAMES
 from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION, DOCUMENT_REVERSAL, DOCUMENT_TOKEN
+from tests.fixtures.tokens import seed_token
 
 BANK_ACCOUNT = {"username": "fnb", "password": "P@ssword123", "shortcode": "49272"}
 TOKEN = {**DOCUMENT_TOKEN, "username": "fnb"}
@@ -59,7 +60,7 @@ def test_a_token_exists_seeds_a_token_the_bank_can_redeem(mocks):
 
 
 def test_a_token_exists_replaces_what_the_mock_held_before(mocks):
-    mocks.ipg.post("/_harness/tokens", json=DOCUMENT_TOKEN)
+    seed_token(mocks.ipg)
     assert (
         code(
             mocks.ipg.post(
@@ -113,7 +114,7 @@ def test_a_state_that_builds_on_a_token_says_which_state_to_set_up_first(mocks):
 
 
 def test_no_token_exists_makes_the_redemption_not_found(mocks):
-    mocks.ipg.post("/_harness/tokens", json=DOCUMENT_TOKEN)
+    seed_token(mocks.ipg)
     assert (
         state(mocks.ipg, "no token exists", {"username": "fnb", "bank_transaction_ref": REF}).status_code
         == 200
@@ -217,10 +218,10 @@ def test_a_state_of_one_bank_leaves_the_other_banks_token_and_the_fault_rules(sh
 
 
 def test_a_state_of_one_bank_forgets_that_banks_redemptions(shared):
-    shared.ipg.post("/_harness/tokens", json=DOCUMENT_TOKEN)
+    seed_token(shared.ipg)
     assert code(shared.ipg.post("/token-redemption", json=DOCUMENT_REDEMPTION)) == "0"
     state(shared.ipg, "no token exists", {"username": "fnb", "bank_transaction_ref": REF})
-    shared.ipg.post("/_harness/tokens", json=DOCUMENT_TOKEN)
+    seed_token(shared.ipg)
     # Not -3: the first redemption went with the state's reset of fnb.
     assert code(shared.ipg.post("/token-redemption", json=DOCUMENT_REDEMPTION)) == "0"
 

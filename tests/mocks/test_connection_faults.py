@@ -11,8 +11,9 @@ import time
 import httpx
 import pytest
 
-from tests.fixtures.mocks import DOCUMENT_REDEMPTION, DOCUMENT_TOKEN
+from tests.fixtures.mocks import DOCUMENT_REDEMPTION
 from tests.fixtures.servers import wait_for
+from tests.fixtures.tokens import post_redemption, redeem, seed_token
 
 pytestmark = pytest.mark.network
 
@@ -32,7 +33,7 @@ def served(both):
         httpx.post(f"{url}/_harness/reset").raise_for_status()
         # A limit no test reaches: the calls under way are counted, and the teardown sees them end.
         httpx.put(f"{url}/_harness/modes", json={"max_concurrency": 100_000}).raise_for_status()
-    assert httpx.post(f"{both.ipg_url}/_harness/tokens", json=DOCUMENT_TOKEN).status_code == 201
+    seed_token(both.ipg_url)
     yield both
     for role in both.urls:
         wait_for(lambda: both.calls_under_way(role) == 0, f"the {role} mock's calls to end")  # noqa: B023
@@ -43,26 +44,22 @@ def add_fault(url, **rule):
     assert response.status_code == 201, response.text
 
 
-def redeem(url, timeout=5.0, **changes):
-    return httpx.post(f"{url}/token-redemption", json={**DOCUMENT_REDEMPTION, **changes}, timeout=timeout)
-
-
 def test_connection_reset_is_seen_by_the_client_and_the_server_keeps_serving(served):
     add_fault(served.ipg_url, operation="token-redemption", connection="reset", times=1)
     with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
-        redeem(served.ipg_url)
-    assert redeem(served.ipg_url).json()["output_ResponseCode"] == "0"  # not processed: still unspent
+        post_redemption(served.ipg_url)
+    assert redeem(served.ipg_url)["output_ResponseCode"] == "0"  # not processed: still unspent
 
 
 def test_empty_response_closes_without_an_answer(served):
     with pytest.raises(httpx.RemoteProtocolError):
-        redeem(served.ipg_url, input_CustomerMSISDN="243900000011")  # magic: empty
-    assert redeem(served.ipg_url).json()["output_ResponseCode"] == "0"
+        post_redemption(served.ipg_url, input_CustomerMSISDN="243900000011")  # magic: empty
+    assert redeem(served.ipg_url)["output_ResponseCode"] == "0"
 
 
 def test_malformed_response_is_a_200_whose_json_stops_half_way(served):
     add_fault(served.ipg_url, connection="malformed", times=1)
-    response = redeem(served.ipg_url)
+    response = post_redemption(served.ipg_url)
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     with pytest.raises(ValueError):
@@ -72,14 +69,14 @@ def test_malformed_response_is_a_200_whose_json_stops_half_way(served):
 def test_hang_outlasts_the_client_timeout(served):
     add_fault(served.ipg_url, connection="hang", times=1)
     with pytest.raises(httpx.ReadTimeout):
-        redeem(served.ipg_url, timeout=0.5)
+        post_redemption(served.ipg_url, timeout=0.5)
 
 
 def test_processed_reset_commits_the_redemption_and_loses_its_answer(served):
     add_fault(served.ipg_url, connection="reset", processed=True, times=1)
     with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
-        redeem(served.ipg_url)
-    assert redeem(served.ipg_url).json()["output_ResponseCode"] == "-3"  # it was made
+        post_redemption(served.ipg_url)
+    assert redeem(served.ipg_url)["output_ResponseCode"] == "-3"  # it was made
 
 
 def test_rule_with_times_one_fires_exactly_once_across_two_workers(serve):
@@ -147,15 +144,15 @@ def test_bank_reverses_when_the_redemption_times_out(served):
 def test_calls_beyond_the_concurrency_limit_are_system_too_busy(serve):
     # A server of its own: a hang left by another test would count as a call under way.
     served = serve(role="ipg")
-    assert httpx.post(f"{served.ipg_url}/_harness/tokens", json=DOCUMENT_TOKEN).status_code == 201
+    seed_token(served.ipg_url)
     httpx.put(f"{served.ipg_url}/_harness/modes", json={"max_concurrency": 1}).raise_for_status()
     add_fault(served.ipg_url, operation="token-redemption", delay_ms=3000, times=1)
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         slow = pool.submit(redeem, served.ipg_url)
         wait_for(lambda: served.calls_under_way("ipg") == 1, "the slow call under way")
-        busy = redeem(served.ipg_url, input_ThirdPartyReference="second").json()
+        busy = redeem(served.ipg_url, input_ThirdPartyReference="second")
         assert busy["output_ResponseCode"] == "-7"
-        assert slow.result().json()["output_ResponseCode"] == "0"
+        assert slow.result()["output_ResponseCode"] == "0"
     assert served.calls_under_way("ipg") == 0
 
 
@@ -167,8 +164,9 @@ def test_the_concurrency_limit_holds_across_the_workers_of_a_mock(serve):
 
     def call(number):
         start.wait()
-        answer = redeem(served.ipg_url, timeout=15, input_ThirdPartyReference=f"call-{number}")
-        return answer.json()["output_ResponseCode"]
+        return redeem(served.ipg_url, timeout=15, input_ThirdPartyReference=f"call-{number}")[
+            "output_ResponseCode"
+        ]
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
         codes = list(pool.map(call, range(10)))
@@ -214,7 +212,7 @@ def test_each_connection_fault_by_each_trigger(served, kind, trigger):
         kind, lambda: httpx.post(f"{url}/token-redemption", json=body, headers=headers, timeout=0.5)
     )
     # The next call is answered normally: the fault was for that call only.
-    assert redeem(url).json()["output_ResponseCode"] == "0"
+    assert redeem(url)["output_ResponseCode"] == "0"
 
 
 @pytest.mark.parametrize("trigger", ["rule", "header", "magic"])
@@ -252,4 +250,4 @@ def test_the_journal_shows_what_a_broken_call_sent_and_the_answer_it_withheld(se
         assert entry["response"]["sent"] is None
     # processed: the redemption was made, and its answer is kept for the reader of the journal.
     assert entry["response"]["withheld"]["output_ResponseCode"] == "0"
-    assert redeem(url).json()["output_ResponseCode"] == "-3"
+    assert redeem(url)["output_ResponseCode"] == "-3"

@@ -7,6 +7,7 @@ from starlette.testclient import TestClient
 
 from mpesa_atm.mocks import create_app
 from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION, DOCUMENT_TOKEN
+from tests.fixtures.tokens import seed_token
 
 WITHDRAWAL = {"msisdn": "243843330333", "amount": "200", "currency": "CDF"}
 
@@ -76,7 +77,7 @@ def test_driver_answers_502_when_the_other_side_is_unreachable(settings, refused
 
 
 def test_seeded_token_is_redeemable_and_a_second_seed_conflicts(mocks):
-    assert mocks.ipg.post("/_harness/tokens", json=DOCUMENT_TOKEN).status_code == 201
+    seed_token(mocks.ipg)
     assert mocks.ipg.post("/_harness/tokens", json=DOCUMENT_TOKEN).status_code == 409
     answer = mocks.ipg.post("/token-redemption", json=DOCUMENT_REDEMPTION).json()
     assert answer["output_ResponseCode"] == "0"
@@ -88,7 +89,7 @@ def test_seeding_for_an_unknown_bank_is_404(mocks):
 
 
 def test_reset_forgets_tokens_transactions_and_journal(mocks):
-    mocks.ipg.post("/_harness/tokens", json=DOCUMENT_TOKEN)
+    seed_token(mocks.ipg)
     mocks.ipg.post("/token-redemption", json=DOCUMENT_REDEMPTION)
     assert mocks.ipg.post("/_harness/reset").json()["reset"] == "ipg"
     assert mocks.ipg.get("/_harness/journal").json()["entries"] == []
@@ -104,7 +105,7 @@ def test_reset_of_one_role_keeps_the_other(mocks):
 
 
 def test_journal_lists_exchanges_newest_first_without_the_password(mocks):
-    mocks.ipg.post("/_harness/tokens", json=DOCUMENT_TOKEN)
+    seed_token(mocks.ipg)
     mocks.ipg.post("/token-redemption", json=DOCUMENT_REDEMPTION)
     mocks.ipg.post("/token-reversal", json={**DOCUMENT_REDEMPTION, "input_TransactionID": "BVA12369A"})
     entries = mocks.ipg.get("/_harness/journal").json()["entries"]

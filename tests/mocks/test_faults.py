@@ -10,21 +10,10 @@ from jsonschema import Draft4Validator
 from mpesa_atm.errors import FaultError
 from mpesa_atm.mocks.faults import ROLE_CODES, Delay, FaultRule
 from mpesa_atm.spec import load_spec
-from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION, DOCUMENT_TOKEN
+from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION
+from tests.fixtures.tokens import redeem, seed_token
 
 HEADER = "X-Mpesa-Atm-Fault"
-
-
-@pytest.fixture
-def seeded(mocks):
-    mocks.ipg.post("/_harness/tokens", json=DOCUMENT_TOKEN)
-    return mocks
-
-
-def redeem(mocks, headers=None, **changes):
-    response = mocks.ipg.post("/token-redemption", json={**DOCUMENT_REDEMPTION, **changes}, headers=headers)
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def add_fault(client, **rule):
@@ -36,15 +25,17 @@ def add_fault(client, **rule):
 @pytest.mark.parametrize("code", ["-1", "-2", "-6", "-7", "-8"])
 def test_rule_answers_the_code_in_the_envelope_and_the_token_stays_unspent(seeded, code):
     add_fault(seeded.ipg, operation="token-redemption", response_code=code, times=1)
-    answer = redeem(seeded)
+    answer = redeem(seeded.ipg)
     assert answer["output_ResponseCode"] == code
     assert answer["output_ThirdPartyReference"] == DOCUMENT_REDEMPTION["input_ThirdPartyReference"]
-    assert redeem(seeded)["output_ResponseCode"] == "0"  # the fault did not redeem the token
+    assert redeem(seeded.ipg)["output_ResponseCode"] == "0"  # the fault did not redeem the token
 
 
 def test_rule_with_times_one_fires_exactly_once(seeded):
     add_fault(seeded.ipg, operation="token-redemption", response_code="-7", times=1)
-    codes = [redeem(seeded, input_ThirdPartyReference=f"ref-{i}")["output_ResponseCode"] for i in range(3)]
+    codes = [
+        redeem(seeded.ipg, input_ThirdPartyReference=f"ref-{i}")["output_ResponseCode"] for i in range(3)
+    ]
     assert codes == ["-7", "0", "-1"]
     (rule,) = seeded.ipg.get("/_harness/faults").json()["faults"]
     assert rule["remaining"] == 0
@@ -52,21 +43,21 @@ def test_rule_with_times_one_fires_exactly_once(seeded):
 
 def test_rule_without_times_fires_until_deleted(seeded):
     rule_id = add_fault(seeded.ipg, response_code="-8")
-    assert [redeem(seeded)["output_ResponseCode"] for _ in range(3)] == ["-8", "-8", "-8"]
+    assert [redeem(seeded.ipg)["output_ResponseCode"] for _ in range(3)] == ["-8", "-8", "-8"]
     assert seeded.ipg.delete(f"/_harness/faults/{rule_id}").status_code == 204
     assert seeded.ipg.delete(f"/_harness/faults/{rule_id}").status_code == 404
-    assert redeem(seeded)["output_ResponseCode"] == "0"
+    assert redeem(seeded.ipg)["output_ResponseCode"] == "0"
 
 
 def test_rule_for_another_operation_does_not_fire(seeded):
     add_fault(seeded.ipg, operation="token-reversal", response_code="-2")
-    assert redeem(seeded)["output_ResponseCode"] == "0"
+    assert redeem(seeded.ipg)["output_ResponseCode"] == "0"
 
 
 def test_rule_matches_on_request_fields(seeded):
     add_fault(seeded.ipg, response_code="-6", match={"input_CustomerMSISDN": "243811111111"})
-    assert redeem(seeded, input_CustomerMSISDN="243811111111")["output_ResponseCode"] == "-6"
-    assert redeem(seeded)["output_ResponseCode"] == "0"
+    assert redeem(seeded.ipg, input_CustomerMSISDN="243811111111")["output_ResponseCode"] == "-6"
+    assert redeem(seeded.ipg)["output_ResponseCode"] == "0"
 
 
 def test_rule_with_a_probability_fires_on_some_calls(mocks):
@@ -175,23 +166,23 @@ def test_rule_takes_either_spelling_and_lists_the_operation_id(seeded, spelling)
     add_fault(seeded.ipg, operation=spelling, response_code="-7", times=1)
     (rule,) = seeded.ipg.get("/_harness/faults").json()["faults"]
     assert rule["operation"] == "token_redemption"
-    assert redeem(seeded)["output_ResponseCode"] == "-7"
+    assert redeem(seeded.ipg)["output_ResponseCode"] == "-7"
 
 
 @pytest.mark.parametrize("spelling", ["token_reversal", "token-reversal"])
 def test_header_fault_for_another_operation_leaves_the_call_alone(seeded, spelling):
     header = {HEADER: f"operation={spelling}; response_code=-2"}
-    assert redeem(seeded, headers=header)["output_ResponseCode"] == "0"
+    assert redeem(seeded.ipg, headers=header)["output_ResponseCode"] == "0"
 
 
 @pytest.mark.parametrize("spelling", ["token_redemption", "token-redemption"])
 def test_header_fault_for_this_operation_applies(seeded, spelling):
     header = {HEADER: f"operation={spelling}; response_code=-2"}
-    assert redeem(seeded, headers=header)["output_ResponseCode"] == "-2"
+    assert redeem(seeded.ipg, headers=header)["output_ResponseCode"] == "-2"
 
 
 def test_header_naming_an_operation_of_the_other_mock_is_a_failure_saying_why(seeded):
-    answer = redeem(seeded, headers={HEADER: "operation=token_generation; response_code=-2"})
+    answer = redeem(seeded.ipg, headers={HEADER: "operation=token_generation; response_code=-2"})
     assert answer["output_ResponseCode"] == "-1"
     assert "the ipg mock has no operation 'token_generation'" in answer["output_ResponseDesc"]
 
@@ -199,7 +190,7 @@ def test_header_naming_an_operation_of_the_other_mock_is_a_failure_saying_why(se
 def test_fixed_delay_then_normal_answer(seeded):
     add_fault(seeded.ipg, operation="token-redemption", delay_ms=300, times=1)
     started = time.monotonic()
-    assert redeem(seeded)["output_ResponseCode"] == "0"
+    assert redeem(seeded.ipg)["output_ResponseCode"] == "0"
     assert time.monotonic() - started >= 0.3
 
 
@@ -220,19 +211,19 @@ def test_random_delays_stay_in_their_distribution(mocks, distribution):
 def test_delay_with_a_code(seeded):
     add_fault(seeded.ipg, response_code="-6", delay_ms=200, times=1)
     started = time.monotonic()
-    assert redeem(seeded)["output_ResponseCode"] == "-6"
+    assert redeem(seeded.ipg)["output_ResponseCode"] == "-6"
     assert time.monotonic() - started >= 0.2
 
 
 def test_header_fault_applies_to_that_call_only(seeded):
-    answer = redeem(seeded, headers={HEADER: "response_code=-2; description=G2 rejected the debit"})
+    answer = redeem(seeded.ipg, headers={HEADER: "response_code=-2; description=G2 rejected the debit"})
     assert answer["output_ResponseCode"] == "-2"
     assert answer["output_ResponseDesc"] == "G2 Error: G2 rejected the debit"
-    assert redeem(seeded)["output_ResponseCode"] == "0"
+    assert redeem(seeded.ipg)["output_ResponseCode"] == "0"
 
 
 def test_bad_header_is_a_failure_saying_why(seeded):
-    answer = redeem(seeded, headers={HEADER: "response_code"})
+    answer = redeem(seeded.ipg, headers={HEADER: "response_code"})
     assert answer["output_ResponseCode"] == "-1"
     assert HEADER in answer["output_ResponseDesc"]
 
@@ -240,27 +231,27 @@ def test_bad_header_is_a_failure_saying_why(seeded):
 @pytest.mark.parametrize("n", range(1, 10))
 def test_magic_msisdn_gives_its_code_on_both_mocks(mocks, n):
     msisdn = f"24390000000{n}"
-    assert redeem(mocks, input_CustomerMSISDN=msisdn)["output_ResponseCode"] == f"-{n}"
+    assert redeem(mocks.ipg, input_CustomerMSISDN=msisdn)["output_ResponseCode"] == f"-{n}"
     body = {**DOCUMENT_GENERATION, "input_CustomerMSISDN": msisdn}
     assert mocks.bank.post("/token-generation", json=body).json()["output_ResponseCode"] == f"-{n}"
 
 
 def test_magic_values_can_be_switched_off(mocks):
     assert mocks.ipg.put("/_harness/modes", json={"magic_values": False}).json()["magic_values"] is False
-    assert redeem(mocks, input_CustomerMSISDN="243900000007")["output_ResponseCode"] == "-9"
+    assert redeem(mocks.ipg, input_CustomerMSISDN="243900000007")["output_ResponseCode"] == "-9"
 
 
 def test_magic_values_off_by_config(make_mocks):
     mocks = make_mocks(magic_values=False)
-    assert redeem(mocks, input_CustomerMSISDN="243900000007")["output_ResponseCode"] == "-9"
+    assert redeem(mocks.ipg, input_CustomerMSISDN="243900000007")["output_ResponseCode"] == "-9"
 
 
 def test_offline_mode_answers_every_call_api_offline_until_reset(seeded):
     seeded.ipg.put("/_harness/modes", json={"offline": True})
-    assert redeem(seeded)["output_ResponseCode"] == "-8"
+    assert redeem(seeded.ipg)["output_ResponseCode"] == "-8"
     seeded.ipg.post("/_harness/reset")
-    seeded.ipg.post("/_harness/tokens", json=DOCUMENT_TOKEN)
-    assert redeem(seeded)["output_ResponseCode"] == "0"
+    seed_token(seeded.ipg)
+    assert redeem(seeded.ipg)["output_ResponseCode"] == "0"
 
 
 def test_offline_by_config(make_mocks):
@@ -288,9 +279,9 @@ def test_faults_of_one_mock_do_not_touch_the_other(mocks):
 
 def test_a_hang_lets_go_after_the_hang_seconds_setting(make_mocks):
     mocks = make_mocks(hang_seconds=0.3)
-    mocks.ipg.post("/_harness/tokens", json=DOCUMENT_TOKEN)
+    seed_token(mocks.ipg)
     started = time.monotonic()
-    answer = redeem(mocks, headers={HEADER: "connection=hang"})
+    answer = redeem(mocks.ipg, headers={HEADER: "connection=hang"})
     assert 0.3 <= time.monotonic() - started < 5
     assert answer["output_ResponseCode"] == "-1"
     assert "hang" in answer["output_ResponseDesc"]

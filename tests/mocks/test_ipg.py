@@ -10,18 +10,8 @@ import pytest
 from mpesa_atm.mocks.values import new_insight_reference
 from mpesa_atm.passwords import hash_password
 from mpesa_atm.settings import DOCUMENT_BANK, BankAccount
-from tests.fixtures.mocks import DOCUMENT_REDEMPTION, DOCUMENT_REVERSAL, DOCUMENT_TOKEN
-
-
-@pytest.fixture
-def seeded(mocks):
-    response = mocks.ipg.post("/_harness/tokens", json=DOCUMENT_TOKEN)
-    assert response.status_code == 201, response.text
-    return mocks
-
-
-def redeem(mocks, **changes):
-    return mocks.ipg.post("/token-redemption", json={**DOCUMENT_REDEMPTION, **changes}).json()
+from tests.fixtures.mocks import DOCUMENT_REDEMPTION, DOCUMENT_REVERSAL
+from tests.fixtures.tokens import redeem, seed_token
 
 
 def reverse(mocks, **changes):
@@ -30,7 +20,7 @@ def reverse(mocks, **changes):
 
 
 def test_document_redemption_of_a_generated_token_is_success(seeded):
-    answer = redeem(seeded)
+    answer = redeem(seeded.ipg)
     assert answer["output_ResponseCode"] == "0"
     assert answer["output_ResponseDesc"] == "Success"
     assert answer["output_InsightReference"]
@@ -38,16 +28,16 @@ def test_document_redemption_of_a_generated_token_is_success(seeded):
 
 
 def test_replayed_redemption_returns_duplicate_with_first_reference(seeded):
-    first = redeem(seeded)
-    again = redeem(seeded)
+    first = redeem(seeded.ipg)
+    again = redeem(seeded.ipg)
     assert again["output_ResponseCode"] == "-3"
     assert again["output_InsightReference"] == first["output_InsightReference"]
     assert again["output_ThirdPartyReference"] == first["output_ThirdPartyReference"]
 
 
 def test_replay_with_the_amount_written_differently_is_still_duplicate(seeded):
-    first = redeem(seeded)
-    again = redeem(seeded, input_Amount="200.00")
+    first = redeem(seeded.ipg)
+    again = redeem(seeded.ipg, input_Amount="200.00")
     assert (again["output_ResponseCode"], again["output_InsightReference"]) == (
         "-3",
         first["output_InsightReference"],
@@ -55,8 +45,8 @@ def test_replay_with_the_amount_written_differently_is_still_duplicate(seeded):
 
 
 def test_second_redemption_with_another_reference_is_refused_no_double_spend(seeded):
-    redeem(seeded)
-    second = redeem(seeded, input_ThirdPartyReference="another-atm-ref")
+    redeem(seeded.ipg)
+    second = redeem(seeded.ipg, input_ThirdPartyReference="another-atm-ref")
     assert second["output_ResponseCode"] == "-1"
     assert "already redeemed" in second["output_ResponseDesc"]
     assert second["output_ThirdPartyReference"] == "another-atm-ref"
@@ -67,50 +57,50 @@ def test_second_redemption_with_another_reference_is_refused_no_double_spend(see
     [{"input_Username": "nobody"}, {"input_Password": "wrong"}, {"input_Password": "p@ssword123"}],
 )
 def test_unknown_username_or_wrong_password_is_authentication_failed(seeded, credentials):
-    answer = redeem(seeded, **credentials)
+    answer = redeem(seeded.ipg, **credentials)
     assert answer["output_ResponseCode"] == "-4"
     assert answer["output_ResponseDesc"] == "Authentication Failed"
 
 
 def test_authentication_comes_before_everything_about_tokens(mocks):
-    answer = redeem(mocks, input_Password="wrong", input_BankTransactionRef="unknown")
+    answer = redeem(mocks.ipg, input_Password="wrong", input_BankTransactionRef="unknown")
     assert answer["output_ResponseCode"] == "-4"
 
 
 def test_shortcode_not_linked_to_the_bank_is_bank_details_invalid(seeded):
-    answer = redeem(seeded, input_BankShortcode="11111")
+    answer = redeem(seeded.ipg, input_BankShortcode="11111")
     assert answer["output_ResponseCode"] == "-5"
     assert "11111" in answer["output_ResponseDesc"]
 
 
 def test_shortcode_check_comes_before_the_duplicate_check(seeded):
-    redeem(seeded)
-    assert redeem(seeded, input_BankShortcode="11111")["output_ResponseCode"] == "-5"
+    redeem(seeded.ipg)
+    assert redeem(seeded.ipg, input_BankShortcode="11111")["output_ResponseCode"] == "-5"
 
 
 def test_unknown_token_is_transaction_details_not_found(mocks):
-    answer = redeem(mocks)
+    answer = redeem(mocks.ipg)
     assert answer["output_ResponseCode"] == "-9"
     assert "input_BankTransactionRef" in answer["output_ResponseDesc"]
 
 
 def test_token_is_found_for_48_hours_and_not_a_second_more(seeded, clock):
     clock.advance(hours=48)
-    assert redeem(seeded)["output_ResponseCode"] == "0"
+    assert redeem(seeded.ipg)["output_ResponseCode"] == "0"
     clock.advance(seconds=1)
     assert reverse(seeded)["output_ResponseCode"] == "-9"
 
 
 def test_token_older_than_two_days_is_not_found(seeded, clock):
     clock.advance(days=2, seconds=1)
-    assert redeem(seeded)["output_ResponseCode"] == "-9"
+    assert redeem(seeded.ipg)["output_ResponseCode"] == "-9"
 
 
 def test_token_window_follows_the_configured_hours(make_mocks, clock):
     mocks = make_mocks(token_ttl=timedelta(hours=1))
-    mocks.ipg.post("/_harness/tokens", json=DOCUMENT_TOKEN)
+    seed_token(mocks.ipg)
     clock.advance(hours=1, seconds=1)
-    answer = redeem(mocks)
+    answer = redeem(mocks.ipg)
     assert answer["output_ResponseCode"] == "-9"
     assert "last 1 hours" in answer["output_ResponseDesc"]
 
@@ -124,32 +114,32 @@ def test_token_window_follows_the_configured_hours(make_mocks, clock):
     ],
 )
 def test_details_differing_from_the_token_are_failure_naming_the_field(seeded, change, field):
-    answer = redeem(seeded, **change)
+    answer = redeem(seeded.ipg, **change)
     assert answer["output_ResponseCode"] == "-1"
     assert field in answer["output_ResponseDesc"]
     assert "does not match the token" in answer["output_ResponseDesc"]
 
 
 def test_refused_redemption_is_evaluated_again_when_retried(seeded):
-    assert redeem(seeded, input_Password="wrong")["output_ResponseCode"] == "-4"
-    assert redeem(seeded)["output_ResponseCode"] == "0"
+    assert redeem(seeded.ipg, input_Password="wrong")["output_ResponseCode"] == "-4"
+    assert redeem(seeded.ipg)["output_ResponseCode"] == "0"
 
 
 def test_token_of_another_bank_is_not_found(make_mocks):
     other = BankAccount(username="equity", password="S3cret!", shortcodes=("60001",))
     mocks = make_mocks(banks=(DOCUMENT_BANK, other))
-    mocks.ipg.post("/_harness/tokens", json={**DOCUMENT_TOKEN, "username": "equity"})
-    assert redeem(mocks)["output_ResponseCode"] == "-9"
-    answer = redeem(mocks, input_Username="equity", input_Password="S3cret!", input_BankShortcode="60001")
+    seed_token(mocks.ipg, username="equity")
+    assert redeem(mocks.ipg)["output_ResponseCode"] == "-9"
+    answer = redeem(mocks.ipg, input_Username="equity", input_Password="S3cret!", input_BankShortcode="60001")
     assert answer["output_ResponseCode"] == "0"
 
 
 def test_bank_configured_with_a_password_hash_authenticates(make_mocks):
     hashed = BankAccount(username="fnb", password_hash=hash_password("P@ssword123"), shortcodes=("49272",))
     mocks = make_mocks(banks=(hashed,))
-    mocks.ipg.post("/_harness/tokens", json=DOCUMENT_TOKEN)
-    assert redeem(mocks, input_Password="wrong")["output_ResponseCode"] == "-4"
-    assert redeem(mocks)["output_ResponseCode"] == "0"
+    seed_token(mocks.ipg)
+    assert redeem(mocks.ipg, input_Password="wrong")["output_ResponseCode"] == "-4"
+    assert redeem(mocks.ipg)["output_ResponseCode"] == "0"
 
 
 # Token Reversal
@@ -162,7 +152,7 @@ def test_reversal_of_an_unredeemed_token_is_success(seeded):
 
 
 def test_redeemed_token_may_still_be_reversed_once(seeded):
-    redeem(seeded)
+    redeem(seeded.ipg)
     assert reverse(seeded)["output_ResponseCode"] == "0"
     again = reverse(seeded, input_ThirdPartyReference="rev-2")
     assert again["output_ResponseCode"] == "-1"
@@ -178,7 +168,7 @@ def test_replayed_reversal_returns_duplicate_with_first_reference(seeded):
 
 def test_reversed_token_cannot_be_redeemed(seeded):
     reverse(seeded)
-    answer = redeem(seeded)
+    answer = redeem(seeded.ipg)
     assert answer["output_ResponseCode"] == "-1"
     assert "already reversed" in answer["output_ResponseDesc"]
 

@@ -17,7 +17,8 @@ from mpesa_atm.mocks.records import JournalRecord
 from mpesa_atm.mocks.request_body import DRAIN_BYTES, RequestBody
 from mpesa_atm.mocks.request_journal import RequestJournal
 from mpesa_atm.settings import Settings
-from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION, DOCUMENT_TOKEN
+from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION
+from tests.fixtures.tokens import seed_token
 
 JSON = {"Content-Type": "application/json"}
 
@@ -239,7 +240,7 @@ def test_an_answer_withheld_by_a_connection_fault_is_journalled_as_what_the_clie
 
 
 def test_a_malformed_answer_is_journalled_with_the_bytes_sent_in_process(mocks):
-    mocks.ipg.post("/_harness/tokens", json=DOCUMENT_TOKEN)
+    seed_token(mocks.ipg)
     headers = {"X-Mpesa-Atm-Fault": "connection=malformed; processed=true"}
     response = mocks.ipg.post("/token-redemption", json=DOCUMENT_REDEMPTION, headers=headers)
     assert response.status_code == 200
@@ -252,7 +253,7 @@ def test_a_malformed_answer_is_journalled_with_the_bytes_sent_in_process(mocks):
 
 def test_a_hang_is_journalled_with_the_late_answer_it_sends(make_mocks):
     mocks = make_mocks(hang_seconds=0.2)
-    mocks.ipg.post("/_harness/tokens", json=DOCUMENT_TOKEN)
+    seed_token(mocks.ipg)
     headers = {"X-Mpesa-Atm-Fault": "connection=hang"}
     answer = mocks.ipg.post("/token-redemption", json=DOCUMENT_REDEMPTION, headers=headers).json()
     (entry,) = mocks.ipg.get("/_harness/journal").json()["entries"]

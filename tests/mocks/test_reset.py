@@ -10,7 +10,8 @@ import pytest
 from mpesa_atm.mocks.store import Store
 from mpesa_atm.settings import DOCUMENT_BANK, BankAccount
 from mpesa_atm.spec import load_spec
-from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION, DOCUMENT_TOKEN
+from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION
+from tests.fixtures.tokens import redeem, seed_token
 
 EQUITY = BankAccount(username="equity", password="S3cret!", shortcodes=("60001",))
 EQUITY_REDEMPTION = {
@@ -29,18 +30,16 @@ def shared(make_mocks):
     fault rule and a mode set."""
     mocks = make_mocks(banks=(DOCUMENT_BANK, EQUITY))
     for username in ("fnb", "equity"):
-        seeded = mocks.ipg.post("/_harness/tokens", json={**DOCUMENT_TOKEN, "username": username})
-        assert seeded.status_code == 201, seeded.text
-    assert redeem(mocks.ipg, DOCUMENT_REDEMPTION) == "0"
+        seed_token(mocks.ipg, username=username)
+    assert code(mocks.ipg, DOCUMENT_REDEMPTION) == "0"
     assert mocks.ipg.post("/_harness/faults", json=IDLE_RULE).status_code == 201
     assert mocks.ipg.put("/_harness/modes", json={"max_concurrency": 50}).status_code == 200
     return mocks
 
 
-def redeem(ipg, body) -> str:
-    response = ipg.post("/token-redemption", json=body)
-    assert response.status_code == 200, response.text
-    return response.json()["output_ResponseCode"]
+def code(ipg, body) -> str:
+    """The response code of a redemption with `body`."""
+    return redeem(ipg, **body)["output_ResponseCode"]
 
 
 def test_reset_of_one_bank_leaves_the_other_banks_token_redeemable(shared):
@@ -51,15 +50,15 @@ def test_reset_of_one_bank_leaves_the_other_banks_token_redeemable(shared):
         "username": "fnb",
         "scope": "fnb's tokens and transactions; other banks, fault rules, modes and the journal kept",
     }
-    assert redeem(shared.ipg, EQUITY_REDEMPTION) == "0"
-    assert redeem(shared.ipg, DOCUMENT_REDEMPTION) == "-9"  # fnb's token is forgotten
+    assert code(shared.ipg, EQUITY_REDEMPTION) == "0"
+    assert code(shared.ipg, DOCUMENT_REDEMPTION) == "-9"  # fnb's token is forgotten
 
 
 def test_reset_of_one_bank_forgets_its_transactions(shared):
     shared.ipg.post("/_harness/reset", params={"username": "fnb"})
-    shared.ipg.post("/_harness/tokens", json=DOCUMENT_TOKEN)
+    seed_token(shared.ipg)
     # The same redemption again: with the first one remembered it would be -3 (a duplicate).
-    assert redeem(shared.ipg, DOCUMENT_REDEMPTION) == "0"
+    assert code(shared.ipg, DOCUMENT_REDEMPTION) == "0"
 
 
 def test_reset_of_one_bank_keeps_fault_rules_modes_and_the_journal(shared):
@@ -75,7 +74,7 @@ def test_reset_of_an_unknown_bank_is_404_and_forgets_nothing(shared):
     response = shared.ipg.post("/_harness/reset", params={"username": "ghost"})
     assert response.status_code == 404
     assert response.json() == {"error": "Not Found", "detail": "no bank 'ghost' is configured"}
-    assert redeem(shared.ipg, EQUITY_REDEMPTION) == "0"
+    assert code(shared.ipg, EQUITY_REDEMPTION) == "0"
 
 
 def test_a_username_longer_than_input_username_allows_is_400(shared):
@@ -103,8 +102,8 @@ def test_full_reset_forgets_every_banks_tokens_the_rules_modes_and_journal(share
     assert shared.ipg.get("/_harness/faults").json() == {"faults": []}
     assert shared.ipg.get("/_harness/modes").json()["max_concurrency"] is None
     assert shared.ipg.get("/_harness/journal").json()["entries"] == []
-    assert redeem(shared.ipg, EQUITY_REDEMPTION) == "-9"
-    assert redeem(shared.ipg, DOCUMENT_REDEMPTION) == "-9"
+    assert code(shared.ipg, EQUITY_REDEMPTION) == "-9"
+    assert code(shared.ipg, DOCUMENT_REDEMPTION) == "-9"
 
 
 def test_full_reset_of_the_bank_mock_says_what_it_forgot(mocks):

@@ -8,7 +8,8 @@ import asyncio
 import httpx
 import pytest
 
-from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION, DOCUMENT_REVERSAL, DOCUMENT_TOKEN
+from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION, DOCUMENT_REVERSAL
+from tests.fixtures.tokens import seed_token
 from tests.reliability.helpers import burst
 
 pytestmark = pytest.mark.network
@@ -33,7 +34,7 @@ def served(both):
 
 @pytest.fixture
 def seeded(served):
-    assert httpx.post(f"{served.ipg_url}/_harness/tokens", json=DOCUMENT_TOKEN).status_code == 201
+    seed_token(served.ipg_url)
     return served
 
 

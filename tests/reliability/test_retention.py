@@ -21,7 +21,8 @@ from mpesa_atm.mocks.retention import Retention
 from mpesa_atm.mocks.store import Store
 from mpesa_atm.mocks.wal import WAL_SIZE_LIMIT
 from mpesa_atm.settings import Settings, load_settings
-from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION, DOCUMENT_TOKEN
+from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION
+from tests.fixtures.tokens import seed_token
 
 
 def _prune(settings: Settings, role: str, batch: int = 100) -> int:
@@ -86,7 +87,7 @@ def test_serve_with_retention_inside_the_token_window_is_one_line_and_exit_2(tmp
 def test_nothing_inside_the_window_or_the_duplicate_horizon_is_removed(make_mocks, settings, clock):
     chosen = settings.replace(token_ttl=timedelta(hours=1), retention=timedelta(hours=2))
     mocks = make_mocks(token_ttl=chosen.token_ttl, retention=chosen.retention)
-    assert mocks.ipg.post("/_harness/tokens", json=DOCUMENT_TOKEN).status_code == 201
+    seed_token(mocks.ipg)
     first = mocks.ipg.post("/token-redemption", json=DOCUMENT_REDEMPTION).json()
     assert first["output_ResponseCode"] == "0"
     generated = mocks.bank.post("/token-generation", json=DOCUMENT_GENERATION).json()

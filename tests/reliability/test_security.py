@@ -16,7 +16,8 @@ import pytest
 
 from mpesa_atm.passwords import hash_password
 from mpesa_atm.settings import BankAccount
-from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION, DOCUMENT_TOKEN
+from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION
+from tests.fixtures.tokens import seed_token
 
 # Distinctive enough that finding it anywhere can only mean it leaked.
 PASSWORD = "Tr0ub4dor&3-" + secrets.token_hex(6)
@@ -57,7 +58,7 @@ def test_hashed_password_authenticates_and_no_password_is_written_anywhere(serve
     served = serve("--config", str(config(tmp_path)))
     ipg, bank = served.ipg_url, served.bank_url
     redemption = {**DOCUMENT_REDEMPTION, "input_Password": PASSWORD}
-    assert httpx.post(f"{ipg}/_harness/tokens", json=DOCUMENT_TOKEN).status_code == 201
+    seed_token(ipg)
 
     answer = httpx.post(f"{ipg}/token-redemption", json=redemption).json()
     assert answer["output_ResponseCode"] == "0"

@@ -17,8 +17,9 @@ import httpx
 import pytest
 
 from mpesa_atm.cli import main
-from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION, DOCUMENT_TOKEN
-from tests.fixtures.servers import Served
+from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION
+from tests.fixtures.servers import Served, wait_for
+from tests.fixtures.tokens import seed_token
 
 pytestmark = pytest.mark.network
 
@@ -30,22 +31,52 @@ def started_pair(serve_for_module, postgres_server) -> tuple[Served, Served]:
     return serve_for_module("--workers", "2", db_path=db), serve_for_module("--workers", "2", db_path=db)
 
 
+# A call told to fail by its header: answered -2 unless the worker is offline (-8), and never processed
+# nor counted against a fault rule (the header comes before the rules), so it shows a worker's modes.
+PROBE = {"X-Mpesa-Atm-Fault": "response_code=-2"}
+PROBE_BODIES = {"ipg": DOCUMENT_REDEMPTION, "bank": DOCUMENT_GENERATION}
+PROBE_PATHS = {"ipg": "/token-redemption", "bank": "/token-generation"}
+
+
+def _probed(instances: tuple[Served, ...], role: str) -> set[str]:
+    """The codes a probe answered, 8 probes a `role` mock of each instance, each on a connection of
+    its own (so that every worker gets some)."""
+    calls = [(f"{served.urls[role]}{PROBE_PATHS[role]}", PROBE_BODIES[role]) for served in instances] * 8
+    return {answer["output_ResponseCode"] for answer in asyncio.run(_post_all(calls, headers=PROBE))}
+
+
+def _wait_for_every_worker(instances: tuple[Served, ...], role: str, code: str, what: str) -> None:
+    """Until every worker of the `role` mocks answers a probe `code`: each has read the shared config
+    version (every 0.2 s) past the change that made it so."""
+    wait_for(lambda: _probed(instances, role) == {code}, f"{what} in every worker of the {role} mocks")
+
+
+def _reset(instances: tuple[Served, ...]) -> None:
+    for role in ("ipg", "bank"):
+        url = instances[0].urls[role]
+        assert httpx.post(f"{url}/_harness/reset", timeout=10).status_code == 200
+
+
 @pytest.fixture
 def two_instances(started_pair):
     """The module's two instances, both mocks reset (tokens, rules, modes, journal) and the reset seen
-    by every worker of both (it moves the shared config version, read every 0.2 s)."""
+    by every worker of both (a worker left offline by a test answers -8 until it reads it)."""
+    _reset(started_pair)
     for role in ("ipg", "bank"):
-        url = started_pair[0].urls[role]
-        assert httpx.post(f"{url}/_harness/reset", timeout=10).status_code == 200
-    time.sleep(0.5)
+        _wait_for_every_worker(started_pair, role, "-2", "the reset seen")
+    # Again, for the probes' journal entries: what a worker holds of rules and modes is the same
+    # (none) before and after this reset, so it has nothing more to wait for.
+    _reset(started_pair)
     return started_pair
 
 
-async def _post_all(calls: list[tuple[str, dict[str, str]]]) -> list[dict[str, str]]:
+async def _post_all(
+    calls: list[tuple[str, dict[str, str]]], headers: dict[str, str] | None = None
+) -> list[dict[str, str]]:
     """Every call at once, each on a connection of its own (so that every worker gets some)."""
     limits = httpx.Limits(max_connections=len(calls), max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-        answers = await asyncio.gather(*(client.post(url, json=body) for url, body in calls))
+        answers = await asyncio.gather(*(client.post(url, json=body, headers=headers) for url, body in calls))
     return [answer.json() for answer in answers]
 
 
@@ -65,8 +96,7 @@ def test_identical_token_generations_over_two_instances_succeed_once(two_instanc
 
 def test_a_token_seeded_through_one_instance_is_redeemed_once_through_another(two_instances):
     first, second = two_instances
-    seeded = httpx.post(f"{first.ipg_url}/_harness/tokens", json=DOCUMENT_TOKEN, timeout=10)
-    assert seeded.status_code == 201, seeded.text
+    seed_token(first.ipg_url)
     redeemed = httpx.post(f"{second.ipg_url}/token-redemption", json=DOCUMENT_REDEMPTION, timeout=10).json()
     assert redeemed["output_ResponseCode"] == "0", redeemed
     again = httpx.post(f"{first.ipg_url}/token-redemption", json=DOCUMENT_REDEMPTION, timeout=10).json()
@@ -81,7 +111,7 @@ def test_a_token_seeded_through_one_instance_is_redeemed_once_through_another(tw
 
 def test_concurrent_redemptions_of_one_token_over_two_instances_pay_once(two_instances):
     first, second = two_instances
-    assert httpx.post(f"{first.ipg_url}/_harness/tokens", json=DOCUMENT_TOKEN, timeout=10).status_code == 201
+    seed_token(first.ipg_url)
     repeats = [(f"{served.ipg_url}/token-redemption", DOCUMENT_REDEMPTION) for served in (first, second)] * 10
     others = [
         (
@@ -107,7 +137,13 @@ def test_a_fault_rule_counted_once_fires_once_in_all_instances(two_instances):
         timeout=10,
     )
     assert rule.status_code == 201, rule.text
-    time.sleep(1)  # every worker of both instances has read the rule by now
+    # Every worker of both instances reads the rule before the calls. A call would spend it, a probe
+    # does not see it: offline and back, each seen by every worker, come after it in the shared version.
+    modes = f"{first.bank_url}/_harness/modes"
+    assert httpx.put(modes, json={"offline": True}, timeout=10).status_code == 200
+    _wait_for_every_worker(two_instances, "bank", "-8", "offline")
+    assert httpx.put(modes, json={"offline": False}, timeout=10).status_code == 200
+    _wait_for_every_worker(two_instances, "bank", "-2", "back online")
     calls = [
         (f"{served.bank_url}/token-generation", {**DOCUMENT_GENERATION, "input_TransactionID": f"T{i:05d}"})
         for i, served in enumerate((first, second) * 10)
@@ -123,13 +159,16 @@ def test_modes_set_through_one_instance_hold_in_every_instance_within_a_second(t
     first, second = two_instances
     changed = httpx.put(f"{first.bank_url}/_harness/modes", json={"offline": True}, timeout=10)
     assert changed.status_code == 200, changed.text
-    time.sleep(1)
     calls = [
         (f"{served.bank_url}/token-generation", {**DOCUMENT_GENERATION, "input_TransactionID": f"M{i:05d}"})
         for i, served in enumerate((first, second) * 10)
     ]
-    codes = {answer["output_ResponseCode"] for answer in asyncio.run(_post_all(calls))}
-    assert codes == {"-8"}
+    # Calls until every one is answered offline: the last round sent within the second passes.
+    wait_for(
+        lambda: {answer["output_ResponseCode"] for answer in asyncio.run(_post_all(calls))} == {"-8"},
+        "offline in every instance",
+        timeout=1.0,
+    )
 
 
 def test_the_journal_of_any_instance_shows_every_instances_calls(two_instances):
