@@ -100,7 +100,7 @@ def test_files_are_checked_when_the_network_is_made(certs, tmp_path):
 def test_cacert_and_insecure_win_over_requests_ca_bundle(serve_tls_app, certs, monkeypatch):
     async def ok(scope, receive, send):
         if scope["type"] == "lifespan":  # the fixture serves an app with its lifespan, as the mocks
-            while (message := await receive())["type"] != "lifespan.shutdown":
+            while (await receive())["type"] != "lifespan.shutdown":
                 await send({"type": "lifespan.startup.complete"})
             await send({"type": "lifespan.shutdown.complete"})
             return

@@ -1,4 +1,4 @@
-"""The document's own rules of an answer, each held on 20 seeds against partners written from the document
+"""The document's own rules of an answer, each held on many seeds against partners written from the document
 with one fault (tests/fuzz/lenient.py's, changed in one place): a -3 that says "Success", a bank that
 refuses a request without the Optional input_AccountNumber, an iPG whose refusals lack the Required
 output_InsightReference (it answers no 0 at all), and a mock that pays a reference over the document's 32
@@ -18,11 +18,12 @@ from mpesa_atm.fuzz import Credentials, Target, render_finding, run_campaign
 from mpesa_atm.fuzz.events import Event, RequestSent
 from mpesa_atm.fuzz.violations import contradicted_code
 from mpesa_atm.settings import Settings
+from tests.fixtures.seeds import seeds
 from tests.fuzz.lenient import PASSWORD, USERNAME, Partner, serving
 from tests.fuzz.partners import BROKEN
 
-SEEDS = range(20)
-EXAMPLES = 8  # as test_lenient_partners: every phase runs, 20 seeds take seconds
+SEEDS = seeds()  # ten a Python, thirty across CI's three: tests/fixtures/seeds.py
+EXAMPLES = 8  # as test_lenient_partners: every phase runs, the seeds take seconds
 CREDENTIALS = Credentials(USERNAME, PASSWORD, "49272")
 # How a Documented: line ends: the document's section, or the harness's reading with its row.
 SOURCE = re.compile(r"\((the document, [^()]+|the harness's reading, docs/spec-notes\.md row \d+)\)$")
@@ -127,7 +128,7 @@ def test_a_partner_breaking_an_answer_rule_fails_every_seed_naming_its_check(nam
 
 
 def test_the_ipg_without_insight_references_answers_no_0_so_only_the_any_answer_rule_finds_it():
-    """What the 20 seeds above rest on: the partner answers no 0, so a rule that read only answers 0
+    """What the seeds above rest on: the partner answers no 0, so a rule that read only answers 0
     (as it did) would pass it."""
     partner = _fresh(RefusalsWithoutInsightReference("ipg"))
     codes: set[str | None] = set()
@@ -154,7 +155,7 @@ _OVER_THE_LIMIT = next(broken for broken in BROKEN if broken.name == "pays_over_
 
 def test_a_mock_paying_a_reference_over_32_characters_fails_every_seed(tmp_path, credentials, running):
     """The fuzz phase alone: it sends the references over the limit, the stateful phase none (and the
-    iPG that pays a known token for such a reference is the lifecycle's). One partner for the 20 seeds:
+    iPG that pays a known token for such a reference is the lifecycle's). One partner for the seeds:
     each seed's references are its own."""
     app = running.start(_OVER_THE_LIMIT.app(Settings(db_path=str(tmp_path / "ipg.sqlite3"))))
     for seed in SEEDS:

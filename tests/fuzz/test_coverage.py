@@ -22,11 +22,12 @@ from mpesa_atm.fuzz.collector import Door
 from mpesa_atm.fuzz.events import CaseChecked
 from mpesa_atm.fuzz.report import render_summary, write_junit
 from mpesa_atm.fuzz.target import ControlRefused, call_control, open_session
+from tests.fixtures.seeds import seeds
 from tests.fuzz.lenient import Partner, Refused, serving, serving_handler
 
 pytestmark = pytest.mark.usefixtures("fuzz_command_in_process")
 
-SEEDS = range(20)
+SEEDS = seeds()  # ten a Python, thirty across CI's three: tests/fixtures/seeds.py
 TOKEN = {
     "bank_transaction_ref": "12345678123412341234123456789abc",
     "transaction_id": "BVA12369A",

@@ -1,5 +1,5 @@
 """The token's whole rule with --tokens (issue 22, item 3): iPGs written from the document with ONE bug
-each (tests/fuzz/lenient.py's `bug`) fail a default campaign on 20 seeds, naming the rule they break;
+each (tests/fuzz/lenient.py's `bug`) fail a default campaign on many seeds, naming the rule they break;
 a tokens file the iPG knows none of leaves the partner untested (exit 2); tokens issued more than 2 days
 ago are only ever sent the redemption that must be -9."""
 
@@ -15,10 +15,11 @@ from mpesa_atm import judgement
 from mpesa_atm.fuzz import Credentials, Target, render_finding, run_campaign
 from mpesa_atm.fuzz.stateful import EXPIRED_PLAN, PLANS
 from mpesa_atm.fuzz.tokens import KNOWN_COLUMNS, Token, read_tokens
+from tests.fixtures.seeds import seeds
 from tests.fuzz.lenient import PASSWORD, USERNAME, Partner, serving
 from tests.fuzz.test_lenient_partners import _fresh
 
-SEEDS = range(20)
+SEEDS = seeds()  # ten a Python, thirty across CI's three: tests/fixtures/seeds.py
 EXAMPLES = 4  # the lifecycles of a tokens file do not depend on it: few cases for the other phases
 CREDENTIALS = Credentials(USERNAME, PASSWORD, "49272")
 NOW = datetime.now(UTC)

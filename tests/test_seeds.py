@@ -1,0 +1,21 @@
+"""The many-seed tests' seeds: ten a Python, other ones on each, or the variable's."""
+
+import sys
+from types import SimpleNamespace
+
+from tests.fixtures import seeds
+
+
+def test_each_python_runs_ten_seeds_of_its_own(monkeypatch):
+    monkeypatch.delenv(seeds.VARIABLE, raising=False)
+    start = 10 * (sys.version_info.minor - 11)
+    assert seeds.seeds() == range(start, start + 10)
+    monkeypatch.setattr(sys, "version_info", SimpleNamespace(major=3, minor=13))
+    assert seeds.seeds() == range(20, 30)
+
+
+def test_the_variable_chooses_the_seeds(monkeypatch):
+    monkeypatch.setenv(seeds.VARIABLE, "0-29")
+    assert seeds.seeds() == range(30)
+    monkeypatch.setenv(seeds.VARIABLE, "7")
+    assert seeds.seeds() == range(7, 8)
