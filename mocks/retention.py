@@ -31,9 +31,9 @@ from mpesa_atm.settings import Settings
 
 __all__ = ["BATCH", "Retention", "interval_for"]
 
-# Rows removed in one write, which holds the event loop while it runs. Measured at 1,000,000 bank
-# tokens (about 10 us a row, the random TransactionID index's pages): a batch of 100 took a median
-# 1.0-1.3 ms, p90 6-7 ms; 500 took 5-7 ms, p90 11-12 ms (benchmarks/README.md, "Soak").
+# Rows removed in one write, which holds the event loop while it runs: small enough that a batch
+# costs a call's latency about a millisecond at a million tokens (the timings: benchmarks/README.md,
+# "Soak", the batch size).
 BATCH = 100
 
 
