@@ -85,9 +85,11 @@ CREATE TABLE IF NOT EXISTS modes (
 SQLITE = Dialect(
     placeholder="?",
     conflict=sqlite3.IntegrityError,
+    # Plain placeholders in the order given: Python 3.12 deprecates numbered ones (?1) bound to a
+    # sequence. The same query plan as with the subquery first (EXPLAIN QUERY PLAN).
     remove_older=(
-        "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} ORDER BY rowid LIMIT ?2)"
-        " AND created_at < ?1"
+        "DELETE FROM {table} WHERE created_at < ?"
+        " AND rowid IN (SELECT rowid FROM {table} ORDER BY rowid LIMIT ?)"
     ),
 )
 
