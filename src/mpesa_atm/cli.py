@@ -328,8 +328,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("role", nargs="?", choices=ROLES, help="run only this role")
     serve.add_argument("--port", type=int, help="with a role: the port (8001 for ipg, 8002 for bank)")
     serve.add_argument("--fd", type=int, help=argparse.SUPPRESS)  # a socket `serve` bound for a role
-    serve.add_argument("--ipg-port", type=int, default=DEFAULT_PORTS["ipg"], metavar="N")
-    serve.add_argument("--bank-port", type=int, default=DEFAULT_PORTS["bank"], metavar="N")
+    serve.add_argument(
+        "--ipg-port",
+        type=int,
+        default=DEFAULT_PORTS["ipg"],
+        metavar="N",
+        help=f"the iPG mock's port, both mocks served (default {DEFAULT_PORTS['ipg']}; 0: any free one)",
+    )
+    serve.add_argument(
+        "--bank-port",
+        type=int,
+        default=DEFAULT_PORTS["bank"],
+        metavar="N",
+        help=f"the bank mock's port, both mocks served (default {DEFAULT_PORTS['bank']}; 0: any free one)",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes per mock")
     serve.add_argument("--config", metavar="FILE", help="TOML config file (see docs/configuration.md)")
