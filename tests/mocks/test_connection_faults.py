@@ -5,10 +5,13 @@ broken call (what the client got, and the answer withheld)."""
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import threading
 import time
+from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from tests.fixtures.mocks import DOCUMENT_REDEMPTION
@@ -156,8 +159,21 @@ def test_calls_beyond_the_concurrency_limit_are_system_too_busy(serve):
     assert served.calls_under_way("ipg") == 0
 
 
+def _workers_holding(served, path: str) -> int:
+    """How many of `served`'s processes have `path` open."""
+    count = 0
+    for process in psutil.Process(served.process.pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            count += any(opened.path == path for opened in process.open_files())
+    return count
+
+
 def test_the_concurrency_limit_holds_across_the_workers_of_a_mock(serve):
     served = serve("--workers", "2", role="ipg")
+    # A worker that starts forgets the calls counted (docs/mocks.md: those of a worker that died): both
+    # workers have opened the store, so that neither starts while the calls below are under way.
+    lock = str(Path(f"{served.db_path}.lock").resolve())
+    wait_for(lambda: _workers_holding(served, lock) >= 2, "both workers to open the store", timeout=30)
     httpx.put(f"{served.ipg_url}/_harness/modes", json={"max_concurrency": 3}).raise_for_status()
     add_fault(served.ipg_url, delay_ms=3000)  # every call, until reset: the first three stay under way
     start = threading.Barrier(10)
