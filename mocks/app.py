@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -48,6 +49,8 @@ from mpesa_atm.settings import Settings, load_settings
 from mpesa_atm.spec import Role, load_spec
 
 __all__ = ["bank_app", "create_app", "frozen", "ipg_app"]
+
+log = logging.getLogger("mpesa_atm.mocks")
 
 Answer = dict[str, str]
 _ECHOABLE = re.compile(r"^[!-~]{1,32}$")
@@ -193,7 +196,10 @@ def _closing(
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         # A worker starts: calls counted under max_concurrency by a worker that died are forgotten.
-        await store.calls_clear(role)
+        try:
+            await store.calls_clear(role)
+        except StoreBusy as exc:  # the database out of reach: the worker serves, answering -7 meanwhile
+            log.warning("a worker of the %s mock starts without clearing its calls under way: %s", role, exc)
         retention = Retention(store, role, settings).start()
         try:
             yield
@@ -218,7 +224,10 @@ def create_app(
     lifespan = None
     if store is None:
         store = open_store(
-            settings.db_path, journal_limit=settings.journal_limit, busy_timeout=settings.busy_timeout
+            settings.db_path,
+            journal_limit=settings.journal_limit,
+            busy_timeout=settings.busy_timeout,
+            reachable_later=True,  # a worker started while PostgreSQL is out of reach serves -7
         )
         lifespan = _closing(store, role, settings)
     envelopes = _Envelopes(role, settings)

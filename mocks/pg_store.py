@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import threading
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +48,8 @@ from mpesa_atm.mocks.turns import Flush, Outcome, TurnQueue
 from mpesa_atm.settings import database_label
 
 __all__ = ["POLL_SECONDS", "PostgresStore"]
+
+log = logging.getLogger("mpesa_atm.mocks")
 
 POLL_SECONDS = 0.2  # how often a worker reads the shared config version (rules and modes)
 CONNECTIONS = 4  # per worker: the threads writing its turns, and the control API's reads
@@ -83,14 +86,32 @@ class PostgresStore:
     use them for the calls' writes and the methods of mocks/storage.Storage, and the thread that
     polls the config version. close() ends them (an app's lifespan does: mocks/app.py)."""
 
-    def __init__(self, url: str, *, journal_limit: int = 10_000, busy_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        journal_limit: int = 10_000,
+        busy_timeout: float = 5.0,
+        reachable_later: bool = False,
+    ) -> None:
+        """StoreError when the database cannot be used; with `reachable_later` (a worker of a mock
+        whose database `serve` has already proved), one out of reach is logged and waited for: the
+        worker serves, answering -7 until the database is back, rather than failing to start (which
+        would stop every worker of the mock: uvicorn ends its parent when one fails at start)."""
         self.label = database_label(url)
         self.journal_limit = journal_limit
         self.busy_timeout = busy_timeout
+        version: int | None = None  # unknown: the first poll that reads it renews the rules and modes
         try:
             with psycopg.connect(url, connect_timeout=max(int(busy_timeout), 2), **_CONNECTION) as conn:
                 _create_tables(conn)
                 version = _config_version(conn)
+        except psycopg.OperationalError as exc:
+            if not reachable_later:
+                raise StoreError(f"cannot use the database {self.label}: {_first_line(exc)}") from exc
+            log.warning(
+                "the database %s is out of reach as this worker starts: %s", self.label, _first_line(exc)
+            )
         except psycopg.Error as exc:
             raise StoreError(f"cannot use the database {self.label}: {_first_line(exc)}") from exc
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(

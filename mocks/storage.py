@@ -87,11 +87,13 @@ class Storage(Protocol):
     ) -> list[JournalEntry]: ...
 
 
-def open_store(db: str, *, journal_limit: int = 10_000, busy_timeout: float = 5.0) -> Storage:
+def open_store(
+    db: str, *, journal_limit: int = 10_000, busy_timeout: float = 5.0, reachable_later: bool = False
+) -> Storage:
     """The store at `db`: a `postgresql://` URL (PostgresStore) or a SQLite path or `:memory:` (Store).
 
-    ConfigError, in one line, when the PostgreSQL extra is not installed or the database cannot be
-    reached."""
+    ConfigError, in one line, when the PostgreSQL extra is not installed; StoreError when the
+    database cannot be reached, unless `reachable_later` (a mock's worker: it answers -7 meanwhile)."""
     if not is_database_url(db):
         from mpesa_atm.mocks.store import Store
 
@@ -103,4 +105,6 @@ def open_store(db: str, *, journal_limit: int = 10_000, busy_timeout: float = 5.
             f"--db {database_label(db)} needs PostgreSQL's driver ({exc.name} is not installed):"
             " pip install 'mpesa-atm-harness[postgres]'"
         ) from exc
-    return PostgresStore(db, journal_limit=journal_limit, busy_timeout=busy_timeout)
+    return PostgresStore(
+        db, journal_limit=journal_limit, busy_timeout=busy_timeout, reachable_later=reachable_later
+    )

@@ -14,10 +14,12 @@ import time
 import uuid
 
 import httpx
+import psutil
 import pytest
 
 from mpesa_atm.cli import main
 from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION
+from tests.fixtures.postgres import psycopg_module
 from tests.fixtures.servers import Served, wait_for
 from tests.fixtures.tokens import seed_token
 
@@ -291,3 +293,43 @@ def test_a_database_out_of_reach_is_answered_minus_7_in_the_envelope_never_a_500
     assert {answer["output_ResponseCode"] for answer in answers} == {"-7"}, answers
     assert all("out of reach" in answer["output_ResponseDesc"] for answer in answers)
     assert httpx.get(f"{served.bank_url}/_harness/health", timeout=10).status_code == 200
+
+
+def _workers(served: Served) -> set[int]:
+    """The uvicorn workers of a one-role `serve` (spawned children; not the resource tracker)."""
+    children = psutil.Process(served.process.pid).children()
+    return {child.pid for child in children if "spawn_main" in " ".join(child.cmdline())}
+
+
+def test_a_worker_started_while_the_database_is_out_of_reach_serves_minus_7_and_heals_with_it(
+    serve, postgres_server, tmp_path
+):
+    """uvicorn stops every worker of a mock when one fails to start: a worker replaced while
+    PostgreSQL is out of reach must start anyway, answer -7 meanwhile, and serve once it is back."""
+    name = postgres_server.create_database()
+    config = tmp_path / "busy.toml"
+    config.write_text("busy_timeout = 0.5\n")
+    served = serve("--workers", "2", "--config", str(config), role="bank", db_path=postgres_server.url(name))
+    url = f"{served.bank_url}/token-generation"
+    wait_for(lambda: len(_workers(served)) == 2, "two workers")
+    with psycopg_module().connect(postgres_server.url("postgres"), autocommit=True) as admin:
+        admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        killed = min(_workers(served))
+        os.kill(killed, signal.SIGKILL)
+        started = "out of reach as this worker starts"
+        wait_for(lambda: served.process.poll() is not None or started in served.log(), "a replacement worker")
+        assert served.process.poll() is None, f"the mock stopped:\n{served.log()}"
+        calls = [(url, {**DOCUMENT_GENERATION, "input_TransactionID": f"AWAY{i:05d}"}) for i in range(8)]
+        answers = asyncio.run(_post_all(calls))
+        assert {answer["output_ResponseCode"] for answer in answers} == {"-7"}, answers
+        assert served.process.poll() is None, served.log()
+        assert len(_workers(served)) == 2 and killed not in _workers(served)
+        admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+
+    def healed() -> bool:
+        fresh = [{**DOCUMENT_GENERATION, "input_TransactionID": uuid.uuid4().hex[:20]} for _ in range(8)]
+        calls = [(url, body) for body in fresh]
+        return {answer["output_ResponseCode"] for answer in asyncio.run(_post_all(calls))} == {"0"}
+
+    wait_for(healed, "every worker answering 0 once the database is back")
