@@ -202,7 +202,9 @@ def test_pruning_under_load_loses_no_acknowledged_write(serve, tmp_path):
 
     before = len(acknowledged)
     kept = _count(Settings(db_path=str(served.db_path)), "bank_tokens")
-    assert before > 200 and kept < before, (before, kept)  # pruning ran while the calls were answered
+    # Pruning ran while the calls were answered. 400-700 calls in the 5 s here; 164 once, with the suite
+    # on 4 workers and other work on the 2 cores: enough for tokens past the 2 s retention.
+    assert before > 100 and kept < before, (before, kept)
     asyncio.run(replay_all())
     assert not wrong, wrong[:5]
 
