@@ -6,6 +6,7 @@ Start-up and usage errors are one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import ipaddress
 import os
@@ -17,7 +18,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mpesa_atm import __version__
 from mpesa_atm.contracts.command import register as register_verify
@@ -32,9 +33,13 @@ from mpesa_atm.settings import (
     database_for_processes,
     database_label,
     flags_of,
+    is_database_url,
     load_settings,
     variables_of,
 )
+
+if TYPE_CHECKING:  # the mocks are imported when a mock is served, not with the parser
+    from mpesa_atm.mocks.records import Kept
 
 __all__ = ["main"]
 
@@ -141,7 +146,9 @@ def _tls_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _validate(args: argparse.Namespace, settings: Settings) -> None:
+def _validate(args: argparse.Namespace, settings: Settings, role: Role | None = None) -> Kept | None:
+    """Refuses what cannot be served, in one line; with `role` (the process that serves it), what the
+    store keeps of the role, after --fresh emptied it."""
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
     if settings.db_path == ":memory:" and args.workers > 1:
@@ -151,18 +158,46 @@ def _validate(args: argparse.Namespace, settings: Settings) -> None:
             f"--host {args.host} is not loopback: give --control-token (or {ENV_PREFIX}CONTROL_TOKEN)"
             " so that strangers cannot reset or read the mock"
         )
-    if settings.db_path != ":memory:":
-        from mpesa_atm.mocks.storage import open_store
-
-        try:
-            open_store(settings.db_path).close()  # creates the schema once, and proves the database works
-        except ConfigError:
-            raise
-        except StoreError as exc:  # PostgreSQL's own words, with the database named
-            raise ConfigError(str(exc)) from exc
-        except Exception as exc:  # sqlite3 says little; say where
-            raise ConfigError(f"cannot open the database {database_label(settings.db_path)}: {exc}") from exc
+    _check_fresh(args, settings)
+    kept = _open_store(settings, role, args.fresh) if settings.db_path != ":memory:" else None
     _check_tls(settings)
+    return kept
+
+
+def _check_fresh(args: argparse.Namespace, settings: Settings) -> None:
+    """--fresh empties a PostgreSQL store for every instance that shares it: only with --yes."""
+    if args.yes and not args.fresh:
+        raise UsageError("--yes confirms --fresh: give both, or neither")
+    if args.fresh and is_database_url(settings.db_path) and not args.yes:
+        raise UsageError(
+            f"--fresh would empty {database_label(settings.db_path)} for every instance that shares it:"
+            " add --yes if that is meant"
+        )
+
+
+def _open_store(settings: Settings, role: Role | None, fresh: bool) -> Kept | None:
+    """Opens the store once (which creates its tables and proves the database works); with `role`,
+    forgets what it keeps of the role (`fresh`) or counts it, before any worker starts."""
+    from mpesa_atm.mocks.storage import open_store
+
+    try:
+        store = open_store(settings.db_path)
+    except ConfigError:
+        raise
+    except StoreError as exc:  # PostgreSQL's own words, with the database named
+        raise ConfigError(str(exc)) from exc
+    except Exception as exc:  # sqlite3 says little; say where
+        raise ConfigError(f"cannot open the database {database_label(settings.db_path)}: {exc}") from exc
+    try:
+        if role is None:
+            return None
+        if fresh:
+            asyncio.run(store.reset(role))
+        return asyncio.run(store.counts(role))
+    except StoreError as exc:
+        raise ConfigError(str(exc)) from exc
+    finally:
+        store.close()
 
 
 def _worker_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
@@ -175,17 +210,24 @@ def _worker_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
     return env
 
 
-def _banner(role: Role, url: str, settings: Settings, workers: int) -> str:
+def _banner(role: Role, url: str, settings: Settings, workers: int, kept: Kept | None = None) -> str:
     paths = ", ".join(f"POST {settings.paths[op.id]}" for op in operations_of(role))
     other = (
         f"calls the bank at {settings.bank_url}" if role == "ipg" else f"calls the iPG at {settings.ipg_url}"
     )
     db = database_label(database_for_processes(settings.db_path))
-    return (
-        f"mpesa-atm {__version__}: {ROLE_NAMES[role]} on {url} ({paths})\n"
-        f"  docs {url}/ui/  spec {url}/openapi.json  control {url}{CONTROL_PREFIX}/ui/\n"
-        f"  store {db}, {workers} worker{'s' if workers > 1 else ''}; {other}"
-    )
+    lines = [
+        f"mpesa-atm {__version__}: {ROLE_NAMES[role]} on {url} ({paths})",
+        f"  docs {url}/ui/  spec {url}/openapi.json  control {url}{CONTROL_PREFIX}/ui/",
+        f"  store {db}, {workers} worker{'s' if workers > 1 else ''}; {other}",
+    ]
+    if kept:  # a call answered from an earlier run's state (a duplicate) should surprise no one
+        fresh = "--fresh --yes" if is_database_url(settings.db_path) else "--fresh"
+        lines.append(
+            f"  kept from an earlier run: {kept.words()}; to start clean: serve {fresh},"
+            f" or POST {url}{CONTROL_PREFIX}/reset"
+        )
+    return "\n".join(lines)
 
 
 def _serve_one(args: argparse.Namespace, role: Role) -> int:
@@ -193,7 +235,7 @@ def _serve_one(args: argparse.Namespace, role: Role) -> int:
     from uvicorn.supervisors import Multiprocess
 
     settings = _settings_for(args)
-    _validate(args, settings)
+    kept = _validate(args, settings, role)
     if args.fd is not None:  # a role process of `serve`: its parent bound the socket
         sock = socket.socket(fileno=args.fd)
     else:
@@ -202,7 +244,7 @@ def _serve_one(args: argparse.Namespace, role: Role) -> int:
     os.environ.update(_worker_env(args, settings))
     # In one write: both role processes share the output, and print() makes two when unbuffered.
     url = _url(args.host, port, tls=settings.tls_cert is not None)
-    sys.stdout.write(_banner(role, url, settings, args.workers) + "\n")
+    sys.stdout.write(_banner(role, url, settings, args.workers, kept) + "\n")
     sys.stdout.flush()
     config = uvicorn.Config(
         f"mpesa_atm.mocks:{role}_app",
@@ -244,6 +286,8 @@ def _serve_both(args: argparse.Namespace) -> int:
         ipg_url=_url(args.host, ports["ipg"], tls) if chosen.ipg_url == Settings.ipg_url else None,
     )
     common = ["--host", args.host, "--workers", str(args.workers)]
+    if args.fresh:  # each role process empties its role before its workers start
+        common += ["--fresh", "--yes"]
     children: list[subprocess.Popen[bytes]] = []
     for role, sock in sockets.items():
         fd = str(sock.fileno())
@@ -345,6 +389,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes per mock")
     serve.add_argument("--config", metavar="FILE", help="TOML config file (see docs/configuration.md)")
+    serve.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start with an empty store: forget the tokens, transactions, fault rules, modes and journal"
+        " of the mocks served (a PostgreSQL store, shared: with --yes)",
+    )
+    serve.add_argument(
+        "--yes", action="store_true", help="with --fresh on a PostgreSQL store: empty it for every instance"
+    )
     add_flags(serve, *_SERVE_SETTINGS)
     tls = serve.add_argument_group(
         "HTTPS", "serve over TLS (also tls_cert, tls_key, tls_client_ca in the config)"
