@@ -6,7 +6,6 @@ Start-up and usage errors are one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import ipaddress
 import os
@@ -22,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from mpesa_atm import __version__
 from mpesa_atm.contracts.command import register as register_verify
-from mpesa_atm.errors import ConfigError, HarnessError, StoreError, UsageError
+from mpesa_atm.errors import ConfigError, HarnessError, UsageError
 from mpesa_atm.fuzz.command import register as register_fuzz
 from mpesa_atm.operations import CONTROL_PREFIX, ROLES, Role, operations_of
 from mpesa_atm.passwords import hash_password
+from mpesa_atm.serve_store import check_fresh, kept_line, open_checked
 from mpesa_atm.settings import (
     ENV_PREFIX,
     Settings,
@@ -33,7 +33,6 @@ from mpesa_atm.settings import (
     database_for_processes,
     database_label,
     flags_of,
-    is_database_url,
     load_settings,
     variables_of,
 )
@@ -158,46 +157,10 @@ def _validate(args: argparse.Namespace, settings: Settings, role: Role | None = 
             f"--host {args.host} is not loopback: give --control-token (or {ENV_PREFIX}CONTROL_TOKEN)"
             " so that strangers cannot reset or read the mock"
         )
-    _check_fresh(args, settings)
-    kept = _open_store(settings, role, args.fresh) if settings.db_path != ":memory:" else None
+    check_fresh(settings.db_path, fresh=args.fresh, yes=args.yes)
+    kept = open_checked(settings.db_path, role, fresh=args.fresh) if settings.db_path != ":memory:" else None
     _check_tls(settings)
     return kept
-
-
-def _check_fresh(args: argparse.Namespace, settings: Settings) -> None:
-    """--fresh empties a PostgreSQL store for every instance that shares it: only with --yes."""
-    if args.yes and not args.fresh:
-        raise UsageError("--yes confirms --fresh: give both, or neither")
-    if args.fresh and is_database_url(settings.db_path) and not args.yes:
-        raise UsageError(
-            f"--fresh would empty {database_label(settings.db_path)} for every instance that shares it:"
-            " add --yes if that is meant"
-        )
-
-
-def _open_store(settings: Settings, role: Role | None, fresh: bool) -> Kept | None:
-    """Opens the store once (which creates its tables and proves the database works); with `role`,
-    forgets what it keeps of the role (`fresh`) or counts it, before any worker starts."""
-    from mpesa_atm.mocks.storage import open_store
-
-    try:
-        store = open_store(settings.db_path)
-    except ConfigError:
-        raise
-    except StoreError as exc:  # PostgreSQL's own words, with the database named
-        raise ConfigError(str(exc)) from exc
-    except Exception as exc:  # sqlite3 says little; say where
-        raise ConfigError(f"cannot open the database {database_label(settings.db_path)}: {exc}") from exc
-    try:
-        if role is None:
-            return None
-        if fresh:
-            asyncio.run(store.reset(role))
-        return asyncio.run(store.counts(role))
-    except StoreError as exc:
-        raise ConfigError(str(exc)) from exc
-    finally:
-        store.close()
 
 
 def _worker_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
@@ -221,13 +184,8 @@ def _banner(role: Role, url: str, settings: Settings, workers: int, kept: Kept |
         f"  docs {url}/ui/  spec {url}/openapi.json  control {url}{CONTROL_PREFIX}/ui/",
         f"  store {db}, {workers} worker{'s' if workers > 1 else ''}; {other}",
     ]
-    if kept:  # a call answered from an earlier run's state (a duplicate) should surprise no one
-        fresh = "--fresh --yes" if is_database_url(settings.db_path) else "--fresh"
-        lines.append(
-            f"  kept from an earlier run: {kept.words()}; to start clean: serve {fresh},"
-            f" or POST {url}{CONTROL_PREFIX}/reset"
-        )
-    return "\n".join(lines)
+    kept_from_before = kept_line(kept, url, settings.db_path)
+    return "\n".join([*lines, kept_from_before] if kept_from_before else lines)
 
 
 def _serve_one(args: argparse.Namespace, role: Role) -> int:
