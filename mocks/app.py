@@ -23,6 +23,7 @@ from connexion.exceptions import ProblemException
 from connexion.json_schema import resolve_refs
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
+from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.resolver import Resolver
 from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
@@ -41,6 +42,7 @@ from mpesa_atm.mocks.ipg import IpgRules
 from mpesa_atm.mocks.request_body import BODY_KEY, RequestBody
 from mpesa_atm.mocks.request_journal import RequestJournal
 from mpesa_atm.mocks.retention import Retention
+from mpesa_atm.mocks.served_spec import SwaggerUI
 from mpesa_atm.mocks.storage import BUSY, Storage, open_store
 from mpesa_atm.mocks.validation import VALIDATORS
 from mpesa_atm.mocks.values import bank_date_time, new_bank_transaction_ref, new_insight_reference
@@ -235,7 +237,11 @@ def create_app(
     spec, operation_at = _served(role, settings)
     envelopes.served = ", ".join(f"POST {path}" for path in operation_at)
     # ConnectionFaults first: it must hold the server's own `send` to break a connection.
-    middlewares = [ConnectionFaults, *ConnexionMiddleware.default_middlewares]
+    # Swagger UI's, ours: the served documents list their server (mocks/served_spec.py).
+    middlewares = [
+        ConnectionFaults,
+        *(SwaggerUI if m is SwaggerUIMiddleware else m for m in ConnexionMiddleware.default_middlewares),
+    ]
     app = connexion.AsyncApp(__name__, middlewares=middlewares, lifespan=lifespan)
     _add_apis(app, role, settings, spec, operations, envelopes)
     _add_error_handlers(app, envelopes)

@@ -306,10 +306,9 @@ class Faults:
     async def _decide(
         self, operation: str, body: Mapping[str, Any], header: str | None, settings: _Settings
     ) -> FaultRule | None:
-        if header is not None:
-            told = FaultRule.parse(self.role, parse_header(header))
-            if told.matches(operation, body):
-                return told
+        told = _header_rule(self.role, header) if header is not None else None
+        if told is not None and told.matches(operation, body):
+            return told
         for rule_id, rule, remaining in settings.rules:
             if not rule.matches(operation, body):
                 continue
@@ -380,6 +379,16 @@ class Faults:
                 # start, a change of modes, a reset), rather than a committed answer turned into -7.
                 with contextlib.suppress(StoreBusy):
                     await self.store.calls_leave(self.role)
+
+
+def _header_rule(role: Role, header: str) -> FaultRule | None:
+    """The fault the header asks of this mock; None when it names the other mock's operation (a client
+    may send one header with every call, to both mocks). A name neither mock has is a FaultError."""
+    data = parse_header(header)
+    named = by_slug(data["operation"]) if "operation" in data else None
+    if named is not None and named.role != role:
+        return None
+    return FaultRule.parse(role, data)
 
 
 _FAULT_HEADER_NAME = FAULT_HEADER.lower().encode()

@@ -42,8 +42,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from mpesa_atm.errors import StoreBusy, StoreConflict, StoreError
 from mpesa_atm.mocks.background import OncePerKind
 from mpesa_atm.mocks.pg_tables import POSTGRES, SCHEMA, SCHEMA_LOCK, SCHEMA_PRESENT
-from mpesa_atm.mocks.records import ROLE_TABLES, JournalEntry, JournalRecord, loads_body
-from mpesa_atm.mocks.statements import Transaction
+from mpesa_atm.mocks.records import ROLE_TABLES, JournalEntry, JournalRecord, Kept, loads_body
+from mpesa_atm.mocks.statements import Transaction, kept
 from mpesa_atm.mocks.turns import Flush, Outcome, TurnQueue
 from mpesa_atm.settings import database_label
 
@@ -265,6 +265,11 @@ class PostgresStore:
             conn.execute(_SQL["forget modes"], (role,))
             conn.execute("UPDATE calls_in_flight SET count = 0 WHERE role = %s", (role,))
             conn.execute("DELETE FROM journal WHERE role = %s", (role,))
+
+    @_threaded
+    def counts(self, role: str) -> Kept:
+        with self._connection() as conn:
+            return kept(conn, POSTGRES, role)
 
     # Faults and modes (mocks/faults.py)
     @_threaded

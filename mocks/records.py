@@ -8,7 +8,16 @@ import json
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-__all__ = ["ROLE_TABLES", "BankToken", "IpgToken", "JournalEntry", "JournalRecord", "loads_body"]
+__all__ = [
+    "KEPT_AS",
+    "ROLE_TABLES",
+    "BankToken",
+    "IpgToken",
+    "JournalEntry",
+    "JournalRecord",
+    "Kept",
+    "loads_body",
+]
 
 # The tables of each role's tokens and transactions: what a reset of the role empties and what
 # retention prunes, in this order (a transaction before the token it was made with). Names of our
@@ -17,6 +26,28 @@ ROLE_TABLES: dict[str, tuple[str, ...]] = {
     "bank": ("bank_tokens",),
     "ipg": ("ipg_transactions", "ipg_tokens"),
 }
+# What each of those tables holds, in Kept's words.
+KEPT_AS = {"bank_tokens": "tokens", "ipg_tokens": "tokens", "ipg_transactions": "transactions"}
+
+
+@dataclass(frozen=True)
+class Kept:
+    """What the store holds of one role (Storage.counts): what `serve` says it kept from an earlier
+    run, since a token or transaction kept makes the same call answer differently (a duplicate)."""
+
+    tokens: int = 0
+    transactions: int = 0
+    fault_rules: int = 0
+    modes: bool = False  # set through the control API (PUT /_harness/modes), so not the defaults
+
+    def __bool__(self) -> bool:
+        return bool(self.tokens or self.transactions or self.fault_rules or self.modes)
+
+    def words(self) -> str:
+        """`3 tokens, 1 transaction, 1 fault rule, modes`: what is there, in the banner's words."""
+        counted = {"token": self.tokens, "transaction": self.transactions, "fault rule": self.fault_rules}
+        said = [f"{n} {name}{'s' if n != 1 else ''}" for name, n in counted.items() if n]
+        return ", ".join([*said, "modes"] if self.modes else said)
 
 
 @dataclass(frozen=True)

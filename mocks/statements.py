@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mpesa_atm.errors import StoreConflict
-from mpesa_atm.mocks.records import ROLE_TABLES, BankToken, IpgToken
+from mpesa_atm.mocks.records import KEPT_AS, ROLE_TABLES, BankToken, IpgToken, Kept
 
-__all__ = ["Dialect", "Transaction"]
+__all__ = ["Dialect", "Transaction", "kept"]
 
 _BANK_TOKEN = (
     "SELECT bank_transaction_ref, transaction_id, msisdn, amount, currency, account_number,"
@@ -56,6 +56,8 @@ _STATEMENTS = {
     "modes_set": "INSERT INTO modes VALUES (?, ?) ON CONFLICT (role) DO UPDATE SET modes = excluded.modes",
     "forget faults": "DELETE FROM faults WHERE role = ?",
     "forget modes": "DELETE FROM modes WHERE role = ?",
+    "count faults": "SELECT count(*) FROM faults WHERE role = ?",
+    "count modes": "SELECT count(*) FROM modes WHERE role = ?",
 }
 
 
@@ -77,6 +79,7 @@ class Dialect:
             for table in tables:
                 statements[f"remove_older {table}"] = self._own(self.remove_older.format(table=table))
                 statements[f"forget {table}"] = f"DELETE FROM {table}"
+                statements[f"count {table}"] = f"SELECT count(*) FROM {table}"
                 if role == "ipg":  # the iPG's tokens and transactions are a bank's (its username)
                     statements[f"forget {table} of a bank"] = self._own(
                         f"DELETE FROM {table} WHERE username = ?"
@@ -86,6 +89,16 @@ class Dialect:
     def _own(self, query: str) -> str:
         """`query` with this dialect's placeholders (no statement has a literal `?`)."""
         return query.replace("?", self.placeholder)
+
+
+def kept(db: Any, dialect: Dialect, role: str) -> Kept:
+    """What the store holds of `role`, one count a table (`db`: a connection, as Transaction's)."""
+
+    def count(name: str, *values: str) -> int:
+        return int(db.execute(dialect.statements[name], values).fetchone()[0])
+
+    counts = {KEPT_AS[table]: count(f"count {table}") for table in ROLE_TABLES[role]}
+    return Kept(**counts, fault_rules=count("count faults", role), modes=count("count modes", role) > 0)
 
 
 def _bank_token_row(token: BankToken, created_at: float) -> tuple[str | float | None, ...]:

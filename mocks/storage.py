@@ -18,11 +18,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from mpesa_atm.errors import ConfigError
-from mpesa_atm.mocks.records import JournalEntry, JournalRecord
+from mpesa_atm.mocks.records import JournalEntry, JournalRecord, Kept
 from mpesa_atm.mocks.statements import Transaction
 from mpesa_atm.settings import database_label, is_database_url
 
-__all__ = ["BUSY", "Storage", "Transaction", "open_store"]
+__all__ = ["BUSY", "Kept", "Storage", "Transaction", "open_store"]
 
 T = TypeVar("T")
 
@@ -59,6 +59,11 @@ class Storage(Protocol):
     async def journal_in_next_write(self, record: JournalRecord) -> None: ...
 
     async def reset(self, role: str, username: str | None = None) -> None: ...
+
+    async def counts(self, role: str) -> Kept:
+        """How many tokens, transactions and fault rules of `role` the store holds, and whether its
+        modes were set: one count a table (`serve` says it, once, before its workers start)."""
+        ...
 
     async def fault_add(self, role: str, rule_id: str, spec: str, times: int | None, at: float) -> None: ...
 

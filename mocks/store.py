@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 from mpesa_atm.errors import StoreBusy
 from mpesa_atm.mocks.coordination import CONFIG_VERSION, IN_FLIGHT, Coordination, WriterLock
 from mpesa_atm.mocks.journal import Journal
-from mpesa_atm.mocks.records import ROLE_TABLES, JournalEntry, JournalRecord
-from mpesa_atm.mocks.statements import Dialect, Transaction
+from mpesa_atm.mocks.records import ROLE_TABLES, JournalEntry, JournalRecord, Kept
+from mpesa_atm.mocks.statements import Dialect, Transaction, kept
 from mpesa_atm.mocks.turns import TurnWrites
 from mpesa_atm.mocks.wal import Checkpointer, connect, while_locked
 
@@ -217,6 +217,9 @@ class Store:
             self._locks.counters[_in_flight_slot(role)] = 0
         with self._locks.journal:
             self._journal.clear(role)
+
+    async def counts(self, role: str) -> Kept:
+        return kept(self._db, SQLITE, role)
 
     # Faults and modes (mocks/faults.py)
     async def fault_add(self, role: str, rule_id: str, spec: str, times: int | None, at: float) -> None:

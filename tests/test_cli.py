@@ -47,6 +47,7 @@ def test_busy_port_is_one_line_and_exit_2(tmp_path):
         (["serve", "--ipg-port", "8123", "--bank-port", "8123"], "are both 8123"),
         (["serve", "--bank-url", "notaurl"], "bank_url: 'notaurl' is not an http:// or https:// URL"),
         (["serve", "--ipg-url", "http://x:port"], "ipg_url: 'http://x:port' has an invalid port"),
+        (["serve", "--yes"], "--yes confirms --fresh: give both, or neither"),
     ],
 )
 def test_usage_and_config_errors_exit_2_with_one_line(capsys, args, message):

@@ -17,14 +17,15 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mpesa_atm import __version__
 from mpesa_atm.contracts.command import register as register_verify
-from mpesa_atm.errors import ConfigError, HarnessError, StoreError, UsageError
+from mpesa_atm.errors import ConfigError, HarnessError, UsageError
 from mpesa_atm.fuzz.command import register as register_fuzz
 from mpesa_atm.operations import CONTROL_PREFIX, ROLES, Role, operations_of
 from mpesa_atm.passwords import hash_password
+from mpesa_atm.serve_store import check_fresh, kept_line, open_checked
 from mpesa_atm.settings import (
     ENV_PREFIX,
     Settings,
@@ -35,6 +36,9 @@ from mpesa_atm.settings import (
     load_settings,
     variables_of,
 )
+
+if TYPE_CHECKING:  # the mocks are imported when a mock is served, not with the parser
+    from mpesa_atm.mocks.records import Kept
 
 __all__ = ["main"]
 
@@ -141,7 +145,9 @@ def _tls_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _validate(args: argparse.Namespace, settings: Settings) -> None:
+def _validate(args: argparse.Namespace, settings: Settings, role: Role | None = None) -> Kept | None:
+    """Refuses what cannot be served, in one line; with `role` (the process that serves it), what the
+    store keeps of the role, after --fresh emptied it."""
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
     if settings.db_path == ":memory:" and args.workers > 1:
@@ -151,18 +157,10 @@ def _validate(args: argparse.Namespace, settings: Settings) -> None:
             f"--host {args.host} is not loopback: give --control-token (or {ENV_PREFIX}CONTROL_TOKEN)"
             " so that strangers cannot reset or read the mock"
         )
-    if settings.db_path != ":memory:":
-        from mpesa_atm.mocks.storage import open_store
-
-        try:
-            open_store(settings.db_path).close()  # creates the schema once, and proves the database works
-        except ConfigError:
-            raise
-        except StoreError as exc:  # PostgreSQL's own words, with the database named
-            raise ConfigError(str(exc)) from exc
-        except Exception as exc:  # sqlite3 says little; say where
-            raise ConfigError(f"cannot open the database {database_label(settings.db_path)}: {exc}") from exc
+    check_fresh(settings.db_path, fresh=args.fresh, yes=args.yes)
+    kept = open_checked(settings.db_path, role, fresh=args.fresh) if settings.db_path != ":memory:" else None
     _check_tls(settings)
+    return kept
 
 
 def _worker_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
@@ -175,17 +173,19 @@ def _worker_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
     return env
 
 
-def _banner(role: Role, url: str, settings: Settings, workers: int) -> str:
+def _banner(role: Role, url: str, settings: Settings, workers: int, kept: Kept | None = None) -> str:
     paths = ", ".join(f"POST {settings.paths[op.id]}" for op in operations_of(role))
     other = (
         f"calls the bank at {settings.bank_url}" if role == "ipg" else f"calls the iPG at {settings.ipg_url}"
     )
     db = database_label(database_for_processes(settings.db_path))
-    return (
-        f"mpesa-atm {__version__}: {ROLE_NAMES[role]} on {url} ({paths})\n"
-        f"  docs {url}/ui/  spec {url}/openapi.json  control {url}{CONTROL_PREFIX}/ui/\n"
-        f"  store {db}, {workers} worker{'s' if workers > 1 else ''}; {other}"
-    )
+    lines = [
+        f"mpesa-atm {__version__}: {ROLE_NAMES[role]} on {url} ({paths})",
+        f"  docs {url}/ui/  spec {url}/openapi.json  control {url}{CONTROL_PREFIX}/ui/",
+        f"  store {db}, {workers} worker{'s' if workers > 1 else ''}; {other}",
+    ]
+    kept_from_before = kept_line(kept, url, settings.db_path)
+    return "\n".join([*lines, kept_from_before] if kept_from_before else lines)
 
 
 def _serve_one(args: argparse.Namespace, role: Role) -> int:
@@ -193,7 +193,7 @@ def _serve_one(args: argparse.Namespace, role: Role) -> int:
     from uvicorn.supervisors import Multiprocess
 
     settings = _settings_for(args)
-    _validate(args, settings)
+    kept = _validate(args, settings, role)
     if args.fd is not None:  # a role process of `serve`: its parent bound the socket
         sock = socket.socket(fileno=args.fd)
     else:
@@ -202,7 +202,7 @@ def _serve_one(args: argparse.Namespace, role: Role) -> int:
     os.environ.update(_worker_env(args, settings))
     # In one write: both role processes share the output, and print() makes two when unbuffered.
     url = _url(args.host, port, tls=settings.tls_cert is not None)
-    sys.stdout.write(_banner(role, url, settings, args.workers) + "\n")
+    sys.stdout.write(_banner(role, url, settings, args.workers, kept) + "\n")
     sys.stdout.flush()
     config = uvicorn.Config(
         f"mpesa_atm.mocks:{role}_app",
@@ -244,6 +244,8 @@ def _serve_both(args: argparse.Namespace) -> int:
         ipg_url=_url(args.host, ports["ipg"], tls) if chosen.ipg_url == Settings.ipg_url else None,
     )
     common = ["--host", args.host, "--workers", str(args.workers)]
+    if args.fresh:  # each role process empties its role before its workers start
+        common += ["--fresh", "--yes"]
     children: list[subprocess.Popen[bytes]] = []
     for role, sock in sockets.items():
         fd = str(sock.fileno())
@@ -345,6 +347,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes per mock")
     serve.add_argument("--config", metavar="FILE", help="TOML config file (see docs/configuration.md)")
+    serve.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start with an empty store: forget the tokens, transactions, fault rules, modes and journal"
+        " of the mocks served (a PostgreSQL store, shared: with --yes)",
+    )
+    serve.add_argument(
+        "--yes", action="store_true", help="with --fresh on a PostgreSQL store: empty it for every instance"
+    )
     add_flags(serve, *_SERVE_SETTINGS)
     tls = serve.add_argument_group(
         "HTTPS", "serve over TLS (also tls_cert, tls_key, tls_client_ca in the config)"

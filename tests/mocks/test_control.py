@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 from starlette.testclient import TestClient
 
 from mpesa_atm.mocks import create_app
@@ -24,6 +25,16 @@ def test_each_mock_serves_its_spec_and_swagger_ui(mocks):
     assert "/withdrawals" in mocks.ipg.get("/_harness/openapi.json").json()["paths"]
     assert "/withdrawals" not in mocks.bank.get("/_harness/openapi.json").json()["paths"]
     assert mocks.ipg.get("/ui/").status_code == 200
+
+
+@pytest.mark.parametrize("role", ["ipg", "bank"])
+def test_the_served_documents_name_the_server_swagger_ui_sends_its_calls_to(mocks, role):
+    """Swagger UI's "Servers" list, and where "Try it out" sends: the API's server as "/" (the page's
+    own host), not connexion's "" (a server with no name); the control API's under its prefix."""
+    mock = getattr(mocks, role)
+    assert mock.get("/openapi.json").json()["servers"] == [{"url": "/"}]
+    assert yaml.safe_load(mock.get("/openapi.yaml").text)["servers"] == [{"url": "/"}]
+    assert mock.get("/_harness/openapi.json").json()["servers"] == [{"url": "/_harness"}]
 
 
 def test_withdrawal_asks_the_bank_for_a_token_the_bank_can_then_redeem(mocks):

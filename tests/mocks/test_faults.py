@@ -181,10 +181,24 @@ def test_header_fault_for_this_operation_applies(seeded, spelling):
     assert redeem(seeded.ipg, headers=header)["output_ResponseCode"] == "-2"
 
 
-def test_header_naming_an_operation_of_the_other_mock_is_a_failure_saying_why(seeded):
-    answer = redeem(seeded.ipg, headers={HEADER: "operation=token_generation; response_code=-2"})
+@pytest.mark.parametrize("spelling", ["token_generation", "token-generation"])
+def test_header_naming_the_other_mocks_operation_leaves_the_call_alone(seeded, spelling):
+    """As docs/mocks.md says: a client that sends one header to both mocks gets its fault from the
+    mock whose operation it names, and a normal answer from the other."""
+    header = {HEADER: f"operation={spelling}; response_code=-2"}
+    assert redeem(seeded.ipg, headers=header)["output_ResponseCode"] == "0"
+
+
+def test_header_fault_at_the_bank_for_an_ipg_operation_leaves_token_generation_alone(seeded):
+    header = {HEADER: "operation=token_redemption; response_code=-2"}
+    answer = seeded.bank.post("/token-generation", json=DOCUMENT_GENERATION, headers=header).json()
+    assert answer["output_ResponseCode"] == "0", answer
+
+
+def test_header_naming_an_operation_neither_mock_has_is_a_failure_saying_why(seeded):
+    answer = redeem(seeded.ipg, headers={HEADER: "operation=token_refund; response_code=-2"})
     assert answer["output_ResponseCode"] == "-1"
-    assert "the ipg mock has no operation 'token_generation'" in answer["output_ResponseDesc"]
+    assert "the ipg mock has no operation 'token_refund'" in answer["output_ResponseDesc"]
 
 
 def test_fixed_delay_then_normal_answer(seeded):

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from mpesa_atm.errors import StoreBusy, StoreConflict
-from mpesa_atm.mocks.records import BankToken, IpgToken, JournalRecord
+from mpesa_atm.mocks.records import BankToken, IpgToken, JournalRecord, Kept
 from mpesa_atm.mocks.storage import Storage, Transaction, open_store
 from tests.fixtures.servers import wait_for
 
@@ -326,6 +326,26 @@ def test_a_reset_empties_its_role_and_leaves_the_other(store):
     assert asyncio.run(store.write(lambda tx: tx.ipg_token("bank1", "R1".ljust(32, "0")))) is None
     assert _bank_tokens(store, "TX1") == [True]
     assert len(asyncio.run(store.journal("bank"))) == 1
+
+
+def test_the_counts_say_what_each_role_keeps_and_a_reset_forgets(store):
+    """What `serve` says it kept from an earlier run: each role's own rows, one count a table."""
+
+    def seeded(tx: Transaction) -> None:
+        tx.add_ipg_token(_ipg_token("R1"))
+        tx.add_ipg_token(_ipg_token("R2"))
+        tx.add_bank_token(_bank_token("A"), 0.0)
+
+    asyncio.run(store.write(seeded))
+    assert asyncio.run(store.in_next_write(_redeem("token_redemption", "KEY", "REF"))) == "success REF"
+    asyncio.run(store.fault_add("bank", "rule", "{}", 1, 0.0))
+    asyncio.run(store.modes_set("ipg", {"offline": True}))
+
+    assert asyncio.run(store.counts("ipg")) == Kept(tokens=2, transactions=1, modes=True)
+    assert asyncio.run(store.counts("bank")) == Kept(tokens=1, fault_rules=1)
+    asyncio.run(store.reset("bank"))
+    assert not asyncio.run(store.counts("bank"))
+    assert asyncio.run(store.counts("ipg")).words() == "2 tokens, 1 transaction, modes"
 
 
 def test_a_reset_of_one_bank_leaves_the_other_banks_and_the_rules(store):
