@@ -22,6 +22,7 @@ from mpesa_atm.errors import ConfigError, HarnessError, UsageError, WrongTarget
 from mpesa_atm.fuzz.rerun import DEFAULTS, rerun_command
 from mpesa_atm.operations import CONTROL_PREFIX, ROLES, operations
 from mpesa_atm.reporting.options import add_report_options
+from mpesa_atm.reporting.outputs import OutputFiles
 from mpesa_atm.settings import ENV_PREFIX, Settings, add_flags, flags_of, load_settings
 from mpesa_atm.transport import Network, add_network_options
 
@@ -247,11 +248,16 @@ def _fuzz(args: argparse.Namespace) -> int:
     credentials = _credentials(args, settings)
     _keep_hypothesis_files_out_of_the_way()
     network = Network.from_args(args)  # a file it cannot use: its own one line, not the credentials'
+    outputs = OutputFiles.check(
+        [("--report", args.report), ("--har", args.har), ("--junit-xml", args.junit_xml)]
+    )
     listeners = _listeners(args, network)
     try:
         result = _campaign(args, settings, credentials, network, listeners)
     except (UsageError, ConfigError, WrongTarget) as exc:
         raise _in_flags_words(exc, args.role) from None
+    if written := outputs.written():
+        print(written)
     sys.stdout.flush()
     return result.exit_code
 
