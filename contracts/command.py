@@ -225,9 +225,7 @@ def _run(args: argparse.Namespace) -> int:
         on_outcome=lambda outcome: print(render_outcome(outcome), flush=True),
     )
     _write(args, report)
-    print(report.ending(verbose=args.verbose), flush=True)
-    if written := outputs.written():
-        print(written, flush=True)
+    print(report.ending(verbose=args.verbose, written=outputs.written()), flush=True)
     if report.interrupted:
         return 130
     if report.publish_errors and report.ok:

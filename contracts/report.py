@@ -135,11 +135,12 @@ class Report:
         ]
         return "\n".join(lines)
 
-    def ending(self, verbose: bool = False) -> str:
-        """The notes, the publication's errors and the summary: printed after the last interaction."""
+    def ending(self, verbose: bool = False, written: str | None = None) -> str:
+        """The notes, the publication's errors, the files `written` and the summary: printed after the
+        last interaction."""
         lines = [f"  note: {notice}" for notice in self.notices]
         lines.extend(f"  error: {error}" for error in self.publish_errors)
-        lines += ["", self.summary()]
+        lines += ["", *([written] if written else []), self.summary()]
         if verbose and self.pact_output:
             lines += ["", "Pact verifier's own report:", self.pact_output.rstrip()]
         return "\n".join(lines)

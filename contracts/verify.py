@@ -356,8 +356,9 @@ def _run(
     proxy = RecordingProxy(report.url, timeline, timeout, network)
     headers = {"Authorization": f"Bearer {control_token}"} if control_token else {}
     errors = _ErrorLog()
-    runs = [_Run(source=broker) for _ in range(1 if broker else 0)]
-    runs += [_Run(source=path, only=key) for path in local for key in _interactions_of(path)]
+    runs = [_Run(source=broker)] if broker is not None else []
+    # One run per description: Pact filters by description, so a repeated one runs once for both.
+    runs += [_Run(source=path, only=key) for path in local for key in dict.fromkeys(_interactions_of(path))]
     results: dict[str, list[Any]] = {"errors": [], "notices": []}
     with (
         StateRelay(report.states_url, headers, timeout, timeline, network) as relay,
@@ -390,13 +391,18 @@ def _run(
     if not any(outcome.status in ("verified", "warning") for outcome in report.interactions):
         _not_tested(report, relay, timeline, network)
     if not report.interactions:
-        reasons = "; ".join(
-            _ANSI.sub("", str((e.get("mismatch") or {}).get("message") or e.get("interaction") or e))
-            for e in results["errors"]
-        )
-        raise VerificationError(
-            f"no interaction of {report.provider} was verified" + (f": {reasons}" if reasons else "")
-        )
+        _nothing_verified(report, results["errors"])
+
+
+def _nothing_verified(report: Report, errors: list[Any]) -> None:
+    """Raises VerificationError with the reasons Pact gave for verifying nothing."""
+    reasons = "; ".join(
+        _ANSI.sub("", str((e.get("mismatch") or {}).get("message") or e.get("interaction") or e))
+        for e in errors
+    )
+    raise VerificationError(
+        f"no interaction of {report.provider} was verified" + (f": {reasons}" if reasons else "")
+    )
 
 
 def _not_run(consumer: str, description: str) -> InteractionOutcome:

@@ -136,14 +136,15 @@ def test_an_unwritable_output_file_is_refused_before_anything_is_sent(flag, serv
     assert took < 1
 
 
-def test_the_files_written_are_named_at_the_end(serve_app, tmp_path, capsys):
+def test_the_files_written_are_named_before_the_summary(serve_app, tmp_path, capsys):
     from mpesa_atm.cli import main
     from mpesa_atm.reporting.outputs import size_of
 
     url = serve_app(create_app("bank", Settings(db_path=str(tmp_path / "bank.sqlite3"))))
     junit, page = tmp_path / "verify.xml", tmp_path / "verify.html"
     assert main(["verify", "bank", "--url", url, "--junit-xml", str(junit), "--report", str(page)]) == 0
-    last = capsys.readouterr().out.rstrip().splitlines()[-1]
+    *_, written, summary = capsys.readouterr().out.rstrip().splitlines()
     sizes = {path: size_of(path.stat().st_size) for path in (page, junit)}
-    assert last == f"written: {page} ({sizes[page]}), {junit} ({sizes[junit]})"
+    assert written == f"written: {page} ({sizes[page]}), {junit} ({sizes[junit]})"
+    assert summary == "2 interactions: 2 verified, 0 with warnings, 0 failed"  # the summary stays last
     assert IPG in junit.read_text()

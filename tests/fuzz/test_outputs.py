@@ -12,7 +12,7 @@ from starlette.types import Receive, Scope, Send
 from mpesa_atm.cli import main
 from mpesa_atm.errors import UsageError
 from mpesa_atm.mocks import create_app
-from mpesa_atm.reporting.outputs import OutputFiles, size_of
+from mpesa_atm.reporting.outputs import OutputFiles, before_last_line, size_of
 from mpesa_atm.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("fuzz_command_in_process")
@@ -53,14 +53,15 @@ def test_an_output_file_in_a_missing_folder_is_refused_before_anything_is_sent(
 
 
 @pytest.mark.network
-def test_the_files_written_are_named_with_their_sizes_at_the_end(serve_app, tmp_path, capsys):
+def test_the_files_written_are_named_with_their_sizes_before_the_summary(serve_app, tmp_path, capsys):
     url = serve_app(create_app("bank", Settings(db_path=str(tmp_path / "bank.sqlite3"))))
     junit, har = tmp_path / "fuzz.xml", tmp_path / "fuzz.har"
     files = ["--junit-xml", str(junit), "--har", str(har)]
     code = main(["fuzz", "bank", "--url", url, "--max-examples", "5", "--seed", "1", *files])
     assert code == 0
-    last = capsys.readouterr().out.rstrip().splitlines()[-1]
-    assert last == (
+    *_, written, summary = capsys.readouterr().out.rstrip().splitlines()
+    assert summary.startswith("mpesa-atm fuzz bank: PASSED")  # the summary stays last
+    assert written == (
         f"written: {har} ({size_of(os.path.getsize(har))}), {junit} ({size_of(os.path.getsize(junit))})"
     )
 
@@ -114,3 +115,9 @@ def test_checking_leaves_no_file_behind_and_an_existing_one_untouched(tmp_path):
 
 def test_sizes_are_worded_in_decimal_units():
     assert [size_of(n) for n in (512, 9_400, 84_000, 1_200_000)] == ["512 B", "9.4 KB", "84 KB", "1.2 MB"]
+
+
+def test_the_written_line_goes_before_the_last_line_of_a_block():
+    assert before_last_line("a\nsummary\n", "written: x (1 B)") == "a\nwritten: x (1 B)\nsummary\n"
+    assert before_last_line("summary\n", "written: x (1 B)") == "written: x (1 B)\nsummary\n"
+    assert before_last_line("a\nsummary\n", None) == "a\nsummary\n"

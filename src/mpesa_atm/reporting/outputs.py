@@ -1,16 +1,19 @@
 """The files `fuzz` and `verify` write besides the console (--report, --har, --junit-xml): each checked
-writable before anything is sent, and named with its size once the run has written it."""
+writable before anything is sent, and named with its size once the run has written it, on the line
+before the summary (which stays last: scripts and docs/fuzzing.md read the verdict there)."""
 
 from __future__ import annotations
 
+import io
 import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from mpesa_atm.errors import UsageError
 
-__all__ = ["OutputFile", "OutputFiles", "size_of"]
+__all__ = ["BeforeLastLine", "OutputFile", "OutputFiles", "before_last_line", "size_of"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,47 @@ class OutputFiles:
             if now is not None and now != file.before:
                 shown.append(f"{file.given} ({size_of(os.path.getsize(file.given))})")
         return f"written: {', '.join(shown)}" if shown else None
+
+
+def before_last_line(text: str, line: str | None) -> str:
+    """`text` (lines, the last the summary) with `line` put before its last line."""
+    if not line:
+        return text
+    body, newline, last = text.rstrip("\n").rpartition("\n")
+    return f"{body}{newline}{line}\n{last}\n"
+
+
+class BeforeLastLine(io.TextIOBase):
+    """sys.stdout for a console reporter whose summary is its last line: what it writes passes through,
+    except while held (its closing block); released, the block comes out with the files written named
+    before its last line."""
+
+    def __init__(self) -> None:
+        self._held: list[str] | None = None
+
+    def isatty(self) -> bool:
+        return sys.stdout.isatty()
+
+    def write(self, text: str) -> int:
+        if self._held is not None:
+            self._held.append(text)
+            return len(text)
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        if self._held is None:
+            sys.stdout.flush()
+
+    def hold(self) -> None:
+        self._held = []
+
+    def release(self, line: str | None) -> None:
+        held, self._held = self._held, None
+        if held:
+            sys.stdout.write(before_last_line("".join(held), line))
+        elif line:
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 def _same_file(one: str, other: str) -> bool:
