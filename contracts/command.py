@@ -2,7 +2,8 @@
 
 Exit 0 when every interaction is verified, with warnings or without, 1 when one failed (or, with
 --strict, has a warning), 2 on a usage error or a provider that cannot be reached (one line on stderr,
-like every start-up error of the CLI).
+like every start-up error of the CLI), 130 when stopped by Ctrl-C (what was verified is printed and
+written, the rest marked not run). Each interaction is printed as it is verified.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from mpesa_atm.argtypes import path_mapping
 from mpesa_atm.contracts.pacticipants import PROVIDER_NAMES
 from mpesa_atm.errors import UsageError
 from mpesa_atm.reporting.options import add_report_options
+from mpesa_atm.reporting.outputs import OutputFiles
 from mpesa_atm.settings import ENV_PREFIX, Settings, add_flags, load_settings
 from mpesa_atm.transport import Network, add_network_options
 
 if TYPE_CHECKING:
+    from mpesa_atm.contracts.report import Report
     from mpesa_atm.contracts.verify import Broker
 
 __all__ = ["register"]
@@ -39,7 +42,8 @@ give, which tokens may be reversed) is a WARNING naming its row of docs/spec-not
 it (mpesa_atm.judgement).
 Exit status: 0 every interaction verified (warnings allowed), 1 a failure (or a warning, with
 --strict), 2 a usage error or a provider that cannot be verified (unreachable, TLS refused, or every
-request refused 401/403 by a gateway).
+request refused 401/403 by a gateway), 130 stopped by Ctrl-C (what was verified so far is printed
+and written; the rest is marked not run).
 """
 
 
@@ -177,6 +181,7 @@ def _broker(args: argparse.Namespace) -> Broker | None:
 
 def _run(args: argparse.Namespace) -> int:
     # Imported here: `mpesa-atm serve` builds the same parser and needs none of it.
+    from mpesa_atm.contracts.report import render_outcome
     from mpesa_atm.contracts.verify import Publication, VerificationError, verify_provider
 
     _quiet_pact_logs()
@@ -198,6 +203,9 @@ def _run(args: argparse.Namespace) -> int:
                 raise UsageError(f"{option} is only used with --publish-results")
     broker = _broker(args)
     network = Network.from_args(args)
+    outputs = OutputFiles.check(
+        [("--report", args.report), ("--har", args.har), ("--junit-xml", args.junit_xml)]
+    )
     settings = load_settings(config_file=args.config)  # the control token and time-out the flags leave out
     report = verify_provider(
         args.role,
@@ -213,7 +221,20 @@ def _run(args: argparse.Namespace) -> int:
         record=bool(args.report or args.har),
         network=network,
         strict=args.strict,
+        on_start=lambda report: print(report.header(), flush=True),
+        on_outcome=lambda outcome: print(render_outcome(outcome), flush=True),
     )
+    _write(args, report)
+    print(report.ending(verbose=args.verbose, written=outputs.written()), flush=True)
+    if report.interrupted:
+        return 130
+    if report.publish_errors and report.ok:
+        raise VerificationError(f"the results were not published: {report.publish_errors[0]}")
+    return 0 if report.ok else 1
+
+
+def _write(args: argparse.Namespace, report: Report) -> None:
+    """The files asked for, before the summary line: they are there when it is printed."""
     if args.junit_xml:
         from mpesa_atm.contracts.report import write_junit
 
@@ -225,10 +246,6 @@ def _run(args: argparse.Namespace) -> int:
             write_report(args.report, report)
         if args.har:
             write_har_of(args.har, report)
-    print(report.render(verbose=args.verbose), flush=True)
-    if report.publish_errors and report.ok:
-        raise VerificationError(f"the results were not published: {report.publish_errors[0]}")
-    return 0 if report.ok else 1
 
 
 def _quiet_pact_logs() -> None:

@@ -137,6 +137,7 @@ def interaction_view(role: str, outcome: InteractionOutcome) -> dict[str, Any]:
         "description": outcome.description,
         "consumer": outcome.consumer,
         "status": outcome.status,
+        "css": outcome.status.replace(" ", "-"),
         "operation": operation,
         "section": section,
         "states": states,
@@ -159,12 +160,28 @@ def _lead(report: Report) -> str:
         if warned
         else ""
     )
+    if report.interrupted:
+        ran = total - sum(outcome.status == "not run" for outcome in report.interactions)
+        lead = f"Interrupted (Ctrl-C) after {ran} of {total} interactions; the rest were not run."
+        return lead + (f" Failed: {'; '.join(failed)}." if failed else "") + with_warnings
     if failed:
         lead = f"{len(failed)} of {total} interactions failed against {report.url}: {'; '.join(failed)}."
         return lead + with_warnings
     if warned:
         return f"All {total} interactions of the contracts passed against {report.url};" + with_warnings
     return f"All {total} interactions of the contracts verified against {report.url}."
+
+
+# The interactions' details, what needs fixing first: the table above keeps the contracts' order.
+_CARD_ORDER = {"failed": 0, "pending": 1, "warning": 2, "not run": 3, "verified": 4}
+
+
+def _views(report: Report) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Each interaction's view in the contracts' order (the table), and the same failed first (the cards)."""
+    views = [interaction_view(report.role, outcome) for outcome in report.interactions]
+    for anchor, view in enumerate(views, 1):
+        view["anchor"] = anchor
+    return views, sorted(views, key=lambda view: _CARD_ORDER.get(view["status"], len(_CARD_ORDER)))
 
 
 def write_report(path: str | Path, report: Report) -> None:
@@ -183,23 +200,31 @@ def write_report(path: str | Path, report: Report) -> None:
     answers = [Answer(e.label, answer_class(e), e.elapsed * 1000) for e in report.exchanges]
     notes = [*report.notices, *(f"state change refused: {failure}" for failure in report.state_failures)]
     notes += [f"publishing the results failed: {error}" for error in report.publish_errors]
+    interactions, cards = _views(report)
     write_page(
         path,
         "verify.html",
         kind="contract verification",
         title=f"mpesa-atm verify {report.role}",
         # As fuzz's page: "warning" when it passed with warnings.
-        verdict="failed" if not report.ok else "warning" if report.warned else "passed",
+        verdict=_verdict(report),
         lead=_lead(report),
         facts=facts,
         rerun=f"mpesa-atm verify {report.role} --url {report.url}" + (" --strict" if report.strict else ""),
         contents=[("interactions", "Interactions"), ("charts", "Charts")]
         + ([("notes", "Notes")] if notes else []),
         made=datetime.now(UTC),
-        interactions=[interaction_view(report.role, outcome) for outcome in report.interactions],
+        interactions=interactions,
+        cards=cards,
         charts=exchange_charts(answers) if answers else [],
         notes=notes,
     )
+
+
+def _verdict(report: Report) -> str:
+    if report.interrupted:
+        return "interrupted"
+    return "failed" if not report.ok else "warning" if report.warned else "passed"
 
 
 def write_har_of(path: str | Path, report: Report) -> None:

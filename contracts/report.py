@@ -19,9 +19,21 @@ from mpesa_atm.judgement import FAILURE, WARNING
 from mpesa_atm.reporting import junit
 from mpesa_atm.reporting.exchange import Exchange
 
-__all__ = ["InteractionOutcome", "Mismatch", "Report", "StateFailure", "outcomes", "write_junit"]
+__all__ = [
+    "NOT_RUN",
+    "InteractionOutcome",
+    "Mismatch",
+    "Report",
+    "StateFailure",
+    "outcomes",
+    "render_outcome",
+    "write_junit",
+]
 
-Status = Literal["verified", "warning", "failed", "pending"]
+Status = Literal["verified", "warning", "failed", "pending", "not run"]
+
+# Why an interaction has no verdict: the verification was stopped before it.
+NOT_RUN = "not run: the verification was interrupted (Ctrl-C) before it"
 
 
 @dataclass(frozen=True)
@@ -45,7 +57,7 @@ class InteractionOutcome:
     description: str
     states: tuple[str, ...]
     # verified; warning: passed, its mismatches all warnings; failed; pending: failed, but the broker
-    # marks it pending.
+    # marks it pending; not run: the verification was interrupted before it.
     status: Status
     problems: tuple[str, ...] = ()  # what failed it: the failures, or why nothing was sent
     warnings: tuple[str, ...] = ()  # each warning with where its rule comes from
@@ -72,10 +84,12 @@ class Report:
     options: list[tuple[str, str]] = field(default_factory=list)  # to show in a report
     exchanges: list[Exchange] = field(default_factory=list)  # every request sent, when recorded
     strict: bool = False  # --strict: an interaction with warnings fails the verification
+    interrupted: bool = False  # stopped by Ctrl-C: the interactions after are "not run"
 
     @property
     def ok(self) -> bool:
-        return bool(self.interactions) and not self.failed and not (self.strict and self.warned)
+        passed = not self.failed and not (self.strict and self.warned)
+        return bool(self.interactions) and passed and not self.interrupted
 
     @property
     def failed(self) -> list[InteractionOutcome]:
@@ -96,33 +110,60 @@ class Report:
         )
         if counts["pending"]:
             summary += f", {counts['pending']} pending"
+        if counts["not run"] or self.interrupted:
+            summary += f", {counts['not run']} not run (interrupted)"
         if self.strict and counts["warning"]:
             summary += " (--strict: warnings fail)"
         return summary
 
     def render(self, *, verbose: bool = False) -> str:
+        """The whole report at once: its header, each interaction, its end."""
+        lines = [
+            self.header(),
+            *(render_outcome(outcome) for outcome in self.interactions),
+            self.ending(verbose),
+        ]
+        return "\n".join(lines)
+
+    def header(self) -> str:
+        """What is verified, where: printed before the first interaction."""
         lines = [
             f"Verifying {self.provider} at {self.url}",
             *(f"  pacts: {source}" for source in self.sources),
             f"  provider states: {self.states_url}",
             "",
         ]
-        for outcome in self.interactions:
-            lines.append(f"  {_MARKS[outcome.status]} {outcome.description}  (consumer {outcome.consumer})")
-            if outcome.status != "verified":
-                if outcome.states:
-                    lines.append(f"            given: {'; '.join(outcome.states)}")
-                lines.extend(f"            {problem}" for problem in outcome.problems)
-                lines.extend(f"            warning: {warning}" for warning in outcome.warnings)
-        lines.extend(f"  note: {notice}" for notice in self.notices)
+        return "\n".join(lines)
+
+    def ending(self, verbose: bool = False, written: str | None = None) -> str:
+        """The notes, the publication's errors, the files `written` and the summary: printed after the
+        last interaction."""
+        lines = [f"  note: {notice}" for notice in self.notices]
         lines.extend(f"  error: {error}" for error in self.publish_errors)
-        lines += ["", self.summary()]
+        lines += ["", *([written] if written else []), self.summary()]
         if verbose and self.pact_output:
             lines += ["", "Pact verifier's own report:", self.pact_output.rstrip()]
         return "\n".join(lines)
 
 
-_MARKS = {"verified": "ok     ", "warning": "WARNING", "failed": "FAILED ", "pending": "pending"}
+def render_outcome(outcome: InteractionOutcome) -> str:
+    """One interaction's line, and under it, when it was not simply verified, why."""
+    lines = [f"  {_MARKS[outcome.status]} {outcome.description}  (consumer {outcome.consumer})"]
+    if outcome.status not in ("verified", "not run"):
+        if outcome.states:
+            lines.append(f"            given: {'; '.join(outcome.states)}")
+        lines.extend(f"            {problem}" for problem in outcome.problems)
+        lines.extend(f"            warning: {warning}" for warning in outcome.warnings)
+    return "\n".join(lines)
+
+
+_MARKS = {
+    "verified": "ok     ",
+    "warning": "WARNING",
+    "failed": "FAILED ",
+    "pending": "pending",
+    "not run": "not run",
+}
 
 
 def outcomes(
@@ -165,8 +206,9 @@ def outcomes(
 def write_junit(report: Report, path: str | Path) -> None:
     """One test case per interaction, named by its description, its class the consumer whose pact it
     is: failed with the mismatches (and the provider states given), skipped when the broker marks it
-    pending, else passed. Its warnings go in the test case's system-out, with the property
-    severity=warning, and fail it (type "warning") only under --strict, as fuzz's JUnit does."""
+    pending or it was not run (Ctrl-C), else passed. Its warnings go in the test case's system-out,
+    with the property severity=warning, and fail it (type "warning") only under --strict, as fuzz's
+    JUnit does."""
     shown = [("provider", report.provider), ("url", report.url), ("provider states", report.states_url)]
     shown += [("pacts", source) for source in report.sources]
     shown += [("warnings", str(len(report.warned))), ("strict", str(report.strict).lower())]
@@ -186,6 +228,8 @@ def write_junit(report: Report, path: str | Path) -> None:
         elif outcome.status == "pending":
             message = "pending: failed, but the broker marks it pending"
             result = junit.Outcome("skipped", message, text="\n".join([*given, *outcome.problems]))
+        elif outcome.status == "not run":
+            result = junit.Outcome("skipped", NOT_RUN)
         elif outcome.status == "warning" and report.strict:
             message = f"--strict: {outcome.warnings[0]}"
             result = junit.Outcome("failure", message, "warning", "\n".join([*given, *warnings]))

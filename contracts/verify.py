@@ -8,30 +8,37 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import io
 import json
 import logging
 import os
+import queue
 import re
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from mpesa_atm.contracts.generate import pact_dir
 from mpesa_atm.contracts.pacticipants import PROVIDER_NAMES
 from mpesa_atm.contracts.recorder import RecordingProxy, Timeline, exchanges_of
 from mpesa_atm.contracts.relay import StateRelay
-from mpesa_atm.contracts.report import InteractionOutcome, Report, StateFailure, outcomes
+from mpesa_atm.contracts.report import NOT_RUN, InteractionOutcome, Report, StateFailure, outcomes
 from mpesa_atm.errors import ProviderUnreachable, UsageError, VerificationError
 from mpesa_atm.operations import CONTROL_PREFIX, Role, operations_of
 from mpesa_atm.reachable import url_problem, wait_until_listening
 from mpesa_atm.spec import OPERATION_PATHS
 from mpesa_atm.transport import Network, refused_outside_envelope
+
+if TYPE_CHECKING:
+    from pact import Verifier
 
 __all__ = [
     "STATES_PATH",
@@ -133,19 +140,43 @@ class _ErrorLog(logging.Handler):
             logger.removeHandler(self)
 
 
+class _Silence:
+    kept = False  # set when a verifier run is abandoned (Ctrl-C): its report must not come out later
+
+
 @contextlib.contextmanager
-def _stdout_silenced() -> Iterator[None]:
-    """Pact's core prints its own report on file descriptor 1; ours replaces it."""
+def _stdout_silenced() -> Iterator[_Silence]:
+    """Pact's core prints its own report on file descriptor 1; ours replaces it. What we print
+    meanwhile (each interaction as it is verified) goes where file descriptor 1 went. When a run is
+    abandoned, the command's sys.stdout keeps writing there and descriptor 1 stays silenced until
+    the process ends, moments later."""
     sys.stdout.flush()
     saved = os.dup(1)
     devnull = os.open(os.devnull, os.O_WRONLY)
+    original = sys.stdout
+    ours = None
+    if _fileno(original) == 1:
+        ours = open(saved, "w", encoding=original.encoding, buffering=1, closefd=False)  # noqa: SIM115
+        sys.stdout = ours
+    silence = _Silence()
     try:
         os.dup2(devnull, 1)
-        yield
+        yield silence
     finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+        if ours is not None:
+            ours.flush()
+        if not (silence.kept and ours is not None):
+            sys.stdout = original
+            os.dup2(saved, 1)
+            os.close(saved)
         os.close(devnull)
+
+
+def _fileno(stream: object) -> int | None:
+    try:
+        return int(stream.fileno())  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
 
 
 def _renamed_paths(role: Role, paths: Mapping[str, str]) -> dict[str, str]:
@@ -192,6 +223,8 @@ def verify_provider(
     record: bool = False,
     network: Network | None = None,
     strict: bool = False,
+    on_start: Callable[[Report], None] | None = None,
+    on_outcome: Callable[[InteractionOutcome], None] | None = None,
 ) -> Report:
     """Replays the contracts whose provider is `role` ("ipg" or "bank") against the provider at `url`.
 
@@ -205,7 +238,9 @@ def verify_provider(
     (the document is silent) passes with warnings, and fails the report only with `strict`. Raises UsageError,
     ProviderUnreachable (nothing answered, TLS failed, or every request was refused 401/403 outside the
     API's envelope) or VerificationError when no verification could be made; a mismatch is in the
-    report, not raised.
+    report, not raised. `on_start` is given the report before the first interaction, `on_outcome`
+    each interaction's outcome as soon as it is known. Ctrl-C (KeyboardInterrupt) ends the
+    verification there: the report has what was verified, the rest "not run", and says interrupted.
     """
     network = network or Network()
     if role not in PROVIDER_NAMES:
@@ -253,12 +288,15 @@ def verify_provider(
     # judged by the shipped contract of the same consumer and description, if there is one.
     judged_by = {**_shipped_contracts(provider), **contracts}
     clock = time.perf_counter()
+    if on_start is not None:
+        on_start(report)
     with contextlib.ExitStack() as stack:
         if renames:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mpesa-atm-pacts-")))
             local = _with_paths(local, renames, folder)
         timeline = Timeline()
-        _run(report, local, broker, publish, control_token, timeout, timeline, network, judged_by)
+        shown = on_outcome or (lambda outcome: None)
+        _run(report, local, broker, publish, control_token, timeout, timeline, network, judged_by, shown)
     report.duration = time.perf_counter() - clock
     report.interactions = [
         dataclasses.replace(outcome, contract=contracts.get((outcome.consumer, outcome.description)))
@@ -283,16 +321,18 @@ def _shipped_contracts(provider: str) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def _pair(report: Report, timeline: Timeline, renames: dict[str, str]) -> None:
-    """Gives each interaction the exchange the recorder saw for it."""
+    """Gives each interaction verified the exchange the recorder saw for it."""
     report.exchanges = timeline.exchanges
+    ran = [outcome for outcome in report.interactions if outcome.status != "not run"]
     keys = []
-    for outcome in report.interactions:
+    for outcome in ran:
         path = str(((outcome.contract or {}).get("request") or {}).get("path", ""))
         keys.append((outcome.states, renames.get(path, path)))
-    report.interactions = [
-        dataclasses.replace(outcome, exchange=exchange)
-        for outcome, exchange in zip(report.interactions, exchanges_of(keys, timeline.items), strict=True)
-    ]
+    paired = {
+        id(outcome): dataclasses.replace(outcome, exchange=exchange)
+        for outcome, exchange in zip(ran, exchanges_of(keys, timeline.items), strict=True)
+    }
+    report.interactions = [paired.get(id(outcome), outcome) for outcome in report.interactions]
 
 
 def _run(
@@ -305,12 +345,98 @@ def _run(
     timeline: Timeline,
     network: Network,
     contracts: dict[tuple[str, str], dict[str, Any]],
+    on_outcome: Callable[[InteractionOutcome], None],
 ) -> None:
-    """Runs Pact's verifier, its requests through the proxy, and fills the report from its results."""
+    """Runs Pact's verifier, its requests through the proxy, and fills the report from its results,
+    each interaction's outcome handed to `on_outcome` as soon as it is known. A local pact is verified
+    one interaction at a time (Pact reports only at the end of a run), a broker's in one run (its
+    results are published for the whole). The verifier runs in a thread of its own: Ctrl-C reaches
+    this one, which stops there with what was verified (the interrupted interaction is abandoned)."""
     os.environ["PACT_DO_NOT_TRACK"] = "true"  # before Pact's core is loaded
+    proxy = RecordingProxy(report.url, timeline, timeout, network)
+    headers = {"Authorization": f"Bearer {control_token}"} if control_token else {}
+    errors = _ErrorLog()
+    runs = [_Run(source=broker)] if broker is not None else []
+    # One run per description: Pact filters by description, so a repeated one runs once for both.
+    runs += [_Run(source=path, only=key) for path in local for key in dict.fromkeys(_interactions_of(path))]
+    results: dict[str, list[Any]] = {"errors": [], "notices": []}
+    with (
+        StateRelay(report.states_url, headers, timeout, timeline, network) as relay,
+        errors.attached(logging.getLogger("pact")),
+        proxy,
+        _stdout_silenced() as silence,
+    ):
+        configure = functools.partial(_verifier, report, proxy, relay, publish, network, timeout)
+        worker = _Verifying(runs, configure, relay)
+        try:
+            for run, found, failures in worker.results():
+                for key in ("errors", "notices"):
+                    results[key] += found.get(key, [])
+                report.pact_output += run.output
+                for outcome in outcomes(found, failures, contracts):
+                    report.interactions.append(outcome)
+                    on_outcome(outcome)
+        except KeyboardInterrupt:
+            worker.stop()
+            report.interrupted = silence.kept = True
+    if publish is not None:
+        # Pact's core logs a failed publication and carries on: the one place it is said.
+        report.publish_errors = [m for m in errors.messages if "publish" in m.lower()]
+    report.state_failures = relay.failures
+    report.notices = [str(n.get("text", n)) for n in results["notices"] if isinstance(n, dict)]
+    if report.interrupted:
+        done = {(outcome.consumer, outcome.description) for outcome in report.interactions}
+        report.interactions += [_not_run(*run.only) for run in runs if run.only and run.only not in done]
+        return
+    if not any(outcome.status in ("verified", "warning") for outcome in report.interactions):
+        _not_tested(report, relay, timeline, network)
+    if not report.interactions:
+        _nothing_verified(report, results["errors"])
+
+
+def _nothing_verified(report: Report, errors: list[Any]) -> None:
+    """Raises VerificationError with the reasons Pact gave for verifying nothing."""
+    reasons = "; ".join(
+        _ANSI.sub("", str((e.get("mismatch") or {}).get("message") or e.get("interaction") or e))
+        for e in errors
+    )
+    raise VerificationError(
+        f"no interaction of {report.provider} was verified" + (f": {reasons}" if reasons else "")
+    )
+
+
+def _not_run(consumer: str, description: str) -> InteractionOutcome:
+    return InteractionOutcome(consumer, description, (), "not run", (NOT_RUN,))
+
+
+def _interactions_of(path: Path) -> list[tuple[str, str]]:
+    """(consumer, description) of each interaction of a pact file, in the file's order."""
+    pact = _read_pact(path)
+    consumer = str(pact.get("consumer", {}).get("name"))
+    return [(consumer, str(i.get("description"))) for i in pact.get("interactions", [])]
+
+
+@dataclass
+class _Run:
+    """One run of Pact's verifier: a pact file's one interaction, or a broker's pacts."""
+
+    source: Path | Broker
+    only: tuple[str, str] | None = None  # (consumer, description)
+    output: str = ""  # the verifier's own report
+
+
+def _verifier(
+    report: Report,
+    proxy: RecordingProxy,
+    relay: StateRelay,
+    publish: Publication | None,
+    network: Network,
+    timeout: float,
+    run: _Run,
+) -> Verifier:
+    """Pact's verifier for one run, its requests through the proxy, its state changes through the relay."""
     from pact import Verifier
 
-    proxy = RecordingProxy(report.url, timeline, timeout, network)
     verifier = Verifier(report.provider, host="127.0.0.1")
     verifier.add_transport(url=f"http://127.0.0.1:{proxy.port}{urlsplit(report.url).path}")
     # A second more than the proxy gives the provider: the proxy's own answer comes first.
@@ -318,48 +444,72 @@ def _run(
     verifier.set_coloured_output(enabled=False)
     if network.headers:
         verifier.add_custom_headers(network.headers)
-    for path in local:
-        verifier.add_source(path)
-    if broker is not None:
-        if broker.token:
-            verifier.broker_source(broker.url, token=broker.token, use_env=False)
-        elif broker.username and broker.password:
-            verifier.broker_source(
-                broker.url, username=broker.username, password=broker.password, use_env=False
+    if isinstance(run.source, Broker):
+        _broker_source(verifier, run.source)
+        if publish is not None:
+            verifier.set_publish_options(
+                publish.provider_version, url=publish.build_url, branch=publish.branch
             )
-        else:
-            verifier.broker_source(broker.url, use_env=False)
-    if publish is not None:
-        verifier.set_publish_options(publish.provider_version, url=publish.build_url, branch=publish.branch)
-    headers = {"Authorization": f"Bearer {control_token}"} if control_token else {}
-    errors = _ErrorLog()
-    with (
-        StateRelay(report.states_url, headers, timeout, timeline, network) as relay,
-        errors.attached(logging.getLogger("pact")),
-        proxy,
-    ):
-        verifier.state_handler(relay.url, teardown=True, body=True)
-        # A failure raises a bare RuntimeError ("failed to execute"): what failed is in the results.
-        with _stdout_silenced(), contextlib.suppress(RuntimeError):
-            verifier.verify()
-    results = verifier.results
-    if publish is not None:
-        # Pact's core logs a failed publication and carries on: the one place it is said.
-        report.publish_errors = [m for m in errors.messages if "publish" in m.lower()]
-    report.state_failures = relay.failures
-    report.interactions = outcomes(results, relay.failures, contracts)
-    report.notices = [str(n.get("text", n)) for n in results.get("notices", []) if isinstance(n, dict)]
-    report.pact_output = verifier.output(strip_ansi=True)
-    if not any(outcome.status in ("verified", "warning") for outcome in report.interactions):
-        _not_tested(report, relay, timeline, network)
-    if not report.interactions:
-        reasons = "; ".join(
-            _ANSI.sub("", str((e.get("mismatch") or {}).get("message") or e.get("interaction") or e))
-            for e in results.get("errors", [])
-        )
-        raise VerificationError(
-            f"no interaction of {report.provider} was verified" + (f": {reasons}" if reasons else "")
-        )
+    else:
+        verifier.add_source(run.source)
+    if run.only is not None:
+        verifier.filter(f"^{re.escape(run.only[1])}$")
+    verifier.state_handler(relay.url, teardown=True, body=True)
+    return verifier
+
+
+def _broker_source(verifier: Verifier, broker: Broker) -> None:
+    if broker.token:
+        verifier.broker_source(broker.url, token=broker.token, use_env=False)
+    elif broker.username and broker.password:
+        verifier.broker_source(broker.url, username=broker.username, password=broker.password, use_env=False)
+    else:
+        verifier.broker_source(broker.url, use_env=False)
+
+
+class _Verifying:
+    """The runs, one after another, in a daemon thread: Pact's core holds a run until it ends and its
+    callbacks swallow KeyboardInterrupt, so the main thread waits here, where Ctrl-C reaches it."""
+
+    def __init__(self, runs: list[_Run], configure: Callable[[_Run], Verifier], relay: StateRelay) -> None:
+        self._runs = runs
+        self._configure = configure
+        self._relay = relay
+        self._done: queue.Queue[tuple[_Run, dict[str, Any], list[StateFailure]] | None] = queue.Queue()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._verify, name="pact verifier", daemon=True)
+
+    def results(self) -> Iterator[tuple[_Run, dict[str, Any], list[StateFailure]]]:
+        """Each run's results and the state changes refused during it, as each run ends."""
+        self._thread.start()
+        while True:
+            try:
+                # A wait with a time-out: Ctrl-C is seen within it on every platform.
+                item = self._done.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is None:
+                return
+            yield item
+
+    def stop(self) -> None:
+        """No further run starts; the one under way is left to end with the process."""
+        self._stopped.set()
+
+    def _verify(self) -> None:
+        try:
+            for run in self._runs:
+                if self._stopped.is_set():
+                    break
+                refused = len(self._relay.failures)
+                verifier = self._configure(run)
+                # A failure raises a bare RuntimeError ("failed to execute"): what failed is in the results.
+                with contextlib.suppress(RuntimeError):
+                    verifier.verify()
+                run.output = verifier.output(strip_ansi=True)
+                self._done.put((run, verifier.results, self._relay.failures[refused:]))
+        finally:
+            self._done.put(None)
 
 
 def _tls_said(text: str) -> str | None:

@@ -3,6 +3,7 @@ or with one rule altered, or a fake Pact Broker) served by uvicorn in a thread, 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -11,6 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mpesa_atm.operations import CONTROL_PREFIX
 
 
 class AlteredAnswer:
@@ -113,3 +116,17 @@ class FakeBroker:
 
     async def _ok(self, request: Request) -> JSONResponse:
         return await self._hal(request, {})
+
+
+class SlowAnswers:
+    """Wraps a mock so that its API answers `delay` seconds late (its control API at once): a
+    verification long enough to watch and to interrupt."""
+
+    def __init__(self, app: ASGIApp, delay: float) -> None:
+        self.app = app
+        self.delay = delay
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith(CONTROL_PREFIX):
+            await asyncio.sleep(self.delay)
+        await self.app(scope, receive, send)

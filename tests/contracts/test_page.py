@@ -84,6 +84,12 @@ def test_the_page_of_a_failed_interaction_shows_the_mismatch_and_what_came_back(
     assert dom.having("span", id="verdict")[0].text == "FAILED"
     failed = dom.having("article", class_="failed")
     assert len(failed) == 1 and "a token reversal that repeats one already made" in failed[0].text
+    # Its detail comes first, before the verified ones'; the table keeps the contracts' order.
+    assert dom.having("article")[0] is failed[0]
+    rows = [row.attrs["data-interaction"] for row in dom.having("tr") if "data-interaction" in row.attrs]
+    assert rows == [interaction["description"] for interaction in _interactions(BANK, IPG)]
+    link = dom.having("tr", class_="failed")[0].having("a")[0].attrs["href"]
+    assert link == f"#{failed[0].attrs['id']}"
     assert "received \"-1\", the contract expects it to be equal to '-3'" in failed[0].having("ul")[0].text
     assert '"output_ResponseCode": "-1"' in failed[0].having("pre", class_="received")[0].text
 

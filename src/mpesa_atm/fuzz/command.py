@@ -15,13 +15,14 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from mpesa_atm.argtypes import path_mapping, whole_number
 from mpesa_atm.errors import ConfigError, HarnessError, UsageError, WrongTarget
 from mpesa_atm.fuzz.rerun import DEFAULTS, rerun_command
 from mpesa_atm.operations import CONTROL_PREFIX, ROLES, operations
 from mpesa_atm.reporting.options import add_report_options
+from mpesa_atm.reporting.outputs import BeforeLastLine, OutputFiles
 from mpesa_atm.settings import ENV_PREFIX, Settings, add_flags, flags_of, load_settings
 from mpesa_atm.transport import Network, add_network_options
 
@@ -247,11 +248,17 @@ def _fuzz(args: argparse.Namespace) -> int:
     credentials = _credentials(args, settings)
     _keep_hypothesis_files_out_of_the_way()
     network = Network.from_args(args)  # a file it cannot use: its own one line, not the credentials'
-    listeners = _listeners(args, network)
+    outputs = OutputFiles.check(
+        [("--report", args.report), ("--har", args.har), ("--junit-xml", args.junit_xml)]
+    )
+    console = BeforeLastLine()
+    listeners = _listeners(args, network, console)
     try:
         result = _campaign(args, settings, credentials, network, listeners)
     except (UsageError, ConfigError, WrongTarget) as exc:
         raise _in_flags_words(exc, args.role) from None
+    finally:
+        console.release(outputs.written())  # the files written, on the line before the summary
     sys.stdout.flush()
     return result.exit_code
 
@@ -285,9 +292,11 @@ def _keep_hypothesis_files_out_of_the_way() -> None:
         set_hypothesis_home_dir(home)
 
 
-def _listeners(args: argparse.Namespace, network: Network) -> list[Listener]:
+def _listeners(args: argparse.Namespace, network: Network, console: BeforeLastLine) -> list[Listener]:
     """The reporters the options ask for, the console last: the files are written before the summary
-    line, so that they are there when it is printed."""
+    line, so that they are there when it is printed; the console's closing block is held, for the
+    files written to be named on the line before the summary."""
+    from mpesa_atm.fuzz.events import CampaignFinished
     from mpesa_atm.fuzz.page import HtmlReporter
     from mpesa_atm.fuzz.report import ConsoleReporter, HarReporter, JUnitReporter
 
@@ -298,7 +307,8 @@ def _listeners(args: argparse.Namespace, network: Network) -> list[Listener]:
         listeners.append(HtmlReporter(args.report, rerun=functools.partial(rerun_command, args, network)))
     if args.har:
         listeners.append(HarReporter(args.har))
-    listeners.append(ConsoleReporter())
+    listeners.append(lambda event: console.hold() if isinstance(event, CampaignFinished) else None)
+    listeners.append(ConsoleReporter(cast(TextIO, console)))
     return listeners
 
 
