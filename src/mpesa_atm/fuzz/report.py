@@ -5,13 +5,16 @@ render_* and write_junit also serve a CampaignResult directly."""
 from __future__ import annotations
 
 import sys
+import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from mpesa_atm.fuzz.checks import CheckInfo
 from mpesa_atm.fuzz.events import CampaignFinished, CampaignStarted, Event, RequestSent, UnitProgress
 from mpesa_atm.fuzz.results import FAILURE, NOT_EXERCISED, CampaignResult, Finding
+from mpesa_atm.judgement import RULES
 from mpesa_atm.reporting import junit
 from mpesa_atm.reporting.exchange import Exchange
 from mpesa_atm.reporting.har import write_har
@@ -20,6 +23,7 @@ __all__ = [
     "ConsoleReporter",
     "HarReporter",
     "JUnitReporter",
+    "render_checks",
     "render_finding",
     "render_not_exercised",
     "render_progress",
@@ -28,6 +32,7 @@ __all__ = [
 ]
 
 _MAX_MESSAGE_LINES = 24
+_LISTED_WIDTH = 100  # a check's meaning, wrapped for a terminal
 
 
 def _indent(text: str, prefix: str) -> str:
@@ -203,6 +208,30 @@ def render_progress(progress: UnitProgress) -> str:
     return f"{progress.unit} {progress.phase}: {sent}{found if progress.findings else ''}, " + (
         f"{progress.elapsed:.1f} s{estimate}"
     )
+
+
+def _sections(section: str) -> str:
+    """The document's sections as the rules quote them: a top-level one is "section 4"."""
+    return ", ".join(part if "." in part else f"section {part}" for part in section.split(", "))
+
+
+def render_checks(checks: Sequence[CheckInfo]) -> str:
+    """`mpesa-atm fuzz --list-checks`: each check with its roles, the document's sections it enforces
+    and what its findings are; what it does; then each rule it holds the partner to, a failure with the
+    document's section or a warning with its row of docs/spec-notes.md."""
+    blocks = []
+    for info in checks:
+        lines = [
+            f"{info.name} ({', '.join(info.roles)}; the document, {_sections(info.section)}): {info.findings}"
+        ]
+        lines.extend(
+            textwrap.wrap(info.meaning, width=_LISTED_WIDTH, initial_indent="  ", subsequent_indent="  ")
+        )
+        for name in info.rules:
+            rule = RULES[name]
+            lines.append(f"  - {rule.says}: a {rule.severity} ({rule.source})")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 class ConsoleReporter:
