@@ -138,7 +138,8 @@ def test_a_log_gets_a_line_of_the_phase_under_way_every_few_seconds_and_one_as_i
     ]
 
 
-def test_a_terminal_gets_one_line_per_phase_rewritten_in_place():
+def test_a_terminal_gets_one_line_per_phase_rewritten_in_place(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "50")  # shutil.get_terminal_size reads it first
     out, clock = io.StringIO(), _Clock()
     console = ConsoleReporter(out, live=True, clock=clock)
 
@@ -150,6 +151,9 @@ def test_a_terminal_gets_one_line_per_phase_rewritten_in_place():
     written = out.getvalue()
     assert written.count("\n") == 1 and written.endswith("3/40 cases (6 requests), 3.0 s\x1b[K\n")
     assert written.count("\r") == 4
+    # A line under way is cut to the terminal's width, so that \r rewrites all of it; the last is whole.
+    drawn = [segment.removesuffix("\x1b[K") for segment in written.split("\r")[1:-1]]
+    assert drawn and all(len(segment) == 49 for segment in drawn)
 
 
 def test_the_lifecycles_count_lifecycles_and_cases_and_the_estimate_waits_for_a_pace():

@@ -4,6 +4,7 @@ render_* and write_junit also serve a CampaignResult directly."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 import textwrap
 import time
@@ -285,8 +286,11 @@ class ConsoleReporter:
                 self._print(line)
             return
         if event.finished or now - self._last >= self._REDRAW:
-            # \r back to the line's start, then the line, then ESC[K to clear what a longer line left.
+            # \r back to the line's start, then the line, then ESC[K to clear what a longer line left; a
+            # line wider than the terminal would wrap, and \r return to its last row only.
             end = "\n" if event.finished else ""
+            if not event.finished:
+                line = line[: shutil.get_terminal_size().columns - 1]
             self._out().write(f"\r{line}\x1b[K{end}")
             self._out().flush()
             self._drawn = not event.finished
