@@ -1,6 +1,6 @@
 """How a campaign is shown, from its events: text a bank engineer can act on (the console reporter),
 JUnit XML (the JUnit reporter) and every exchange as HAR (the HAR reporter; the HTML page is page.py's);
-render_* and write_junit also serve a CampaignResult directly."""
+render_* and write_junit also serve a CampaignResult directly; render_checks is `fuzz --list-checks`."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from mpesa_atm.fuzz.checks import CheckInfo
 from mpesa_atm.fuzz.events import CampaignFinished, CampaignStarted, Event, RequestSent, UnitProgress
 from mpesa_atm.fuzz.results import FAILURE, NOT_EXERCISED, CampaignResult, Finding
 from mpesa_atm.judgement import RULES
 from mpesa_atm.reporting import junit
 from mpesa_atm.reporting.exchange import Exchange
 from mpesa_atm.reporting.har import write_har
+
+if TYPE_CHECKING:  # the checks import schemathesis, which the console reporter does not need
+    from mpesa_atm.fuzz.checks import CheckInfo
 
 __all__ = [
     "ConsoleReporter",
