@@ -94,9 +94,11 @@ class UnitProgress:
     counted: str = "cases"  # what done and planned count: "cases" or "lifecycles"
     cases: int = 0  # the cases sent, when the phase counts lifecycles
 
-    def left(self, pace_after: int = 3) -> float | None:
-        """An estimate of the seconds left, at the pace so far, once `pace_after` are done; else None."""
-        if self.finished or self.done < pace_after or self.done >= self.planned:
+    def left(self) -> float | None:
+        """An estimate of the seconds left at the pace so far, once a tenth of the phase (and at least
+        three) is done; else None. Only an estimate: a phase's cases do not all cost alike (the boundary
+        phase's currencies are sent without probes)."""
+        if self.finished or self.done < max(3, self.planned // 10) or self.done >= self.planned:
             return None
         return self.elapsed / self.done * (self.planned - self.done)
 
