@@ -110,8 +110,8 @@ def test_fuzz_of_the_running_mocks_exits_0_with_progress_and_junit(serve, tmp_pa
 
     assert (bank, ipg) == (0, 0), bank_out + ipg_out
     assert "\nFAILED " not in bank_out + ipg_out
-    assert "POST /token-generation fuzz: 30/30 cases" in bank_out
-    assert "token lifecycle stateful: 30/30 cases" in ipg_out
+    assert "POST /token-generation realistic: 15/15 cases" in bank_out
+    assert "token lifecycle lifecycles: 30/30 lifecycles" in ipg_out
     assert ipg_out.rstrip().splitlines()[-1].startswith("mpesa-atm fuzz ipg: ")
     assert "; seed 1" in ipg_out.rstrip().splitlines()[-1]
     suite = ET.parse(junit).getroot().find("testsuite")
@@ -197,7 +197,7 @@ def test_path_option_sends_an_operation_to_the_partners_own_path(serve_app, tmp_
 
     out = capsys.readouterr().out
     assert "\nFAILED " not in out, out
-    assert "POST /atm/v1/tokens fuzz: 10/10 cases" in out
+    assert "POST /atm/v1/tokens realistic: 5/5 cases" in out
     assert code == 0
 
 

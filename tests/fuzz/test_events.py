@@ -54,7 +54,7 @@ def test_collector_counts_cases_and_requests_and_merges_findings_of_one_check():
     collector.emit(FindingFound(_finding()))
     collector.emit(FindingFound(_finding()))
     collector.emit(FindingFound(_finding("mapped_response_code")))
-    collector.progress("POST /token-generation fuzz", 1, 4)
+    collector.progress(UnitProgress("POST /token-generation", "edges", 1, 6, 2, 0, 0.5))
     collector.emit(Note("a note"))
 
     assert (result.requests, result.cases, result.notes) == (2, 1, ["a note"])
@@ -62,24 +62,24 @@ def test_collector_counts_cases_and_requests_and_merges_findings_of_one_check():
         ("json_envelope", 2),
         ("mapped_response_code", 1),
     ]
-    assert seen[-2] == UnitProgress("POST /token-generation fuzz", 1, 4, findings=2)
+    assert seen[-2] == UnitProgress("POST /token-generation", "edges", 1, 6, 2, findings=2, elapsed=0.5)
     assert len(seen) == 8
 
 
 def test_console_reporter_prints_the_start_progress_notes_findings_and_summary():
     out = io.StringIO()
-    console = ConsoleReporter(out)
+    console = ConsoleReporter(out, live=False)
     result = _result()
     result.cases, result.requests, result.notes, result.findings = 4, 9, ["a note"], [_finding()]
 
     console(CampaignStarted("bank", "http://bank.test", 7, 4))
-    console(UnitProgress("POST /token-generation fuzz", 4, 4, 1))
+    console(UnitProgress("POST /token-generation", "realistic", 4, 4, 9, 1, 2.25, finished=True))
     console(CaseSent(SentCase("POST /token-generation", "fuzz", "edge", {})))
     console(CampaignFinished(result))
 
     assert out.getvalue().splitlines() == [
         "mpesa-atm fuzz bank: http://bank.test, 4 examples per operation, seed 7",
-        "  POST /token-generation fuzz: 4/4 cases, 1 finding(s) so far",
+        "  POST /token-generation realistic: 4/4 cases (9 requests), 1 finding so far, 2.2 s",
         "  note: a note",
         "",
         "FAILED json_envelope: POST /token-generation (fuzz)",
@@ -125,4 +125,10 @@ def test_a_listener_sees_the_whole_campaign_in_order_and_progress_still_works(mo
     assert result.exercised["not_a_server_error"] == result.cases
     assert 0 < result.exercised.get("negative_data_rejection", 0) < result.cases
     assert progress == [e for e in events if isinstance(e, UnitProgress)]
-    assert progress[-1] == UnitProgress("POST /token-generation fuzz", 4, 4, 0)
+    # Each phase says how far it got as it ends; together they count every case and request.
+    ended = [e for e in progress if e.finished]
+    assert [e.phase for e in ended] == ["edges", "boundaries", "realistic", "positive", "negative"]
+    assert [(e.done, e.planned) for e in ended[2:]] == [(2, 2), (1, 1), (1, 1)]
+    assert ended[0].done == ended[0].planned == 6
+    assert sum(e.done for e in ended) == result.cases
+    assert sum(e.requests for e in ended) == result.requests

@@ -166,7 +166,7 @@ def test_fuzz_ipg_spends_the_tokens_of_a_file_on_a_served_mock_without_its_contr
     out = capsys.readouterr().out
     assert code == 0, out
     assert "2 of the 2 tokens given were spent" in out
-    assert "token lifecycle stateful: 2/2" in out
+    assert "token lifecycle lifecycles: 2/2 lifecycles" in out
 
 
 @pytest.mark.parametrize("name", ["redeems_twice", "pays_another_amount", "reverses_twice"])

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
 
+from mpesa_atm.reporting import Exchange, answer_class
 from mpesa_atm.reporting.charts import answer_bars, latency_histogram, lines_over_time, percentile
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -61,3 +63,32 @@ def test_lines_over_time_draw_one_step_line_per_series():
 def test_charts_without_data_say_so():
     assert "no answers" in answer_bars({}, title="x")
     assert "no answers" in latency_histogram([], title="x")
+
+
+def _answered(status: int | None, body: bytes) -> Exchange:
+    return Exchange(
+        datetime(2026, 1, 2, tzinfo=UTC),
+        0.01,
+        "POST",
+        "http://bank.test/token-generation",
+        (),
+        b"{}",
+        status,
+        response_body=body,
+    )
+
+
+def test_the_chart_names_an_answer_cut_short_for_what_it_is_not_an_unmapped_code():
+    truncated = b'{"output_ResponseCode": "0", "output_ResponseDesc": "Succ'
+
+    assert answer_class(_answered(200, truncated)) == "not JSON / truncated"
+    assert answer_class(_answered(200, b"<html>busy</html>")) == "not JSON / truncated"
+    assert answer_class(_answered(200, b'{"status": "ok"}')) == "no response code"
+    assert answer_class(_answered(200, b'{"output_ResponseCode": "00"}')) == "unmapped code"
+    assert answer_class(_answered(200, b'{"output_ResponseCode": "-3"}')) == "-3"
+    assert answer_class(_answered(502, b"Bad Gateway")) == "HTTP 5xx"
+    assert answer_class(_answered(None, b"")) == "no answer"
+    # Each class has its colour in the chart's legend.
+    svg = _parse(answer_bars({"POST /token-generation": {"not JSON / truncated": 1}}, title="Answer codes"))
+    classes = {rect.get("data-class") for rect in svg.iter(f"{SVG}rect")}
+    assert "not JSON / truncated" in classes

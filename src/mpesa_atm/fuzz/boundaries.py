@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, NoReturn
 
-from mpesa_atm.fuzz.cases import draft_from
+from mpesa_atm.fuzz.cases import Draft, draft_from
 from mpesa_atm.fuzz.checks import CheckInfo, probing
 from mpesa_atm.fuzz.realistic import realistic_case
 from mpesa_atm.fuzz.unit import Unit
@@ -54,32 +54,44 @@ _ALNUM = frozenset(string.ascii_letters + string.digits)
 def run(unit: Unit, operation_id: str) -> None:
     """Sends each boundary value of each field of `operation_id` in a realistic case of its own."""
     campaign = unit.campaign
-    rng = random.Random(f"{campaign.seed}/{unit.name}/boundaries")
     answer_only = tuple(info for info in campaign.checks if info.name not in _SENDING)
+    planned = _plan(operation_id, unit)
+    with unit.phase_of("boundaries", len(planned)):
+        for field, value, draft, kind in planned:
+            if unit.stopped:
+                return
+            unit.history.clear()
+            case = realistic_case(unit, operation_id, draft, overrides={field: value})
+            if kind == _ENUMERATED:
+                _answer_only(unit, case, answer_only)
+            else:
+                unit.try_case(kind, case)
+
+
+_ENUMERATED = "enumerated"  # a value of an enumeration, sent with the checks of the answer only
+
+
+def _plan(operation_id: str, unit: Unit) -> list[tuple[str, str, Draft, str]]:
+    """The phase's cases, known before any is sent (for its progress): each (field, value, the draft
+    of the rest of the case, kind), drawn from the seed in the order they are sent."""
+    campaign = unit.campaign
+    rng = random.Random(f"{campaign.seed}/{unit.name}/boundaries")
     realistic = draft_from(rng, campaign.currencies).body(
         operation_id, unit.case_fresh, campaign.target.credentials
     )
+    planned: list[tuple[str, str, Draft, str]] = []
     for field, schema in request_fields(operation_id).items():
         if field in CREDENTIAL_FIELDS:
             continue
         preferred = realistic.get(field) or str(schema.get("example", ""))
+        kind = _ENUMERATED if "enum" in schema else "boundary"
         for value in field_edges(schema, preferred, rng):
-            if unit.stopped:
-                return
-            unit.history.clear()
-            draft = draft_from(rng, campaign.currencies)
-            case = realistic_case(unit, operation_id, draft, overrides={field: value})
-            if "enum" in schema:
-                _answer_only(unit, case, answer_only)
-            else:
-                unit.try_case("boundary", case)
+            planned.append((field, value, draft_from(rng, campaign.currencies), kind))
     for field, limit in STATED_LIMITS.items():
-        if field not in request_fields(operation_id) or unit.stopped:
-            continue
-        unit.history.clear()
-        value = over_the_limit(str(realistic.get(field, "")), limit, rng)
-        draft = draft_from(rng, campaign.currencies)
-        unit.try_case(OVER_THE_LIMIT, realistic_case(unit, operation_id, draft, overrides={field: value}))
+        if field in request_fields(operation_id):
+            value = over_the_limit(str(realistic.get(field, "")), limit, rng)
+            planned.append((field, value, draft_from(rng, campaign.currencies), OVER_THE_LIMIT))
+    return planned
 
 
 def over_the_limit(preferred: str, limit: int, rng: random.Random) -> str:

@@ -70,6 +70,8 @@ class CheckInfo:
     # Whether a case the check did not skip really exercised it (schemathesis's own checks pass,
     # rather than skip, a case they do not apply to).
     applies: Callable[[Case], bool] = _any_case
+    # The rules of judgement.RULES its findings name: what it holds the partner to, and where from.
+    rules: tuple[str, ...] = ()
 
 
 # The document describes each operation in the same subsections: .1 Request Details (URL, method,
@@ -168,6 +170,40 @@ _NEEDS = {
     " phase",
     "unknown_token_paid": "the stateful run (its redemption and reversal of a token nobody issued)",
 }
+# The rules of judgement.RULES each check's findings name (`mpesa-atm fuzz --list-checks` shows them):
+# those it names itself, and those of the helpers it reads the answer with (answer_fields, a probe's
+# answer, a lifecycle's expectations).
+_PROBE_ANSWER = ("required_output", "code_description")
+_RULES_OF: dict[str, tuple[str, ...]] = {
+    "not_a_server_error": ("server_error",),
+    "status_code_conformance": ("http_status",),
+    "content_type_conformance": ("content_type",),
+    "response_schema_conformance": ("required_output", "formats", "refusal_references", "extra_output"),
+    "negative_data_rejection": ("http_status",),
+    "json_envelope": ("envelope",),
+    "mapped_response_code": ("mapped_code",),
+    "description_matches_code": ("code_description",),
+    "invalid_request_not_success": ("required_input", "stated_limit", "formats"),
+    "third_party_reference_echoed": ("echo",),
+    "wrong_password_rejected": ("credentials", *_PROBE_ANSWER),
+    "other_shortcode_rejected": ("credentials", *_PROBE_ANSWER),
+    "replay_is_duplicate": ("duplicate", *_PROBE_ANSWER),
+    "bank_reference_length": ("bank_reference", "refusal_references"),
+    "bank_date_time_format": ("bank_date_time", "refusal_references"),
+    "optional_field_left_out": ("optional_input",),
+    "token_lifecycle": (
+        "token_redeemable",
+        "token_details",
+        "stated_limit",
+        "token_once",
+        "duplicate",
+        "reversal_transaction",
+        "reversible_tokens",
+        "token_window",
+        "unknown_token",
+    ),
+    "unknown_token_paid": ("unknown_token",),
+}
 _APPLIES: dict[str, Callable[[Case], bool]] = {
     "negative_data_rejection": lambda case: not is_valid_request(case),
 }
@@ -184,6 +220,7 @@ def _catalogue() -> tuple[CheckInfo, ...]:
             findings=findings,
             needs=_NEEDS.get(function.__name__, "an answer"),
             applies=_APPLIES.get(function.__name__, _any_case),
+            rules=_RULES_OF[function.__name__],
         )
         for function, roles, section, findings in _OWN
     )

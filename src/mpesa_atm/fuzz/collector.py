@@ -152,10 +152,10 @@ class Collector:
             for listener in self._listeners:
                 listener(event)
 
-    def progress(self, unit: str, done: int, total: int) -> None:
-        """Emits how far `unit` has got, with the number of distinct findings so far."""
+    def progress(self, progress: UnitProgress) -> None:
+        """Emits how far a unit's phase has got, with the number of distinct findings so far."""
         with self._lock:
-            event = UnitProgress(unit, done, total, len(self._findings))
+            event = dataclasses.replace(progress, findings=len(self._findings))
             for listener in self._listeners:
                 listener(event)
 

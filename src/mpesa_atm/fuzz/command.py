@@ -158,13 +158,24 @@ def _check_options(parser: argparse.ArgumentParser) -> None:
         metavar="CODE",
         help="currency of the realistic cases; repeat for several (default: CDF and USD, the document's)",
     )
-    parser.add_argument("--check", action="append", metavar="NAME", help="run only this check; repeatable")
+    parser.add_argument(
+        "--check",
+        action="append",
+        metavar="NAME",
+        help="run only this check; repeatable (--list-checks lists them)",
+    )
     parser.add_argument(
         "--exclude-check",
         action="append",
         default=[],
         metavar="NAME",
         help="do not run this check; repeatable",
+    )
+    parser.add_argument(
+        "--list-checks",
+        action=_ListChecks,
+        help="list every check, with the document's section or docs/spec-notes.md row of each rule it "
+        "holds the partner to, and exit",
     )
     parser.add_argument(
         "--strict",
@@ -177,6 +188,21 @@ def _check_options(parser: argparse.ArgumentParser) -> None:
         help="a check no case exercised fails the campaign too (exit 1, naming it): e.g. token_lifecycle "
         "without --tokens nor a mock's control API",
     )
+
+
+class _ListChecks(argparse.Action):
+    """--list-checks prints the checks and exits 0 as soon as it is read, as --help does: no role nor
+    --url is needed."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from mpesa_atm.fuzz.checks import CHECKS
+        from mpesa_atm.fuzz.report import render_checks
+
+        print(render_checks(CHECKS))
+        parser.exit(0)
 
 
 def _harness_options(parser: argparse.ArgumentParser) -> None:

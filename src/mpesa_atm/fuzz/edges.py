@@ -29,12 +29,13 @@ def run(unit: Unit, operation_id: str) -> None:
         (None, "application/json", "input_CustomerMSISDN"),
         (None, "application/json", "input_Amount"),
     ]
-    for body, media_type, newline_after in edges:
-        if unit.stopped:
-            return
-        unit.history.clear()
-        if newline_after is None:
-            case: Case = unit.operations[operation_id].Case(body=body, media_type=media_type)
-        else:
-            case = realistic_case(unit, operation_id, valid, newline_after=newline_after)
-        unit.try_case("edge", case)
+    with unit.phase_of("edges", len(edges)):
+        for body, media_type, newline_after in edges:
+            if unit.stopped:
+                return
+            unit.history.clear()
+            if newline_after is None:
+                case: Case = unit.operations[operation_id].Case(body=body, media_type=media_type)
+            else:
+                case = realistic_case(unit, operation_id, valid, newline_after=newline_after)
+            unit.try_case("edge", case)

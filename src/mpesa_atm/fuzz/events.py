@@ -79,12 +79,28 @@ class FindingFound:
 
 @dataclass(frozen=True)
 class UnitProgress:
-    """How far one unit (an operation's fuzzing, or the token lifecycles) has got."""
+    """How far one phase of a unit (an operation's edge cases, boundary values, realistic, positive or
+    negative cases; the token lifecycles' unknown token and lifecycles) has got: sent at its start, as
+    each of its requests is answered, and at its end (`finished`)."""
 
-    unit: str  # e.g. "POST /token-redemption fuzz"
-    done: int
-    total: int
+    unit: str  # e.g. "POST /token-redemption"
+    phase: str  # e.g. "boundaries"
+    done: int  # the phase's cases sent (its lifecycles run, when it counts lifecycles)
+    planned: int  # how many it means to send (or run)
+    requests: int  # every request it sent: its cases, the checks' probes and replays, the control API's
     findings: int  # distinct findings of the whole campaign so far
+    elapsed: float  # seconds since the phase started
+    finished: bool = False
+    counted: str = "cases"  # what done and planned count: "cases" or "lifecycles"
+    cases: int = 0  # the cases sent, when the phase counts lifecycles
+
+    def left(self) -> float | None:
+        """An estimate of the seconds left at the pace so far, once a tenth of the phase (and at least
+        three) is done; else None. Only an estimate: a phase's cases do not all cost alike (the boundary
+        phase's currencies are sent without probes)."""
+        if self.finished or self.done < max(3, self.planned // 10) or self.done >= self.planned:
+            return None
+        return self.elapsed / self.done * (self.planned - self.done)
 
 
 @dataclass(frozen=True)

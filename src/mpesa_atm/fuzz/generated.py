@@ -19,4 +19,5 @@ def run(unit: Unit, operation_id: str, kind: Literal["positive", "negative"], ex
     def step(case: Case) -> None:
         unit.try_case(kind, case)
 
-    unit.explore(strategy, examples, step)
+    with unit.phase_of(kind, examples):
+        unit.explore(strategy, examples, step)

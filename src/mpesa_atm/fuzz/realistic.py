@@ -15,11 +15,12 @@ __all__ = ["realistic_case", "run"]
 
 
 def run(unit: Unit, operation_id: str, examples: int) -> None:
-    unit.explore(
-        drafts(unit.campaign.currencies),
-        examples,
-        lambda draft: unit.try_case("realistic", realistic_case(unit, operation_id, draft)),
-    )
+    with unit.phase_of("realistic", examples):
+        unit.explore(
+            drafts(unit.campaign.currencies),
+            examples,
+            lambda draft: unit.try_case("realistic", realistic_case(unit, operation_id, draft)),
+        )
 
 
 def realistic_case(

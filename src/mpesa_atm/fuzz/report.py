@@ -1,31 +1,41 @@
 """How a campaign is shown, from its events: text a bank engineer can act on (the console reporter),
 JUnit XML (the JUnit reporter) and every exchange as HAR (the HAR reporter; the HTML page is page.py's);
-render_* and write_junit also serve a CampaignResult directly."""
+render_* and write_junit also serve a CampaignResult directly; render_checks is `fuzz --list-checks`."""
 
 from __future__ import annotations
 
+import shutil
 import sys
-from collections.abc import Iterator
+import textwrap
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from mpesa_atm.fuzz.events import CampaignFinished, CampaignStarted, Event, RequestSent, UnitProgress
 from mpesa_atm.fuzz.results import FAILURE, NOT_EXERCISED, CampaignResult, Finding
+from mpesa_atm.judgement import RULES
 from mpesa_atm.reporting import junit
 from mpesa_atm.reporting.exchange import Exchange
 from mpesa_atm.reporting.har import write_har
+
+if TYPE_CHECKING:  # the checks import schemathesis, which the console reporter does not need
+    from mpesa_atm.fuzz.checks import CheckInfo
 
 __all__ = [
     "ConsoleReporter",
     "HarReporter",
     "JUnitReporter",
+    "render_checks",
     "render_finding",
     "render_not_exercised",
+    "render_progress",
     "render_summary",
     "write_junit",
 ]
 
 _MAX_MESSAGE_LINES = 24
+_LISTED_WIDTH = 100  # a check's meaning, wrapped for a terminal
 
 
 def _indent(text: str, prefix: str) -> str:
@@ -186,16 +196,107 @@ def _rendered(findings: list[Finding]) -> str:
     return "\n\n".join(render_finding(f) for f in findings)
 
 
-class ConsoleReporter:
-    """`mpesa-atm fuzz`'s output: a line as the campaign starts, one as each unit gets a quarter further,
-    then the notes, every finding, the checks not exercised with why (when the summary has no room
-    for the reasons) and a summary line, last: the verdict, or NOT TESTED and why."""
+def render_progress(progress: UnitProgress) -> str:
+    """One phase's progress in a line: "POST /token-generation boundaries: 45/120 cases (190 requests),
+    2 findings so far, 12.3 s, about 20 s left"."""
+    requests = f"{progress.requests} request{'' if progress.requests == 1 else 's'}"
+    sent = f"{progress.done}/{progress.planned} {progress.counted}"
+    if progress.counted == "cases":
+        sent += f" ({requests})"
+    else:
+        sent += f", {progress.cases} cases ({requests})"
+    found = f", {progress.findings} finding{'' if progress.findings == 1 else 's'} so far"
+    left = progress.left()
+    estimate = f", about {left:.0f} s left" if left is not None else ""
+    return f"{progress.unit} {progress.phase}: {sent}{found if progress.findings else ''}, " + (
+        f"{progress.elapsed:.1f} s{estimate}"
+    )
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+
+def _sections(section: str) -> str:
+    """The document's sections as the rules quote them: a top-level one is "section 4"."""
+    return ", ".join(part if "." in part else f"section {part}" for part in section.split(", "))
+
+
+def render_checks(checks: Sequence[CheckInfo]) -> str:
+    """`mpesa-atm fuzz --list-checks`: each check with its roles, the document's sections it enforces
+    and what its findings are; what it does; then each rule it holds the partner to, a failure with the
+    document's section or a warning with its row of docs/spec-notes.md."""
+    blocks = []
+    for info in checks:
+        lines = [
+            f"{info.name} ({', '.join(info.roles)}; the document, {_sections(info.section)}): {info.findings}"
+        ]
+        lines.extend(
+            textwrap.wrap(info.meaning, width=_LISTED_WIDTH, initial_indent="  ", subsequent_indent="  ")
+        )
+        for name in info.rules:
+            rule = RULES[name]
+            lines.append(f"  - {rule.says}: a {rule.severity} ({rule.source})")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+class ConsoleReporter:
+    """`mpesa-atm fuzz`'s output: a line as the campaign starts; each phase's progress; then the notes,
+    every finding, the checks not exercised with why (when the summary has no room for the reasons) and
+    a summary line, last: the verdict, or NOT TESTED and why.
+
+    Progress on a terminal (`live`, by default when the stream is one) is one line rewritten in place
+    as the phase goes, left on the screen when it ends; otherwise a phase's line is printed when it ends,
+    and a line of the phase under way whenever `every` seconds have passed since the last line, so a
+    log shows that a slow campaign is alive."""
+
+    _REDRAW = 0.1  # seconds between two redraws of the live line: a fast partner answers far more often
+
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        live: bool | None = None,
+        every: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._stream = stream  # None: sys.stdout at the time of writing
+        self._live = live
+        self._every = every
+        self._clock = clock
+        self._last = clock()  # when the last line (or redraw) was written
+        self._drawn = False  # a live line is on the screen, not ended
+
+    def _out(self) -> TextIO:
+        return self._stream or sys.stdout
+
+    def _is_live(self) -> bool:
+        if self._live is None:
+            isatty = getattr(self._out(), "isatty", None)
+            self._live = bool(isatty and isatty())
+        return self._live
 
     def _print(self, text: str = "") -> None:
-        print(text, file=self._stream or sys.stdout, flush=True)
+        if self._drawn:
+            text = "\n" + text  # the live line stays as it was drawn last
+            self._drawn = False
+        print(text, file=self._out(), flush=True)
+        self._last = self._clock()
+
+    def _progress(self, event: UnitProgress) -> None:
+        line = f"  {render_progress(event)}"
+        now = self._clock()
+        if not self._is_live():
+            if event.finished or now - self._last >= self._every:
+                self._print(line)
+            return
+        if event.finished or now - self._last >= self._REDRAW:
+            # \r back to the line's start, then the line, then ESC[K to clear what a longer line left; a
+            # line wider than the terminal would wrap, and \r return to its last row only.
+            end = "\n" if event.finished else ""
+            if not event.finished:
+                line = line[: shutil.get_terminal_size().columns - 1]
+            self._out().write(f"\r{line}\x1b[K{end}")
+            self._out().flush()
+            self._drawn = not event.finished
+            self._last = now
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, CampaignStarted):
@@ -204,21 +305,22 @@ class ConsoleReporter:
                 f"seed {event.seed}"
             )
         elif isinstance(event, UnitProgress):
-            found = f", {event.findings} finding(s) so far" if event.findings else ""
-            self._print(f"  {event.unit}: {event.done}/{event.total} cases{found}")
+            self._progress(event)
         elif isinstance(event, CampaignFinished):
-            result = event.result
-            for note in result.notes:
-                self._print(f"  note: {note}")
-            for finding in result.findings:
-                self._print()
-                self._print(render_finding(finding))
-            if result.findings:
-                self._print()
-            listed = render_not_exercised(result)
-            if listed:
-                self._print(listed)
-            self._print(render_summary(result))
+            self._finished(event.result)
+
+    def _finished(self, result: CampaignResult) -> None:
+        for note in result.notes:
+            self._print(f"  note: {note}")
+        for finding in result.findings:
+            self._print()
+            self._print(render_finding(finding))
+        if result.findings:
+            self._print()
+        listed = render_not_exercised(result)
+        if listed:
+            self._print(listed)
+        self._print(render_summary(result))
 
 
 class JUnitReporter:

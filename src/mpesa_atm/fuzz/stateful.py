@@ -35,7 +35,7 @@ from mpesa_atm.fuzz.events import Note, Untested
 from mpesa_atm.fuzz.expectations import Action, Standing, TokenState, advance, expect
 from mpesa_atm.fuzz.target import response_code
 from mpesa_atm.fuzz.tokens import Token, age_of, ignored_columns
-from mpesa_atm.fuzz.unit import Unit
+from mpesa_atm.fuzz.unit import PhaseCount, Unit
 from mpesa_atm.operations import CONTROL_PREFIX
 from mpesa_atm.settings import utc_now
 
@@ -69,6 +69,8 @@ PLANS: tuple[tuple[Action, ...], ...] = (
 # A token issued more than 2 days ago: one redemption with its own details, which must be -9. Nothing
 # else is sent that could pay it.
 EXPIRED_PLAN: tuple[Action, ...] = ("redeem",)
+# The operations sent a token nobody issued, one case each.
+_UNKNOWN_TOKEN = ("token_redemption", "token_reversal")
 
 
 def run(unit: Unit, tokens: Sequence[Token] = (), now: Callable[[], datetime] = utc_now) -> None:
@@ -76,7 +78,8 @@ def run(unit: Unit, tokens: Sequence[Token] = (), now: Callable[[], datetime] = 
     `now()`; without them, lifecycles of tokens made through the control API, if the target has one."""
     campaign = unit.campaign
     checks = tuple(info for info in campaign.checks if info.name not in _PROBING_CHECKS)
-    _unknown_token(unit, checks)
+    with unit.phase_of("unknown token", len(_UNKNOWN_TOKEN)):
+        _unknown_token(unit, checks)
     if tokens:
         _spend(unit, tokens, checks, now())
         return
@@ -92,8 +95,11 @@ def run(unit: Unit, tokens: Sequence[Token] = (), now: Callable[[], datetime] = 
                     _lifecycle(unit, *made_token, life, probe, checks)
         finally:
             unit.variables = {}
+            if unit.counting is not None:
+                unit.counting.lifecycles += 1
 
-    unit.explore(lifecycles(campaign.currencies), campaign.max_examples, lifecycle)
+    with unit.phase_of("lifecycles", campaign.max_examples, counted="lifecycles"):
+        unit.explore(lifecycles(campaign.currencies), campaign.max_examples, lifecycle)
 
 
 def _unknown_token(unit: Unit, checks: Sequence[CheckInfo]) -> None:
@@ -101,7 +107,7 @@ def _unknown_token(unit: Unit, checks: Sequence[CheckInfo]) -> None:
     campaign = unit.campaign
     fresh = Fresh(campaign.seed, "unknown tokens")
     draft = draft_from(random.Random(f"{campaign.seed}/unknown tokens"), campaign.currencies)
-    for operation_id in ("token_redemption", "token_reversal"):
+    for operation_id in _UNKNOWN_TOKEN:
         if unit.stopped:
             return
         unit.history.clear()
@@ -118,7 +124,6 @@ def _spend(unit: Unit, tokens: Sequence[Token], checks: Sequence[CheckInfo], now
     """One lifecycle per token of the file: each of PLANS in turn for the tokens within 2 days,
     EXPIRED_PLAN for those issued more than 2 days ago; none for a token issued about 2 days ago (the
     iPG's clock decides whether it is still found)."""
-    label = f"{unit.name} {unit.phase}"
     ignored = ignored_columns(tokens)
     if ignored:
         unit.emit(Note(f"stateful: {ignored}"))
@@ -133,6 +138,31 @@ def _spend(unit: Unit, tokens: Sequence[Token], checks: Sequence[CheckInfo], now
         else:
             plan = PLANS[sum(1 for _, _, standing in lives if standing == "listed") % len(PLANS)]
             lives.append((token, plan, "listed"))
+    with unit.phase_of("lifecycles", len(lives), counted="lifecycles") as counting:
+        spent, listed, unknown = _spend_each(unit, lives, checks, counting)
+    _say_spent(unit, tokens, lives, spent, edge)
+    if unit.stopped or not listed:
+        return
+    if len(unknown) == listed:
+        unit.emit(Untested(_none_known(tokens, listed)))
+    elif unknown:
+        unit.emit(
+            Note(
+                f"stateful: {len(unknown)} of the {listed} tokens within 2 days are not known to the iPG"
+                " (-9 to their first redemption), so their lifecycles tested little: "
+                + ", ".join(map(_where, unknown))
+            )
+        )
+
+
+def _spend_each(
+    unit: Unit,
+    lives: Sequence[tuple[Token, tuple[Action, ...], Standing]],
+    checks: Sequence[CheckInfo],
+    counting: PhaseCount,
+) -> tuple[int, int, list[Token]]:
+    """Runs the lifecycles of `lives` until the unit stops: how many tokens were spent, how many of
+    those within 2 days, and those of them the iPG did not know."""
     spent = 0
     listed = 0
     unknown: list[Token] = []
@@ -146,12 +176,23 @@ def _spend(unit: Unit, tokens: Sequence[Token], checks: Sequence[CheckInfo], now
                 unit, token.bank_transaction_ref, token.transaction_id, life, probe, checks, standing
             )
         spent += 1
-        unit.campaign.collector.progress(label, spent, len(lives))
+        counting.lifecycles += 1
         if standing == "listed":
             listed += 1
             # Known: the iPG answered for it, or paid or reversed it (even after answering -9).
             if state.standing == "unknown" and not (state.redeemed or state.reversed):
                 unknown.append(token)
+    return spent, listed, unknown
+
+
+def _say_spent(
+    unit: Unit,
+    tokens: Sequence[Token],
+    lives: Sequence[tuple[Token, tuple[Action, ...], Standing]],
+    spent: int,
+    edge: Sequence[Token],
+) -> None:
+    """The notes of a --tokens file's lifecycles: the tokens spent, the expired ones, those not sent."""
     unit.emit(
         Note(
             f"stateful: {spent} of the {len(tokens)} tokens given were spent, one lifecycle each: they are"
@@ -173,18 +214,6 @@ def _spend(unit: Unit, tokens: Sequence[Token], checks: Sequence[CheckInfo], now
                 " hours, by issued_at): whether the iPG still finds them depends on its clock, so they were"
                 " not sent"
                 f" ({', '.join(_where(token) for token in edge)})"
-            )
-        )
-    if unit.stopped or not listed:
-        return
-    if len(unknown) == listed:
-        unit.emit(Untested(_none_known(tokens, listed)))
-    elif unknown:
-        unit.emit(
-            Note(
-                f"stateful: {len(unknown)} of the {listed} tokens within 2 days are not known to the iPG"
-                " (-9 to their first redemption), so their lifecycles tested little: "
-                + ", ".join(map(_where, unknown))
             )
         )
 

@@ -7,7 +7,10 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Callable, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -24,7 +27,7 @@ from mpesa_atm.fuzz.cases import Fresh
 from mpesa_atm.fuzz.checks import FOLDED_UNDER, CheckFunction, CheckInfo, ContractViolation, Probe, probing
 from mpesa_atm.fuzz.collector import Collector
 from mpesa_atm.fuzz.curl import with_variables
-from mpesa_atm.fuzz.events import CaseChecked, CaseSent, Event, FindingFound, RequestSent
+from mpesa_atm.fuzz.events import CaseChecked, CaseSent, Event, FindingFound, RequestSent, UnitProgress
 from mpesa_atm.fuzz.results import FAILURE, Finding, SentCase
 from mpesa_atm.fuzz.target import (
     NoAnswer,
@@ -40,7 +43,7 @@ from mpesa_atm.fuzz.violations import is_valid_request, operation_id_of, require
 from mpesa_atm.fuzz.wrong_target import WrongTargetWatch
 from mpesa_atm.judgement import documented
 
-__all__ = ["Campaign", "Stop", "Unit"]
+__all__ = ["Campaign", "PhaseCount", "Stop", "Unit"]
 
 T = TypeVar("T")
 log = logging.getLogger("mpesa_atm.fuzz")
@@ -149,6 +152,43 @@ def _noting(info: CheckInfo, applied: list[str], failed: list[tuple[str, Failure
     return check
 
 
+_BEAT = 1.0  # seconds between two reports of a phase's progress while no answer comes
+
+
+def _beat(collector: Collector, counting: PhaseCount, stop: threading.Event) -> None:
+    """Reports `counting`'s progress every _BEAT seconds until `stop` is set."""
+    while not stop.wait(_BEAT):
+        collector.progress(counting.progress())
+
+
+class PhaseCount:
+    """What one phase of a unit has sent so far, for its progress: every case and request (a probe, a
+    replay, a call to the control API), and the lifecycles run when it counts those."""
+
+    def __init__(self, unit: str, phase: str, planned: int, counted: str = "cases") -> None:
+        self.unit, self.phase, self.planned, self.counted = unit, phase, planned, counted
+        self.cases = 0
+        self.requests = 0
+        self.lifecycles = 0
+        self.started = time.perf_counter()
+
+    def progress(self, finished: bool = False) -> UnitProgress:
+        done = self.cases if self.counted == "cases" else self.lifecycles
+        elapsed = time.perf_counter() - self.started
+        return UnitProgress(
+            self.unit,
+            self.phase,
+            done,
+            self.planned,
+            self.requests,
+            findings=0,  # the collector counts them
+            elapsed=elapsed,
+            finished=finished,
+            counted=self.counted,
+            cases=self.cases,
+        )
+
+
 class Unit:
     def __init__(
         self,
@@ -163,7 +203,7 @@ class Unit:
         self.phase = phase
         self.operations = {op_id: campaign.operation(op_id) for op_id in operation_ids}
         self.body = body  # the phases this unit runs
-        self.done = 0
+        self.counting: PhaseCount | None = None  # the phase under way, counted for its progress
         self.case_fresh = Fresh(campaign.seed, f"{name}/cases")
         self.probe_fresh = Fresh(campaign.seed, f"{name}/probes")
         self.session: requests.Session | None = None
@@ -192,7 +232,38 @@ class Unit:
                 self.session = None
 
     def emit(self, event: Event) -> None:
-        self.campaign.collector.emit(event)
+        collector = self.campaign.collector
+        collector.emit(event)
+        counting = self.counting
+        if counting is None:
+            return
+        if isinstance(event, CaseSent):
+            counting.cases += 1
+        elif isinstance(event, RequestSent):
+            # Each answer is a sign of life: the console decides how often to show it.
+            counting.requests += 1
+            collector.progress(counting.progress())
+
+    @contextmanager
+    def phase_of(self, phase: str, planned: int, counted: str = "cases") -> Iterator[PhaseCount]:
+        """Counts what `phase` sends, reporting its progress at its start, as each request is answered
+        and at its end (also when it ends early)."""
+        counting = self.counting = PhaseCount(self.name, phase, planned, counted)
+        collector = self.campaign.collector
+        collector.progress(counting.progress())
+        # A request may wait for its answer as long as the time-out: the beat says the phase is alive.
+        stop = threading.Event()
+        beat = threading.Thread(
+            target=_beat, args=(collector, counting, stop), name="mpesa-atm-progress", daemon=True
+        )
+        beat.start()
+        try:
+            yield counting
+        finally:
+            stop.set()
+            beat.join()
+            collector.progress(counting.progress(finished=True))
+            self.counting = None
 
     # Sending ------------------------------------------------------------------------------------------
 
@@ -320,12 +391,5 @@ class Unit:
                 raise Stop
             self.history.clear()
             step(value)
-            self._tick()
 
         explore()
-
-    def _tick(self) -> None:
-        total = self.campaign.max_examples
-        self.done += 1
-        if self.done == total or self.done % max(1, total // 4) == 0:
-            self.campaign.collector.progress(f"{self.name} {self.phase}", self.done, total)

@@ -28,6 +28,8 @@ ANSWER_CLASSES: tuple[tuple[str, str], ...] = (
     ("-8", "#d55e00"),
     ("-9", "#7f7f7f"),
     ("unmapped code", "#5e35b1"),
+    ("no response code", "#9575cd"),
+    ("not JSON / truncated", "#e377c2"),
     ("HTTP 4xx", "#8d6e63"),
     ("HTTP 5xx", "#c62828"),
     ("no answer", "#212121"),

@@ -57,7 +57,8 @@ class Exchange:
 
 def answer_class(exchange: Exchange) -> str:
     """What an answer was, for the answer-code chart: a code of section 4 (`0`, `-1` ... `-9`), an
-    `unmapped code`, `HTTP 4xx` or `HTTP 5xx` without a code, or `no answer`."""
+    `unmapped code`, `HTTP 4xx` or `HTTP 5xx` without a code, an answer that is `not JSON / truncated`
+    (a body cut short is no JSON either) or JSON with `no response code`, or `no answer`."""
     if exchange.status is None:
         return "no answer"
     code = exchange.response_code
@@ -67,7 +68,11 @@ def answer_class(exchange: Exchange) -> str:
         return "HTTP 5xx"
     if exchange.status >= 400:
         return "HTTP 4xx"
-    return "unmapped code"
+    try:
+        json.loads(exchange.response_body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return "not JSON / truncated"
+    return "no response code"
 
 
 def masked_headers(headers: Headers) -> Headers:
