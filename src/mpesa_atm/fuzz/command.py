@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mpesa_atm.argtypes import path_mapping, whole_number
+from mpesa_atm.argtypes import path_mapping, positive_seconds, whole_number
 from mpesa_atm.errors import ConfigError, HarnessError, UsageError, WrongTarget
 from mpesa_atm.fuzz.rerun import DEFAULTS, rerun_command
 from mpesa_atm.operations import CONTROL_PREFIX, ROLES, operations
@@ -152,17 +152,6 @@ def _patience_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _seconds(text: str) -> float:
-    """A positive number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
-    return value
-
-
 def _bound_options(parser: argparse.ArgumentParser) -> None:
     """Bounds on the campaign, with Schemathesis's names."""
     parser.add_argument(
@@ -173,14 +162,14 @@ def _bound_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-time",
-        type=_seconds,
+        type=positive_seconds,
         metavar="S",
         help="end the campaign S seconds after it starts: the cases not sent are not exercised "
         "(a case under way ends first)",
     )
     parser.add_argument(
         "--max-response-time",
-        type=_seconds,
+        type=positive_seconds,
         metavar="S",
         help="an answer slower than S seconds fails the check response_time",
     )
