@@ -20,6 +20,7 @@ from mpesa_atm.fuzz import Target, run_campaign
 from mpesa_atm.fuzz.bounds import Bounds, Stopper
 from mpesa_atm.fuzz.page import HtmlReporter
 from mpesa_atm.judgement import FAILURE, RULES
+from mpesa_atm.mocks import create_app
 from mpesa_atm.settings import Settings
 from tests.fuzz import lenient
 from tests.fuzz.partners import BROKEN
@@ -221,3 +222,24 @@ def test_response_time_is_the_operators_bound_a_failure():
 
     assert rule.severity == FAILURE
     assert rule.source == "the operator's bound, --max-response-time"
+
+
+@pytest.mark.parametrize(
+    ("options", "runs"),
+    [
+        ({"checks": ["not_a_server_error"]}, True),  # the bound asks for its check
+        ({"exclude_checks": ["response_time"]}, False),
+    ],
+)
+def test_max_response_time_runs_its_check_whatever_check_names_unless_excluded(
+    options, runs, tmp_path, running
+):
+    app = running.start(create_app("bank", Settings(db_path=str(tmp_path / "bank.sqlite3"))))
+
+    result = run_campaign(
+        Target("bank", app=app), max_examples=1, seed=1, phases=("fuzz",), max_response_time=30, **options
+    )
+
+    assert ("response_time" in result.checks) is runs
+    if runs:  # an in-process mock answers well within 30 s
+        assert result.verdict("response_time").status == "passed"
