@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-__all__ = ["path_mapping", "whole_number"]
+__all__ = ["path_mapping", "positive_seconds", "whole_number"]
 
 
 def path_mapping(text: str) -> tuple[str, str]:
@@ -31,3 +31,14 @@ def whole_number(minimum: int) -> Callable[[str], int]:
         return value
 
     return convert
+
+
+def positive_seconds(text: str) -> float:
+    """A positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < float("inf"):  # NaN too
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value

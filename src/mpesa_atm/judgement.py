@@ -1,7 +1,9 @@
 """How a partner is judged, by `fuzz` and `verify` alike: one table of rules. Where the document
 speaks, a break is a failure and the rule quotes the document's section; where it is silent, a
 difference from the harness's reading is a warning and the rule names its row of docs/spec-notes.md
-(rows 21-26 say how each silent point is judged).
+(rows 21-26 say how each silent point is judged). A third kind of rule is a bound the operator of a
+campaign sets (`--max-response-time`): the document says nothing of it, and breaking it is a failure
+because the operator asked for it.
 
 A finding's "Documented:" line ends with `RULES[name].source`, so that a bank engineer can tell the
 document's words from the harness's choices.
@@ -26,26 +28,32 @@ SPEC_NOTES = "docs/spec-notes.md"
 @dataclass(frozen=True)
 class Rule:
     """One rule a partner is held to: what it says, how a break of it counts, and where it comes from:
-    the document's `section`, or the harness's reading of a silent point (`row` of docs/spec-notes.md)."""
+    the document's `section`, the harness's reading of a silent point (`row` of docs/spec-notes.md), or
+    a bound the operator gave (`bound`, its flag)."""
 
     name: str
     says: str
     section: str = ""
     row: int = 0
+    bound: str = ""
 
     def __post_init__(self) -> None:
-        if bool(self.section) == bool(self.row):
-            raise ValueError(f"rule {self.name}: give the document's section or a spec-notes row, not both")
+        if sum(map(bool, (self.section, self.row, self.bound))) != 1:
+            raise ValueError(
+                f"rule {self.name}: give one of the document's section, a spec-notes row, an operator's bound"
+            )
 
     @property
     def severity(self) -> Severity:
-        return FAILURE if self.section else WARNING
+        return WARNING if self.row else FAILURE
 
     @property
     def source(self) -> str:
         """Where the rule comes from, as a finding's "Documented:" line ends."""
         if self.section:
             return f"the document, {self.section}"
+        if self.bound:
+            return f"the operator's bound, {self.bound}"
         return f"the harness's reading, {SPEC_NOTES} row {self.row}"
 
 
@@ -106,6 +114,8 @@ _RULES: tuple[Rule, ...] = (
     Rule("rule_order", "which check a partner makes first", row=24),
     Rule("extra_output", "output fields the document does not list", row=25),
     Rule("reversible_tokens", "which tokens may be reversed: redeemed, unredeemed or both", row=26),
+    # Where the operator set a bound: a break is a failure, since the operator asked for it.
+    Rule("response_time", "an answer within the time the operator allows", bound="--max-response-time"),
 )
 RULES: dict[str, Rule] = {rule.name: rule for rule in _RULES}
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -256,6 +257,14 @@ def crashes_on_cents(request: Body | None, answer: Answer) -> Answer:
     return Answer(500, {"content-type": "application/json"}, b'{"error": "NumberFormatException"}')
 
 
+def slow_on_longest_account_number(request: Body | None, answer: Answer) -> Answer:
+    """Answers an input_AccountNumber of 32 digits, the longest the formats allow, 0.2 s late (a slower
+    lookup); the answer itself is right. Blocking, as that lookup would be: the campaign times it."""
+    if request is not None and len(str(request.get("input_AccountNumber", ""))) == 32:
+        time.sleep(0.2)
+    return answer
+
+
 def crashes_on_longest_account_number(request: Body | None, answer: Answer) -> Answer:
     """Crashes (500) on an input_AccountNumber of 32 digits, the longest the formats allow (its column
     is narrower)."""
@@ -366,6 +375,7 @@ class Broken:
     on_request: RequestFault | None = None
     on_answer: AnswerFault | None = None
     severity: str = "failure"
+    campaign: dict[str, Any] = field(default_factory=dict)  # run_campaign's options that find the fault
 
     def app(self, settings: Settings) -> ASGIApp:
         if self.role == "ipg":
@@ -456,6 +466,14 @@ BROKEN: tuple[Broken, ...] = (
         "not_a_server_error",
         frozenset(),
         on_answer=crashes_on_cents,
+    ),
+    # Its fault breaks no rule of the document: the operator's bound finds it.
+    Broken(
+        "slow_on_longest_account_number",
+        "bank",
+        "response_time",
+        on_answer=slow_on_longest_account_number,
+        campaign={"max_response_time": 0.1},
     ),
     Broken(
         "crashes_on_longest_account_number",

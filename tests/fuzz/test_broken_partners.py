@@ -12,8 +12,11 @@ from mpesa_atm.settings import Settings
 from tests.fuzz.partners import BROKEN, Broken
 
 # How the Documented: line of a finding ends: the document's section where it speaks, the harness's
-# reading with its row of docs/spec-notes.md where it is silent.
-SOURCE = re.compile(r"\((the document, [^()]+|the harness's reading, docs/spec-notes\.md row \d+)\)$")
+# reading with its row of docs/spec-notes.md where it is silent, the operator's bound (its flag).
+SOURCE = re.compile(
+    r"\((the document, [^()]+|the harness's reading, docs/spec-notes\.md row \d+"
+    r"|the operator's bound, --[a-z-]+)\)$"
+)
 # The checks whose findings say so (the token lifecycle's are the lifecycle's own).
 SOURCED = {info.name for info in CHECKS}
 
@@ -24,7 +27,7 @@ def test_fuzzer_fails_the_broken_partner_and_names_its_check(broken: Broken, tmp
     target = Target(broken.role, app=app, credentials=credentials if broken.role == "ipg" else None)
 
     strict = broken.severity == "warning"
-    result = run_campaign(target, max_examples=25, seed=7, strict=strict)
+    result = run_campaign(target, max_examples=25, seed=7, strict=strict, **broken.campaign)
 
     found = {finding.check for finding in result.findings}
     shown = "\n\n".join(render_finding(finding) for finding in result.findings)

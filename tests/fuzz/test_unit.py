@@ -11,6 +11,7 @@ from hypothesis.errors import FlakyFailure
 
 from mpesa_atm.fuzz import Target, run_campaign
 from mpesa_atm.fuzz import unit as unit_module
+from mpesa_atm.fuzz.bounds import Bounds, Stopper
 from mpesa_atm.fuzz.unit import Stop, Unit
 from mpesa_atm.mocks import create_app
 from mpesa_atm.settings import Settings
@@ -54,6 +55,15 @@ def test_the_same_seed_sends_the_same_cases_whatever_hypothesis_profile_is_loade
     assert _sent(tmp_path, profile, running) == expected
 
 
+def _campaign() -> SimpleNamespace:
+    """What a Unit reads of its campaign: the target, the seed and the bounds' Stopper (none)."""
+    return SimpleNamespace(
+        target=Target("bank", url="http://127.0.0.1:9"),
+        seed=1,
+        collector=SimpleNamespace(stopper=Stopper(Bounds())),
+    )
+
+
 def _stopped_unit(error: Exception) -> Unit:
     """A unit whose phases stop it (the partner stopped answering) and then end with `error`."""
 
@@ -61,7 +71,7 @@ def _stopped_unit(error: Exception) -> Unit:
         unit.stopped = True
         raise error
 
-    campaign = SimpleNamespace(target=Target("bank", url="http://127.0.0.1:9"), seed=1)
+    campaign = _campaign()
     return Unit(campaign, "bank", "edges", (), body)  # type: ignore[arg-type]
 
 
@@ -75,7 +85,7 @@ def test_a_stopped_unit_ends_quietly_on_stop_and_logs_any_other_error_once(caplo
     ]
     with pytest.raises(KeyError):  # not stopped: the error is the campaign's
         Unit(
-            SimpleNamespace(target=Target("bank", url="http://127.0.0.1:9"), seed=1),
+            _campaign(),
             "bank",
             "edges",
             (),

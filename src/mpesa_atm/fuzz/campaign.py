@@ -20,6 +20,7 @@ import schemathesis
 
 from mpesa_atm.errors import ConfigError, TargetUnreachable
 from mpesa_atm.fuzz import boundaries, edges, generated, realistic, stateful
+from mpesa_atm.fuzz.bounds import Bounds, Stopper
 from mpesa_atm.fuzz.cases import DEFAULT_CURRENCIES, Draft, Fresh
 from mpesa_atm.fuzz.checks import CheckInfo
 from mpesa_atm.fuzz.collector import Collector
@@ -177,6 +178,9 @@ def run_campaign(
     use_harness: bool = True,
     tokens: Sequence[Token] = (),
     auth_probes: int = 3,
+    max_failures: int | None = None,
+    max_time: float | None = None,
+    max_response_time: float | None = None,
     progress: Callable[[UnitProgress], None] | None = None,
     listeners: Iterable[Listener] = (),
 ) -> CampaignResult:
@@ -186,6 +190,12 @@ def run_campaign(
     `require_exercised`, so does a check no case exercised.
     `tokens` (iPG) exist at the target: the stateful phase spends each on one lifecycle. At most
     `auth_probes` requests with a wrong password, and as many with another shortcode, go out.
+
+    Bounds (None: none): after `max_failures` distinct failures (by check and operation; warnings too
+    when `strict`), or `max_time` seconds after the call, every unit stops before its next case (a case
+    under way ends first) and `result.stopped` says which bound; the checks not reached are not
+    exercised. A campaign its deadline stopped before any check was exercised is untested (exit 2). With
+    `max_response_time`, the check response_time fails an answer slower than that many seconds.
 
     Ctrl-C (KeyboardInterrupt) ends the campaign early: what ran is the result, marked interrupted, and
     CampaignFinished still goes out, so that the reports are written.
@@ -213,6 +223,7 @@ def run_campaign(
         use_harness=use_harness,
         tokens=tuple(tokens),
         auth_probes=auth_probes,
+        bounds=Bounds(max_failures, max_time, max_response_time),
     )
     chosen = checked(target, options)
     started = time.perf_counter()
@@ -245,8 +256,10 @@ def _start(
         strict=options.strict,
         needs={info.name: info.needs for info in checks},
         require_exercised=options.require_exercised,
+        bounds=options.bounds,
     )
-    collector = Collector(result, listeners)
+    # The deadline counts from here: the options are sound, nothing is sent yet.
+    collector = Collector(result, listeners, Stopper(options.bounds))
     shown = shown_options(target, options)
     collector.emit(CampaignStarted(target.role, target.label, options.seed, options.max_examples, shown))
     return collector
@@ -303,14 +316,20 @@ def _plan(campaign: Campaign, options: Options) -> list[Unit]:
 
 
 def _run(units: Sequence[Unit], workers: int, collector: Collector) -> None:
-    """Runs the units; Ctrl-C marks the result interrupted, else a partner that let nothing through is
-    said to be untested."""
+    """Runs the units; Ctrl-C marks the result interrupted, a bound that ended it marks it stopped; a
+    partner that let nothing through, or a deadline that came before any check was exercised, is said
+    to be untested."""
+    result, stopper = collector.result, collector.stopper
     try:
         _run_units(units, workers)
     except KeyboardInterrupt:
-        collector.result.interrupted = True
+        result.interrupted = True
         collector.emit(Note("interrupted (Ctrl-C): the results are those of the cases sent until then"))
-    if not collector.result.interrupted:
-        reason = collector.untested()
-        if reason is not None:
-            collector.emit(Untested(reason))
+    if result.interrupted:
+        return
+    result.stopped = stopper.reason  # set only if a unit found a bound reached before a case of its own
+    if stopper.by_deadline and not any(result.exercised.values()) and not collector.findings():
+        collector.emit(Untested(f"the campaign stopped {stopper.reason} before any check was exercised"))
+    reason = collector.untested()
+    if reason is not None:
+        collector.emit(Untested(reason))

@@ -36,10 +36,12 @@ from mpesa_atm.fuzz.probe_checks import (
     unknown_token_paid,
     wrong_password_rejected,
 )
+from mpesa_atm.fuzz.response_time import response_time
 from mpesa_atm.fuzz.violations import ContractViolation, is_valid_request
 from mpesa_atm.operations import ROLES, Role, operations
 
 __all__ = [
+    "BOUND_CHECKS",
     "CHECKS",
     "FOLDED_UNDER",
     "CheckFunction",
@@ -111,7 +113,11 @@ _OWN: tuple[tuple[CheckFunction, tuple[Role, ...], str, str], ...] = (
     (optional_field_left_out, _BANK, _each(_BANK, _REQUEST_PARAMETERS), "failures"),
     (token_lifecycle, _IPG, _each(_IPG), _EITHER),  # a refused first reversal: a warning (row 26)
     (unknown_token_paid, _IPG, f"{_each(_IPG, _REQUEST_PARAMETERS)}, {_RESPONSE_CODE_MAPPING}", "failures"),
+    # The operator's bound, not the document's: no section. Only in a campaign with --max-response-time.
+    (response_time, ROLES, "", "failures"),
 )
+# The checks of an operator's bound: a campaign runs each only when given its bound (options.py).
+BOUND_CHECKS = frozenset({"response_time"})
 
 # One cause, one finding: when a check on the left fails on an answer, the findings of the checks on
 # the right about the same answer say the same thing again, and are left out.
@@ -169,6 +175,7 @@ _NEEDS = {
     "token_lifecycle": "tokens (--tokens) or a mock's /_harness control API to make them, and the stateful"
     " phase",
     "unknown_token_paid": "the stateful run (its redemption and reversal of a token nobody issued)",
+    "response_time": "an answer, and the bound --max-response-time",
 }
 # The rules of judgement.RULES each check's findings name (`mpesa-atm fuzz --list-checks` shows them):
 # those it names itself, and those of the helpers it reads the answer with (answer_fields, a probe's

@@ -1,6 +1,7 @@
 """A campaign's event bus: folds each event into the CampaignResult and hands it on to the listeners,
 one event at a time, since the units run in threads of their own. It also keeps the Door: whether the
-partner let anything through that the checks need, or the campaign tested nothing."""
+partner let anything through that the checks need, or the campaign tested nothing; and tells the
+campaign's Stopper how many failures there are."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from mpesa_atm.codes import MAPPED_CODES
+from mpesa_atm.fuzz.bounds import Bounds, Stopper
 from mpesa_atm.fuzz.events import (
     CaseChecked,
     CaseSent,
@@ -139,8 +141,11 @@ class Door:
 
 
 class Collector:
-    def __init__(self, result: CampaignResult, listeners: Iterable[Listener] = ()) -> None:
+    def __init__(
+        self, result: CampaignResult, listeners: Iterable[Listener] = (), stopper: Stopper | None = None
+    ) -> None:
         self.result = result
+        self.stopper = stopper or Stopper(Bounds())
         self._listeners = tuple(listeners)
         self._lock = threading.Lock()
         self._findings: dict[tuple[str, str, str], Finding] = {}  # by check, operation and severity
@@ -175,6 +180,12 @@ class Collector:
         kept = [f for f in findings if f.severity == FAILURE or (f.check, f.operation) not in failed]
         return sorted(kept, key=lambda f: (f.severity != FAILURE, f.operation, f.check))
 
+    def _failing(self) -> int:
+        """How many distinct findings (by check and operation) fail the campaign so far: its failures,
+        and its warnings too when it is strict."""
+        strict = self.result.strict
+        return len({(check, op) for check, op, severity in self._findings if strict or severity == FAILURE})
+
     def _fold(self, event: Event) -> None:
         match event:
             case RequestSent():
@@ -199,6 +210,7 @@ class Collector:
                     # The most realistic case that shows it is the one to show (the first of equals).
                     shown = finding if finding.realism > kept.realism else kept
                     self._findings[key] = dataclasses.replace(shown, occurrences=kept.occurrences + 1)
+                self.stopper.failed(self._failing())
             case Note(text=text):
                 self.result.notes.append(text)
             case Untested(reason=reason):

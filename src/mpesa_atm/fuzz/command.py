@@ -2,9 +2,10 @@
 console and JUnit reporters; it words the library's errors in terms of its flags.
 
 Exit 0 when nothing breaks the document (warnings allowed, unless --strict; checks not exercised
-allowed, unless --require-exercised), 1 when something does, 2 for a usage error or a target that cannot
-be tested (one line), or a partner that let nothing through (the summary line says what it answered
-instead), 130 when interrupted (Ctrl-C).
+allowed, unless --require-exercised), 1 when something does (or an answer is slower than
+--max-response-time), 2 for a usage error or a target that cannot be tested (one line), a partner that
+let nothing through (the summary line says what it answered instead) or a --max-time that came before
+any check was exercised, 130 when interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
-from mpesa_atm.argtypes import path_mapping, whole_number
+from mpesa_atm.argtypes import path_mapping, positive_seconds, whole_number
 from mpesa_atm.errors import ConfigError, HarnessError, UsageError, WrongTarget
 from mpesa_atm.fuzz.rerun import DEFAULTS, rerun_command
 from mpesa_atm.operations import CONTROL_PREFIX, ROLES, operations
@@ -67,7 +68,8 @@ _DESCRIPTION = (
     "exercised is listed as not exercised, with what it needs. Exit 0: no failure (warnings and "
     "checks not exercised allowed unless --strict, --require-exercised); 1: a failure; 2: usage "
     "error, a target that cannot be reached, or a partner that let nothing through (every valid "
-    "case refused: the summary says what it answered); 130: interrupted."
+    "case refused: the summary says what it answered), or a --max-time that ended the campaign before "
+    "any check was exercised; 130: interrupted."
 )
 
 
@@ -83,6 +85,7 @@ def register(commands: Any) -> None:
     _size_options(fuzz)
     _output_options(fuzz)
     _patience_options(fuzz)
+    _bound_options(fuzz)
     _check_options(fuzz)
     _harness_options(fuzz)
     _ipg_options(fuzz)
@@ -147,6 +150,29 @@ def _patience_options(parser: argparse.ArgumentParser) -> None:
         default=DEFAULTS["wait"],
         metavar="S",
         help="wait this long for a partner that refuses connections while it starts (10)",
+    )
+
+
+def _bound_options(parser: argparse.ArgumentParser) -> None:
+    """Bounds on the campaign, with Schemathesis's names."""
+    parser.add_argument(
+        "--max-failures",
+        type=_positive,
+        metavar="N",
+        help="stop after N failures (distinct, by check and operation; warnings too with --strict): exit 1",
+    )
+    parser.add_argument(
+        "--max-time",
+        type=positive_seconds,
+        metavar="S",
+        help="end the campaign S seconds after it starts: the cases not sent are not exercised "
+        "(a case under way ends first)",
+    )
+    parser.add_argument(
+        "--max-response-time",
+        type=positive_seconds,
+        metavar="S",
+        help="an answer slower than S seconds fails the check response_time",
     )
 
 
@@ -373,6 +399,9 @@ def _campaign(
         use_harness=not args.no_harness,
         tokens=read_tokens(args.tokens) if args.tokens else (),
         auth_probes=args.auth_probes,
+        max_failures=args.max_failures,
+        max_time=args.max_time,
+        max_response_time=args.max_response_time,
         listeners=listeners,
     )
 

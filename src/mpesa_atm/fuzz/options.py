@@ -1,5 +1,6 @@
 """A campaign's options: the kinds and phases there are, the options as given to run_campaign, their
-check (UsageError for one that does not fit, else the checks chosen) and how a report shows them."""
+check (UsageError for one that does not fit, else the checks chosen, bound to their budgets and limits)
+and how a report shows them."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import dataclasses
 from typing import Literal
 
 from mpesa_atm.errors import UsageError
-from mpesa_atm.fuzz.checks import CheckInfo, checks_for
+from mpesa_atm.fuzz.bounds import Bounds
+from mpesa_atm.fuzz.checks import BOUND_CHECKS, CheckInfo, checks_for
 from mpesa_atm.fuzz.probe_checks import AUTH_PROBING, AuthProbes
+from mpesa_atm.fuzz.response_time import within
 from mpesa_atm.fuzz.target import Target
 from mpesa_atm.fuzz.tokens import Token
 from mpesa_atm.operations import CONTROL_PREFIX
@@ -38,6 +41,7 @@ class Options:
     use_harness: bool
     tokens: tuple[Token, ...]
     auth_probes: int
+    bounds: Bounds = dataclasses.field(default_factory=Bounds)
 
 
 def checked(target: Target, options: Options) -> tuple[CheckInfo, ...]:
@@ -51,10 +55,7 @@ def checked(target: Target, options: Options) -> tuple[CheckInfo, ...]:
     unknown_phases = sorted(set(options.phases) - set(PHASES))
     if unknown_kinds or unknown_phases or not options.kinds:
         raise UsageError(f"unknown kinds {unknown_kinds} or phases {unknown_phases}")
-    try:
-        chosen = checks_for(target.role, options.asked_checks, options.excluded_checks)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    chosen = _chosen_checks(target, options)
     if options.auth_probes < 0:
         raise UsageError("must be 0 or more", argument="auth_probes")
     if options.tokens and (target.role != "ipg" or "stateful" not in options.phases):
@@ -67,10 +68,43 @@ def checked(target: Target, options: Options) -> tuple[CheckInfo, ...]:
             argument="currencies",
         )
     budget = AuthProbes(options.auth_probes)
-    return tuple(
-        dataclasses.replace(info, function=budget.bound(info.function)) if info.name in AUTH_PROBING else info
-        for info in chosen
-    )
+    return tuple(_bound(info, budget, options.bounds) for info in chosen)
+
+
+def _bound(info: CheckInfo, budget: AuthProbes, bounds: Bounds) -> CheckInfo:
+    """`info`, its check drawing its probes from the campaign's budget, or holding each answer to the
+    campaign's --max-response-time."""
+    if info.name in AUTH_PROBING:
+        return dataclasses.replace(info, function=budget.bound(info.function))
+    if info.name == "response_time" and bounds.max_response_time is not None:
+        return dataclasses.replace(info, function=within(bounds.max_response_time))
+    return info
+
+
+def _check_bounds(bounds: Bounds) -> None:
+    if bounds.max_failures is not None and bounds.max_failures < 1:
+        raise UsageError("must be at least 1", argument="max_failures")
+    for name, seconds in (("max_time", bounds.max_time), ("max_response_time", bounds.max_response_time)):
+        if seconds is not None and not seconds > 0:  # not NaN either
+            raise UsageError(f"must be a positive number of seconds, not {seconds:g}", argument=name)
+
+
+def _chosen_checks(target: Target, options: Options) -> tuple[CheckInfo, ...]:
+    """The checks asked for (all of the role's by default) less those excluded; a check of a bound
+    (BOUND_CHECKS) runs when its bound is given, whatever --check names, and not without it."""
+    _check_bounds(options.bounds)
+    asked = options.asked_checks
+    given = {"response_time": options.bounds.max_response_time is not None}
+    for name in BOUND_CHECKS:
+        if asked is not None and name in asked and not given[name]:
+            raise UsageError(f"is needed by the check {name}", argument="max_response_time")
+    if asked is not None:
+        asked = (*asked, *(name for name in BOUND_CHECKS if given[name] and name not in asked))
+    try:
+        chosen = checks_for(target.role, asked, options.excluded_checks)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return tuple(info for info in chosen if info.name not in BOUND_CHECKS or given[info.name])
 
 
 def shown_options(target: Target, options: Options) -> tuple[tuple[str, str], ...]:

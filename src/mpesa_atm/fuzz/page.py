@@ -90,6 +90,8 @@ def check_rows(result: CampaignResult) -> list[CheckRow]:
         info = dataclasses.replace(info, section=sections_of(result.role, info.section))
         if info.name not in result.checks:
             why = "Not run: left out of this campaign (--check, --exclude-check)."
+            if info.name == "response_time" and result.bounds.max_response_time is None:
+                why = "Not run: the campaign has no --max-response-time."
             rows.append(CheckRow(info.name, info.section, NOT_EXERCISED, 0, info.meaning, why))
             continue
         verdict = result.verdict(info.name)
@@ -98,7 +100,8 @@ def check_rows(result: CampaignResult) -> list[CheckRow]:
             why = "The partner reads a point the document leaves open otherwise than the harness does."
             row = CheckRow(info.name, info.section, "warning", cases, info.meaning, why)
         elif verdict.status == NOT_EXERCISED:
-            why = f"Not {verdict.reason.removeprefix('not ')}." if result.interrupted else ""
+            reached = not result.interrupted and result.stopped is None
+            why = "" if reached else f"Not {verdict.reason.removeprefix('not ')}."
             why = why or f"Not exercised: it {verdict.reason}, and no case of this campaign brought it."
             if result.require_exercised and not result.interrupted:
                 why += " The campaign requires every check exercised (--require-exercised)."
@@ -155,7 +158,7 @@ def _lead(result: CampaignResult, rows: list[CheckRow]) -> str:
     count = {verdict: sum(row.verdict == verdict for row in rows) for verdict in _VERDICT_ORDER}
     interrupted = " Interrupted (Ctrl-C): these are the results of the cases sent until then." * int(
         result.interrupted
-    )
+    ) or (f" Stopped early {result.stopped}: the cases not sent are not exercised." if result.stopped else "")
     warned = ", ".join(row.name for row in rows if row.verdict == "warning")
     warnings = f" {count['warning']} with warnings only: {warned}." if warned else ""
     if count["failed"]:
@@ -192,7 +195,7 @@ def _badge_note(result: CampaignResult) -> str:
     missing = len(result.not_exercised)
     if not missing:
         return ""
-    word = "not reached" if result.interrupted else "not exercised"
+    word = "not reached" if result.interrupted or result.stopped else "not exercised"
     return f"{missing} check{'' if missing == 1 else 's'} {word}"
 
 
@@ -241,6 +244,7 @@ class HtmlReporter:
             ("Examples per operation", str(result.max_examples)),
             ("Cases (requests)", f"{result.cases} ({result.requests})"),
             ("Control API", "used" if result.harness else "not used"),
+            ("Bounds", result.bounds.shown() + (f"; stopped {result.stopped}" if result.stopped else "")),
             ("Options", "; ".join(f"{name} {value}" for name, value in options) or "defaults"),
         ]
         series = {

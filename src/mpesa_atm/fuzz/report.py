@@ -80,7 +80,7 @@ def _coverage(result: CampaignResult) -> str:
     if not missing:
         return ""
     count = f"{len(missing)} check{'' if len(missing) == 1 else 's'}"
-    if result.interrupted:
+    if result.interrupted or result.stopped is not None:
         return f"{count} not reached ({', '.join(missing)})"
     detailed = "; ".join(f"{check}: {reason}" for check, reason in missing.items())
     return f"{count} not exercised ({detailed if len(detailed) <= _INLINE_REASONS else ', '.join(missing)})"
@@ -91,14 +91,16 @@ def render_not_exercised(result: CampaignResult) -> str:
     line has no room for the reasons; else ""."""
     missing = result.not_exercised
     coverage = _coverage(result)
-    if not missing or result.interrupted or all(f"{check}: " in coverage for check in missing):
+    reached = not result.interrupted and result.stopped is None
+    if not missing or not reached or all(f"{check}: " in coverage for check in missing):
         return ""
     return "\n".join(["  not exercised:", *(f"    {check}: {reason}" for check, reason in missing.items())])
 
 
 def render_summary(result: CampaignResult) -> str:
-    """One line: the verdict, the failures and warnings (by check), the checks not exercised, what was
-    sent and the seed. A partner that let nothing through is NOT TESTED, and the line says why."""
+    """One line: the verdict, the failures and warnings (by check), a bound that stopped the campaign
+    early, the checks not exercised, what was sent and the seed. A partner that let nothing through is
+    NOT TESTED, and the line says why."""
     sent = f"{result.cases} cases ({result.requests} requests) in {result.duration:.1f} s; seed {result.seed}"
     head = f"mpesa-atm fuzz {result.role}"
     if result.untested is not None and not result.interrupted:
@@ -119,6 +121,8 @@ def render_summary(result: CampaignResult) -> str:
     else:
         verdict = "PASSED"
     found = ", ".join(parts) if parts else "no check failed"
+    if result.stopped is not None and not result.interrupted:
+        found += f"; stopped early {result.stopped}"
     coverage = _coverage(result)
     return f"{head}: {verdict}: {found}{'; ' + coverage if coverage else ''}; {sent}"
 
@@ -128,7 +132,8 @@ def _not_exercised(result: CampaignResult, operation: str, check: str) -> str | 
     verdict = result.verdict(check, operation)
     if verdict.status != NOT_EXERCISED:
         return None
-    return verdict.reason if result.interrupted else f"not exercised: {verdict.reason}"
+    reached = not result.interrupted and result.stopped is None
+    return f"not exercised: {verdict.reason}" if reached else verdict.reason
 
 
 def write_junit(result: CampaignResult, path: str | Path) -> None:
@@ -149,6 +154,8 @@ def write_junit(result: CampaignResult, path: str | Path) -> None:
         ("strict", str(result.strict).lower()),
         ("require exercised", str(result.require_exercised).lower()),
         ("interrupted", str(result.interrupted).lower()),
+        ("bounds", result.bounds.shown()),
+        *((("stopped", result.stopped),) if result.stopped else ()),
         *((("untested", untested),) if untested else ()),
     )
     suite = junit.Suite(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from mpesa_atm.fuzz.bounds import Bounds
 from mpesa_atm.judgement import FAILURE, WARNING, Severity
 from mpesa_atm.operations import Role
 
@@ -25,7 +26,8 @@ __all__ = [
 # passed on the cases that exercised it, or was not exercised (no case brought what it needs).
 Status = Literal["failed", "warning", "passed", "not exercised"]
 NOT_EXERCISED: Status = "not exercised"
-# Why a check no case exercised was not, when the campaign was interrupted before the end.
+# Why a check no case exercised was not, when the campaign was interrupted before the end (or stopped
+# by a bound: "not reached: the campaign stopped at its deadline (--max-time 3 s)").
 NOT_REACHED = "not reached: the campaign was interrupted"
 
 
@@ -93,6 +95,9 @@ class CampaignResult:
     require_exercised: bool = False
     strict: bool = False  # warnings fail the campaign too
     interrupted: bool = False  # stopped by the user (Ctrl-C) before the end
+    bounds: Bounds = field(default_factory=Bounds)
+    # Why a bound stopped the campaign before its end ("at its deadline (--max-time 3 s)"), or None.
+    stopped: str | None = None
     # Why the partner was not tested at all (it let no valid case through: what it answered instead and
     # what to check), or None. An untested campaign exits 2, whatever it found.
     untested: str | None = None
@@ -108,6 +113,8 @@ class CampaignResult:
     def _why_not(self, check: str) -> str:
         if self.interrupted:
             return NOT_REACHED
+        if self.stopped is not None:
+            return f"not reached: the campaign stopped {self.stopped}"
         needs = self.needs.get(check)
         if needs is None:  # a result made by hand: the catalogue's (imported here: it imports this module)
             from mpesa_atm.fuzz.checks import CHECKS
@@ -119,7 +126,7 @@ class CampaignResult:
         """`check`'s verdict in this campaign, over all its operations or on `operation` only. What
         every reporter shows: failed (a failure, or any finding of a strict campaign), warning (only
         warnings), not exercised (no case applied to it; the reason says what it needs, or that the
-        campaign was interrupted before it got there), else passed."""
+        campaign was interrupted or stopped by a bound before it got there), else passed."""
         findings = [
             f for f in self.findings if f.check == check and (operation is None or f.operation == operation)
         ]
@@ -142,7 +149,7 @@ class CampaignResult:
 
     @property
     def not_exercised(self) -> dict[str, str]:
-        """The checks of the campaign no case exercised -> why (what they need, or NOT_REACHED)."""
+        """The checks of the campaign no case exercised -> why (what they need, or not reached)."""
         return {
             check: verdict.reason
             for check, verdict in self.verdicts.items()
@@ -152,7 +159,8 @@ class CampaignResult:
     @property
     def failed(self) -> bool:
         """Whether the campaign fails: a finding breaks the document, or any finding with `strict`, or
-        a check not exercised with `require_exercised` (of a campaign that ran to its end)."""
+        a check not exercised with `require_exercised` (of a campaign not interrupted: one a bound
+        stopped did not exercise every check either)."""
         return (
             bool(self.failures)
             or (self.strict and bool(self.findings))

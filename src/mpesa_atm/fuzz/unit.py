@@ -211,9 +211,19 @@ class Unit:
         # Values the history's first lines keep in shell variables (name -> value of this run): the
         # reproducers quote the variable, e.g. the reference of the token they made (stateful.py).
         self.variables: dict[str, str] = {}
-        self.stopped = False  # the partner stopped answering, or the user interrupted the campaign
+        self._stopped = False  # the partner stopped answering, or the user interrupted the campaign
         self.kind = ""  # the kind of the case sent last ("realistic", "positive", ..., a lifecycle's action)
         self.watch = WrongTargetWatch(campaign.target)
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the unit sends no more cases: the partner stopped answering, the user interrupted
+        the campaign, or a bound (its deadline, its failures) ended it."""
+        return self._stopped or self.campaign.collector.stopper.reached()
+
+    @stopped.setter
+    def stopped(self, value: bool) -> None:
+        self._stopped = value
 
     def run(self) -> None:
         with open_session(self.campaign.target) as session:
