@@ -210,6 +210,7 @@ _RULES_OF: dict[str, tuple[str, ...]] = {
         "unknown_token",
     ),
     "unknown_token_paid": ("unknown_token",),
+    "response_time": ("response_time",),
 }
 _APPLIES: dict[str, Callable[[Case], bool]] = {
     "negative_data_rejection": lambda case: not is_valid_request(case),

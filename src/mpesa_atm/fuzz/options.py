@@ -102,8 +102,8 @@ def _chosen_checks(target: Target, options: Options) -> tuple[CheckInfo, ...]:
         asked = (*asked, *(name for name in BOUND_CHECKS if given[name] and name not in asked))
     try:
         chosen = checks_for(target.role, asked, options.excluded_checks)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    except ValueError as exc:  # the command's users see the flag that lists them
+        raise UsageError(f"{exc} (`mpesa-atm fuzz --list-checks` lists them)") from None
     return tuple(info for info in chosen if info.name not in BOUND_CHECKS or given[info.name])
 
 

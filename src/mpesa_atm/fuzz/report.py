@@ -231,9 +231,9 @@ def render_checks(checks: Sequence[CheckInfo]) -> str:
     document's section or a warning with its row of docs/spec-notes.md."""
     blocks = []
     for info in checks:
-        lines = [
-            f"{info.name} ({', '.join(info.roles)}; the document, {_sections(info.section)}): {info.findings}"
-        ]
+        # A check of an operator's bound (--max-response-time) has no section: its rule says whose it is.
+        source = f"the document, {_sections(info.section)}" if info.section else "not the document's"
+        lines = [f"{info.name} ({', '.join(info.roles)}; {source}): {info.findings}"]
         lines.extend(
             textwrap.wrap(info.meaning, width=_LISTED_WIDTH, initial_indent="  ", subsequent_indent="  ")
         )
