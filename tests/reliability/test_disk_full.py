@@ -7,16 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import sqlite3
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from mpesa_atm.errors import StoreBusy
+from mpesa_atm.mocks.records import BankToken, JournalRecord
+from mpesa_atm.mocks.statements import Transaction
+from mpesa_atm.mocks.store import Store
 from tests.fixtures.servers import Launcher
 
 pytestmark = pytest.mark.network
@@ -173,3 +179,79 @@ def test_full_disk_answers_minus_7_and_loses_nothing_acknowledged(small_disk: Pa
         assert acknowledged - _stored(db) == set(), "answered 0, not in the store after a restart"
     finally:
         launcher.stop_all()
+
+
+# Without root: SQLite's max_page_count makes the database "full" (SQLITE_FULL), and a write that
+# fails half way stands for a disk that fills during the journal's append.
+
+
+def _token(n: int) -> BankToken:
+    return BankToken(f"{n:032d}", f"TX{n}", MSISDN, "200.00", "CDF", None, "x")
+
+
+def test_a_store_that_cannot_grow_answers_store_busy_and_says_so_once(tmp_path, caplog):
+    store = Store(str(tmp_path / "full.sqlite3"))
+    (pages,) = store._db.execute("PRAGMA page_count").fetchone()
+    store._db.execute(f"PRAGMA max_page_count = {pages}")  # not one page more: SQLITE_FULL
+
+    def work(n: int) -> Callable[[Transaction], None]:
+        def add(tx: Transaction) -> None:  # more than a page of rows: the database must grow
+            for k in range(100):
+                tx.add_bank_token_once(_token(n * 100 + k), 0.0)
+
+        return add
+
+    async def turn(first: int) -> list[Any]:
+        works = [store.in_next_write(work(n)) for n in range(first, first + 3)]
+        return await asyncio.gather(*works, return_exceptions=True)
+
+    try:
+        for first in (0, 3):  # two turns of three works, each failing whole
+            assert [type(outcome) for outcome in asyncio.run(turn(first))] == [StoreBusy] * 3
+        logged = [r.getMessage() for r in caplog.records if r.name == "mpesa_atm.mocks"]
+        assert logged == [
+            f"writing to {tmp_path / 'full.sqlite3'} failed (logged once): database or disk is full"
+        ]
+        assert not any(r.exc_info for r in caplog.records), "a traceback for the disk's trouble"
+        store._db.execute("PRAGMA max_page_count = 1000000")  # space is back
+        assert asyncio.run(turn(6)) == [None] * 3
+        (rows,) = store._db.execute("SELECT COUNT(*) FROM bank_tokens").fetchone()
+        assert rows == 300  # the turn after, whole; nothing of the failed ones
+    finally:
+        store.close()
+
+
+def test_a_journal_append_the_disk_cannot_complete_leaves_no_half_line(tmp_path, monkeypatch, caplog):
+    path = tmp_path / "torn.sqlite3"
+    store = Store(str(path))
+    real_write = os.write
+    calls = iter(range(2))
+
+    def filling(descriptor: int, data: Any) -> int:
+        if next(calls, None) == 0:
+            return real_write(descriptor, bytes(data[: len(data) // 2]))  # half, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def record(i: int) -> JournalRecord:
+        body = json.dumps({"input_TransactionID": f"T{i}"})
+        return JournalRecord("bank", "inbound", "token_generation", "POST", "/", 200, body, "{}", 1.0)
+
+    try:
+        asyncio.run(store.journal_add_many([record(0)]))
+        monkeypatch.setattr(os, "write", filling)
+        for i in (1, 2):
+            with pytest.raises(StoreBusy):
+                asyncio.run(store.journal_add_many([record(i)]))
+        monkeypatch.undo()
+        asyncio.run(store.journal_add_many([record(3)]))
+        lines = Path(f"{path}.journal-bank.jsonl").read_bytes().split(b"\n")
+        assert lines[-1] == b""
+        entries = [json.loads(line) for line in lines[:-1]]  # each line parses
+        assert [(e["id"], json.loads(e["request"])["input_TransactionID"]) for e in entries] == [
+            (1, "T0"),
+            (2, "T3"),
+        ]
+        assert store.journal_lost == 0
+        assert "the journal takes entries again; 2 could not be written meanwhile" in caplog.text
+    finally:
+        store.close()
