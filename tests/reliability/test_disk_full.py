@@ -189,10 +189,21 @@ def _token(n: int) -> BankToken:
     return BankToken(f"{n:032d}", f"TX{n}", MSISDN, "200.00", "CDF", None, "x")
 
 
-def test_a_store_that_cannot_grow_answers_store_busy_and_says_so_once(tmp_path, caplog):
+@pytest.mark.parametrize(
+    ("trouble", "back", "message"),
+    [
+        # not one page more: SQLITE_FULL
+        ("PRAGMA max_page_count = {pages}", "PRAGMA max_page_count = 1000000", "database or disk is full"),
+        # SQLITE_READONLY, as a file that cannot be written gives
+        ("PRAGMA query_only = 1", "PRAGMA query_only = 0", "attempt to write a readonly database"),
+    ],
+)
+def test_a_store_that_cannot_be_written_answers_store_busy_and_says_so_once(
+    tmp_path, caplog, trouble, back, message
+):
     store = Store(str(tmp_path / "full.sqlite3"))
     (pages,) = store._db.execute("PRAGMA page_count").fetchone()
-    store._db.execute(f"PRAGMA max_page_count = {pages}")  # not one page more: SQLITE_FULL
+    store._db.execute(trouble.format(pages=pages))
 
     def work(n: int) -> Callable[[Transaction], None]:
         def add(tx: Transaction) -> None:  # more than a page of rows: the database must grow
@@ -209,11 +220,9 @@ def test_a_store_that_cannot_grow_answers_store_busy_and_says_so_once(tmp_path, 
         for first in (0, 3):  # two turns of three works, each failing whole
             assert [type(outcome) for outcome in asyncio.run(turn(first))] == [StoreBusy] * 3
         logged = [r.getMessage() for r in caplog.records if r.name == "mpesa_atm.mocks"]
-        assert logged == [
-            f"writing to {tmp_path / 'full.sqlite3'} failed (logged once): database or disk is full"
-        ]
+        assert logged == [f"writing to {tmp_path / 'full.sqlite3'} failed (logged once): {message}"]
         assert not any(r.exc_info for r in caplog.records), "a traceback for the disk's trouble"
-        store._db.execute("PRAGMA max_page_count = 1000000")  # space is back
+        store._db.execute(back)  # space is back, the file writable
         assert asyncio.run(turn(6)) == [None] * 3
         (rows,) = store._db.execute("SELECT COUNT(*) FROM bank_tokens").fetchone()
         assert rows == 300  # the turn after, whole; nothing of the failed ones
