@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from mpesa_atm.errors import StoreBusy
+from mpesa_atm.mocks.journal import Journal
 from mpesa_atm.mocks.records import BankToken, JournalRecord
 from mpesa_atm.mocks.statements import Transaction
 from mpesa_atm.mocks.store import Store
@@ -264,3 +265,22 @@ def test_a_journal_append_the_disk_cannot_complete_leaves_no_half_line(tmp_path,
         assert "the journal takes entries again; 2 could not be written meanwhile" in caplog.text
     finally:
         store.close()
+
+
+def test_an_answer_the_journal_cannot_take_goes_out_as_minus_7(mocks, monkeypatch):
+    """Every answer sent is in the journal: one whose entry cannot be written is not sent."""
+
+    def full(self: Any, records: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Journal, "append", full)
+    busy = mocks.bank.post("/token-generation", json=_generation(1))
+    assert (busy.status_code, busy.json()["output_ResponseCode"]) == (200, "-7")
+    monkeypatch.undo()
+    assert mocks.bank.get("/_harness/journal").json()["entries"] == []
+    # Its token was committed before the journal failed: the same call again is a repeat (-3), with
+    # the token's reference, as docs/reliability.md says.
+    again = mocks.bank.post("/token-generation", json=_generation(1)).json()
+    assert again["output_ResponseCode"] == "-3"
+    (entry,) = mocks.bank.get("/_harness/journal").json()["entries"]
+    assert entry["response"] == again
