@@ -149,6 +149,11 @@ def test_full_disk_answers_minus_7_and_loses_nothing_acknowledged(small_disk: Pa
         assert "-7" in codes.values(), "the disk never filled: the test tested nothing"
         assert "0" in codes.values()
 
+        # The control API's writes: 503 with Retry-After, as for a database out of reach.
+        rule = {"operation": "token_generation", "response_code": "-1", "description": "d" * 200, "times": 1}
+        control = httpx.post(f"{served.bank_url}/_harness/faults", json=rule)
+        assert (control.status_code, control.headers.get("retry-after")) == (503, "1"), control.text
+
         filler.unlink()  # space is back
         after: dict[int, httpx.Response] = {}
         asyncio.run(
