@@ -1,8 +1,9 @@
 """ASGI layer: journals each API exchange before its answer leaves, and answers what escaped the rest.
 
 An API answer's start is held until its body is journalled, then both are sent: a client that has
-its answer can already read it in the journal, and reads headers and body in one go. Control calls
-are not journalled.
+its answer can already read it in the journal, and reads headers and body in one go. An answer whose
+entry the journal cannot take (a full disk) is not sent: -7 System Too Busy goes instead, so that
+every answer sent is in the journal. Control calls are not journalled.
 
 It is also the mock's last resort: whatever escaped the error handlers (a bug of the mock) is
 logged and answered in the envelope, and journalled, unless some of the answer already left. Only
