@@ -76,13 +76,17 @@ def _write_whole(descriptor: int, data: bytes) -> None:
     """Appends `data` whole, or nothing of it: a write the disk cannot complete (ENOSPC, EIO) is cut
     back to the file's length before it, so that no half line is left for the next entry to continue
     (the caller holds the journal's lock: no other process appends meanwhile)."""
-    start = os.fstat(descriptor).st_size
     view = memoryview(data)
+    written = 0
     try:
         while view:
-            view = view[os.write(descriptor, view) :]
+            count = os.write(descriptor, view)
+            written += count
+            view = view[count:]
     except OSError:
-        os.ftruncate(descriptor, start)  # frees space: does not fail for want of it
+        if written:  # an append leaves the offset at the file's end: its start is `written` before
+            end = os.lseek(descriptor, 0, os.SEEK_CUR)
+            os.ftruncate(descriptor, end - written)  # frees space: does not fail for want of it
         raise
 
 
