@@ -164,8 +164,12 @@ class _Envelopes:
         path: str = request.scope["path"]
         if path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/"):
             return self.response(request, 503, f"{BUSY}: {exc}; try again", {"Retry-After": "1"})
-        body = self.answer(ResponseCode.SYSTEM_TOO_BUSY, BUSY, _echoed_reference(request.scope))
+        body = self.busy(request.scope)
         return ConnexionResponse(status_code=200, body=json.dumps(body), mimetype="application/json")
+
+    def busy(self, scope: Scope) -> dict[str, str]:
+        """The -7 System Too Busy that goes instead of an API answer the store could not keep."""
+        return self.answer(ResponseCode.SYSTEM_TOO_BUSY, BUSY, _echoed_reference(scope))
 
     def internal(self, request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         return self.response(request, 500, f"internal error of the mock ({type(exc).__name__})")
@@ -381,6 +385,7 @@ def _add_layers(
         store=store,
         error_answer=envelopes,
         operations=operation_at,
+        busy_answer=envelopes.busy,
     )
     app.add_middleware(
         RequestBody, position=MiddlewarePosition.BEFORE_EXCEPTION, settings=settings, error_answer=envelopes

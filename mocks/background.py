@@ -15,8 +15,10 @@ class OncePerKind:
     """Logs each kind of error (its type and message) the first time `what` meets it; a store that
     keeps failing in the same way fills no log, a new failure is still told."""
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, *, traceback: bool = True) -> None:
+        """`traceback`: False for the machine's trouble (a full disk), told in one line."""
         self.what = what
+        self.traceback = traceback
         self.seen: set[tuple[type[BaseException], str]] = set()
         self._lock = threading.Lock()
 
@@ -26,4 +28,4 @@ class OncePerKind:
             if kind in self.seen:
                 return
             self.seen.add(kind)
-        log.error("%s failed (logged once): %s", self.what, error, exc_info=error)
+        log.error("%s failed (logged once): %s", self.what, error, exc_info=error if self.traceback else None)

@@ -72,6 +72,24 @@ def _dumps(values: dict[str, Any]) -> bytes:
         return json.dumps(values).encode()
 
 
+def _write_whole(descriptor: int, data: bytes) -> None:
+    """Appends `data` whole, or nothing of it: a write the disk cannot complete (ENOSPC, EIO) is cut
+    back to the file's length before it, so that no half line is left for the next entry to continue
+    (the caller holds the journal's lock: no other process appends meanwhile)."""
+    view = memoryview(data)
+    written = 0
+    try:
+        while view:
+            count = os.write(descriptor, view)
+            written += count
+            view = view[count:]
+    except OSError:
+        if written:  # an append leaves the offset at the file's end: its start is `written` before
+            end = os.lseek(descriptor, 0, os.SEEK_CUR)
+            os.ftruncate(descriptor, end - written)  # frees space: does not fail for want of it
+        raise
+
+
 class Journal:
     """The journal files of one database (in memory for `:memory:`). Appending, rotating and
     clearing happen in the caller's turn on the journal's lock; so does taking a snapshot to read."""
@@ -112,8 +130,13 @@ class Journal:
                 }
             )
             lines.setdefault(r.role, []).append(line)
-        for role, texts in lines.items():
-            self._write(role, b"\n".join(texts) + b"\n")
+        for n, (role, texts) in enumerate(lines.items()):
+            try:
+                self._write(role, b"\n".join(texts) + b"\n")
+            except OSError:
+                if n == 0:  # nothing of this append written: its ids are the next append's
+                    self.counters[LAST_JOURNAL_ID] = first - 1
+                raise
             count = self.counters[self._slot(role) + 1] + len(texts)
             if count >= self.limit:
                 self._rotate(role)
@@ -191,9 +214,7 @@ class Journal:
                 os.close(opened[1])
             descriptor = os.open(self._paths[role][0], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             opened = self._files[role] = (generation, descriptor)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(opened[1], view) :]
+        _write_whole(opened[1], data)
 
     def _rotate(self, role: str) -> None:
         if self._memory is not None:

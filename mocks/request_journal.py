@@ -1,8 +1,9 @@
 """ASGI layer: journals each API exchange before its answer leaves, and answers what escaped the rest.
 
 An API answer's start is held until its body is journalled, then both are sent: a client that has
-its answer can already read it in the journal, and reads headers and body in one go. Control calls
-are not journalled.
+its answer can already read it in the journal, and reads headers and body in one go. An answer whose
+entry the journal cannot take (a full disk) is not sent: -7 System Too Busy goes instead, so that
+every answer sent is in the journal. Control calls are not journalled.
 
 It is also the mock's last resort: whatever escaped the error handlers (a bug of the mock) is
 logged and answered in the envelope, and journalled, unless some of the answer already left. Only
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -26,12 +28,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mpesa_atm.errors import StoreBusy
 from mpesa_atm.masking import MASK, PASSWORD_FIELD, masked_body, masked_text
+from mpesa_atm.mocks.background import OncePerKind
 from mpesa_atm.mocks.connection_faults import sent_instead
 from mpesa_atm.mocks.fastpath import PARSED_KEY
 from mpesa_atm.mocks.faults import SLOT_KEY
 from mpesa_atm.mocks.records import JournalRecord
 from mpesa_atm.mocks.request_body import BODY_KEY, ErrorAnswer, send_json
-from mpesa_atm.mocks.storage import Storage
+from mpesa_atm.mocks.storage import BUSY, Storage
 from mpesa_atm.operations import CONTROL_PREFIX
 
 __all__ = ["RequestJournal"]
@@ -50,11 +53,15 @@ class RequestJournal:
         store: Storage,
         error_answer: ErrorAnswer,
         operations: dict[str, str],
+        busy_answer: Callable[[Scope], dict[str, Any]] | None = None,
     ) -> None:
         self.app = app
         self.role = role
         self.store = store
         self.error_answer = error_answer
+        # The -7 System Too Busy that replaces an answer whose journal entry cannot be written.
+        self.busy_answer = busy_answer or (lambda scope: error_answer(scope, 503, BUSY)[1])
+        self.lost = OncePerKind("the request journal", traceback=False)
         self.operations = operations  # path -> operationId
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -68,9 +75,10 @@ class RequestJournal:
         chunks: list[bytes] = []
         held: Message | None = None  # an API answer's start, sent with its body
         journalled = False
+        replaced = False  # the answer was not journalled: -7 went instead
 
         async def journalled_send(message: Message) -> None:
-            nonlocal status, held, journalled
+            nonlocal status, held, journalled, replaced
             if message["type"] == "http.response.start":
                 status = message["status"]
                 if not is_control:
@@ -79,13 +87,19 @@ class RequestJournal:
                     held = message
                     return
             elif message["type"] == "http.response.body" and not is_control:
+                if replaced:
+                    return  # the rest of an answer that was not journalled, never sent
                 if not journalled:
                     chunks.append(message.get("body", b""))
                     # Whole at its last message, or when its first is as long as its start says
                     # (a refused body's answer, whose last message waits for the body's drain).
                     if not message.get("more_body", False) or (held is not None and _is_whole(held, chunks)):
                         journalled = True
-                        await self._journal(scope, status, b"".join(chunks), started)
+                        if not await self._journal(scope, status, b"".join(chunks), started):
+                            replaced = True
+                            held = None
+                            await send_json(send, 200, self.busy_answer(scope))
+                            return
                 if held is not None:
                     await send(held)
                     held = None
@@ -109,7 +123,9 @@ class RequestJournal:
         except Exception:  # the envelope builder failed on this very request: the bare envelope
             return 500, {"output_ResponseCode": "-1", "output_ResponseDesc": f"Failure: {reason}"}
 
-    async def _journal(self, scope: Scope, status: int | None, answer: bytes, started: float) -> None:
+    async def _journal(self, scope: Scope, status: int | None, answer: bytes, started: float) -> bool:
+        """Journals the exchange; False when the journal could not take it (a full disk), and then
+        the answer must not leave: every answer sent is in the journal (docs/reliability.md)."""
         path = scope["path"]
         url = path
         if scope["query_string"]:
@@ -139,10 +155,13 @@ class RequestJournal:
             # turn; the answer waits for it.
             await self.store.journal_in_next_write(record)
         except (StoreBusy, OSError) as exc:
-            # The answer (committed already, if a success) matters more than its journal entry.
-            log.warning("journal entry lost: %s", exc)
-        except Exception:  # a bug of the journal's, not of the call: the same, with its traceback
+            # Told once a kind (the store counts the entries and says when the journal takes them
+            # again), not once a call: a full disk fails every call until space is back.
+            self.lost.log(exc)
+            return False
+        except Exception:  # a bug of the journal's, not of the call: the answer goes, with a traceback
             log.exception("journal entry lost")
+        return True
 
 
 def _is_whole(start: Message, chunks: list[bytes]) -> bool:

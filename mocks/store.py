@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from mpesa_atm.errors import StoreBusy
+from mpesa_atm.mocks.background import OncePerKind
 from mpesa_atm.mocks.coordination import CONFIG_VERSION, IN_FLIGHT, Coordination, WriterLock
 from mpesa_atm.mocks.journal import Journal
 from mpesa_atm.mocks.records import ROLE_TABLES, JournalEntry, JournalRecord, Kept
@@ -97,6 +99,8 @@ _SQL = SQLITE.statements
 
 T = TypeVar("T")
 
+log = logging.getLogger("mpesa_atm.mocks")
+
 
 class Store:
     """One connection to the shared SQLite file; each worker process opens its own, and closes it
@@ -116,6 +120,9 @@ class Store:
         except BaseException:
             self._db.close()
             raise
+        self._troubles = OncePerKind(f"writing to {path}", traceback=False)
+        self._journal_troubles = OncePerKind(f"the journal of {path}", traceback=False)
+        self.journal_lost = 0  # entries the journal could not take since it last took one (counted, logged)
         self._checkpointer: Checkpointer | None = None
         if self._locks.shared:  # else SQLite's own locking and checkpoints
             self._db.execute("PRAGMA wal_autocheckpoint = 0")  # Checkpointer's job
@@ -158,17 +165,38 @@ class Store:
             try:
                 yield
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rolled_back()
                 raise
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                self._rolled_back()  # a COMMIT that failed (disk full) may leave the transaction open
+                raise
         except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise StoreBusy(str(exc)) from exc
-            raise
+            raise self._trouble(exc) from exc
+        if self._troubles.seen:  # the spell of trouble is over: the next one is told anew
+            log.warning("writing to the store succeeds again")
+            self._troubles.seen.clear()
         if config:  # after the commit, so that whoever sees the new number reads the change
             self._locks.counters[CONFIG_VERSION] += 1
         if self._checkpointer is not None:
             self._checkpointer.committed()
+
+    def _rolled_back(self) -> None:
+        """Ends the transaction under way, if SQLite has not ended it itself (it rolls back on its own
+        after some errors: SQLITE_FULL, SQLITE_IOERR)."""
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # the error that brought us here is the one told
+                self._db.execute("ROLLBACK")
+
+    def _trouble(self, error: sqlite3.OperationalError) -> StoreBusy:
+        """The machine's trouble as StoreBusy (-7, 503 on the control API), as on PostgreSQL: another
+        process's lock, a full disk (SQLITE_FULL), a file that cannot be written or opened
+        (SQLITE_READONLY, SQLITE_CANTOPEN, SQLITE_IOERR). Logged once per kind, not once per call:
+        a full disk fails every call until space is back."""
+        if "locked" not in str(error) and "busy" not in str(error):  # another process's turn
+            self._troubles.log(error)
+        return StoreBusy(str(error))
 
     @contextlib.contextmanager
     def transaction(self, *, held: bool = False) -> Iterator[Transaction]:
@@ -275,7 +303,18 @@ class Store:
     def _append(self, records: Sequence[JournalRecord], *, held: bool = False) -> None:
         """`held`: the caller has taken this process's turn on the journal's lock (turns.py)."""
         with contextlib.nullcontext() if held else self._locks.journal:
-            self._journal.append(records)
+            try:
+                self._journal.append(records)
+            except OSError as exc:  # a full disk: nothing of the append is left (mocks/journal.py)
+                self.journal_lost += len(records)
+                self._journal_troubles.log(exc)
+                raise StoreBusy(f"the journal: {exc}") from exc
+        if self.journal_lost:  # told once a spell of trouble, which the next one tells anew
+            log.warning(
+                "the journal takes entries again; %d could not be written meanwhile", self.journal_lost
+            )
+            self.journal_lost = 0
+            self._journal_troubles.seen.clear()
 
     async def journal(
         self, role: str, *, operation: str | None = None, limit: int = 100

@@ -163,6 +163,8 @@ class TurnWrites:
         def first_try(tx: Transaction, work: Callable[[Transaction], Any]) -> Any:
             try:
                 return work(tx)
+            except sqlite3.OperationalError:  # the store's trouble (a full disk), not the work's
+                raise
             except Exception:
                 failed.append(True)
                 raise
@@ -184,6 +186,8 @@ class TurnWrites:
         db.execute("SAVEPOINT work")
         try:
             value = work(tx)
+        except sqlite3.OperationalError:  # the store's trouble: the whole turn fails (StoreBusy)
+            raise
         except Exception as exc:
             db.execute("ROLLBACK TO work")
             db.execute("RELEASE work")

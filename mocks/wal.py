@@ -86,7 +86,7 @@ class Checkpointer:
         self._wake = threading.Event()
         self._stopped = False
         self._thread: threading.Thread | None = None
-        self.errors = OncePerKind(f"the WAL's checkpoint of {path}")
+        self.errors = OncePerKind(f"the WAL's checkpoint of {path}", traceback=False)  # the disk's trouble
 
     def committed(self) -> None:
         self.commits += 1
