@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from mpesa_atm import settings_table
 from mpesa_atm.errors import ConfigError
 from mpesa_atm.operations import CONTROL_PREFIX
-from mpesa_atm.passwords import is_password_hash, verify_password
+from mpesa_atm.passwords import is_password_hash, verify_password, verify_password_off_loop
 from mpesa_atm.settings_table import (
     DAYS,
     ENV_PREFIX,
@@ -136,6 +136,9 @@ class BankAccount:
     # sha256 digests of passwords checked against password_hash, and the outcome: scrypt is slow by
     # design (tens of ms on the event loop), and clients repeat the same password, right or wrong.
     _checked: dict[bytes, bool] = field(default_factory=dict, compare=False, repr=False)
+    # The passwords that verified against password_hash in this process: the only ones of a hashed
+    # bank a mock can mask by value.
+    verified: set[str] = field(default_factory=set, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if (self.password is None) == (self.password_hash is None):
@@ -148,15 +151,33 @@ class BankAccount:
             raise ConfigError(f"bank {self.username!r}: link at least one shortcode")
 
     def password_matches(self, candidate: str) -> bool:
+        """Whether `candidate` is this bank's password (scrypt in this thread: not on an event loop)."""
         if self.password is not None:
             return hmac.compare_digest(self.password.encode(), candidate.encode())
         assert self.password_hash is not None
-        key = hashlib.sha256(candidate.encode()).digest()
-        if key not in self._checked:
-            if len(self._checked) >= _CHECKED_LIMIT:  # bounded: forget the oldest
-                del self._checked[next(iter(self._checked))]
-            self._checked[key] = verify_password(self.password_hash, candidate)
-        return self._checked[key]
+        known = self._checked.get(key := hashlib.sha256(candidate.encode()).digest())
+        if known is None:
+            known = self._remember(key, candidate, verify_password(self.password_hash, candidate))
+        return known
+
+    async def password_checked(self, candidate: str) -> bool:
+        """`password_matches` for a mock: a hash is checked off the event loop, then remembered."""
+        if self.password is not None:
+            return self.password_matches(candidate)
+        assert self.password_hash is not None
+        known = self._checked.get(key := hashlib.sha256(candidate.encode()).digest())
+        if known is None:
+            outcome = await verify_password_off_loop(self.password_hash, candidate)
+            known = self._remember(key, candidate, outcome)
+        return known
+
+    def _remember(self, key: bytes, candidate: str, outcome: bool) -> bool:
+        if len(self._checked) >= _CHECKED_LIMIT:  # bounded: forget the oldest
+            del self._checked[next(iter(self._checked))]
+        self._checked[key] = outcome
+        if outcome:  # now known in clear: masked by value from here on (masking.Secrets)
+            self.verified.add(candidate)
+        return outcome
 
 
 # The sample bank of the document (2.1.2.1), so the document's examples work out of the box.
