@@ -128,7 +128,9 @@ class _Envelopes:
 
     @staticmethod
     def reason(exc: ProblemException) -> str:
-        if exc.status == 415:
+        if exc.status == 415 and exc.detail and exc.detail.startswith("charset "):
+            reason = f"Content-Type must be application/json in UTF-8, not {exc.detail.split(':')[0]}"
+        elif exc.status == 415:
             reason = "Content-Type must be application/json"
         elif exc.status == 400 and exc.detail == "RequestBody is required":  # connexion's words
             reason = "invalid request: the body is empty; send a JSON object"
