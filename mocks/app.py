@@ -31,6 +31,7 @@ from starlette.types import Scope
 
 from mpesa_atm.codes import ResponseCode, bank_answer, ipg_answer
 from mpesa_atm.errors import StoreBusy
+from mpesa_atm.masking import Secrets
 from mpesa_atm.mocks.access_log import AccessLog
 from mpesa_atm.mocks.bank import BankRules
 from mpesa_atm.mocks.connection_faults import ConnectionFaults
@@ -374,8 +375,10 @@ def _add_layers(
     order: the journal sees every answer, the body's refusals included (each is inserted just before
     ExceptionMiddleware, so the first added is the outer). The access log, outside them, only when
     asked for: off, it costs no layer."""
+    secrets = Secrets.of_banks(settings.banks, settings.bank_password)
     if settings.access_log:
-        app.add_middleware(AccessLog, position=MiddlewarePosition.BEFORE_EXCEPTION, role=role)
+        position = MiddlewarePosition.BEFORE_EXCEPTION
+        app.add_middleware(AccessLog, position=position, role=role, secrets=secrets)
     app.add_middleware(
         RequestJournal,
         position=MiddlewarePosition.BEFORE_EXCEPTION,
@@ -383,6 +386,7 @@ def _add_layers(
         store=store,
         error_answer=envelopes,
         operations=operation_at,
+        secrets=secrets,
     )
     app.add_middleware(
         RequestBody, position=MiddlewarePosition.BEFORE_EXCEPTION, settings=settings, error_answer=envelopes
