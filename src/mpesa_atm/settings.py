@@ -279,7 +279,17 @@ class Settings:
         variable="CONTROL_TOKEN",
         flag="--control-token",
         metavar="TOKEN",
-        help=f"require 'Authorization: Bearer TOKEN' on {CONTROL_PREFIX}/ (needed off loopback)",
+        help=f"require 'Authorization: Bearer TOKEN' on {CONTROL_PREFIX}/ (needed off loopback); prefer"
+        f" --control-token-file or {ENV_PREFIX}CONTROL_TOKEN: a flag shows in the process list",
+    )
+    # Read into control_token where it is given (load_settings): a token kept out of the process list.
+    control_token_file: str | None = setting(
+        None,
+        FILE,
+        file="control_token_file",
+        variable="CONTROL_TOKEN_FILE",
+        flag="--control-token-file",
+        help="read the control token from this file (its text, less the final newline)",
     )
     # Fault modes at start-up (the control API's /_harness/modes changes them at run time).
     magic_values: bool = setting(True, SWITCH, file="magic_values")
@@ -405,6 +415,22 @@ def flags_of(args: argparse.Namespace) -> dict[str, Any]:
     return settings_table.flags_of(args, _SETTINGS)
 
 
+def _with_token_read(source: dict[str, Any]) -> dict[str, Any]:
+    """`source` (one of the config file, the variables, the flags) with the control token read from
+    its control_token_file, if it names one: a file given with a flag beats a token in a variable."""
+    path = source.get("control_token_file")
+    if not path:
+        return source
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise ConfigError(f"control_token_file: cannot read {path}: {reason}") from None
+    if not token:
+        raise ConfigError(f"control_token_file: {path} is empty")
+    return {**source, "control_token": token}
+
+
 def load_settings(
     *,
     config_file: str | Path | None = None,
@@ -418,11 +444,11 @@ def load_settings(
     """
     env = os.environ if env is None else env
     config_file = config_file or env.get(ENV_PREFIX + "CONFIG") or None
+    sources = [read_file(Path(config_file), _SETTINGS)] if config_file else []
+    sources += [read_env(env, _SETTINGS), {k: v for k, v in flags.items() if v is not None}]
     merged: dict[str, Any] = {}
-    if config_file:
-        merged |= read_file(Path(config_file), _SETTINGS)
-    merged |= read_env(env, _SETTINGS)
-    merged |= {k: v for k, v in flags.items() if v is not None}
+    for source in sources:
+        merged |= _with_token_read(source)
     try:
         return Settings(**merged)
     except TypeError as exc:  # a flag the Settings do not have: a programming error, said plainly
