@@ -88,9 +88,12 @@ _MAY_ENCODE = re.compile(r"[\\%+]")  # what the other spellings of a password st
 _CONTROL_ESCAPES = {"\b": "b", "\f": "f", "\n": "n", "\r": "r", "\t": "t"}
 
 
-class _Bank(Protocol):
-    password: str | None
-    verified: set[str]
+class _Bank(Protocol):  # settings.BankAccount, which this leaf does not import
+    @property
+    def password(self) -> str | None: ...
+
+    @property
+    def verified(self) -> set[str]: ...
 
 
 def _char_forms(char: str) -> str:
