@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
+import os
 import secrets
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["hash_password", "is_password_hash", "verify_password", "verify_password_off_loop"]
@@ -59,11 +62,21 @@ def verify_password(stored_hash: str, password: str) -> bool:
     return hmac.compare_digest(digest, base64.b64decode(expected))
 
 
+def _yield_to_the_loop() -> None:
+    """Lowers this thread's priority (Linux keeps one per thread): on a busy machine the event loop,
+    which answers every call, gets the cores before a check of a password does."""
+    # Not Linux, or not allowed: the checks run at the loop's priority.
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+
+
 async def verify_password_off_loop(stored_hash: str, password: str) -> bool:
     """`verify_password` in this process's small pool of threads (hashlib.scrypt lets go of the GIL),
     so that the event loop goes on answering while it runs."""
     global _verifiers
     if _verifiers is None:
-        _verifiers = ThreadPoolExecutor(max_workers=_VERIFIERS, thread_name_prefix="mpesa-atm-scrypt")
+        _verifiers = ThreadPoolExecutor(
+            max_workers=_VERIFIERS, thread_name_prefix="mpesa-atm-scrypt", initializer=_yield_to_the_loop
+        )
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_verifiers, verify_password, stored_hash, password)
