@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mpesa_atm.masking import Secrets
 from mpesa_atm.mocks.connection_faults import sent_instead
 from mpesa_atm.operations import CONTROL_PREFIX
 
@@ -37,10 +38,18 @@ def _to_stdout(line: str) -> None:
 
 
 class AccessLog:
-    def __init__(self, app: ASGIApp, *, role: str, write: Callable[[str], None] = _to_stdout) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        role: str,
+        write: Callable[[str], None] = _to_stdout,
+        secrets: Secrets | None = None,
+    ) -> None:
         self.app = app
         self.role = role
         self.write = write
+        self.secrets = secrets or Secrets(tuple)  # a password in a path is masked too
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -77,5 +86,5 @@ class AccessLog:
             shown = "-" if status is None else status
             self.write(
                 f"{arrived.isoformat(timespec='milliseconds')} {self.role} {scope['method']} "
-                f"{path} {shown} {code} {milliseconds:.1f} ms{note}\n"
+                f"{self.secrets.masked(path)} {shown} {code} {milliseconds:.1f} ms{note}\n"
             )

@@ -31,6 +31,7 @@ from starlette.types import Scope
 
 from mpesa_atm.codes import ResponseCode, bank_answer, ipg_answer
 from mpesa_atm.errors import StoreBusy
+from mpesa_atm.masking import Secrets
 from mpesa_atm.mocks.access_log import AccessLog
 from mpesa_atm.mocks.bank import BankRules
 from mpesa_atm.mocks.connection_faults import ConnectionFaults
@@ -128,7 +129,9 @@ class _Envelopes:
 
     @staticmethod
     def reason(exc: ProblemException) -> str:
-        if exc.status == 415:
+        if exc.status == 415 and exc.detail and exc.detail.startswith("charset "):
+            reason = f"Content-Type must be application/json in UTF-8, not {exc.detail.split(':')[0]}"
+        elif exc.status == 415:
             reason = "Content-Type must be application/json"
         elif exc.status == 400 and exc.detail == "RequestBody is required":  # connexion's words
             reason = "invalid request: the body is empty; send a JSON object"
@@ -376,8 +379,10 @@ def _add_layers(
     order: the journal sees every answer, the body's refusals included (each is inserted just before
     ExceptionMiddleware, so the first added is the outer). The access log, outside them, only when
     asked for: off, it costs no layer."""
+    secrets = Secrets.of_banks(settings.banks, settings.bank_password)
     if settings.access_log:
-        app.add_middleware(AccessLog, position=MiddlewarePosition.BEFORE_EXCEPTION, role=role)
+        position = MiddlewarePosition.BEFORE_EXCEPTION
+        app.add_middleware(AccessLog, position=position, role=role, secrets=secrets)
     app.add_middleware(
         RequestJournal,
         position=MiddlewarePosition.BEFORE_EXCEPTION,
@@ -386,6 +391,7 @@ def _add_layers(
         error_answer=envelopes,
         operations=operation_at,
         busy_answer=envelopes.busy,
+        secrets=secrets,
     )
     app.add_middleware(
         RequestBody, position=MiddlewarePosition.BEFORE_EXCEPTION, settings=settings, error_answer=envelopes

@@ -93,7 +93,7 @@ class IpgRules:
             )
 
         account = self.settings.bank(request["input_Username"])
-        if account is None or not account.password_matches(request["input_Password"]):
+        if account is None or not await account.password_checked(request["input_Password"]):
             return answer(ResponseCode.AUTHENTICATION_FAILED)
         if request["input_BankShortcode"] not in account.shortcodes:
             return answer(

@@ -104,7 +104,7 @@ class ProviderStates:
                 f"{THE_BANK_IS_REGISTERED!r}: the iPG mock has no bank {given['username']!r}"
                 " (configure it under [[ipg.banks]])"
             )
-        if not account.password_matches(given["password"]):
+        if not await account.password_checked(given["password"]):
             raise UnsatisfiableProviderState(
                 f"{THE_BANK_IS_REGISTERED!r}: the iPG mock's bank {account.username!r} has another password"
             )

@@ -27,7 +27,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mpesa_atm.errors import StoreBusy
-from mpesa_atm.masking import MASK, PASSWORD_FIELD, masked_body, masked_text
+from mpesa_atm.masking import MASK, PASSWORD_FIELD, Secrets, masked_body, masked_text
 from mpesa_atm.mocks.background import OncePerKind
 from mpesa_atm.mocks.connection_faults import sent_instead
 from mpesa_atm.mocks.fastpath import PARSED_KEY
@@ -54,8 +54,12 @@ class RequestJournal:
         error_answer: ErrorAnswer,
         operations: dict[str, str],
         busy_answer: Callable[[Scope], dict[str, Any]] | None = None,
+        secrets: Secrets | None = None,
     ) -> None:
         self.app = app
+        # The known passwords, masked by value in each entry: whatever the field, the encoding or
+        # the escapes a body spelt them in (masked by name as well, for the passwords not known).
+        self.secrets = secrets or Secrets(tuple)
         self.role = role
         self.store = store
         self.error_answer = error_answer
@@ -109,7 +113,7 @@ class RequestJournal:
             await self.app(scope, receive, journalled_send)
         except Exception as exc:
             # Not raised again: the server's own last-resort handler would answer a bare 500.
-            log.exception("%s %s failed", scope["method"], path)
+            log.exception("%s %s failed", scope["method"], self.secrets.masked(path))
             if status == 0 or held is not None:  # nothing of the answer sent yet
                 status, answer = self._internal_error(scope, exc)
                 if not is_control:
@@ -130,6 +134,7 @@ class RequestJournal:
         url = path
         if scope["query_string"]:
             url += "?" + masked_text(scope["query_string"].decode("latin-1"))
+        url = self.secrets.masked(url)
         response = _journal_text(answer)
         instead = sent_instead(scope) if scope.get(SLOT_KEY) else None
         if instead is not None:  # the client never gets this answer: say what it got
@@ -146,8 +151,8 @@ class RequestJournal:
             url=url,
             status=status,
             # The body as read by RequestBody, inside this layer; none when it refused the body.
-            request=_request_text(scope),
-            response=response,
+            request=self.secrets.masked(_request_text(scope)),
+            response=self.secrets.masked(response),
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
         )
         try:

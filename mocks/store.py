@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -102,6 +103,13 @@ T = TypeVar("T")
 log = logging.getLogger("mpesa_atm.mocks")
 
 
+def _create_private(path: str) -> None:
+    """Creates the database file 0600 if it is not there: SQLite gives its -wal and -shm files the
+    database's mode, and the store holds every call's details (the lock files and journal are 0600)."""
+    if path != ":memory:" and not path.startswith("file:"):
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+
+
 class Store:
     """One connection to the shared SQLite file; each worker process opens its own, and closes it
     with close() (an app's lifespan does: mocks/app.py).
@@ -113,6 +121,7 @@ class Store:
 
     def __init__(self, path: str, *, journal_limit: int = 10_000, busy_timeout: float = 5.0) -> None:
         """`busy_timeout`: seconds a write waits for another process's turn before StoreBusy."""
+        _create_private(path)
         self._db = connect(path, busy_timeout)
         try:
             while_locked(lambda: self._db.executescript(_SCHEMA), busy_timeout)  # idempotent; commits

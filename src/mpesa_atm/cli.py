@@ -58,6 +58,7 @@ _SERVE_SETTINGS = (
     "retention",
     "db_path",
     "control_token",
+    "control_token_file",
     "max_body_bytes",
 )
 _TLS_SETTINGS = ("tls_cert", "tls_key", "tls_client_ca")
@@ -378,6 +379,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "control_token", None):  # as --password's help says of it: a flag shows in ps
+        instead = "--control-token-file FILE, " if hasattr(args, "control_token_file") else ""
+        print(
+            f"mpesa-atm: warning: --control-token shows in the process list; prefer {instead}"
+            f"{ENV_PREFIX}CONTROL_TOKEN or control_token in the config file",
+            file=sys.stderr,
+        )
     try:
         code: int = args.handler(args)
     except UsageError as exc:  # a library's own word for an argument, spelled as our flag

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from mpesa_atm import settings_table
 from mpesa_atm.errors import ConfigError
 from mpesa_atm.operations import CONTROL_PREFIX
-from mpesa_atm.passwords import is_password_hash, verify_password
+from mpesa_atm.passwords import is_password_hash, verify_password, verify_password_off_loop
 from mpesa_atm.settings_table import (
     DAYS,
     ENV_PREFIX,
@@ -136,6 +136,9 @@ class BankAccount:
     # sha256 digests of passwords checked against password_hash, and the outcome: scrypt is slow by
     # design (tens of ms on the event loop), and clients repeat the same password, right or wrong.
     _checked: dict[bytes, bool] = field(default_factory=dict, compare=False, repr=False)
+    # The passwords that verified against password_hash in this process: the only ones of a hashed
+    # bank a mock can mask by value.
+    verified: set[str] = field(default_factory=set, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if (self.password is None) == (self.password_hash is None):
@@ -148,15 +151,33 @@ class BankAccount:
             raise ConfigError(f"bank {self.username!r}: link at least one shortcode")
 
     def password_matches(self, candidate: str) -> bool:
+        """Whether `candidate` is this bank's password (scrypt in this thread: not on an event loop)."""
         if self.password is not None:
             return hmac.compare_digest(self.password.encode(), candidate.encode())
         assert self.password_hash is not None
-        key = hashlib.sha256(candidate.encode()).digest()
-        if key not in self._checked:
-            if len(self._checked) >= _CHECKED_LIMIT:  # bounded: forget the oldest
-                del self._checked[next(iter(self._checked))]
-            self._checked[key] = verify_password(self.password_hash, candidate)
-        return self._checked[key]
+        known = self._checked.get(key := hashlib.sha256(candidate.encode()).digest())
+        if known is None:
+            known = self._remember(key, candidate, verify_password(self.password_hash, candidate))
+        return known
+
+    async def password_checked(self, candidate: str) -> bool:
+        """`password_matches` for a mock: a hash is checked off the event loop, then remembered."""
+        if self.password is not None:
+            return self.password_matches(candidate)
+        assert self.password_hash is not None
+        known = self._checked.get(key := hashlib.sha256(candidate.encode()).digest())
+        if known is None:
+            outcome = await verify_password_off_loop(self.password_hash, candidate)
+            known = self._remember(key, candidate, outcome)
+        return known
+
+    def _remember(self, key: bytes, candidate: str, outcome: bool) -> bool:
+        if len(self._checked) >= _CHECKED_LIMIT:  # bounded: forget the oldest
+            del self._checked[next(iter(self._checked))]
+        self._checked[key] = outcome
+        if outcome:  # now known in clear: masked by value from here on (masking.Secrets)
+            self.verified.add(candidate)
+        return outcome
 
 
 # The sample bank of the document (2.1.2.1), so the document's examples work out of the box.
@@ -258,7 +279,17 @@ class Settings:
         variable="CONTROL_TOKEN",
         flag="--control-token",
         metavar="TOKEN",
-        help=f"require 'Authorization: Bearer TOKEN' on {CONTROL_PREFIX}/ (needed off loopback)",
+        help=f"require 'Authorization: Bearer TOKEN' on {CONTROL_PREFIX}/ (needed off loopback); prefer"
+        f" --control-token-file or {ENV_PREFIX}CONTROL_TOKEN: a flag shows in the process list",
+    )
+    # Read into control_token where it is given (load_settings): a token kept out of the process list.
+    control_token_file: str | None = setting(
+        None,
+        FILE,
+        file="control_token_file",
+        variable="CONTROL_TOKEN_FILE",
+        flag="--control-token-file",
+        help="read the control token from this file (its text, less the final newline)",
     )
     # Fault modes at start-up (the control API's /_harness/modes changes them at run time).
     magic_values: bool = setting(True, SWITCH, file="magic_values")
@@ -384,6 +415,22 @@ def flags_of(args: argparse.Namespace) -> dict[str, Any]:
     return settings_table.flags_of(args, _SETTINGS)
 
 
+def _with_token_read(source: dict[str, Any]) -> dict[str, Any]:
+    """`source` (one of the config file, the variables, the flags) with the control token read from
+    its control_token_file, if it names one: a file given with a flag beats a token in a variable."""
+    path = source.get("control_token_file")
+    if not path:
+        return source
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise ConfigError(f"control_token_file: cannot read {path}: {reason}") from None
+    if not token:
+        raise ConfigError(f"control_token_file: {path} is empty")
+    return {**source, "control_token": token}
+
+
 def load_settings(
     *,
     config_file: str | Path | None = None,
@@ -397,11 +444,11 @@ def load_settings(
     """
     env = os.environ if env is None else env
     config_file = config_file or env.get(ENV_PREFIX + "CONFIG") or None
+    sources = [read_file(Path(config_file), _SETTINGS)] if config_file else []
+    sources += [read_env(env, _SETTINGS), {k: v for k, v in flags.items() if v is not None}]
     merged: dict[str, Any] = {}
-    if config_file:
-        merged |= read_file(Path(config_file), _SETTINGS)
-    merged |= read_env(env, _SETTINGS)
-    merged |= {k: v for k, v in flags.items() if v is not None}
+    for source in sources:
+        merged |= _with_token_read(source)
     try:
         return Settings(**merged)
     except TypeError as exc:  # a flag the Settings do not have: a programming error, said plainly

@@ -210,6 +210,8 @@ def _all_variants(path: str, example: dict[str, str]) -> Iterator[Call]:
     yield Call.post(path, example, **{"Content-Type": "application/json; charset=utf-8"})
     yield Call.post(path, example, **{"Content-Type": "application/json;charset=UTF-8"})
     yield Call.post(path, example, **{"Content-Type": "application/json;charset=latin-1"})
+    yield Call.post(path, example, **{"Content-Type": "application/json; charset=latin-1"})
+    yield Call.post(path, example, **{"Content-Type": "application/json; charset=UTF-16"})
     yield Call.post(path, example, **{"Content-Type": "Application/JSON"})
     two_types = [(b"content-type", b"application/json"), (b"content-type", b"text/plain")]
     yield Call("POST", path, json.dumps(example).encode(), {}, two_types)

@@ -165,6 +165,9 @@ CORPUS = [
     Case("no-content-type", body, 415, headers={}),
     Case("garbage-content-type", body, 415, headers={"Content-Type": ";;=/="}),
     Case("unknown-charset", body, 415, headers={"Content-Type": "application/json;charset=x-unknown"}),
+    Case("latin-1-charset", body, 415, headers={"Content-Type": "application/json; charset=latin-1"}),
+    Case("iso-8859-1-charset", body, 415, headers={"Content-Type": "application/json;charset=ISO-8859-1"}),
+    Case("utf-16-charset", body, 415, headers={"Content-Type": "Application/JSON; Charset=UTF-16"}),
     Case("upper-case-media-type", raw("[]"), headers={"Content-Type": "APPLICATION/JSON"}),
     # Method and path
     Case("get", raw(b""), 405, method="GET", headers={}),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
 import secrets
 import subprocess
 import sys
@@ -193,3 +194,62 @@ def test_journal_keeps_only_its_configured_size(serve, tmp_path):
     on_disk = [Path(f"{served.db_path}.journal-bank{part}.jsonl") for part in ("", ".1")]
     lines = sum(path.read_bytes().count(b"\n") for path in on_disk if path.exists())
     assert 5 <= lines <= 10  # a new file every 5 entries, and the one before it kept
+
+
+def _command_lines(process_group: int) -> list[str]:
+    """The command lines of the processes of a process group, as `ps` shows them to anyone."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and os.getpgid(int(proc.name)) == process_group:
+                found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except (OSError, ProcessLookupError):
+            continue  # gone meanwhile
+    return found
+
+
+@pytest.mark.network
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads Linux's process table")
+def test_a_control_token_from_a_file_is_required_and_not_in_the_process_list(serve, tmp_path):
+    token = "file-secret-" + secrets.token_hex(8)
+    token_file = tmp_path / "control-token"
+    token_file.write_text(token + "\n", encoding="utf-8")
+    served = serve("--control-token-file", str(token_file))
+
+    for url in served.urls.values():
+        assert httpx.post(f"{url}/_harness/reset").status_code == 401
+        authorised = {"Authorization": f"Bearer {token}"}
+        assert httpx.post(f"{url}/_harness/reset", headers=authorised).status_code == 200
+    command_lines = _command_lines(served.process.pid)
+    assert len(command_lines) >= 3, command_lines  # serve and its two role processes at least
+    assert not [line for line in command_lines if token in line]
+    assert "warning" not in served.log()
+
+
+def test_a_control_token_on_the_command_line_is_warned_about():
+    shown = subprocess.run(
+        [sys.executable, "-m", "mpesa_atm", "serve", "--control-token", "shown-secret", "--workers", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 2
+    warning = shown.stderr.splitlines()[0]
+    assert warning.startswith("mpesa-atm: warning: --control-token shows in the process list")
+    assert "--control-token-file" in warning and "shown-secret" not in shown.stderr
+
+
+@pytest.mark.parametrize("content", [None, "\n"], ids=["missing", "empty"])
+def test_a_control_token_file_that_gives_no_token_is_one_line(tmp_path, content):
+    token_file = tmp_path / "control-token"
+    if content is not None:
+        token_file.write_text(content, encoding="utf-8")
+    refused = subprocess.run(
+        [sys.executable, "-m", "mpesa_atm", "serve", "--control-token-file", str(token_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("mpesa-atm: error: control_token_file: ")
+    assert len(refused.stderr.splitlines()) == 1, refused.stderr
