@@ -26,7 +26,7 @@ from tests.reliability.helpers import descendants, host_port, read_answer
 pytestmark = pytest.mark.network
 
 SHORT = 2.0  # seconds: header_timeout and keep_alive in these tests
-# header_timeout, checked a few times per time-out (a quarter of it), and slack for a loaded machine
+# header_timeout, checked four times per time-out (a quarter of it), and slack for a loaded machine
 CLOSED_WITHIN = SHORT * 1.25 + 2.0
 JSON = {"Content-Type": "application/json"}
 MIB = 1024 * 1024
