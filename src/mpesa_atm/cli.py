@@ -212,9 +212,9 @@ def _serve_one(args: argparse.Namespace, role: Role) -> int:
         access_log=False,
         timeout_graceful_shutdown=5,
         timeout_keep_alive=settings.keep_alive,  # type: ignore[arg-type]
-        # the request head bounded in size and time, the worker's connections capped
+        # httptools' protocol (uvicorn[standard]) with the request head bounded in size and time, and
+        # the worker's connections capped: uvicorn bounds none of them
         http=BoundedHttp,
-        h11_max_incomplete_event_size=settings.max_header_bytes,
         **_tls_options(settings),
     )
     # What uvicorn.run does, on our socket.
