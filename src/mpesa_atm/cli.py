@@ -28,6 +28,7 @@ from mpesa_atm.passwords import hash_password
 from mpesa_atm.serve_store import check_fresh, kept_line, open_checked
 from mpesa_atm.settings import (
     ENV_PREFIX,
+    KEEP_ALIVE_SECONDS,
     Settings,
     add_flags,
     database_for_processes,
@@ -40,15 +41,10 @@ from mpesa_atm.settings import (
 if TYPE_CHECKING:  # the mocks are imported when a mock is served, not with the parser
     from mpesa_atm.mocks.records import Kept
 
-__all__ = ["main"]
+__all__ = ["KEEP_ALIVE_SECONDS", "main"]
 
 ROLE_NAMES: dict[Role, str] = {"ipg": "iPG mock", "bank": "bank mock"}
 DEFAULT_PORTS: dict[Role, int] = {"ipg": 8001, "bank": 8002}
-# Seconds an idle connection is kept open. A client must give up reusing a connection before the
-# server closes it: uvicorn's default, 5 s, is httpx's own expiry, so a call sent at about 5 s could
-# meet the close. Longer than clients' pools and the 60 s idle timeout common to load balancers in
-# front of a sandbox; nginx's default.
-KEEP_ALIVE_SECONDS = 75
 # The settings `serve` takes from flags (settings.py declares them), and its HTTPS ones: its role
 # processes get their values from the variables of the same settings.
 _SERVE_SETTINGS = (
@@ -193,6 +189,8 @@ def _serve_one(args: argparse.Namespace, role: Role) -> int:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from mpesa_atm.mocks.connection_limits import BoundedHttp
+
     settings = _settings_for(args)
     kept = _validate(args, settings, role)
     if args.fd is not None:  # a role process of `serve`: its parent bound the socket
@@ -214,7 +212,10 @@ def _serve_one(args: argparse.Namespace, role: Role) -> int:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=5,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_keep_alive=settings.keep_alive,  # type: ignore[arg-type]
+        # httptools' protocol (uvicorn[standard]) with the request head bounded in size and time, and
+        # the worker's connections capped: uvicorn bounds none of them
+        http=BoundedHttp,
         **_tls_options(settings),
     )
     # What uvicorn.run does, on our socket.

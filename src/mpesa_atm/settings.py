@@ -45,6 +45,7 @@ from mpesa_atm.spec import OPERATION_PATHS
 __all__ = [
     "DOCUMENT_BANK",
     "ENV_PREFIX",
+    "KEEP_ALIVE_SECONDS",
     "BankAccount",
     "Settings",
     "add_flags",
@@ -59,6 +60,11 @@ __all__ = [
 ]
 
 _CHECKED_LIMIT = 1024  # passwords remembered per hashed bank
+# Seconds an idle connection is kept open. A client must give up reusing a connection before the
+# server closes it: uvicorn's default, 5 s, is httpx's own expiry, so a call sent at about 5 s could
+# meet the close. Longer than clients' pools and the 60 s idle timeout common to load balancers in
+# front of a sandbox; nginx's default.
+KEEP_ALIVE_SECONDS = 75.0
 
 
 def utc_now() -> datetime:
@@ -269,6 +275,19 @@ class Settings:
     client_timeout: float = setting(10.0, SECONDS, file="client_timeout", variable="CLIENT_TIMEOUT")
     # a request body that has not arrived by then is answered 408
     body_timeout: float = setting(10.0, SECONDS, file="body_timeout", variable="BODY_TIMEOUT")
+    # Connections (mocks/connection_limits.py): the request line and headers over this are answered 431
+    max_header_bytes: int = setting(
+        32 * 1024, WHOLE, file="max_header_bytes", variable="MAX_HEADER_BYTES", minimum=1024
+    )
+    # a request line and headers not in by then (from the connection's opening, or the request's first
+    # byte on a kept-alive one) are answered 408, or the connection closed if nothing came
+    header_timeout: float = setting(10.0, SECONDS, file="header_timeout", variable="HEADER_TIMEOUT")
+    keep_alive: float = setting(KEEP_ALIVE_SECONDS, SECONDS, file="keep_alive", variable="KEEP_ALIVE")
+    # open connections per worker; at the cap the longest idle one is closed for a new one. None: the
+    # worker's open-file limit less a quarter of it (at most 256) for its own files
+    max_connections: int | None = setting(
+        None, WHOLE, file="max_connections", variable="MAX_CONNECTIONS", minimum=1
+    )
     # a write waits this long for another process's lock, then -7
     busy_timeout: float = setting(5.0, SECONDS, file="busy_timeout", variable="BUSY_TIMEOUT")
     # a "hang" fault holds the answer this long, then answers -1
