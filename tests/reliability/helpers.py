@@ -89,19 +89,21 @@ def raw_exchange(
                 break  # the server answered and closed: read what it said
             if pause:
                 time.sleep(pause)
-                if _readable(sock):
+                if readable(sock):
                     break
         return read_answer(sock)
 
 
-def _readable(sock: socket.socket) -> bool:
+def readable(sock: socket.socket) -> bool:
+    """Whether the server has sent something (an answer, or a close) on `sock`, without waiting."""
+    timeout = sock.gettimeout()
     sock.setblocking(False)
     try:
         return bool(sock.recv(1, socket.MSG_PEEK))
     except BlockingIOError:
         return False
     finally:
-        sock.setblocking(True)
+        sock.settimeout(timeout)  # setblocking(True) would leave later reads without a time-out
 
 
 def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:

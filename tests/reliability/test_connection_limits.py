@@ -21,7 +21,7 @@ import pytest
 
 from tests.fixtures.mocks import DOCUMENT_GENERATION
 from tests.fixtures.servers import Served, wait_for
-from tests.reliability.helpers import descendants, host_port, read_answer
+from tests.reliability.helpers import descendants, host_port, read_answer, readable
 
 pytestmark = pytest.mark.network
 
@@ -120,7 +120,7 @@ def test_an_endless_header_sent_slowly_is_answered_and_the_worker_stays_small(se
         start = time.monotonic()
         sock.sendall(b"POST /token-generation HTTP/1.1\r\nHost: mock\r\n")
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            while time.monotonic() - start < 15 and not _answered(sock):
+            while time.monotonic() - start < 15 and not readable(sock):
                 sock.sendall(chunk)
                 time.sleep(0.1)
         status, _headers, body = read_answer(sock)
@@ -130,17 +130,6 @@ def test_an_endless_header_sent_slowly_is_answered_and_the_worker_stays_small(se
     assert json.loads(body)["output_ResponseCode"] == "-1"
     assert elapsed < 15, elapsed
     assert grown < 48 * MIB, grown / MIB
-
-
-def _answered(sock: socket.socket) -> bool:
-    timeout = sock.gettimeout()
-    sock.setblocking(False)
-    try:
-        return bool(sock.recv(1, socket.MSG_PEEK))
-    except BlockingIOError:
-        return False
-    finally:
-        sock.settimeout(timeout)  # setblocking(True) would wait for ever
 
 
 @contextlib.contextmanager
