@@ -44,6 +44,7 @@ from mpesa_atm.mocks.request_body import BODY_KEY, RequestBody
 from mpesa_atm.mocks.request_journal import RequestJournal
 from mpesa_atm.mocks.retention import Retention
 from mpesa_atm.mocks.served_spec import SwaggerUI
+from mpesa_atm.mocks.spec_once import validate_each_document_once
 from mpesa_atm.mocks.storage import BUSY, Storage, open_store
 from mpesa_atm.mocks.validation import VALIDATORS
 from mpesa_atm.mocks.values import bank_date_time, new_bank_transaction_ref, new_insight_reference
@@ -230,6 +231,7 @@ def create_app(
 
     The store it opens closes with the app's lifespan; a `store` passed in is the caller's to close."""
     settings = settings or Settings()
+    validate_each_document_once()
     lifespan = None
     if store is None:
         store = open_store(
