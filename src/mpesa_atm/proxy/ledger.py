@@ -28,38 +28,20 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import timedelta
-from decimal import InvalidOperation
 from typing import Any, Final
 
 from mpesa_atm.codes import DESCRIPTIONS, ResponseCode
 from mpesa_atm.fuzz.expectations import Action, Expectation, Standing, TokenState, expect
 from mpesa_atm.judgement import documented
-from mpesa_atm.mocks.ipg import REDEMPTION, REVERSAL, duplicate_key_of
 from mpesa_atm.mocks.records import Generation
 from mpesa_atm.mocks.storage import Storage, Transaction
-from mpesa_atm.mocks.values import duplicate_key, normalise_amount
 from mpesa_atm.proxy.findings import Exchange, Finding, Side
+from mpesa_atm.proxy.seen import DETAILS, GENERATION, REDEMPTION, REFERENCE, REVERSAL, Seen, read, text
 from mpesa_atm.settings import Settings
 
-__all__ = ["GENERATION", "WINDOW_MARGIN", "Ledger", "generation_key"]
+__all__ = ["WINDOW_MARGIN", "Ledger"]
 
-GENERATION = "token_generation"
-
-# Answers that say the request was not looked at: the platform's bad days (docs/spec-notes.md row 17)
-# and the credentials, which come before anything about a token (row 15).
-_NOT_LOOKED_AT: Final = frozenset(
-    code.value
-    for code in (
-        ResponseCode.G2_ERROR,
-        ResponseCode.AUTHENTICATION_FAILED,
-        ResponseCode.BANK_DETAILS_INVALID,
-        ResponseCode.REQUEST_TIME_OUT,
-        ResponseCode.SYSTEM_TOO_BUSY,
-        ResponseCode.API_OFFLINE,
-    )
-)
 # The refusals of a first reversal that read the document otherwise (row 26): "cannot be reversed".
 _REVERSAL_REFUSED: Final = frozenset(
     {ResponseCode.FAILURE.value, ResponseCode.TRANSACTION_DETAILS_NOT_FOUND.value}
@@ -70,12 +52,6 @@ _DUPLICATE: Final = ResponseCode.DUPLICATE.value
 # bank's answer and the redemption from its arrival, the iPG from its own sight of both, which the
 # exchanges' durations and a retry or two set apart.
 WINDOW_MARGIN: Final = timedelta(minutes=1)
-_REFERENCE = {"ipg": "output_InsightReference", "bank": "output_BankTransactionRef"}
-_DETAILS = (
-    ("input_CustomerMSISDN", "msisdn", "redeem_other_msisdn"),
-    ("input_Amount", "amount", "redeem_other_amount"),
-    ("input_Currency", "currency", "redeem_other_currency"),
-)
 _UNKNOWN_PAID = Expectation(
     not_codes=frozenset({_SUCCESS}),
     rule="unknown_token",
@@ -87,36 +63,6 @@ _UNKNOWN_PAID = Expectation(
 _CLIENT_OTHER_TRANSACTION = (
     "input_TransactionID is the original transaction's G2 TransactionID: the one the token was generated with"
 )
-
-
-def generation_key(*, msisdn: str, amount: str, currency: str, transaction_id: str) -> str:
-    """What makes two Token Generations the same call, as the bank mock reads it (mocks/bank.py): the
-    same MSISDN, amount, TransactionID and currency (3.1; the document's BankShortcode is no field of
-    the request). `amount` is normalised."""
-    return duplicate_key(msisdn, amount, transaction_id, currency)
-
-
-@dataclass(frozen=True)
-class _Seen:
-    """One exchange as the ledger reads it: the request's fields it needs, the answer's code and
-    reference; `scope` is the bank username of an iPG call ("" for Token Generation)."""
-
-    exchange: Exchange
-    operation: str
-    scope: str
-    key: str
-    fields: Mapping[str, str]
-    code: str | None
-    reference: str | None
-
-    @property
-    def judged(self) -> bool:
-        """Whether the upstream's answer is held to the history (else only the client's request is)."""
-        return self.code is not None and self.code not in _NOT_LOOKED_AT
-
-    @property
-    def at(self) -> float:
-        return self.exchange.at.timestamp()
 
 
 class Ledger:
@@ -131,12 +77,12 @@ class Ledger:
         """The findings of `exchange` read with the earlier ones, after recording what it tells of the
         tokens, in one write transaction of the store's (StoreBusy when the store stays busy: the
         exchange was then neither judged nor recorded, which the caller says)."""
-        seen = _read(exchange)
+        seen = read(exchange)
         if seen is None:
             return ()
         return await self.storage.in_next_write(functools.partial(self._decide, seen))
 
-    def _decide(self, seen: _Seen, tx: Transaction) -> tuple[Finding, ...]:
+    def _decide(self, seen: Seen, tx: Transaction) -> tuple[Finding, ...]:
         """The decision (it may run again in a new transaction: PostgreSQL's, when a concurrent one
         recorded a conflicting row first), so it has no effect but the transaction's writes."""
         if seen.operation == GENERATION:
@@ -144,89 +90,10 @@ class Ledger:
         return _payment(seen, tx, self.settings.token_ttl)
 
 
-def _text(body: Mapping[str, Any] | None, key: str) -> str | None:
-    value = body.get(key) if body is not None else None
-    return value if isinstance(value, str) else None
-
-
-def _amount(amount: str) -> str:
-    """The amount as the mocks compare it ("200" is "200.00"), or as given when it is no number."""
-    try:
-        return normalise_amount(amount)
-    except (InvalidOperation, ValueError):
-        return amount
-
-
-_FIELDS = {
-    GENERATION: ("input_CustomerMSISDN", "input_Amount", "input_Currency", "input_TransactionID"),
-    REDEMPTION: (
-        "input_Username",
-        "input_CustomerMSISDN",
-        "input_Amount",
-        "input_Currency",
-        "input_BankTransactionRef",
-        "input_ThirdPartyReference",
-    ),
-    REVERSAL: (
-        "input_Username",
-        "input_CustomerMSISDN",
-        "input_Amount",
-        "input_Currency",
-        "input_BankTransactionRef",
-        "input_ThirdPartyReference",
-        "input_TransactionID",
-    ),
-}
-_ROLE_OF = {GENERATION: "bank", REDEMPTION: "ipg", REVERSAL: "ipg"}
-
-
-def _read(exchange: Exchange) -> _Seen | None:
-    """What the ledger needs of `exchange`, or None when it tells nothing across exchanges: another
-    operation, or a request without one of the fields its duplicate check reads (the proxy's checks of
-    one exchange find that request)."""
-    operation = exchange.operation_id
-    names = _FIELDS.get(operation)
-    if names is None or _ROLE_OF[operation] != exchange.role:
-        return None
-    fields: dict[str, str] = {}
-    for name in names:
-        value = _text(exchange.request, name)
-        if value is None:
-            return None
-        fields[name] = value
-    fields["input_Amount"] = _amount(fields["input_Amount"])
-    if operation == GENERATION:
-        key = generation_key(
-            msisdn=fields["input_CustomerMSISDN"],
-            amount=fields["input_Amount"],
-            currency=fields["input_Currency"],
-            transaction_id=fields["input_TransactionID"],
-        )
-    else:
-        key = duplicate_key_of(
-            operation,
-            msisdn=fields["input_CustomerMSISDN"],
-            amount=fields["input_Amount"],
-            currency=fields["input_Currency"],
-            bank_transaction_ref=fields["input_BankTransactionRef"],
-            transaction_id=fields.get("input_TransactionID", ""),
-            third_party_reference=fields["input_ThirdPartyReference"],
-        )
-    return _Seen(
-        exchange=exchange,
-        operation=operation,
-        scope=fields.get("input_Username", ""),
-        key=key,
-        fields=fields,
-        code=_text(exchange.answer, "output_ResponseCode"),
-        reference=_text(exchange.answer, _REFERENCE[exchange.role]),
-    )
-
-
 # Token Generation (the bank's) --------------------------------------------------------------------
 
 
-def _generation(seen: _Seen, tx: Transaction) -> tuple[Finding, ...]:
+def _generation(seen: Seen, tx: Transaction) -> tuple[Finding, ...]:
     """A repeat is judged against the first answer 0; an answer 0 is recorded as the first, and its
     reference as a token; a refusal's reference as one no token has, unless one has it."""
     if not seen.judged:
@@ -263,7 +130,7 @@ def _generation(seen: _Seen, tx: Transaction) -> tuple[Finding, ...]:
 # Token Redemption and Token Reversal (the iPG's) -------------------------------------------------
 
 
-def _payment(seen: _Seen, tx: Transaction, ttl: timedelta) -> tuple[Finding, ...]:
+def _payment(seen: Seen, tx: Transaction, ttl: timedelta) -> tuple[Finding, ...]:
     fields = seen.fields
     reference = fields["input_BankTransactionRef"]
     generation = tx.ledger_generation(reference)
@@ -348,20 +215,20 @@ def _standing(generation: Generation | None, at: float, ttl: timedelta) -> Stand
     return None
 
 
-def _action(seen: _Seen, generated: Generation | None, other_transaction: bool) -> Action:
+def _action(seen: Seen, generated: Generation | None, other_transaction: bool) -> Action:
     """The exchange as one of fuzz's lifecycle actions: a redemption with one of its details other than
     the generation's, a reversal quoting another TransactionID, or the request with its own details."""
     if seen.operation == REVERSAL:
         return "reverse_other_transaction" if other_transaction else "reverse"
     if generated is not None:
-        for field, attribute, action in _DETAILS:
+        for field, attribute, action in DETAILS:
             if seen.fields[field] != getattr(generated, attribute):
-                return action  # type: ignore[return-value]  (one of Action's literals)
+                return action
     return "redeem"
 
 
 def _against_history(
-    seen: _Seen,
+    seen: Seen,
     action: Action,
     state: TokenState,
     generated: Generation | None,
@@ -382,7 +249,7 @@ def _against_history(
     if expectation.rule == "reversible_tokens":
         # Only where nothing else may be why: a token generated within the window, reversed with its
         # own TransactionID and details, refused as one that cannot be reversed.
-        if not within or generated is None or code not in _REVERSAL_REFUSED or _differing(seen, generated):
+        if not within or generated is None or code not in _REVERSAL_REFUSED or seen.differing(generated):
             return ()
     elif code != _SUCCESS or expectation.allows(code):
         return ()
@@ -412,7 +279,7 @@ def _quoted(
 
 
 def _received(
-    seen: _Seen, generated: Generation | None, redeemed_by: str | None, reversed_by: str | None
+    seen: Seen, generated: Generation | None, redeemed_by: str | None, reversed_by: str | None
 ) -> str:
     """The "Received:" text of a finding against the token's history: the answer, to what, after what."""
     fields = seen.fields
@@ -429,7 +296,7 @@ def _received(
     if generated is not None:
         differing = [
             f"{field} {_shown(seen.fields[field])} where it was generated with {_shown(value)}"
-            for field, value in _differing(seen, generated)
+            for field, value in seen.differing(generated)
         ]
         age = seen.at - generated.created_at
         history.append(
@@ -439,21 +306,13 @@ def _received(
     return text + (f", a token {', '.join(history)}" if history else "")
 
 
-def _differing(seen: _Seen, generated: Generation) -> list[tuple[str, str]]:
-    """The request's fields that differ from the token's generation, with the generation's values."""
-    compared = [(field, getattr(generated, attribute)) for field, attribute, _ in _DETAILS]
-    if seen.operation == REVERSAL:
-        compared.append(("input_TransactionID", generated.transaction_id))
-    return [(field, value) for field, value in compared if seen.fields[field] != value]
-
-
 # Repeats ------------------------------------------------------------------------------------------
 
 
-def _repeat(seen: _Seen, first: str | None, first_id: str) -> tuple[Finding, ...]:
+def _repeat(seen: Seen, first: str | None, first_id: str) -> tuple[Finding, ...]:
     """A repeat of a request the upstream answered 0 (exchange `first_id`, reference `first`): -3 with
     that reference (fuzz's replay_is_duplicate)."""
-    key = _REFERENCE[seen.exchange.role]
+    key = REFERENCE[seen.exchange.role]
     says = documented(
         "duplicate",
         f"-3 {DESCRIPTIONS[ResponseCode.DUPLICATE]} with the first answer's {key} {_shown(first)}, the"
@@ -517,7 +376,7 @@ def _shown(value: Any) -> str:
 
 
 def _describe(code: str | None, answer: Mapping[str, Any] | None) -> str:
-    description = _text(answer, "output_ResponseDesc")
+    description = text(answer, "output_ResponseDesc")
     return _shown(code) + (f" ({description})" if description else "")
 
 
