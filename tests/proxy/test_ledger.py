@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from mpesa_atm.mocks.records import LEDGER_TABLES
+from mpesa_atm.mocks.retention import Retention
 from mpesa_atm.mocks.storage import Storage, open_store
 from mpesa_atm.proxy.findings import Exchange, Finding
 from mpesa_atm.proxy.ledger import WINDOW_MARGIN, Ledger
@@ -614,3 +615,51 @@ def test_findings_do_not_depend_on_the_order_or_the_worker(open_db, seed):
     assert Counter(finding.rule for finding in found) == {"token_once": 2, "duplicate": 3}, [
         (f.rule, f.title, f.exchange_ids) for f in found
     ]
+
+
+# What the store keeps ----------------------------------------------------------------------------
+
+
+def test_the_ledger_leaves_the_store_with_retention(open_db):
+    """A proxy left running prunes its ledger as the mocks prune their tables (mocks/retention.py):
+    what it saw more than retention_days ago is forgotten, what it saw since is kept and judged."""
+    clock = [START]
+    settings = Settings(clock=lambda: clock[0])
+    store = open_db()
+    ledger = Ledger(store, settings)
+    traffic = Traffic()
+    old_generation = traffic.generation("BVA0001")
+    old = _token_of(old_generation)
+    observe(ledger, old_generation, traffic.redemption(old, "tpr-1"))
+    traffic.later(settings.retention + timedelta(hours=1))
+    new_generation = traffic.generation("BVA0002")
+    new = _token_of(new_generation)
+    observe(ledger, new_generation, traffic.redemption(new, "tpr-1"))
+    clock[0] = traffic.now
+
+    async def prune() -> int:
+        return await Retention(store, "ipg", settings, tables=LEDGER_TABLES).prune()
+
+    # The old token's: two first answers (its generation's, its redemption's), its payment, its generation.
+    assert asyncio.run(prune()) == 4
+    assert only(observe(ledger, traffic.redemption(new, "tpr-2"))).rule == "token_once"
+    assert observe(ledger, traffic.redemption(old, "tpr-2")) == [()]  # forgotten, as the mocks forget it
+
+
+def test_a_postgresql_database_made_before_the_ledger_gets_its_tables(postgres_url):
+    """A shared sandbox's database made by an earlier version: the store adds the ledger's tables."""
+    from mpesa_atm.mocks.pg_tables import SCHEMA
+
+    earlier = SCHEMA[: SCHEMA.index("-- The proxy's ledger")]
+    with psycopg_module().connect(postgres_url, autocommit=True) as conn:
+        conn.execute(earlier)
+    store = open_store(postgres_url)
+    try:
+        traffic = Traffic()
+        token = traffic.reference()
+        found = observe(
+            Ledger(store, SETTINGS), traffic.redemption(token, "a"), traffic.redemption(token, "b")
+        )
+        assert only(found).rule == "token_once"
+    finally:
+        store.close()
