@@ -17,12 +17,16 @@ from typing import Any
 
 import pytest
 
+from mpesa_atm.fuzz.expectations import ACTIONS
+from mpesa_atm.mocks.bank import BankRules
+from mpesa_atm.mocks.ipg import IpgRules, issued_token
 from mpesa_atm.mocks.records import LEDGER_TABLES
 from mpesa_atm.mocks.retention import Retention
-from mpesa_atm.mocks.storage import Storage, open_store
+from mpesa_atm.mocks.storage import Storage, Transaction, open_store
 from mpesa_atm.proxy.findings import Exchange, Finding
 from mpesa_atm.proxy.ledger import WINDOW_MARGIN, Ledger
 from mpesa_atm.settings import Settings
+from tests.fixtures.mocks import DOCUMENT_REDEMPTION
 from tests.fixtures.postgres import psycopg_module
 from tests.fixtures.seeds import seeds
 
@@ -663,3 +667,107 @@ def test_a_postgresql_database_made_before_the_ledger_gets_its_tables(postgres_u
         assert only(found).rule == "token_once"
     finally:
         store.close()
+
+
+# The harness's own partners ---------------------------------------------------------------------
+
+# What the lifecycles below send: fuzz's actions but the long reference (one exchange's check).
+_MOCK_ACTIONS = [action for action in ACTIONS if action != "redeem_long_reference"]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_the_mocks_answers_give_no_finding_of_the_upstream(open_db, tmp_path, seed):
+    """The bank and iPG mocks' rules (mocks/bank.py, mocks/ipg.py), which read the document as the
+    harness does, answering random lifecycles of their tokens over days (fuzz's actions: redemptions
+    with their own and other details, reversals with their own and another TransactionID, repeats,
+    generations repeated): the ledger finds no break of theirs, only the client's reversals quoting
+    another TransactionID."""
+    rng = random.Random(seed)
+    clock = [START]
+    settings = Settings(db_path=str(tmp_path / "mocks.sqlite3"), clock=lambda: clock[0])
+    upstream = open_store(settings.db_path)
+    bank, ipg = BankRules(upstream, settings), IpgRules(upstream, settings)
+    ledger = Ledger(open_db(), settings)
+    count = 0
+
+    def exchange(role: str, operation: str, request: dict[str, str], answer: dict[str, str]) -> Exchange:
+        nonlocal count
+        count += 1
+        return Exchange(f"x{count}", role, operation, request, 200, answer, clock[0])  # type: ignore[arg-type]
+
+    async def lifecycles() -> tuple[list[Finding], int]:
+        found: list[Finding] = []
+        wrong_reversals = 0
+        for n in range(6):
+            generation = {
+                "input_CustomerMSISDN": f"24384333{n:04d}",
+                "input_Amount": rng.choice(["200", "200.00", "75.5"]),
+                "input_Currency": rng.choice(["CDF", "USD"]),
+                "input_TransactionID": f"BVA{seed:03d}{n:03d}",
+            }
+            for _ in range(rng.randint(1, 2)):  # the iPG's retry: -3 with the first token
+                answer = await bank.generate(generation)
+                found += await ledger.observe(exchange("bank", "token_generation", generation, answer))
+            token = answer["output_BankTransactionRef"]
+
+            def issue(tx: Transaction, token: str = token, generation: dict[str, str] = generation) -> None:
+                tx.add_ipg_token(
+                    issued_token(
+                        settings,
+                        username="fnb",
+                        bank_transaction_ref=token,
+                        transaction_id=generation["input_TransactionID"],
+                        msisdn=generation["input_CustomerMSISDN"],
+                        amount=generation["input_Amount"],
+                        currency=generation["input_Currency"],
+                    )
+                )
+
+            await upstream.write(issue)
+            base = {**DOCUMENT_REDEMPTION, "input_BankTransactionRef": token}
+            base.update(
+                {k: generation[k] for k in ("input_CustomerMSISDN", "input_Amount", "input_Currency")}
+            )
+            last: tuple[str, dict[str, str]] | None = None
+            for step in range(rng.randint(4, 10)):
+                clock[0] += timedelta(hours=rng.choice([0, 0, 1, 7, 30]))
+                action = rng.choice(_MOCK_ACTIONS)
+                if action == "replay" and last is not None:
+                    operation, request = last
+                else:
+                    operation, request = _request(
+                        action, base, generation["input_TransactionID"], f"{n}-{step}"
+                    )
+                    last = (operation, request)
+                rules = ipg.redeem if operation == "token_redemption" else ipg.reverse
+                answer = await rules(dict(request))
+                found += await ledger.observe(exchange("ipg", operation, request, answer))
+                if (
+                    operation == "token_reversal"
+                    and request["input_TransactionID"] != generation["input_TransactionID"]
+                ):
+                    wrong_reversals += 1
+        return found, wrong_reversals
+
+    try:
+        found, wrong_reversals = asyncio.run(lifecycles())
+    finally:
+        upstream.close()
+    assert [(f.rule, f.title, f.message) for f in found if f.side == "upstream"] == []
+    assert Counter((f.rule, f.side) for f in found) == (
+        {("reversal_transaction", "client"): wrong_reversals} if wrong_reversals else {}
+    )
+
+
+def _request(action: str, base: dict[str, str], transaction_id: str, tag: str) -> tuple[str, dict[str, str]]:
+    """The request of one of fuzz's actions on the token of `base` (a redemption with its own details)."""
+    request = {**base, "input_ThirdPartyReference": f"tpr-{tag}"}
+    if action in ("reverse", "reverse_other_transaction", "replay"):
+        quoted = transaction_id if action != "reverse_other_transaction" else "OTHER" + transaction_id
+        return "token_reversal", {**request, "input_TransactionID": quoted}
+    changed = {
+        "redeem_other_amount": {"input_Amount": "999"},
+        "redeem_other_msisdn": {"input_CustomerMSISDN": "243000000000"},
+        "redeem_other_currency": {"input_Currency": "EUR"},
+    }.get(action, {})
+    return "token_redemption", {**request, **changed}
