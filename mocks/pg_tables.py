@@ -89,9 +89,42 @@ CREATE TABLE IF NOT EXISTS journal (
     duration_ms double precision NOT NULL
 );
 CREATE INDEX IF NOT EXISTS journal_role_id ON journal (role, id);
+-- The proxy's ledger (proxy/ledger.py). Last, so that a database made before it gets it: SCHEMA_PRESENT
+-- reads the last object.
+CREATE TABLE IF NOT EXISTS ledger_answers (
+    duplicate_key text NOT NULL,
+    operation text NOT NULL,
+    scope text NOT NULL,
+    role text NOT NULL,
+    reference text,
+    exchange_id text NOT NULL,
+    created_at double precision NOT NULL,
+    PRIMARY KEY (duplicate_key, operation, scope, role)
+);
+CREATE INDEX IF NOT EXISTS ledger_answers_created_at ON ledger_answers (created_at);
+CREATE TABLE IF NOT EXISTS ledger_tokens (
+    bank_transaction_ref text NOT NULL,
+    scope text NOT NULL,
+    redeemed_by text,
+    reversed_by text,
+    created_at double precision NOT NULL,
+    PRIMARY KEY (bank_transaction_ref, scope)
+);
+CREATE INDEX IF NOT EXISTS ledger_tokens_created_at ON ledger_tokens (created_at);
+CREATE TABLE IF NOT EXISTS ledger_generations (
+    bank_transaction_ref text PRIMARY KEY,
+    generated integer NOT NULL,
+    transaction_id text NOT NULL,
+    msisdn text NOT NULL,
+    amount text NOT NULL,
+    currency text NOT NULL,
+    created_at double precision NOT NULL,
+    exchange_id text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ledger_generations_created_at ON ledger_generations (created_at);
 """
 # True once SCHEMA was made: its last object (SCHEMA runs in one transaction, all or nothing).
-SCHEMA_PRESENT = "SELECT to_regclass('journal_role_id') IS NOT NULL"
+SCHEMA_PRESENT = "SELECT to_regclass('ledger_generations_created_at') IS NOT NULL"
 
 
 # PostgreSQL's statements (mocks/statements.py): the oldest rows by created_at's index.

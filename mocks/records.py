@@ -10,12 +10,16 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "KEPT_AS",
+    "LEDGER_TABLES",
     "ROLE_TABLES",
     "BankToken",
+    "FirstAnswer",
+    "Generation",
     "IpgToken",
     "JournalEntry",
     "JournalRecord",
     "Kept",
+    "Payments",
     "loads_body",
 ]
 
@@ -28,6 +32,9 @@ ROLE_TABLES: dict[str, tuple[str, ...]] = {
 }
 # What each of those tables holds, in Kept's words.
 KEPT_AS = {"bank_tokens": "tokens", "ipg_tokens": "tokens", "ipg_transactions": "transactions"}
+# The tables of the proxy's judgement across exchanges (proxy/ledger.py): what it saw answered, not
+# what a mock decided, so neither role's reset nor its counts touch them.
+LEDGER_TABLES: tuple[str, ...] = ("ledger_answers", "ledger_tokens", "ledger_generations")
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,41 @@ class IpgToken:
     created_at: float
     redeemed_at: float | None
     reversed_at: float | None
+
+
+@dataclass(frozen=True)
+class FirstAnswer:
+    """The ledger's record of the first answer 0 to a duplicate set: its reference
+    (output_InsightReference or output_BankTransactionRef; None when that answer had none) and the
+    proxy's id of that exchange."""
+
+    reference: str | None
+    exchange_id: str
+
+
+@dataclass(frozen=True)
+class Payments:
+    """What the ledger saw an iPG do with one token: the exchanges whose redemption and reversal it
+    answered 0 (None: none yet)."""
+
+    redeemed_by: str | None
+    reversed_by: str | None
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A reference the ledger saw a bank give in a Token Generation answer: `generated` when answered
+    0 (a token, with the request's details, `created_at` the request's arrival), else it came only in a
+    refusal, where nothing rests on it (docs/spec-notes.md row 23): no token has it."""
+
+    bank_transaction_ref: str
+    generated: bool
+    transaction_id: str
+    msisdn: str
+    amount: str
+    currency: str
+    created_at: float
+    exchange_id: str
 
 
 class JournalRecord(NamedTuple):

@@ -1,6 +1,7 @@
 """Retention: tokens and transactions older than `retention_days` leave the store, in small batches
 written with the calls' own writes, so that a sandbox left running for months stays the size that
-`retention_days` of its load make.
+`retention_days` of its load make. The proxy's ledger (proxy/ledger.py) is pruned the same way: its
+tables given as `tables`.
 
 Every worker of a role prunes its role's tables in turn: a pass every `interval` seconds queues one
 batch (`BATCH` rows of a table) in the write transaction after its event loop's turn (store.in_next_write),
@@ -22,6 +23,7 @@ import asyncio
 import contextlib
 import functools
 import time
+from collections.abc import Sequence
 
 from mpesa_atm.errors import StoreBusy
 from mpesa_atm.mocks.records import ROLE_TABLES
@@ -50,9 +52,18 @@ def _remove_older(tx: Transaction, table: str, cutoff: float, batch: int) -> int
 class Retention:
     """The pruning task of one worker's role: start() in the app's lifespan, stop() at its end."""
 
-    def __init__(self, store: Storage, role: Role, settings: Settings, *, batch: int = BATCH) -> None:
+    def __init__(
+        self,
+        store: Storage,
+        role: Role,
+        settings: Settings,
+        *,
+        batch: int = BATCH,
+        tables: Sequence[str] | None = None,
+    ) -> None:
+        """`tables`: others than the role's (ROLE_TABLES), such as the proxy's LEDGER_TABLES."""
         self.store = store
-        self.tables = ROLE_TABLES[role]
+        self.tables = tuple(tables) if tables is not None else ROLE_TABLES[role]
         self.settings = settings
         self.batch = batch
         self.interval = interval_for(settings)

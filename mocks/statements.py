@@ -1,7 +1,7 @@
 """The statements both storage backends run, one set: those of a write transaction (`Transaction`:
-the tokens and transactions the rules decide on, mocks/ipg.py and mocks/bank.py, and retention's
-removals), and those of the fault rules, the modes and the resets (`Dialect.statements`, run by each
-backend's methods of mocks/storage.Storage).
+the tokens and transactions the rules decide on, mocks/ipg.py and mocks/bank.py, what the proxy's
+ledger saw answered, proxy/ledger.py, and retention's removals), and those of the fault rules, the
+modes and the resets (`Dialect.statements`, run by each backend's methods of mocks/storage.Storage).
 
 The backends differ only in what `Dialect` says, each in its own module: the placeholder (SQLite's
 `?`, psycopg's `%s`), the driver's exception for a unique row already there, and how to remove a
@@ -15,7 +15,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mpesa_atm.errors import StoreConflict
-from mpesa_atm.mocks.records import KEPT_AS, ROLE_TABLES, BankToken, IpgToken, Kept
+from mpesa_atm.mocks.records import (
+    KEPT_AS,
+    LEDGER_TABLES,
+    ROLE_TABLES,
+    BankToken,
+    FirstAnswer,
+    Generation,
+    IpgToken,
+    Kept,
+    Payments,
+)
 
 __all__ = ["Dialect", "Transaction", "kept"]
 
@@ -43,6 +53,33 @@ _STATEMENTS = {
     "add_ipg_transaction": "INSERT INTO ipg_transactions VALUES (?, ?, ?, ?, ?, ?, ?)",
     "redeemed": "UPDATE ipg_tokens SET redeemed_at = ? WHERE username = ? AND bank_transaction_ref = ?",
     "reversed": "UPDATE ipg_tokens SET reversed_at = ? WHERE username = ? AND bank_transaction_ref = ?",
+    # The proxy's ledger (proxy/ledger.py)
+    "ledger_first_answer": (
+        "SELECT reference, exchange_id FROM ledger_answers"
+        " WHERE duplicate_key = ? AND operation = ? AND scope = ? AND role = ?"
+    ),
+    "ledger_add_answer": "INSERT INTO ledger_answers VALUES (?, ?, ?, ?, ?, ?, ?)",
+    "ledger_payments": (
+        "SELECT redeemed_by, reversed_by FROM ledger_tokens WHERE bank_transaction_ref = ? AND scope = ?"
+    ),
+    # The first redemption and the first reversal stay: what a second one is judged against.
+    "ledger_paid": (
+        "INSERT INTO ledger_tokens VALUES (?, ?, ?, ?, ?) ON CONFLICT (bank_transaction_ref, scope)"
+        " DO UPDATE SET redeemed_by = COALESCE(ledger_tokens.redeemed_by, excluded.redeemed_by),"
+        " reversed_by = COALESCE(ledger_tokens.reversed_by, excluded.reversed_by)"
+    ),
+    "ledger_generation": (
+        "SELECT bank_transaction_ref, generated, transaction_id, msisdn, amount, currency, created_at,"
+        " exchange_id FROM ledger_generations WHERE bank_transaction_ref = ?"
+    ),
+    # A reference first seen in a refusal, then answered 0, is a token from then on; a token stays one.
+    "ledger_add_generation": (
+        "INSERT INTO ledger_generations VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (bank_transaction_ref)"
+        " DO UPDATE SET generated = excluded.generated, transaction_id = excluded.transaction_id,"
+        " msisdn = excluded.msisdn, amount = excluded.amount, currency = excluded.currency,"
+        " created_at = excluded.created_at, exchange_id = excluded.exchange_id"
+        " WHERE ledger_generations.generated = 0 AND excluded.generated = 1"
+    ),
     # Fault rules and modes (mocks/faults.py), resets
     "fault_add": "INSERT INTO faults VALUES (?, ?, ?, ?, ?)",
     "fault_list": "SELECT spec, remaining FROM faults WHERE role = ? ORDER BY created_at, id",
@@ -84,6 +121,8 @@ class Dialect:
                     statements[f"forget {table} of a bank"] = self._own(
                         f"DELETE FROM {table} WHERE username = ?"
                     )
+        for table in LEDGER_TABLES:
+            statements[f"remove_older {table}"] = self._own(self.remove_older.format(table=table))
         object.__setattr__(self, "statements", statements)
 
     def _own(self, query: str) -> str:
@@ -204,8 +243,71 @@ class Transaction:
         marked = "redeemed" if operation == "token_redemption" else "reversed"
         self._execute(marked, (at, token.username, token.bank_transaction_ref))
 
+    # The proxy's ledger (proxy/ledger.py)
+    def ledger_first_answer(
+        self, role: str, scope: str, operation: str, duplicate_key: str
+    ) -> FirstAnswer | None:
+        """The first answer 0 the ledger saw to this duplicate set of `role`'s `operation` (`scope`: the
+        bank username of an iPG call, "" for Token Generation), if any."""
+        row = self._execute("ledger_first_answer", (duplicate_key, operation, scope, role)).fetchone()
+        return FirstAnswer(*row) if row else None
+
+    def ledger_add_answer(
+        self,
+        role: str,
+        scope: str,
+        operation: str,
+        duplicate_key: str,
+        *,
+        reference: str | None,
+        exchange_id: str,
+        at: float,
+    ) -> None:
+        """Records the first answer 0 of a duplicate set; StoreConflict when a concurrent transaction
+        recorded one first (PostgreSQL then decides again, and reads it)."""
+        self._insert("ledger_add_answer", (duplicate_key, operation, scope, role, reference, exchange_id, at))
+
+    def ledger_payments(self, scope: str, bank_transaction_ref: str) -> Payments:
+        row = self._execute("ledger_payments", (bank_transaction_ref, scope)).fetchone()
+        return Payments(*row) if row else Payments(None, None)
+
+    def ledger_paid(
+        self,
+        scope: str,
+        bank_transaction_ref: str,
+        *,
+        redeemed_by: str | None,
+        reversed_by: str | None,
+        at: float,
+    ) -> None:
+        """Records a redemption or reversal of the token answered 0, unless one was recorded before."""
+        self._insert("ledger_paid", (bank_transaction_ref, scope, redeemed_by, reversed_by, at))
+
+    def ledger_generation(self, bank_transaction_ref: str) -> Generation | None:
+        row = self._execute("ledger_generation", (bank_transaction_ref,)).fetchone()
+        if not row:
+            return None
+        reference, generated, *rest = row
+        return Generation(reference, bool(generated), *rest)
+
+    def ledger_add_generation(self, generation: Generation) -> None:
+        """Records a reference a bank gave; a refusal's is kept only where no token has it."""
+        self._insert(
+            "ledger_add_generation",
+            (
+                generation.bank_transaction_ref,
+                int(generation.generated),
+                generation.transaction_id,
+                generation.msisdn,
+                generation.amount,
+                generation.currency,
+                generation.created_at,
+                generation.exchange_id,
+            ),
+        )
+
     # Retention (mocks/retention.py)
     def remove_older(self, table: str, cutoff: float, limit: int) -> int:
-        """Removes up to `limit` of the oldest rows of `table` (one of ROLE_TABLES's) created before
-        `cutoff`; how many."""
+        """Removes up to `limit` of the oldest rows of `table` (one of ROLE_TABLES's or LEDGER_TABLES's)
+        created before `cutoff`; how many."""
         return int(self._execute(f"remove_older {table}", (cutoff, limit)).rowcount)

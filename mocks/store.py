@@ -80,6 +80,36 @@ CREATE TABLE IF NOT EXISTS modes (
     role TEXT PRIMARY KEY,
     modes TEXT NOT NULL
 );
+-- The proxy's ledger (proxy/ledger.py): what it saw the upstreams answer, so that every worker of
+-- every proxy on this file judges a repeat, a token paid twice, by the same history.
+CREATE TABLE IF NOT EXISTS ledger_answers (
+    duplicate_key TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    role TEXT NOT NULL,
+    reference TEXT,
+    exchange_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (duplicate_key, operation, scope, role)
+);
+CREATE TABLE IF NOT EXISTS ledger_tokens (
+    bank_transaction_ref TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    redeemed_by TEXT,
+    reversed_by TEXT,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (bank_transaction_ref, scope)
+);
+CREATE TABLE IF NOT EXISTS ledger_generations (
+    bank_transaction_ref TEXT PRIMARY KEY,
+    generated INTEGER NOT NULL,
+    transaction_id TEXT NOT NULL,
+    msisdn TEXT NOT NULL,
+    amount TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    exchange_id TEXT NOT NULL
+);
 """
 
 
