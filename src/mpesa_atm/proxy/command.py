@@ -188,58 +188,31 @@ def _serve(
     import uvicorn
 
     from mpesa_atm import __version__
-    from mpesa_atm.fuzz.bounds import Bounds
     from mpesa_atm.mocks.connection_limits import BoundedHttp
-    from mpesa_atm.mocks.storage import open_store
-    from mpesa_atm.proxy.app import ProxyApp
-    from mpesa_atm.proxy.evidence import Run
-    from mpesa_atm.proxy.forward import Upstream
-    from mpesa_atm.proxy.judge import Judge
+    from mpesa_atm.proxy.app import create_proxy
 
     role: Role = args.role
     upstream_url = cast(str, settings.upstream)
     host, port = sock.getsockname()[:2]
     listening = f"http://{f'[{host}]' if ':' in host else host}:{port}"
-    judge = Judge(
-        role, lambda operation_id: settings.paths[operation_id], max_response_time=args.max_response_time
-    )
-    ledger = _ledger()
     options = (
         ("errors", "on" if settings.proxy_errors else "off"),
         *((("strict", "on"),) if args.strict else ()),
     )
-    run = Run(
-        role,
-        upstream_url,
-        checks=judge.check_names,
-        operations=[f"POST {settings.paths[op.id]}" for op in operations_of(role)],
-        strict=args.strict,
-        bounds=Bounds(max_response_time=args.max_response_time),
-        listeners=_listeners(args, console, listening),
-        options=options,
-        kept=settings.journal_limit,
-        across=ledger is not None,
-    )
-    if ledger is None:
-        run.note(
-            "the rules across exchanges (duplicates, a token paid once) are not judged: this build has"
-            " no ledger"
-        )
-    app = ProxyApp(
+    app = create_proxy(
         role,
         settings,
-        upstream=Upstream(
-            upstream_url, network, args.timeout if args.timeout is not None else settings.client_timeout
-        ),
-        judge=judge,
-        run=run,
-        open_store=lambda: open_store(
-            settings.db_path, journal_limit=settings.journal_limit, busy_timeout=settings.busy_timeout
-        ),
-        ledger_of=ledger,
-        errors=settings.proxy_errors,
+        upstream=upstream_url,
+        network=network,
+        timeout=args.timeout,
+        strict=args.strict,
+        max_response_time=args.max_response_time,
+        listeners=_listeners(args, console, listening),
+        options=options,
+        ledger_of=_ledger(),
         out=_line,
     )
+    run = app.run
     paths = ", ".join(f"POST {settings.paths[op.id]}" for op in operations_of(role))
     _line(
         f"mpesa-atm {__version__}: proxy of {_ROLE_NAMES[role]} on {listening} ({paths}) -> {upstream_url}\n"

@@ -4,6 +4,7 @@ proxy's 502 (the mapping table's -7 when nothing reached the upstream, -6 when i
 
 from __future__ import annotations
 
+import socket
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -88,10 +89,17 @@ class Upstream:
     """The upstream at `base_url`, reached as `network` says (--cacert, --cert/--key, -k, -H), each
     request given `timeout` seconds. Opened in a worker's lifespan: httpx's pool is the worker's."""
 
-    def __init__(self, base_url: str, network: Network, timeout: float) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        network: Network,
+        timeout: float,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.network = network
         self.timeout = timeout
+        self.transport = transport  # None: the network's; a test's in-process app
         self._client: httpx.AsyncClient | None = None
 
     def open(self) -> None:
@@ -101,6 +109,7 @@ class Upstream:
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
             follow_redirects=False,
             trust_env=True,  # HTTPS_PROXY, as fuzz and verify honour it
+            transport=self.transport,
         )
 
     async def close(self) -> None:
@@ -148,6 +157,15 @@ def _words(exc: BaseException, default: str) -> str:
     tls = tls_problem(exc)
     if tls is not None:
         return tls
+    cause: BaseException | None = exc
+    while cause is not None:  # httpcore's own words hide the system's ("All connection attempts failed")
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, ConnectionResetError):
+            return "connection reset by peer"
+        if isinstance(cause, socket.gaierror):
+            return "name or service not known"
+        cause = cause.__cause__ or cause.__context__
     text = " ".join(str(exc).split())
     for marker, words in (
         ("Connection refused", "connection refused"),
