@@ -3,6 +3,7 @@ written from the document: what the client gets, what the run finds, the journal
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -248,3 +249,19 @@ def test_a_proxy_nothing_went_through_is_not_tested(proxy: Callable[..., Proxied
     proxied = proxy("bank", answering(200, GENERATED, []))
     result = proxied.app.run.finish()
     assert result.exit_code == 2 and "nothing went through the proxy" in (result.untested or "")
+
+
+@pytest.mark.network
+def test_an_upstream_that_answers_too_late_is_a_502_with_request_time_out(
+    serve_app: Callable[[Any], str], proxy: Callable[..., Proxied]
+) -> None:
+    async def slow(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await asyncio.sleep(1)
+            await answering(200, GENERATED, [])(scope, receive, send)
+
+    proxied = proxy("bank", serve_app(slow), timeout=0.3)
+    answer = proxied.post("token_generation", DOCUMENT_GENERATION)
+    assert answer.status_code == 502
+    assert answer.json()["output_ResponseCode"] == "-6", answer.json()  # the call may have happened
+    assert "no answer within 0.3 s" in answer.json()["output_ResponseDesc"]

@@ -28,7 +28,7 @@ from mpesa_atm.fuzz.violations import document_break
 from mpesa_atm.judgement import RULES, documented
 from mpesa_atm.operations import Role, operations_of
 from mpesa_atm.proxy.findings import Finding, Side
-from mpesa_atm.spec import operation_definition, resolved
+from mpesa_atm.spec import inlined, operation_definition
 
 __all__ = ["ANSWER_CHECKS", "CLIENT_CHECK", "Judge", "Judged", "Seen"]
 
@@ -103,11 +103,11 @@ def _request_body(raw: bytes) -> Any:
 
 @functools.cache
 def _request_schema(operation_id: str) -> dict[str, Any]:
-    """The operation's request schema, with the document's components beside it for its references
-    (`#/components/...`) to resolve in."""
+    """The operation's request schema, its references inlined: the mocks' compiled validator takes it
+    (one with references it leaves to jsonschema, ten times slower)."""
     document, post = operation_definition(operation_id)
-    schema: dict[str, Any] = resolved(document, post["requestBody"]["content"]["application/json"]["schema"])
-    return {**schema, "components": document.get("components", {})}
+    schema: dict[str, Any] = inlined(document, post["requestBody"]["content"]["application/json"]["schema"])
+    return schema
 
 
 def _schema_problem(operation_id: str, body: Any) -> str | None:
