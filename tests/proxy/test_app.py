@@ -13,12 +13,13 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 
+from mpesa_atm.mocks import create_app
 from mpesa_atm.proxy.app import VIOLATIONS_HEADER, ProxyApp, create_proxy
 from mpesa_atm.proxy.findings import Exchange, Finding
 from mpesa_atm.proxy.judge import Judge
 from mpesa_atm.settings import Settings
 from mpesa_atm.spec import OPERATION_PATHS
-from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION, DOCUMENT_REVERSAL, Mocks, Running
+from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION, DOCUMENT_REVERSAL, Running
 from tests.fixtures.tokens import seed_token
 
 UPSTREAM = "http://upstream.test"
@@ -66,6 +67,25 @@ def proxy(
     return start
 
 
+class Mock:
+    """One mock of a role, running in process: its app (the proxy's upstream) and a client of it."""
+
+    def __init__(self, app: Any, client: TestClient) -> None:
+        self.app, self.client = app, client
+
+
+@pytest.fixture
+def mock(settings: Settings, running: Running) -> Callable[[str], Mock]:
+    """One mock of `role` (the other is not needed behind a proxy of one role): one app to build, not
+    the three of the wired pair."""
+
+    def start(role: str) -> Mock:
+        app = running.start(create_app(role, settings))  # type: ignore[arg-type]
+        return Mock(app, running.client(app, base_url=f"http://{role}.test"))
+
+    return start
+
+
 def answering(status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> Callable[..., Any]:
     """An upstream that answers every call so, and counts the calls."""
 
@@ -91,9 +111,9 @@ GENERATED = json.dumps(
 
 
 def test_a_correct_bank_through_the_proxy_gives_its_answers_and_no_failure(
-    mocks: Mocks, proxy: Callable[..., Proxied]
+    mock: Callable[[str], Mock], proxy: Callable[..., Proxied]
 ) -> None:
-    proxied = proxy("bank", mocks.bank_app)
+    proxied = proxy("bank", mock("bank").app)
     answer = proxied.post("token_generation", DOCUMENT_GENERATION)
     assert answer.status_code == 200 and answer.json()["output_ResponseCode"] == "0"
     assert VIOLATIONS_HEADER.lower() not in answer.headers
@@ -105,10 +125,11 @@ def test_a_correct_bank_through_the_proxy_gives_its_answers_and_no_failure(
 
 
 def test_a_correct_ipg_through_the_proxy_gives_no_failure(
-    mocks: Mocks, proxy: Callable[..., Proxied]
+    mock: Callable[[str], Mock], proxy: Callable[..., Proxied]
 ) -> None:
-    seed_token(mocks.ipg)
-    proxied = proxy("ipg", mocks.ipg_app)
+    ipg = mock("ipg")
+    seed_token(ipg.client)
+    proxied = proxy("ipg", ipg.app)
     assert proxied.post("token_redemption", DOCUMENT_REDEMPTION).json()["output_ResponseCode"] == "0"
     reversal = {**DOCUMENT_REVERSAL, "input_ThirdPartyReference": "second-reference"}
     assert proxied.post("token_reversal", reversal).json()["output_ResponseCode"] == "0"
@@ -150,9 +171,10 @@ def test_an_answer_without_its_envelope_is_marked_on_the_answer_and_the_line_and
 
 
 def test_with_errors_an_invalid_request_is_refused_400_and_never_forwarded(
-    mocks: Mocks, proxy: Callable[..., Proxied]
+    mock: Callable[[str], Mock], proxy: Callable[..., Proxied]
 ) -> None:
-    proxied = proxy("bank", mocks.bank_app, errors=True)
+    bank = mock("bank")
+    proxied = proxy("bank", bank.app, errors=True)
     request = {k: v for k, v in DOCUMENT_GENERATION.items() if k != "input_TransactionID"}
     answer = proxied.post("token_generation", request)
     assert answer.status_code == 400
@@ -161,7 +183,7 @@ def test_with_errors_an_invalid_request_is_refused_400_and_never_forwarded(
     assert "request_schema_conformance" in envelope["output_ResponseDesc"]
     assert len(envelope["output_BankTransactionRef"]) == 32
     assert answer.headers[VIOLATIONS_HEADER] == "request_schema_conformance"
-    assert mocks.bank.get("/_harness/journal").json()["entries"] == []  # the upstream never saw it
+    assert bank.client.get("/_harness/journal").json()["entries"] == []  # the upstream never saw it
     assert proxied.app.run.finish().exit_code == 1
 
 
@@ -218,7 +240,9 @@ def test_the_journal_and_violations_mask_passwords_by_name_and_by_value(
         assert DOCUMENT_REDEMPTION["input_Password"] not in json.dumps(shown)
 
 
-def test_the_ledgers_findings_are_marked_and_counted(mocks: Mocks, proxy: Callable[..., Proxied]) -> None:
+def test_the_ledgers_findings_are_marked_and_counted(
+    mock: Callable[[str], Mock], proxy: Callable[..., Proxied]
+) -> None:
     class Ledger:  # a stand-in with the ledger's interface: every repeat of a call is a new reference
         def __init__(self, storage: Any, settings: Settings) -> None:
             self.seen: list[Exchange] = []
@@ -234,7 +258,7 @@ def test_the_ledgers_findings_are_marked_and_counted(mocks: Mocks, proxy: Callab
                 ),
             )
 
-    proxied = proxy("bank", mocks.bank_app, ledger_of=Ledger)
+    proxied = proxy("bank", mock("bank").app, ledger_of=Ledger)
     proxied.post("token_generation", DOCUMENT_GENERATION)
     second = proxied.post("token_generation", DOCUMENT_GENERATION)
     assert second.headers[VIOLATIONS_HEADER] == "replay_is_duplicate"

@@ -215,7 +215,9 @@ class ProxyPage(HtmlReporter):
         context = super().context(result)
         rows: list[CheckRow] = []
         for row in context["checks"]:
-            if row.name not in result.checks:
+            if row.name == "response_time" and row.name not in result.checks:
+                row = dataclasses.replace(row, why="Not run: the proxy was given no --max-response-time.")
+            elif row.name not in result.checks:
                 row = dataclasses.replace(
                     row,
                     why="Not run by the proxy: it sends no request of its own, and the check probes.",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -39,6 +39,7 @@ ANSWER_CHECKS = (
     "status_code_conformance",
     "content_type_conformance",
     "response_schema_conformance",
+    "negative_data_rejection",
     "json_envelope",
     "mapped_response_code",
     "description_matches_code",
@@ -243,9 +244,3 @@ def _upstream_finding(check: str, failure: Failure, exchange_id: str) -> Finding
     return Finding(
         _rule_of(check, failure), check, side, failure.title, failure.message or "", (exchange_id,)
     )
-
-
-def headers_of(pairs: Mapping[str, str] | Headers) -> tuple[tuple[str, str], ...]:
-    """Name/value pairs, from a mapping or pairs."""
-    items = pairs.items() if isinstance(pairs, Mapping) else pairs
-    return tuple((str(name), str(value)) for name, value in items)
