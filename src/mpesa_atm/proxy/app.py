@@ -18,7 +18,8 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
@@ -164,126 +165,54 @@ class ProxyApp:
         started = time.perf_counter()
         at = self.settings.clock()
         body = await self._body(receive)
-        path: str = scope["path"]
         if body is None:
             limit = self.settings.max_body_bytes
             await self._envelope(send, 413, ResponseCode.FAILURE, f"the body is over {limit} bytes", b"")
             return
-        request_headers = [
-            (name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]
-        ]
-        exchange_id = _new_id()
-        seen = Seen(operation_id, request_headers, body)
-        case, client = self._client_side(seen, exchange_id)
-        url = self.upstream.url(path, scope["query_string"].decode("latin-1"))
-        label = f"POST {path}"
-        request = _parsed(body)
-        refusal = [f for f in client.findings if self.run.failing(f)] if self.errors else []
-        if refusal:
-            # Never forwarded: the client hears why, the upstream nothing.
-            status, headers, answer = self._refusal(400, refusal, body)
-            elapsed = time.perf_counter() - started
-            wire = WireExchange(
-                at,
-                elapsed,
-                "POST",
-                url,
-                tuple(request_headers),
-                body,
-                None,
-                "refused by the proxy (--errors)",
-                label=label,
-            )
-            await self._finish(
-                send,
-                wire,
-                operation_id,
-                at,
-                status,
-                headers,
-                answer,
-                client.findings,
-                client.applied,
-                request,
-                None,
-                exchange_id,
-                forwarded=False,
-            )
+        path: str = scope["path"]
+        call = _Call(
+            exchange_id=uuid.uuid4().hex,
+            operation_id=operation_id,
+            at=at,
+            started=started,
+            url=self.upstream.url(path, scope["query_string"].decode("latin-1")),
+            label=f"POST {path}",
+            headers=tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"]),
+            body=body,
+            request=_parsed(body),
+        )
+        seen = Seen(operation_id, call.headers, body)
+        case, client = self._client_side(seen, call.exchange_id)
+        if self.errors and any(self.run.failing(f) for f in client.findings):
+            # Never forwarded: the client hears why, the upstream nothing (nor the ledger).
+            refused = [f for f in client.findings if self.run.failing(f)]
+            wire = call.wire(None, "refused by the proxy (--errors)")
+            await self._finish(send, call, wire, self._refusal(400, refused, body), client, None)
             return
-        outcome = await self.upstream.post(url, request_headers, body)
-        elapsed = time.perf_counter() - started
+        outcome = await self.upstream.post(call.url, call.headers, body)
         if isinstance(outcome, Unanswered):
-            findings = (*client.findings, _no_answer(outcome, exchange_id))
-            status, headers, answer = self._unanswered(outcome, url, body)
-            wire = WireExchange(
-                at, elapsed, "POST", url, tuple(request_headers), body, None, outcome.reason, label=label
+            wire = call.wire(None, outcome.reason)
+            across = await self._observe(call.exchange(self.role, 0, None, wire.elapsed))
+            judged = Judged(
+                (*client.findings, _no_answer(outcome, call.exchange_id), *across), client.applied
             )
-            across = await self._observe(
-                Exchange(exchange_id, self.role, operation_id, request, 0, None, at, elapsed)
-            )
-            await self._finish(
-                send,
-                wire,
-                operation_id,
-                at,
-                status,
-                headers,
-                answer,
-                (*findings, *across),
-                client.applied,
-                request,
-                None,
-                exchange_id,
-            )
+            await self._finish(send, call, wire, self._unanswered(outcome, call.url, body), judged, None)
             return
-        judged_body = decoded(outcome.body, outcome.headers)
+        answer_body = decoded(outcome.body, outcome.headers)  # as the checks read it
+        wire = call.wire(outcome.status, outcome.reason, outcome.headers, answer_body)
         seen = Seen(
-            operation_id, request_headers, body, outcome.status, outcome.headers, judged_body, elapsed
+            operation_id, call.headers, body, outcome.status, outcome.headers, answer_body, wire.elapsed
         )
-        upstream = self._upstream_side(seen, case, exchange_id)
-        parsed_answer = _parsed(judged_body)
-        across = await self._observe(
-            Exchange(
-                exchange_id, self.role, operation_id, request, outcome.status, parsed_answer, at, elapsed
-            )
-        )
-        findings = (*client.findings, *upstream.findings, *across)
-        wire = WireExchange(
-            at,
-            elapsed,
-            "POST",
-            url,
-            tuple(request_headers),
-            body,
-            outcome.status,
-            outcome.reason,
-            outcome.headers,
-            judged_body,
-            label=label,
-        )
-        replaced = (
-            [f for f in (*upstream.findings, *across) if f.side == "upstream" and self.run.failing(f)]
-            if self.errors
-            else []
-        )
-        if replaced:
-            status, headers, answer = self._refusal(502, replaced, body)
+        upstream = self._upstream_side(seen, case, call.exchange_id)
+        answer = _parsed(answer_body)
+        across = await self._observe(call.exchange(self.role, outcome.status, answer, wire.elapsed))
+        judged = Judged((*client.findings, *upstream.findings, *across), (*client.applied, *upstream.applied))
+        broken = [f for f in (*upstream.findings, *across) if f.side == "upstream" and self.run.failing(f)]
+        if self.errors and broken:
+            reply = self._refusal(502, broken, body)
         else:
-            status, headers, answer = outcome.status, list(outcome.headers), outcome.body
-        await self._finish(
-            send,
-            wire,
-            operation_id,
-            at,
-            status,
-            headers,
-            answer,
-            findings,
-            (*client.applied, *upstream.applied),
-            request,
-            parsed_answer,
-            exchange_id,
-        )
+            reply = _Reply(outcome.status, outcome.headers, outcome.body)
+        await self._finish(send, call, wire, reply, judged, answer)
 
     def _client_side(self, seen: Seen, exchange_id: str) -> tuple[Case | None, Judged]:
         """The request as a case, and the client's side of the judgement; a bug of the judge's lets
@@ -316,54 +245,46 @@ class ProxyApp:
     async def _finish(
         self,
         send: Send,
+        call: _Call,
         wire: WireExchange,
-        operation_id: str,
-        at: Any,
-        status: int,
-        headers: Sequence[tuple[str, str]],
-        answer: bytes,
-        findings: Sequence[Finding],
-        applied: Sequence[str],
-        request: dict[str, Any] | None,
-        parsed_answer: dict[str, Any] | None,
-        exchange_id: str,
-        forwarded: bool = True,
+        reply: _Reply,
+        judged: Judged,
+        answer: dict[str, Any] | None,
     ) -> None:
-        """Journals the exchange, tells the run, prints its line, then answers the client (with the
-        header naming the checks that found something)."""
-        label = wire.label
+        """Journals the exchange, tells the run, prints its line, then sends the client `reply` (with
+        the header naming the checks that found something). `answer`: the upstream's, parsed."""
+        findings = judged.findings
+        headers = [(name, value) for name, value in reply.headers if name.lower() != "content-length"]
+        headers.append(("content-length", str(len(reply.body))))
         marked = list(dict.fromkeys(f.check for f in findings))
-        sent_headers = [(name, value) for name, value in headers if name.lower() != "content-length"]
-        sent_headers.append(("content-length", str(len(answer))))
         if marked:
-            sent_headers.append((VIOLATIONS_HEADER, ", ".join(marked)))
-        code = _text(parsed_answer, "output_ResponseCode") if forwarded else None
-        shown_code = _text(_parsed(answer), "output_ResponseCode")
+            headers.append((VIOLATIONS_HEADER, ", ".join(marked)))
         milliseconds = wire.elapsed * 1000
         try:
-            await self._journal_add(wire, operation_id, status, answer, findings, exchange_id, milliseconds)
+            await self._journal_add(call, wire, reply, findings, milliseconds)
         except Exception:  # the journal is evidence, not the traffic: the answer still goes
-            log.exception("the journal could not take exchange %s", exchange_id)
-        reproduce = self._curl(wire, request) if findings else ""
+            log.exception("the journal could not take exchange %s", call.exchange_id)
+        at = call.at.astimezone(UTC)
         self.run.exchange(
             wire,
-            operation=label,
-            applied=applied,
-            code=code,
-            description=_text(parsed_answer, "output_ResponseDesc"),
+            operation=call.label,
+            applied=judged.applied,
+            code=_text(answer, "output_ResponseCode"),
+            description=_text(answer, "output_ResponseDesc"),
             findings=findings,
-            reproduce=reproduce,
-            at=at.astimezone(UTC),
+            reproduce=self._curl(wire, call.request) if findings else "",
+            at=at,
         )
-        self.out(line_of(at.astimezone(UTC), self.role, label, status, shown_code, milliseconds, findings))
+        shown_code = _text(_parsed(reply.body), "output_ResponseCode")  # what the client got
+        self.out(line_of(at, self.role, call.label, reply.status, shown_code, milliseconds, findings))
         await send(
             {
                 "type": "http.response.start",
-                "status": status,
-                "headers": [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in sent_headers],
+                "status": reply.status,
+                "headers": [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in headers],
             }
         )
-        await send({"type": "http.response.body", "body": answer})
+        await send({"type": "http.response.body", "body": reply.body})
 
     def _curl(self, wire: WireExchange, request: dict[str, Any] | None) -> str:
         """The exchange's request as a curl command to the upstream, its password read from a variable."""
@@ -377,23 +298,18 @@ class ProxyApp:
         )
 
     async def _journal_add(
-        self,
-        wire: WireExchange,
-        operation_id: str,
-        status: int,
-        answer: bytes,
-        findings: Sequence[Finding],
-        exchange_id: str,
-        milliseconds: float,
+        self, call: _Call, wire: WireExchange, reply: _Reply, findings: Sequence[Finding], milliseconds: float
     ) -> None:
+        """The exchange in the store's journal (direction `proxy`): what the client sent and got, and
+        in the response's record the exchange's id, the upstream's status and the violations."""
         from mpesa_atm.mocks.records import JournalRecord
 
         if self.store is None:
             return
         kept = {
-            "exchange_id": exchange_id,
+            "exchange_id": call.exchange_id,
             "upstream_status": wire.status,
-            "answer": masked_body(answer),
+            "answer": masked_body(reply.body),
             "violations": [
                 {"check": f.check, "side": f.side, "severity": f.severity, "rule": f.rule, "title": f.title}
                 for f in findings
@@ -402,11 +318,11 @@ class ProxyApp:
         record = JournalRecord(
             role=self.role,
             direction=DIRECTION,
-            operation=operation_id,
+            operation=call.operation_id,
             method="POST",
-            url=self.secrets.masked(wire.url),
-            status=status,
-            request=self.secrets.masked(json.dumps(masked_body(wire.request_body))),
+            url=self.secrets.masked(call.url),
+            status=reply.status,
+            request=self.secrets.masked(json.dumps(masked_body(call.body))),
             response=self.secrets.masked(json.dumps(kept)),
             duration_ms=round(milliseconds, 3),
         )
@@ -481,24 +397,19 @@ class ProxyApp:
             reason=reason,
         )
 
-    def _refusal(
-        self, status: int, findings: Sequence[Finding], request: bytes
-    ) -> tuple[int, list[tuple[str, str]], bytes]:
+    def _refusal(self, status: int, findings: Sequence[Finding], request: bytes) -> _Reply:
         """--errors: 400 (the client's request) or 502 (the upstream's answer) in the envelope, -1
         Failure, naming what broke the document."""
         first = findings[0]
         whose = "the request" if status == 400 else "the upstream's answer"
         more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
         reason = f"refused by the proxy: {whose} breaks {first.check}: {first.title}{more}"
-        answer = orjson.dumps(self.envelope(ResponseCode.FAILURE, reason, request))
-        return status, [("content-type", "application/json")], answer
+        return _Reply(status, _JSON, orjson.dumps(self.envelope(ResponseCode.FAILURE, reason, request)))
 
-    def _unanswered(
-        self, outcome: Unanswered, url: str, request: bytes
-    ) -> tuple[int, list[tuple[str, str]], bytes]:
+    def _unanswered(self, outcome: Unanswered, url: str, request: bytes) -> _Reply:
+        """No answer from the upstream: 502 in the envelope, -7 or -6 as forward.Unanswered says."""
         reason = f"the proxy got no answer from the upstream at {url}: {outcome.reason}"
-        answer = orjson.dumps(self.envelope(outcome.code, reason, request))
-        return 502, [("content-type", "application/json")], answer
+        return _Reply(502, _JSON, orjson.dumps(self.envelope(outcome.code, reason, request)))
 
     async def _envelope(
         self,
@@ -533,8 +444,60 @@ def _no_answer(outcome: Unanswered, exchange_id: str) -> Finding:
     return Finding("server_error", "not_a_server_error", "upstream", title, message, (exchange_id,))
 
 
-def _new_id() -> str:
-    return uuid.uuid4().hex
+@dataclass(frozen=True)
+class _Reply:
+    """What the client is sent: the upstream's answer as it came, or one of the proxy's own."""
+
+    status: int
+    headers: Sequence[tuple[str, str]]
+    body: bytes
+
+
+_JSON = (("content-type", "application/json"),)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One call through the proxy, as it arrived: what the rest of its exchange is built from."""
+
+    exchange_id: str
+    operation_id: str
+    at: datetime  # the settings' clock
+    started: float  # perf_counter
+    url: str  # the upstream's
+    label: str  # "POST /token-redemption"
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    request: dict[str, Any] | None  # the body, when it is a JSON object
+
+    def wire(
+        self,
+        status: int | None,
+        reason: str,
+        headers: Sequence[tuple[str, str]] = (),
+        body: bytes = b"",
+    ) -> WireExchange:
+        """The exchange as the reports show it: the request, and the upstream's answer (None: none)."""
+        elapsed = time.perf_counter() - self.started
+        return WireExchange(
+            self.at,
+            elapsed,
+            "POST",
+            self.url,
+            self.headers,
+            self.body,
+            status,
+            reason,
+            tuple(headers),
+            body,
+            self.label,
+        )
+
+    def exchange(self, role: Role, status: int, answer: dict[str, Any] | None, elapsed: float) -> Exchange:
+        """The exchange as the ledger reads it (`status` 0: no answer)."""
+        return Exchange(
+            self.exchange_id, role, self.operation_id, self.request, status, answer, self.at, elapsed
+        )
 
 
 def create_proxy(
