@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -289,3 +290,55 @@ def test_an_upstream_that_answers_too_late_is_a_502_with_request_time_out(
     assert answer.status_code == 502
     assert answer.json()["output_ResponseCode"] == "-6", answer.json()  # the call may have happened
     assert "no answer within 0.3 s" in answer.json()["output_ResponseDesc"]
+
+
+def test_an_ipg_that_pays_a_token_twice_is_seen_by_the_ledger_as_it_happens(
+    proxy: Callable[..., Proxied],
+) -> None:
+    ledger = pytest.importorskip("mpesa_atm.proxy.ledger", reason="the judgement across exchanges")
+
+    async def pays_every_time(scope: Scope, receive: Receive, send: Send) -> None:
+        """An iPG written from the document that forgets what it paid: every redemption is 0."""
+        if scope["type"] != "http":
+            return
+        request = json.loads((await receive())["body"])
+        answer = {
+            "output_ResponseCode": "0",
+            "output_ResponseDesc": "Success",
+            "output_InsightReference": uuid.uuid4().hex[:19],
+            "output_ThirdPartyReference": request["input_ThirdPartyReference"],
+            "output_TransactionID": "BVA12369A",
+        }
+        await answering(200, json.dumps(answer).encode(), [(b"content-type", b"application/json")])(
+            scope, receive, send
+        )
+
+    proxied = proxy("ipg", pays_every_time, ledger_of=ledger.Ledger)
+    first = proxied.post("token_redemption", DOCUMENT_REDEMPTION)
+    again = proxied.post(
+        "token_redemption", {**DOCUMENT_REDEMPTION, "input_ThirdPartyReference": "another-call"}
+    )
+    assert first.json()["output_ResponseCode"] == again.json()["output_ResponseCode"] == "0"
+    assert "token_lifecycle" not in first.headers.get(VIOLATIONS_HEADER, "")
+    assert "token_lifecycle" in again.headers[VIOLATIONS_HEADER]
+    assert "token_lifecycle (upstream, failure)" in proxied.lines[1]
+    result = proxied.app.run.finish()
+    assert result.exit_code == 1 and "token_lifecycle" in {f.check for f in result.failures}
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_a_warning_fails_the_run_and_is_refused_with_errors_only_when_strict(
+    strict: bool, proxy: Callable[..., Proxied]
+) -> None:
+    upstream = answering(200, GENERATED, [(b"content-type", b"application/json")])
+    proxied = proxy("bank", upstream, errors=True, strict=strict)
+    body = json.dumps(DOCUMENT_GENERATION).encode()
+    answer = proxied.client.post("/token-generation", content=body, headers={"content-type": "text/plain"})
+    # A warning (formats) of the client's; forwarded, the upstream's 0 to it is a warning too.
+    marked = "request_schema_conformance" + ("" if strict else ", invalid_request_not_success")
+    assert answer.headers[VIOLATIONS_HEADER] == marked
+    assert answer.status_code == (400 if strict else 200)
+    assert upstream.calls == (0 if strict else 1)  # type: ignore[attr-defined]
+    result = proxied.app.run.finish()
+    assert {f.severity for f in result.findings} == {"warning"}
+    assert result.exit_code == (1 if strict else 0)
