@@ -342,3 +342,25 @@ def test_a_warning_fails_the_run_and_is_refused_with_errors_only_when_strict(
     result = proxied.app.run.finish()
     assert {f.severity for f in result.findings} == {"warning"}
     assert result.exit_code == (1 if strict else 0)
+
+
+def test_a_bank_that_answers_a_repeat_with_a_new_reference_is_seen_by_the_ledger(
+    proxy: Callable[..., Proxied],
+) -> None:
+    ledger = pytest.importorskip("mpesa_atm.proxy.ledger", reason="the judgement across exchanges")
+
+    async def new_every_time(scope: Scope, receive: Receive, send: Send) -> None:
+        """A bank written from the document that forgets its calls: a repeat gets a new token."""
+        if scope["type"] != "http":
+            return
+        answer = {**json.loads(GENERATED), "output_BankTransactionRef": uuid.uuid4().hex}
+        await answering(200, json.dumps(answer).encode(), [(b"content-type", b"application/json")])(
+            scope, receive, send
+        )
+
+    proxied = proxy("bank", new_every_time, ledger_of=ledger.Ledger)
+    assert VIOLATIONS_HEADER.lower() not in proxied.post("token_generation", DOCUMENT_GENERATION).headers
+    repeat = proxied.post("token_generation", DOCUMENT_GENERATION)
+    assert repeat.headers[VIOLATIONS_HEADER] == "replay_is_duplicate"
+    assert proxied.lines[1].endswith("VIOLATIONS replay_is_duplicate (upstream, failure)")
+    assert proxied.app.run.finish().exit_code == 1
