@@ -251,18 +251,28 @@ class ProxyApp:
         judged: Judged,
         answer: dict[str, Any] | None,
     ) -> None:
-        """Journals the exchange, tells the run, prints its line, then sends the client `reply` (with
-        the header naming the checks that found something). `answer`: the upstream's, parsed."""
+        """Sends the client `reply` (with the header naming the checks that found something), then
+        journals the exchange, tells the run and prints its line: the evidence is kept once the
+        answer is on its way, so that the client waits only for what decides the answer. `answer`:
+        the upstream's, parsed."""
         findings = judged.findings
         headers = [(name, value) for name, value in reply.headers if name.lower() != "content-length"]
         headers.append(("content-length", str(len(reply.body))))
         marked = list(dict.fromkeys(f.check for f in findings))
         if marked:
             headers.append((VIOLATIONS_HEADER, ", ".join(marked)))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": reply.status,
+                "headers": [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in headers],
+            }
+        )
+        await send({"type": "http.response.body", "body": reply.body})
         milliseconds = wire.elapsed * 1000
         try:
             await self._journal_add(call, wire, reply, findings, milliseconds)
-        except Exception:  # the journal is evidence, not the traffic: the answer still goes
+        except Exception:  # the journal is evidence, not the traffic
             log.exception("the journal could not take exchange %s", call.exchange_id)
         at = call.at.astimezone(UTC)
         self.run.exchange(
@@ -277,14 +287,6 @@ class ProxyApp:
         )
         shown_code = _text(_parsed(reply.body), "output_ResponseCode")  # what the client got
         self.out(line_of(at, self.role, call.label, reply.status, shown_code, milliseconds, findings))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": reply.status,
-                "headers": [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in headers],
-            }
-        )
-        await send({"type": "http.response.body", "body": reply.body})
 
     def _curl(self, wire: WireExchange, request: dict[str, Any] | None) -> str:
         """The exchange's request as a curl command to the upstream, its password read from a variable."""
