@@ -12,6 +12,7 @@ masked; anything else is 404 in the envelope, as the mocks answer it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -29,7 +30,7 @@ from starlette.types import Message, Receive, Scope, Send
 from mpesa_atm.codes import ResponseCode, bank_answer, ipg_answer
 from mpesa_atm.fuzz.curl import curl_command
 from mpesa_atm.fuzz.events import Listener
-from mpesa_atm.masking import PASSWORD_FIELD, Secrets, masked, masked_body
+from mpesa_atm.masking import PASSWORD_FIELD, Secrets, masked, masked_body, masked_text
 from mpesa_atm.operations import CONTROL_PREFIX, Role, operations_of
 from mpesa_atm.proxy.evidence import Run, line_of
 from mpesa_atm.proxy.findings import Exchange, Finding
@@ -269,6 +270,11 @@ class ProxyApp:
             }
         )
         await send({"type": "http.response.body", "body": reply.body})
+        # A finding quotes what it received (an answer may echo a password): masked as the journal is.
+        findings = tuple(
+            dataclasses.replace(f, title=self._masked(f.title), message=self._masked(f.message))
+            for f in findings
+        )
         milliseconds = wire.elapsed * 1000
         try:
             await self._journal_add(call, wire, reply, findings, milliseconds)
@@ -287,6 +293,10 @@ class ProxyApp:
         )
         shown_code = _text(_parsed(reply.body), "output_ResponseCode")  # what the client got
         self.out(line_of(at, self.role, call.label, reply.status, shown_code, milliseconds, findings))
+
+    def _masked(self, text: str) -> str:
+        """`text` with the configured passwords masked by value, and any input_Password's value."""
+        return self.secrets.masked(masked_text(text))
 
     def _curl(self, wire: WireExchange, request: dict[str, Any] | None) -> str:
         """The exchange's request as a curl command to the upstream, its password read from a variable."""
