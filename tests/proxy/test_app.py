@@ -15,7 +15,8 @@ from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 
 from mpesa_atm.mocks import create_app
-from mpesa_atm.proxy.app import VIOLATIONS_HEADER, ProxyApp, create_proxy
+from mpesa_atm.proxy.app import VIOLATIONS_HEADER, ProxyApp
+from mpesa_atm.proxy.factory import create_proxy
 from mpesa_atm.proxy.findings import Exchange, Finding
 from mpesa_atm.proxy.judge import Judge
 from mpesa_atm.settings import Settings

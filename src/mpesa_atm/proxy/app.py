@@ -13,9 +13,7 @@ masked; anything else is 404 in the envelope, as the mocks answer it.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -23,34 +21,30 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
 import orjson
 from starlette.types import Message, Receive, Scope, Send
 
-from mpesa_atm.codes import ResponseCode, bank_answer, ipg_answer
+from mpesa_atm.codes import ResponseCode
 from mpesa_atm.fuzz.curl import curl_command
-from mpesa_atm.fuzz.events import Listener
-from mpesa_atm.masking import PASSWORD_FIELD, Secrets, masked, masked_body, masked_text
+from mpesa_atm.masking import PASSWORD_FIELD, Secrets, masked_text
 from mpesa_atm.operations import CONTROL_PREFIX, Role, operations_of
+from mpesa_atm.proxy.answers import Envelopes, Reply, no_answer, parsed, text
 from mpesa_atm.proxy.evidence import Run, line_of
 from mpesa_atm.proxy.findings import Exchange, Finding
 from mpesa_atm.proxy.forward import Unanswered, Upstream, decoded
+from mpesa_atm.proxy.journal import DIRECTION, entries_shown, record_of
 from mpesa_atm.proxy.judge import Judge, Judged, Seen
 from mpesa_atm.reporting.exchange import Exchange as WireExchange
 from mpesa_atm.settings import Settings
-from mpesa_atm.transport import Network
 
 if TYPE_CHECKING:
     from schemathesis import Case
 
-__all__ = ["DIRECTION", "VIOLATIONS_HEADER", "Observer", "ProxyApp", "create_proxy"]
+__all__ = ["DIRECTION", "VIOLATIONS_HEADER", "Observer", "ProxyApp"]
 
 log = logging.getLogger("mpesa_atm.proxy")
 
 VIOLATIONS_HEADER = "X-Mpesa-Atm-Violations"
-# The proxy's entries in the store's journal (the mocks' are "inbound" and "outbound").
-DIRECTION = "proxy"
-_ECHOABLE = re.compile(r"^[!-~]{1,32}$")
 
 
 class Observer(Protocol):
@@ -58,19 +52,6 @@ class Observer(Protocol):
     the earlier ones the store keeps."""
 
     async def observe(self, exchange: Exchange) -> tuple[Finding, ...]: ...
-
-
-def _parsed(raw: bytes) -> dict[str, Any] | None:
-    try:
-        value = orjson.loads(raw)
-    except (orjson.JSONDecodeError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _text(body: dict[str, Any] | None, key: str) -> str | None:
-    value = body.get(key) if body is not None else None
-    return value if isinstance(value, str) else None
 
 
 class ProxyApp:
@@ -106,6 +87,7 @@ class ProxyApp:
         self.served = ", ".join(f"POST {path}" for path in self.by_path)
         # The passwords masked by value (the configured ones) as well as input_Password by name.
         self.secrets = Secrets.of_banks(settings.banks, settings.bank_password)
+        self.envelopes = Envelopes(role, settings)
 
     # ASGI -----------------------------------------------------------------------------------------------
 
@@ -180,7 +162,7 @@ class ProxyApp:
             label=f"POST {path}",
             headers=tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"]),
             body=body,
-            request=_parsed(body),
+            request=parsed(body),
         )
         seen = Seen(operation_id, call.headers, body)
         case, client = self._client_side(seen, call.exchange_id)
@@ -188,16 +170,16 @@ class ProxyApp:
             # Never forwarded: the client hears why, the upstream nothing (nor the ledger).
             refused = [f for f in client.findings if self.run.failing(f)]
             wire = call.wire(None, "refused by the proxy (--errors)")
-            await self._finish(send, call, wire, self._refusal(400, refused, body), client, None)
+            await self._finish(send, call, wire, self.envelopes.refusal(400, refused, body), client, None)
             return
         outcome = await self.upstream.post(call.url, call.headers, body)
         if isinstance(outcome, Unanswered):
             wire = call.wire(None, outcome.reason)
             across = await self._observe(call.exchange(self.role, 0, None, wire.elapsed))
-            judged = Judged(
-                (*client.findings, _no_answer(outcome, call.exchange_id), *across), client.applied
+            judged = Judged((*client.findings, no_answer(outcome, call.exchange_id), *across), client.applied)
+            await self._finish(
+                send, call, wire, self.envelopes.unanswered(outcome, call.url, body), judged, None
             )
-            await self._finish(send, call, wire, self._unanswered(outcome, call.url, body), judged, None)
             return
         answer_body = decoded(outcome.body, outcome.headers)  # as the checks read it
         wire = call.wire(outcome.status, outcome.reason, outcome.headers, answer_body)
@@ -205,14 +187,14 @@ class ProxyApp:
             operation_id, call.headers, body, outcome.status, outcome.headers, answer_body, wire.elapsed
         )
         upstream = self._upstream_side(seen, case, call.exchange_id)
-        answer = _parsed(answer_body)
+        answer = parsed(answer_body)
         across = await self._observe(call.exchange(self.role, outcome.status, answer, wire.elapsed))
         judged = Judged((*client.findings, *upstream.findings, *across), (*client.applied, *upstream.applied))
         broken = [f for f in (*upstream.findings, *across) if f.side == "upstream" and self.run.failing(f)]
         if self.errors and broken:
-            reply = self._refusal(502, broken, body)
+            reply = self.envelopes.refusal(502, broken, body)
         else:
-            reply = _Reply(outcome.status, outcome.headers, outcome.body)
+            reply = Reply(outcome.status, outcome.headers, outcome.body)
         await self._finish(send, call, wire, reply, judged, answer)
 
     def _client_side(self, seen: Seen, exchange_id: str) -> tuple[Case | None, Judged]:
@@ -248,7 +230,7 @@ class ProxyApp:
         send: Send,
         call: _Call,
         wire: WireExchange,
-        reply: _Reply,
+        reply: Reply,
         judged: Judged,
         answer: dict[str, Any] | None,
     ) -> None:
@@ -285,18 +267,18 @@ class ProxyApp:
             wire,
             operation=call.label,
             applied=judged.applied,
-            code=_text(answer, "output_ResponseCode"),
-            description=_text(answer, "output_ResponseDesc"),
+            code=text(answer, "output_ResponseCode"),
+            description=text(answer, "output_ResponseDesc"),
             findings=findings,
             reproduce=self._curl(wire, call.request) if findings else "",
             at=at,
         )
-        shown_code = _text(_parsed(reply.body), "output_ResponseCode")  # what the client got
+        shown_code = text(parsed(reply.body), "output_ResponseCode")  # what the client got
         self.out(line_of(at, self.role, call.label, reply.status, shown_code, milliseconds, findings))
 
-    def _masked(self, text: str) -> str:
-        """`text` with the configured passwords masked by value, and any input_Password's value."""
-        return self.secrets.masked(masked_text(text))
+    def _masked(self, words: str) -> str:
+        """`words` with the configured passwords masked by value, and any input_Password's value."""
+        return self.secrets.masked(masked_text(words))
 
     def _curl(self, wire: WireExchange, request: dict[str, Any] | None) -> str:
         """The exchange's request as a curl command to the upstream, its password read from a variable."""
@@ -304,70 +286,35 @@ class ProxyApp:
             (v for n, v in wire.request_headers if n.lower() == "content-type"), "application/json"
         )
         body: Any = request if request is not None else wire.request_body
-        secret = _text(request, PASSWORD_FIELD)
+        secret = text(request, PASSWORD_FIELD)
         return curl_command(
             wire.url, body, media_type=media_type, secret=secret, options=self.upstream.network.curl_options()
         )
 
     async def _journal_add(
-        self, call: _Call, wire: WireExchange, reply: _Reply, findings: Sequence[Finding], milliseconds: float
+        self, call: _Call, wire: WireExchange, reply: Reply, findings: Sequence[Finding], milliseconds: float
     ) -> None:
-        """The exchange in the store's journal (direction `proxy`): what the client sent and got, and
-        in the response's record the exchange's id, the upstream's status and the violations."""
-        from mpesa_atm.mocks.records import JournalRecord
-
         if self.store is None:
             return
-        kept = {
-            "exchange_id": call.exchange_id,
-            "upstream_status": wire.status,
-            "answer": masked_body(reply.body),
-            "violations": [
-                {"check": f.check, "side": f.side, "severity": f.severity, "rule": f.rule, "title": f.title}
-                for f in findings
-            ],
-        }
-        record = JournalRecord(
-            role=self.role,
-            direction=DIRECTION,
-            operation=call.operation_id,
-            method="POST",
-            url=self.secrets.masked(call.url),
+        record = record_of(
+            self.role,
+            exchange_id=call.exchange_id,
+            operation_id=call.operation_id,
+            url=call.url,
+            request=call.body,
             status=reply.status,
-            request=self.secrets.masked(json.dumps(masked_body(call.body))),
-            response=self.secrets.masked(json.dumps(kept)),
-            duration_ms=round(milliseconds, 3),
+            upstream_status=wire.status,
+            answer=reply.body,
+            findings=findings,
+            milliseconds=milliseconds,
+            secrets=self.secrets,
         )
         await self.store.journal_in_next_write(record)
 
     async def _journal(self) -> list[dict[str, Any]]:
-        """The proxy's journal entries, newest first: each with what the client got (`status`,
-        `response`), what the upstream answered (`upstream_status`) and the violations found."""
         if self.store is None:
             return []
-        entries = await self.store.journal(self.role, limit=self.settings.journal_limit)
-        shown = []
-        for entry in entries:
-            if entry.direction != DIRECTION:
-                continue
-            kept = entry.response if isinstance(entry.response, dict) else {}
-            shown.append(
-                {
-                    "id": entry.id,
-                    "exchange_id": kept.get("exchange_id"),
-                    "at": entry.at,
-                    "operation": entry.operation,
-                    "method": entry.method,
-                    "url": entry.url,
-                    "status": entry.status,
-                    "upstream_status": kept.get("upstream_status"),
-                    "request": masked(entry.request),
-                    "response": kept.get("answer"),
-                    "duration_ms": entry.duration_ms,
-                    "violations": kept.get("violations", []),
-                }
-            )
-        return shown
+        return entries_shown(await self.store.journal(self.role, limit=self.settings.journal_limit))
 
     # The proxy's own answers ----------------------------------------------------------------------------
 
@@ -389,40 +336,6 @@ class ProxyApp:
                 break
         return b"".join(chunks)
 
-    def envelope(self, code: ResponseCode, reason: str, request: bytes) -> dict[str, str]:
-        """An answer the proxy makes itself, in the role's envelope (codes.py), with references of
-        its own and the request's input_ThirdPartyReference echoed when it can be read."""
-        from mpesa_atm.mocks.values import bank_date_time, new_bank_transaction_ref, new_insight_reference
-
-        if self.role == "ipg":
-            sent = _text(_parsed(request), "input_ThirdPartyReference") or ""
-            return ipg_answer(
-                code,
-                insight_reference=new_insight_reference(),
-                third_party_reference=sent if _ECHOABLE.match(sent) else "",
-                reason=reason,
-            )
-        return bank_answer(
-            code,
-            bank_transaction_ref=new_bank_transaction_ref(),
-            bank_date_time=bank_date_time(self.settings.clock(), self.settings.timezone),
-            reason=reason,
-        )
-
-    def _refusal(self, status: int, findings: Sequence[Finding], request: bytes) -> _Reply:
-        """--errors: 400 (the client's request) or 502 (the upstream's answer) in the envelope, -1
-        Failure, naming what broke the document."""
-        first = findings[0]
-        whose = "the request" if status == 400 else "the upstream's answer"
-        more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
-        reason = f"refused by the proxy: {whose} breaks {first.check}: {first.title}{more}"
-        return _Reply(status, _JSON, orjson.dumps(self.envelope(ResponseCode.FAILURE, reason, request)))
-
-    def _unanswered(self, outcome: Unanswered, url: str, request: bytes) -> _Reply:
-        """No answer from the upstream: 502 in the envelope, -7 or -6 as forward.Unanswered says."""
-        reason = f"the proxy got no answer from the upstream at {url}: {outcome.reason}"
-        return _Reply(502, _JSON, orjson.dumps(self.envelope(outcome.code, reason, request)))
-
     async def _envelope(
         self,
         send: Send,
@@ -432,7 +345,7 @@ class ProxyApp:
         request: bytes,
         headers: dict[str, str] | None = None,
     ) -> None:
-        await self._json(send, status, self.envelope(code, reason, request), headers)
+        await self._json(send, status, self.envelopes.envelope(code, reason, request), headers)
 
     async def _json(self, send: Send, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         raw = orjson.dumps(body)
@@ -442,30 +355,6 @@ class ProxyApp:
         ]
         await send({"type": "http.response.start", "status": status, "headers": pairs})
         await send({"type": "http.response.body", "body": raw})
-
-
-def _no_answer(outcome: Unanswered, exchange_id: str) -> Finding:
-    """The upstream gave no answer: not_a_server_error's finding, as fuzz records a partner that did not
-    answer."""
-    from mpesa_atm.judgement import documented
-
-    title = "The upstream did not answer" + (" in time" if outcome.timed_out else "")
-    message = f"Received: no answer ({outcome.reason})\nDocumented: " + documented(
-        "server_error", "a synchronous answer in the envelope"
-    )
-    return Finding("server_error", "not_a_server_error", "upstream", title, message, (exchange_id,))
-
-
-@dataclass(frozen=True)
-class _Reply:
-    """What the client is sent: the upstream's answer as it came, or one of the proxy's own."""
-
-    status: int
-    headers: Sequence[tuple[str, str]]
-    body: bytes
-
-
-_JSON = (("content-type", "application/json"),)
 
 
 @dataclass(frozen=True)
@@ -510,67 +399,3 @@ class _Call:
         return Exchange(
             self.exchange_id, role, self.operation_id, self.request, status, answer, self.at, elapsed
         )
-
-
-def create_proxy(
-    role: Role,
-    settings: Settings,
-    *,
-    upstream: str,
-    network: Network | None = None,
-    timeout: float | None = None,
-    strict: bool = False,
-    max_response_time: float | None = None,
-    listeners: Sequence[Listener] = (),
-    options: tuple[tuple[str, str], ...] = (),
-    ledger_of: Callable[[Any, Settings], Observer] | None = None,
-    judge: Judge | None = None,
-    out: Callable[[str], None] = print,
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> ProxyApp:
-    """The proxy of `role` in front of `upstream`, its store the settings' `db`, the judgement across
-    exchanges `ledger_of(store, settings)`'s when given; `run` (the app's) tells `listeners` (fuzz's
-    reporters) of each exchange and, at `app.run.finish()`, of the end. `judge` may be one already
-    built for the role and paths (it takes a while to load the schema); `transport` reaches an
-    upstream in process (tests)."""
-    from mpesa_atm.fuzz.bounds import Bounds
-    from mpesa_atm.mocks.storage import open_store
-
-    judge = judge or Judge(
-        role, lambda operation_id: settings.paths[operation_id], max_response_time=max_response_time
-    )
-    run = Run(
-        role,
-        upstream,
-        checks=judge.check_names,
-        operations=[f"POST {settings.paths[op.id]}" for op in operations_of(role)],
-        strict=strict,
-        bounds=Bounds(max_response_time=max_response_time),
-        listeners=listeners,
-        options=options,
-        kept=settings.journal_limit,
-        across=ledger_of is not None,
-    )
-    if ledger_of is None:
-        run.note(
-            "the rules across exchanges (duplicates, a token paid once) are not judged: this build has"
-            " no ledger"
-        )
-    return ProxyApp(
-        role,
-        settings,
-        upstream=Upstream(
-            upstream,
-            network or Network(),
-            timeout if timeout is not None else settings.client_timeout,
-            transport=transport,
-        ),
-        judge=judge,
-        run=run,
-        open_store=lambda: open_store(
-            settings.db_path, journal_limit=settings.journal_limit, busy_timeout=settings.busy_timeout
-        ),
-        ledger_of=ledger_of,
-        errors=settings.proxy_errors,
-        out=out,
-    )

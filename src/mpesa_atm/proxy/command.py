@@ -189,7 +189,7 @@ def _serve(
 
     from mpesa_atm import __version__
     from mpesa_atm.mocks.connection_limits import BoundedHttp
-    from mpesa_atm.proxy.app import create_proxy
+    from mpesa_atm.proxy.factory import create_proxy
 
     role: Role = args.role
     upstream_url = cast(str, settings.upstream)
