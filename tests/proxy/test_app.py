@@ -27,12 +27,6 @@ from tests.fixtures.tokens import seed_token
 UPSTREAM = "http://upstream.test"
 
 
-@pytest.fixture(scope="module")
-def judges() -> dict[str, Judge]:
-    """One judge a role for the module: the schema takes a while to load."""
-    return {role: Judge(role, OPERATION_PATHS.__getitem__) for role in ("ipg", "bank")}  # type: ignore[arg-type]
-
-
 class Proxied:
     """A proxy running in process: its client, the app (its run), and the lines it printed."""
 

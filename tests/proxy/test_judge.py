@@ -27,14 +27,14 @@ REDEEMED = {
 }
 
 
-@pytest.fixture(scope="module")
-def bank() -> Judge:
-    return Judge("bank", OPERATION_PATHS.__getitem__)
+@pytest.fixture
+def bank(judges: dict[str, Judge]) -> Judge:
+    return judges["bank"]
 
 
-@pytest.fixture(scope="module")
-def ipg() -> Judge:
-    return Judge("ipg", OPERATION_PATHS.__getitem__)
+@pytest.fixture
+def ipg(judges: dict[str, Judge]) -> Judge:
+    return judges["ipg"]
 
 
 def seen(
