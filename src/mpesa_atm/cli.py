@@ -25,6 +25,7 @@ from mpesa_atm.errors import ConfigError, HarnessError, UsageError
 from mpesa_atm.fuzz.command import register as register_fuzz
 from mpesa_atm.operations import CONTROL_PREFIX, ROLES, Role, operations_of
 from mpesa_atm.passwords import hash_password
+from mpesa_atm.proxy.command import register as register_proxy
 from mpesa_atm.serve_store import check_fresh, kept_line, open_checked
 from mpesa_atm.settings import (
     ENV_PREFIX,
@@ -374,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_fuzz(commands)
     register_verify(commands)
+    register_proxy(commands)
     return parser
 
 

@@ -348,6 +348,25 @@ class Settings:
         flag="--tls-client-ca",
         help="require a client certificate signed by a CA in this PEM file (mutual TLS)",
     )
+    # `mpesa-atm proxy`: the partner it forwards each operation to (its base URL, the operation's path
+    # appended), and whether it refuses what breaks the document instead of passing it on.
+    upstream: str | None = setting(
+        None,
+        URL,
+        file="proxy.upstream",
+        variable="UPSTREAM",
+        flag="--upstream",
+        help="the partner's base URL: each of the role's operations is forwarded to it, at its path",
+    )
+    proxy_errors: bool = setting(
+        False,
+        SWITCH,
+        file="proxy.errors",
+        variable="PROXY_ERRORS",
+        flag="--errors",
+        help="refuse a request that breaks the document (400, never forwarded) and replace an answer "
+        "that breaks it (502), each in the envelope naming the violation (off: pass them on, marked)",
+    )
     # The API's calls through connexion, each answer checked against the document (debugging; slower)
     validate_responses: bool = setting(
         False, SWITCH, file="validate_responses", variable="VALIDATE_RESPONSES"

@@ -20,6 +20,7 @@ __all__ = [
     "OPERATION_PATHS",
     "SPEC_FILES",
     "Role",
+    "inlined",
     "load_spec",
     "operation_definition",
     "read_document",
@@ -157,6 +158,18 @@ def resolved(document: dict[str, Any], node: Any) -> Any:
         for part in node["$ref"].removeprefix("#/").split("/"):
             target = target[part]
         node = target
+    return node
+
+
+def inlined(document: dict[str, Any], node: Any) -> Any:
+    """`node` with every local reference in it replaced by what it points to, however deep (the
+    documents' schemas hold no cycles): a schema a validator reads without resolving references on
+    each call, several times faster."""
+    node = resolved(document, node)
+    if isinstance(node, dict):
+        return {key: inlined(document, value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [inlined(document, item) for item in node]
     return node
 
 

@@ -50,10 +50,10 @@ from mpesa_atm.fuzz.target import (
 from mpesa_atm.fuzz.tokens import Token
 from mpesa_atm.fuzz.unit import Campaign, Unit
 from mpesa_atm.fuzz.wrong_target import check_answer
-from mpesa_atm.operations import CONTROL_PREFIX, operations_of
+from mpesa_atm.operations import CONTROL_PREFIX, Role, operations_of
 from mpesa_atm.spec import load_spec
 
-__all__ = ["KINDS", "PHASES", "Kind", "run_campaign"]
+__all__ = ["KINDS", "PHASES", "Kind", "role_schema", "run_campaign"]
 
 # Half the cases are realistic: the semantic checks need valid requests; the rest are schemathesis's.
 _WEIGHTS: dict[str, int] = {"realistic": 2, "positive": 1, "negative": 1}
@@ -85,10 +85,19 @@ def _fuzz_operation(operation_id: str, kinds: tuple[Kind, ...], unit: Unit) -> N
 
 def _schema(target: Target) -> schemathesis.BaseSchema:
     """The role's document, with each operation at the partner's path."""
-    document = load_spec(f"{target.role}.yaml")
+    schema = role_schema(target.role, target.path)
+    if target.app is not None:
+        schema.app = target.app
+    return schema
+
+
+def role_schema(role: Role, path_of: Callable[[str], str]) -> schemathesis.BaseSchema:
+    """The role's document as a schema, each operation at `path_of(its operationId)`: the one way the
+    fuzzer, and the proxy that judges real traffic by the same checks, read it."""
+    document = load_spec(f"{role}.yaml")
     paths: dict[str, Any] = {}
     for item in document["paths"].values():
-        paths[target.path(item["post"]["operationId"])] = item
+        paths[path_of(item["post"]["operationId"])] = item
     document["paths"] = paths
     schema = schemathesis.openapi.from_dict(document)
     # Schemathesis would draw, now and then, the string literals of an in-process target's code
@@ -96,8 +105,6 @@ def _schema(target: Target) -> schemathesis.BaseSchema:
     # by the document over the wire, the same cases in process or not; and a literal such as the
     # test password, sent in another field, would leave the masking. Off.
     schema.config.analysis.constants.enabled = False
-    if target.app is not None:
-        schema.app = target.app
     return schema
 
 

@@ -101,8 +101,12 @@ def render_summary(result: CampaignResult) -> str:
     """One line: the verdict, the failures and warnings (by check), a bound that stopped the campaign
     early, the checks not exercised, what was sent and the seed. A partner that let nothing through is
     NOT TESTED, and the line says why."""
-    sent = f"{result.cases} cases ({result.requests} requests) in {result.duration:.1f} s; seed {result.seed}"
-    head = f"mpesa-atm fuzz {result.role}"
+    if result.command == "proxy":  # what went through it, not what a campaign sent
+        sent = f"{result.cases} exchange{'' if result.cases == 1 else 's'} in {result.duration:.1f} s"
+    else:
+        sent = f"{result.cases} cases ({result.requests} requests) in {result.duration:.1f} s"
+        sent += f"; seed {result.seed}"
+    head = f"mpesa-atm {result.command} {result.role}"
     if result.untested is not None and not result.interrupted:
         return f"{head}: NOT TESTED: {result.untested}; {sent}"
     parts = []
@@ -145,7 +149,7 @@ def write_junit(result: CampaignResult, path: str | Path) -> None:
     nothing through adds a test case in error (type "untested") with why."""
     untested = result.untested if not result.interrupted else None
     shown: tuple[tuple[str, object], ...] = (
-        ("seed", result.seed),
+        *((("seed", result.seed),) if result.command == "fuzz" else ()),
         ("target", result.target),
         ("cases", result.cases),
         ("failures", len(result.failures)),
@@ -159,13 +163,13 @@ def write_junit(result: CampaignResult, path: str | Path) -> None:
         *((("untested", untested),) if untested else ()),
     )
     suite = junit.Suite(
-        f"mpesa-atm fuzz {result.role}",
+        f"mpesa-atm {result.command} {result.role}",
         properties=[(name, str(value)) for name, value in shown],
         time=result.duration,
     )
     if untested:
         error = junit.Outcome("error", untested, "untested", f"The partner was not tested: {untested}")
-        suite.cases.append(junit.TestCase(f"mpesa-atm fuzz {result.role}", "untested", error))
+        suite.cases.append(junit.TestCase(f"mpesa-atm {result.command} {result.role}", "untested", error))
     suite.cases.extend(_junit_cases(result))
     junit.write(suite, path)
 

@@ -101,6 +101,8 @@ class CampaignResult:
     # Why the partner was not tested at all (it let no valid case through: what it answered instead and
     # what to check), or None. An untested campaign exits 2, whatever it found.
     untested: str | None = None
+    # The command whose result it is: "fuzz", or "proxy" (the proxy's run, told as a campaign's events).
+    command: str = "fuzz"
 
     @property
     def failures(self) -> list[Finding]:

@@ -64,6 +64,7 @@ class ContractViolation(Failure):
         documented: str,
         reproduce: tuple[str, ...] = (),
         severity: Severity = FAILURE,
+        rule: str | None = None,
     ) -> None:
         message = f"Received: {received}\nDocumented: {documented}"
         super().__init__(
@@ -74,6 +75,8 @@ class ContractViolation(Failure):
         self.documented = documented
         self.reproduce = reproduce
         self.verdict: Severity = severity
+        # The rule of judgement.RULES it breaks, when the check named one (the proxy's findings carry it).
+        self.rule = rule
 
     @property
     def _unique_key(self) -> str:
@@ -104,6 +107,7 @@ def fail(
         documented=documented,
         reproduce=steps,
         severity=severity,
+        rule=rule,
     )
 
 

@@ -1,0 +1,401 @@
+"""The proxy's ASGI app: plain ASGI, no framework's per-call machinery in the path of the traffic.
+
+A POST to one of the role's operations is judged on the client's side, forwarded to the upstream,
+judged on the upstream's side (one exchange by fuzz's checks, then across exchanges by the ledger),
+journalled in the store, shown as a line on stdout, and answered with the upstream's answer unchanged
+(status, end-to-end headers, body bytes), plus `X-Mpesa-Atm-Violations` when something broke. With
+`--errors` a request that breaks the document is refused (400) and an answer that breaks it is
+replaced (502), each in the envelope naming the violation. No answer from the upstream is a 502 in the
+envelope. `GET /_harness/journal` and `GET /_harness/violations` show what went through, passwords
+masked; anything else is 404 in the envelope, as the mocks answer it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
+from starlette.types import Message, Receive, Scope, Send
+
+from mpesa_atm.codes import ResponseCode
+from mpesa_atm.fuzz.curl import curl_command
+from mpesa_atm.masking import PASSWORD_FIELD, Secrets, masked_text
+from mpesa_atm.operations import CONTROL_PREFIX, Role, operations_of
+from mpesa_atm.proxy.answers import Envelopes, Reply, no_answer, parsed, text
+from mpesa_atm.proxy.evidence import Run, line_of
+from mpesa_atm.proxy.findings import Exchange, Finding
+from mpesa_atm.proxy.forward import Unanswered, Upstream, decoded
+from mpesa_atm.proxy.journal import DIRECTION, entries_shown, record_of
+from mpesa_atm.proxy.judge import Judge, Judged, Seen
+from mpesa_atm.reporting.exchange import Exchange as WireExchange
+from mpesa_atm.settings import Settings
+
+if TYPE_CHECKING:
+    from schemathesis import Case
+
+__all__ = ["DIRECTION", "VIOLATIONS_HEADER", "Observer", "ProxyApp"]
+
+log = logging.getLogger("mpesa_atm.proxy")
+
+VIOLATIONS_HEADER = "X-Mpesa-Atm-Violations"
+
+
+class Observer(Protocol):
+    """The judgement across exchanges (proxy/ledger.py's Ledger): what an exchange breaks read with
+    the earlier ones the store keeps."""
+
+    async def observe(self, exchange: Exchange) -> tuple[Finding, ...]: ...
+
+
+class ProxyApp:
+    """The proxy of `role` in front of `upstream`. `store` (opened in the lifespan, from `open_store`)
+    keeps the journal; `observer` (made with it by `ledger_of`) judges across exchanges; `run` tells
+    fuzz's reporters; `out` writes each exchange's line."""
+
+    def __init__(
+        self,
+        role: Role,
+        settings: Settings,
+        *,
+        upstream: Upstream,
+        judge: Judge,
+        run: Run,
+        open_store: Callable[[], Any],
+        ledger_of: Callable[[Any, Settings], Observer] | None,
+        errors: bool = False,
+        out: Callable[[str], None] = print,
+    ) -> None:
+        self.role = role
+        self.settings = settings
+        self.upstream = upstream
+        self.judge = judge
+        self.run = run
+        self.errors = errors
+        self.out = out
+        self._open_store = open_store
+        self._ledger_of = ledger_of
+        self.store: Any = None
+        self.ledger: Observer | None = None
+        self.by_path = {settings.paths[op.id]: op.id for op in operations_of(role)}
+        self.served = ", ".join(f"POST {path}" for path in self.by_path)
+        # The passwords masked by value (the configured ones) as well as input_Password by name.
+        self.secrets = Secrets.of_banks(settings.banks, settings.bank_password)
+        self.envelopes = Envelopes(role, settings)
+
+    # ASGI -----------------------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        operation_id = self.by_path.get(path)
+        if operation_id is not None and scope["method"] == "POST":
+            await self._exchange(scope, receive, send, operation_id)
+        elif operation_id is not None:
+            await self._envelope(
+                send,
+                405,
+                ResponseCode.FAILURE,
+                f"{scope['method']} is not allowed on {path}; use POST",
+                b"",
+                {"allow": "POST"},
+            )
+        elif scope["method"] in ("GET", "HEAD") and path == f"{CONTROL_PREFIX}/journal":
+            await self._json(send, 200, {"entries": await self._journal()})
+        elif scope["method"] in ("GET", "HEAD") and path == f"{CONTROL_PREFIX}/violations":
+            await self._json(send, 200, {"violations": list(reversed(self.run.violations))})
+        elif path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/"):
+            detail = f"the proxy serves GET {CONTROL_PREFIX}/journal and GET {CONTROL_PREFIX}/violations"
+            await self._json(send, 404, {"error": "Not Found", "detail": detail})
+        else:
+            await self._envelope(
+                send, 404, ResponseCode.FAILURE, f"no API at {path}; this proxy serves {self.served}", b""
+            )
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    self.store = self._open_store()
+                    self.ledger = self._ledger_of(self.store, self.settings) if self._ledger_of else None
+                    self.upstream.open()
+                except Exception as exc:
+                    log.exception("the proxy could not start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.upstream.close()
+                if self.store is not None:
+                    self.store.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # One exchange ---------------------------------------------------------------------------------------
+
+    async def _exchange(self, scope: Scope, receive: Receive, send: Send, operation_id: str) -> None:
+        started = time.perf_counter()
+        at = self.settings.clock()
+        body = await self._body(receive)
+        if body is None:
+            limit = self.settings.max_body_bytes
+            await self._envelope(send, 413, ResponseCode.FAILURE, f"the body is over {limit} bytes", b"")
+            return
+        path: str = scope["path"]
+        call = _Call(
+            exchange_id=uuid.uuid4().hex,
+            operation_id=operation_id,
+            at=at,
+            started=started,
+            url=self.upstream.url(path, scope["query_string"].decode("latin-1")),
+            label=f"POST {path}",
+            headers=tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"]),
+            body=body,
+            request=parsed(body),
+        )
+        seen = Seen(operation_id, call.headers, body)
+        case, client = self._client_side(seen, call.exchange_id)
+        if self.errors and any(self.run.failing(f) for f in client.findings):
+            # Never forwarded: the client hears why, the upstream nothing (nor the ledger).
+            refused = [f for f in client.findings if self.run.failing(f)]
+            wire = call.wire(None, "refused by the proxy (--errors)")
+            await self._finish(send, call, wire, self.envelopes.refusal(400, refused, body), client, None)
+            return
+        outcome = await self.upstream.post(call.url, call.headers, body)
+        if isinstance(outcome, Unanswered):
+            wire = call.wire(None, outcome.reason)
+            across = await self._observe(call.exchange(self.role, 0, None, wire.elapsed))
+            judged = Judged((*client.findings, no_answer(outcome, call.exchange_id), *across), client.applied)
+            await self._finish(
+                send, call, wire, self.envelopes.unanswered(outcome, call.url, body), judged, None
+            )
+            return
+        answer_body = decoded(outcome.body, outcome.headers)  # as the checks read it
+        wire = call.wire(outcome.status, outcome.reason, outcome.headers, answer_body)
+        seen = Seen(
+            operation_id, call.headers, body, outcome.status, outcome.headers, answer_body, wire.elapsed
+        )
+        upstream = self._upstream_side(seen, case, call.exchange_id)
+        answer = parsed(answer_body)
+        across = await self._observe(call.exchange(self.role, outcome.status, answer, wire.elapsed))
+        judged = Judged((*client.findings, *upstream.findings, *across), (*client.applied, *upstream.applied))
+        broken = [f for f in (*upstream.findings, *across) if f.side == "upstream" and self.run.failing(f)]
+        if self.errors and broken:
+            reply = self.envelopes.refusal(502, broken, body)
+        else:
+            reply = Reply(outcome.status, outcome.headers, outcome.body)
+        await self._finish(send, call, wire, reply, judged, answer)
+
+    def _client_side(self, seen: Seen, exchange_id: str) -> tuple[Case | None, Judged]:
+        """The request as a case, and the client's side of the judgement; a bug of the judge's lets
+        the exchange through unjudged, said in the log (the traffic matters more than its verdict)."""
+        try:
+            case = self.judge.case(seen)
+            return case, self.judge.client(seen, case, exchange_id)
+        except Exception:
+            log.exception("the proxy could not judge the request of exchange %s", exchange_id)
+            return None, Judged()
+
+    def _upstream_side(self, seen: Seen, case: Case | None, exchange_id: str) -> Judged:
+        if case is None:
+            return Judged()
+        try:
+            return self.judge.upstream(seen, case, exchange_id)
+        except Exception:
+            log.exception("the proxy could not judge the answer of exchange %s", exchange_id)
+            return Judged()
+
+    async def _observe(self, exchange: Exchange) -> tuple[Finding, ...]:
+        if self.ledger is None:
+            return ()
+        try:
+            return tuple(await self.ledger.observe(exchange))
+        except Exception:  # a bug of the ledger's: the exchange still goes through, said in the log
+            log.exception("the ledger could not judge exchange %s", exchange.exchange_id)
+            return ()
+
+    async def _finish(
+        self,
+        send: Send,
+        call: _Call,
+        wire: WireExchange,
+        reply: Reply,
+        judged: Judged,
+        answer: dict[str, Any] | None,
+    ) -> None:
+        """Sends the client `reply` (with the header naming the checks that found something), then
+        journals the exchange, tells the run and prints its line: the evidence is kept once the
+        answer is on its way, so that the client waits only for what decides the answer. `answer`:
+        the upstream's, parsed."""
+        findings = judged.findings
+        headers = [(name, value) for name, value in reply.headers if name.lower() != "content-length"]
+        headers.append(("content-length", str(len(reply.body))))
+        marked = list(dict.fromkeys(f.check for f in findings))
+        if marked:
+            headers.append((VIOLATIONS_HEADER, ", ".join(marked)))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": reply.status,
+                "headers": [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in headers],
+            }
+        )
+        await send({"type": "http.response.body", "body": reply.body})
+        # A finding quotes what it received (an answer may echo a password): masked as the journal is.
+        findings = tuple(
+            dataclasses.replace(f, title=self._masked(f.title), message=self._masked(f.message))
+            for f in findings
+        )
+        milliseconds = wire.elapsed * 1000
+        try:
+            await self._journal_add(call, wire, reply, findings, milliseconds)
+        except Exception:  # the journal is evidence, not the traffic
+            log.exception("the journal could not take exchange %s", call.exchange_id)
+        at = call.at.astimezone(UTC)
+        self.run.exchange(
+            wire,
+            operation=call.label,
+            applied=judged.applied,
+            code=text(answer, "output_ResponseCode"),
+            description=text(answer, "output_ResponseDesc"),
+            findings=findings,
+            reproduce=self._curl(wire, call.request) if findings else "",
+            at=at,
+        )
+        shown_code = text(parsed(reply.body), "output_ResponseCode")  # what the client got
+        self.out(line_of(at, self.role, call.label, reply.status, shown_code, milliseconds, findings))
+
+    def _masked(self, words: str) -> str:
+        """`words` with the configured passwords masked by value, and any input_Password's value."""
+        return self.secrets.masked(masked_text(words))
+
+    def _curl(self, wire: WireExchange, request: dict[str, Any] | None) -> str:
+        """The exchange's request as a curl command to the upstream, its password read from a variable."""
+        media_type = next(
+            (v for n, v in wire.request_headers if n.lower() == "content-type"), "application/json"
+        )
+        body: Any = request if request is not None else wire.request_body
+        secret = text(request, PASSWORD_FIELD)
+        return curl_command(
+            wire.url, body, media_type=media_type, secret=secret, options=self.upstream.network.curl_options()
+        )
+
+    async def _journal_add(
+        self, call: _Call, wire: WireExchange, reply: Reply, findings: Sequence[Finding], milliseconds: float
+    ) -> None:
+        if self.store is None:
+            return
+        record = record_of(
+            self.role,
+            exchange_id=call.exchange_id,
+            operation_id=call.operation_id,
+            url=call.url,
+            request=call.body,
+            status=reply.status,
+            upstream_status=wire.status,
+            answer=reply.body,
+            findings=findings,
+            milliseconds=milliseconds,
+            secrets=self.secrets,
+        )
+        await self.store.journal_in_next_write(record)
+
+    async def _journal(self) -> list[dict[str, Any]]:
+        if self.store is None:
+            return []
+        return entries_shown(await self.store.journal(self.role, limit=self.settings.journal_limit))
+
+    # The proxy's own answers ----------------------------------------------------------------------------
+
+    async def _body(self, receive: Receive) -> bytes | None:
+        """The request body, or None when it is over max_body_bytes (the rest is not read)."""
+        limit = self.settings.max_body_bytes
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message: Message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    async def _envelope(
+        self,
+        send: Send,
+        status: int,
+        code: ResponseCode,
+        reason: str,
+        request: bytes,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        await self._json(send, status, self.envelopes.envelope(code, reason, request), headers)
+
+    async def _json(self, send: Send, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        raw = orjson.dumps(body)
+        pairs = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
+        pairs += [
+            (name.encode("latin-1"), value.encode("latin-1")) for name, value in (headers or {}).items()
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": pairs})
+        await send({"type": "http.response.body", "body": raw})
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One call through the proxy, as it arrived: what the rest of its exchange is built from."""
+
+    exchange_id: str
+    operation_id: str
+    at: datetime  # the settings' clock
+    started: float  # perf_counter
+    url: str  # the upstream's
+    label: str  # "POST /token-redemption"
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    request: dict[str, Any] | None  # the body, when it is a JSON object
+
+    def wire(
+        self,
+        status: int | None,
+        reason: str,
+        headers: Sequence[tuple[str, str]] = (),
+        body: bytes = b"",
+    ) -> WireExchange:
+        """The exchange as the reports show it: the request, and the upstream's answer (None: none)."""
+        elapsed = time.perf_counter() - self.started
+        return WireExchange(
+            self.at,
+            elapsed,
+            "POST",
+            self.url,
+            self.headers,
+            self.body,
+            status,
+            reason,
+            tuple(headers),
+            body,
+            self.label,
+        )
+
+    def exchange(self, role: Role, status: int, answer: dict[str, Any] | None, elapsed: float) -> Exchange:
+        """The exchange as the ledger reads it (`status` 0: no answer)."""
+        return Exchange(
+            self.exchange_id, role, self.operation_id, self.request, status, answer, self.at, elapsed
+        )

@@ -1,0 +1,283 @@
+"""`mpesa-atm proxy ipg|bank --upstream URL`: listens as the role, forwards each of its operations to
+the upstream and judges every exchange by fuzz's rules, as it happens; on SIGINT or SIGTERM writes the
+evidence (--report, --har, --junit-xml), prints the summary and exits with the verdict.
+
+Exit 0 when nothing that went through broke the document (warnings allowed, unless --strict), 1 when
+something did, 2 for a usage error (one line) or when nothing went through the proxy at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO, cast
+
+from mpesa_atm.argtypes import path_mapping, positive_seconds, whole_number
+from mpesa_atm.errors import ConfigError, UsageError
+from mpesa_atm.operations import CONTROL_PREFIX, ROLES, Role, operations, operations_of
+from mpesa_atm.reporting.options import add_report_options
+from mpesa_atm.reporting.outputs import BeforeLastLine, OutputFiles
+from mpesa_atm.settings import ENV_PREFIX, Settings, add_flags, flags_of, load_settings
+from mpesa_atm.transport import Network, add_network_options
+
+if TYPE_CHECKING:
+    from mpesa_atm.fuzz.events import Listener
+    from mpesa_atm.proxy.app import Observer
+
+__all__ = ["DEFAULT_PORT", "register"]
+
+DEFAULT_PORT = 8010
+_ROLE_NAMES = {"ipg": "the iPG", "bank": "the bank"}
+
+_DESCRIPTION = (
+    "Listen as the role (ipg: Token Redemption and Reversal; bank: Token Generation) and forward each "
+    "of its operations to the partner at --upstream, answering the client with the partner's answer "
+    "unchanged. Every exchange is judged by fuzz's checks, the client's request and the partner's "
+    "answer, and across exchanges; one line per exchange on stdout, the header X-Mpesa-Atm-Violations "
+    f"on an answer with a finding, GET {CONTROL_PREFIX}/journal and {CONTROL_PREFIX}/violations on the "
+    "proxy. On SIGINT or SIGTERM the evidence is written and the summary printed. Exit 0: no failure "
+    "(warnings allowed unless --strict); 1: a failure; 2: usage error, or nothing went through the proxy."
+)
+
+
+def register(commands: Any) -> None:
+    """Adds the `proxy` subcommand to the `mpesa-atm` parser's subcommands."""
+    proxy = commands.add_parser(
+        "proxy",
+        help="forward real traffic to a partner and judge every exchange by the document's rules",
+        description=_DESCRIPTION,
+    )
+    proxy.add_argument("role", choices=ROLES, help="the side the upstream implements (the proxy plays it)")
+    add_flags(proxy, "upstream")
+    proxy.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    proxy.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"port to listen on (default {DEFAULT_PORT}; 0: any free one)",
+    )
+    proxy.add_argument(
+        "--path",
+        action="append",
+        type=path_mapping,
+        default=[],
+        metavar="OPERATION=PATH",
+        help=f"the upstream's own path of an operation ({', '.join(operations())}), served there too",
+    )
+    proxy.add_argument(
+        "--workers", type=whole_number(1), default=1, metavar="N", help="worker processes (only 1 for now)"
+    )
+    add_flags(proxy, "proxy_errors", "db_path")
+    proxy.add_argument(
+        "--strict", action="store_true", help="warnings (a partner laxer than the harness's formats) fail too"
+    )
+    proxy.add_argument(
+        "--max-response-time",
+        type=positive_seconds,
+        metavar="S",
+        help="an answer slower than S seconds fails the check response_time",
+    )
+    proxy.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help=f"seconds to wait for the upstream's answer (default: {ENV_PREFIX}CLIENT_TIMEOUT, else 10)",
+    )
+    proxy.add_argument("--junit-xml", metavar="FILE", help="on exit, also write the results as JUnit XML")
+    add_report_options(
+        proxy, "every check with its verdict and count, the findings with their exchanges as curl"
+    )
+    proxy.add_argument("--config", metavar="FILE", help="TOML config file (see docs/configuration.md)")
+    add_flags(
+        proxy,
+        "bank_password",
+        bank_password="a password to mask by value in the journal and the evidence, besides input_Password by"
+        " "
+        f"name and the config file's banks' (prefer {ENV_PREFIX}PASSWORD: a flag shows in the process list)",
+    )
+    add_network_options(proxy)
+    proxy.set_defaults(handler=_proxy)
+
+
+def _checked(args: argparse.Namespace) -> Settings:
+    """The settings, with what cannot be served refused in one line."""
+    if args.workers > 1:
+        raise UsageError(
+            "--workers above 1 is not supported by the proxy yet: run one worker (the judgement across "
+            "workers is kept in the store, the end-of-run evidence not yet)"
+        )
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port}: a port is a number from 0 to 65535")
+    if args.timeout is not None and not args.timeout > 0:
+        raise UsageError(f"--timeout must be more than 0 seconds, not {args.timeout:g}")
+    settings = load_settings(config_file=args.config, **flags_of(args))
+    if settings.upstream is None:
+        raise UsageError(
+            f"give the partner's base URL with --upstream URL (or {ENV_PREFIX}UPSTREAM, or upstream in the "
+            "config file's [proxy])"
+        )
+    own = {op.id for op in operations_of(args.role)}
+    unknown = sorted(set(dict(args.path)) - own)
+    if unknown:
+        raise UsageError(
+            f"--path: no operation {', '.join(unknown)} on the {args.role} side"
+            f" (it has {', '.join(sorted(own))})"
+        )
+    paths = {**settings.paths, **dict(args.path)}
+    try:
+        return settings.replace(paths=paths)
+    except ConfigError as exc:
+        raise UsageError(f"--path: {exc}") from None
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket, bound before anything is built: the banner shows the real port, and a client
+    that connects while the proxy starts waits in the backlog."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+def _ledger() -> type[Observer] | None:
+    """The judgement across exchanges (proxy/ledger.py), when this build has it."""
+    try:
+        from mpesa_atm.proxy.ledger import Ledger  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    return cast("type[Observer]", Ledger)
+
+
+def _proxy(args: argparse.Namespace) -> int:
+    settings = _checked(args)
+    network = Network.from_args(args)
+    outputs = OutputFiles.check(
+        [("--report", args.report), ("--har", args.har), ("--junit-xml", args.junit_xml)]
+    )
+    from mpesa_atm.serve_store import open_checked
+
+    open_checked(settings.db_path, None, fresh=False)  # its tables made, or one line saying why not
+    if args.config:  # the connection limits read their settings from the environment, as serve's workers
+        os.environ[ENV_PREFIX + "CONFIG"] = str(Path(args.config).resolve())
+    sock = _listen(args.host, args.port)
+    console = BeforeLastLine()
+    try:
+        return _serve(args, settings, network, sock, outputs, console)
+    finally:
+        sock.close()
+
+
+def _serve(
+    args: argparse.Namespace,
+    settings: Settings,
+    network: Network,
+    sock: socket.socket,
+    outputs: OutputFiles,
+    console: BeforeLastLine,
+) -> int:
+    import uvicorn
+
+    from mpesa_atm import __version__
+    from mpesa_atm.mocks.connection_limits import BoundedHttp
+    from mpesa_atm.proxy.factory import create_proxy
+
+    role: Role = args.role
+    upstream_url = cast(str, settings.upstream)
+    host, port = sock.getsockname()[:2]
+    listening = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    options = (
+        ("errors", "on" if settings.proxy_errors else "off"),
+        *((("strict", "on"),) if args.strict else ()),
+    )
+    app = create_proxy(
+        role,
+        settings,
+        upstream=upstream_url,
+        network=network,
+        timeout=args.timeout,
+        strict=args.strict,
+        max_response_time=args.max_response_time,
+        listeners=_listeners(args, console, listening),
+        options=options,
+        ledger_of=_ledger(),
+        out=_line,
+    )
+    run = app.run
+    paths = ", ".join(f"POST {settings.paths[op.id]}" for op in operations_of(role))
+    _line(
+        f"mpesa-atm {__version__}: proxy of {_ROLE_NAMES[role]} on {listening} ({paths}) -> {upstream_url}\n"
+        f"  journal {listening}{CONTROL_PREFIX}/journal  violations {listening}{CONTROL_PREFIX}/violations; "
+        f"--errors {'on' if settings.proxy_errors else 'off'}; stop with Ctrl-C (SIGINT) or SIGTERM for"
+        " the verdict"
+    )
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        timeout_keep_alive=settings.keep_alive,  # type: ignore[arg-type]
+        http=BoundedHttp,
+        server_header=False,  # the upstream's headers go through as they came
+        date_header=False,
+    )
+    server = uvicorn.Server(config)
+    # uvicorn raises the signal that stopped it again once it has shut down; a no-op handler of ours
+    # takes it, so the evidence is written after a SIGTERM as after a Ctrl-C.
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, lambda *_: None)
+    server.run(sockets=[sock])
+    if not server.started:
+        raise ConfigError(
+            "the proxy could not start: its store or the way to the upstream failed (see above)"
+        )
+    try:
+        result = run.finish()
+    finally:
+        console.release(outputs.written())
+    sys.stdout.flush()
+    return result.exit_code
+
+
+def _line(text: str) -> None:
+    """A line on stdout at once, also when stdout is a file or a pipe (the exchanges as they happen)."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except (OSError, ValueError):  # stdout gone: the traffic matters more than its line
+        pass
+
+
+def _listeners(args: argparse.Namespace, console: BeforeLastLine, listening: str) -> list[Listener]:
+    """fuzz's reporters the options ask for, the console last (its closing block held, for the files
+    written to be named before the summary line); the console is told of the end only."""
+    from mpesa_atm.fuzz.events import CampaignFinished, Event
+    from mpesa_atm.fuzz.report import ConsoleReporter, HarReporter, JUnitReporter
+    from mpesa_atm.proxy.evidence import ProxyPage
+
+    listeners: list[Listener] = []
+    if args.junit_xml:
+        listeners.append(JUnitReporter(args.junit_xml))
+    if args.report:
+        listeners.append(ProxyPage(args.report, listening))
+    if args.har:
+        listeners.append(HarReporter(args.har))
+    reporter = ConsoleReporter(cast(TextIO, console), live=False)
+
+    def at_the_end(event: Event) -> None:
+        if isinstance(event, CampaignFinished):
+            console.hold()
+            reporter(event)
+
+    listeners.append(at_the_end)
+    return listeners

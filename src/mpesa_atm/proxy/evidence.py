@@ -1,0 +1,254 @@
+"""What the proxy saw, told as `fuzz`'s events, so that fuzz's reporters write the evidence: each
+exchange is a case sent, a request answered, its checks run and its findings; the run's end is the
+campaign's (console summary, JUnit, HAR, the HTML page). The verdicts are `fuzz`'s
+(CampaignResult.verdict): a check no exchange exercised is not exercised, never passed.
+
+It also keeps the latest findings one by one, with the exchange each was found in, for
+`GET /_harness/violations`, and each exchange's line on stdout as it happens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from mpesa_atm.fuzz.bounds import Bounds
+from mpesa_atm.fuzz.checks import CHECKS
+from mpesa_atm.fuzz.collector import Collector
+from mpesa_atm.fuzz.events import (
+    CampaignFinished,
+    CampaignStarted,
+    CaseChecked,
+    CaseSent,
+    FindingFound,
+    Listener,
+    Note,
+    RequestSent,
+    Untested,
+)
+from mpesa_atm.fuzz.page import CheckRow, HtmlReporter
+from mpesa_atm.fuzz.results import CampaignResult, SentCase
+from mpesa_atm.fuzz.results import Finding as CampaignFinding
+from mpesa_atm.operations import Role
+from mpesa_atm.proxy.findings import Finding
+from mpesa_atm.proxy.judge import CLIENT_CHECK, CLIENT_CHECK_MEANING
+from mpesa_atm.reporting.exchange import Exchange as WireExchange
+from mpesa_atm.reporting.page import duration_text
+
+__all__ = ["NOTHING_WENT_THROUGH", "ProxyPage", "Run", "line_of"]
+
+NOTHING_WENT_THROUGH = (
+    "nothing went through the proxy: no client called the role's operations, so no rule was exercised"
+)
+# The checks the ledger runs across exchanges, by role (fuzz's names), and what an exchange must be
+# for the ledger to read it with each: counted as exercised by the exchanges that are.
+_ACROSS: dict[str, Callable[[Role, str | None], bool]] = {
+    "replay_is_duplicate": lambda role, code: code in ("0", "-3"),
+    "token_lifecycle": lambda role, code: role == "ipg" and code is not None,
+}
+
+
+def _needs(name: str) -> str:
+    if name == CLIENT_CHECK:
+        return "a request to one of the role's operations"
+    return next((info.needs for info in CHECKS if info.name == name), "an exchange it applies to")
+
+
+def line_of(
+    at: datetime,
+    role: Role,
+    label: str,
+    status: int | None,
+    code: str | None,
+    ms: float,
+    found: Sequence[Finding],
+) -> str:
+    """One exchange as stdout shows it, as the mocks' access log does, with its violations marked:
+    `2025-06-01T10:00:00.123+00:00 ipg POST /token-redemption 200 0 4.1 ms` and, when something broke,
+    ` VIOLATIONS json_envelope (upstream, failure), request_schema_conformance (client, warning)`."""
+    shown = (
+        f"{at.isoformat(timespec='milliseconds')} {role} {label} {status or '-'} {code or '-'} {ms:.1f} ms"
+    )
+    if found:
+        marks = ", ".join(f"{f.check} ({f.side}, {f.severity})" for f in found)
+        shown += f" VIOLATIONS {marks}"
+    return shown
+
+
+class Run:
+    """One run of the proxy, as a campaign's result: its checks, what each exchange exercised and found.
+    `listeners` are fuzz's reporters (console, JUnit, HAR, page), told of each event as it happens."""
+
+    def __init__(
+        self,
+        role: Role,
+        upstream: str,
+        *,
+        checks: Sequence[str],
+        operations: Sequence[str],
+        strict: bool,
+        bounds: Bounds,
+        listeners: Iterable[Listener] = (),
+        options: tuple[tuple[str, str], ...] = (),
+        kept: int = 1000,
+        across: bool = True,
+    ) -> None:
+        self.role = role
+        if across:  # the ledger's checks, judged across exchanges
+            checks = (
+                *checks,
+                *(name for name in _ACROSS if any(i.name == name and role in i.roles for i in CHECKS)),
+            )
+        result = CampaignResult(
+            role=role,
+            target=upstream,
+            seed=0,
+            max_examples=0,
+            checks=tuple(dict.fromkeys(checks)),
+            operations=tuple(operations),
+            phases=("proxy",),
+            harness=False,
+            strict=strict,
+            needs={name: _needs(name) for name in checks},
+            bounds=bounds,
+            command="proxy",
+        )
+        self.collector = Collector(result, listeners)
+        self._started = time.perf_counter()
+        self.violations: deque[dict[str, Any]] = deque(maxlen=kept)  # the latest, for /_harness/violations
+        self.collector.emit(CampaignStarted(role, upstream, 0, 0, options))
+
+    @property
+    def result(self) -> CampaignResult:
+        return self.collector.result
+
+    def note(self, text: str) -> None:
+        self.collector.emit(Note(text))
+
+    def failing(self, finding: Finding) -> bool:
+        """Whether `finding` fails the run: a failure, or any finding with --strict."""
+        return finding.severity == "failure" or self.result.strict
+
+    def exchange(
+        self,
+        wire: WireExchange,
+        *,
+        operation: str,
+        applied: Sequence[str],
+        code: str | None,
+        description: str | None,
+        findings: Sequence[Finding],
+        reproduce: str,
+        at: datetime,
+    ) -> None:
+        """Tells the reporters of one exchange: `applied` the checks that read it (those of the
+        ledger counted by what they need), `findings` what they found, `reproduce` its curl."""
+        collector = self.collector
+        collector.emit(CaseSent(SentCase(operation, "proxy", "proxied", None)))
+        collector.emit(RequestSent(wire))
+        across = [
+            name for name, reads in _ACROSS.items() if name in self.result.checks and reads(self.role, code)
+        ]
+        for finding in findings:
+            if finding.check not in self.result.checks:  # a check of the ledger's not foreseen
+                self.result.checks = (*self.result.checks, finding.check)
+                self.result.needs[finding.check] = _needs(finding.check)
+        checked = tuple(dict.fromkeys([*applied, *across, *(f.check for f in findings)]))
+        collector.emit(
+            CaseChecked(operation, checked, status=wire.status, code=code, description=description)
+        )
+        for finding in findings:
+            collector.emit(
+                FindingFound(
+                    CampaignFinding(
+                        check=finding.check,
+                        operation=operation,
+                        phase=finding.side,
+                        title=finding.title,
+                        message=finding.message,
+                        reproduce=(reproduce,),
+                        severity=finding.severity,
+                    )
+                )
+            )
+            self.violations.append(
+                {
+                    "at": at.isoformat(timespec="milliseconds"),
+                    "exchange_ids": list(finding.exchange_ids),
+                    "operation": operation,
+                    "side": finding.side,
+                    "check": finding.check,
+                    "rule": finding.rule,
+                    "severity": finding.severity,
+                    "title": finding.title,
+                    "message": finding.message,
+                    "reproduce": reproduce,
+                }
+            )
+
+    def finish(self) -> CampaignResult:
+        """Ends the run: the findings merged (one per check, operation and severity), its duration,
+        NOT TESTED when nothing went through; then the reporters write the evidence."""
+        result = self.result
+        if result.cases == 0:
+            self.collector.emit(Untested(NOTHING_WENT_THROUGH))
+        result.findings = self.collector.findings()
+        result.duration = time.perf_counter() - self._started
+        self.collector.emit(CampaignFinished(result))
+        return result
+
+
+class ProxyPage(HtmlReporter):
+    """fuzz's page, for a proxy's run: its facts are the proxy's, and a check of the catalogue it does
+    not run (one that sends requests of its own) says so rather than "left out"."""
+
+    def __init__(self, path: str | Path, listening: str) -> None:
+        super().__init__(path)
+        self.listening = listening
+
+    def context(self, result: CampaignResult) -> dict[str, Any]:
+        context = super().context(result)
+        rows: list[CheckRow] = []
+        for row in context["checks"]:
+            if row.name == "response_time" and row.name not in result.checks:
+                row = dataclasses.replace(row, why="Not run: the proxy was given no --max-response-time.")
+            elif row.name not in result.checks:
+                row = dataclasses.replace(
+                    row,
+                    why="Not run by the proxy: it sends no request of its own, and the check probes.",
+                )
+            rows.append(row)
+        verdict = result.verdict(CLIENT_CHECK)
+        rows.insert(
+            0,
+            CheckRow(
+                CLIENT_CHECK,
+                "2.1.2.1, 2.2.2.1" if result.role == "ipg" else "3.1.2.1",
+                verdict.status,
+                verdict.cases,
+                CLIENT_CHECK_MEANING,
+                verdict.reason,
+            ),
+        )
+        options = dict(context["facts"]).get("Options", "defaults")
+        context.update(
+            kind="proxy run",
+            title=f"mpesa-atm proxy {result.role}",
+            checks=rows,
+            facts=[
+                ("Upstream", result.target),
+                ("Listening on", self.listening),
+                ("Role", dict(context["facts"])["Role"]),
+                ("Started", dict(context["facts"])["Started"]),
+                ("Duration", duration_text(result.duration)),
+                ("Exchanges", str(result.cases)),
+                ("Bounds", result.bounds.shown()),
+                ("Options", options),
+            ],
+        )
+        return context

@@ -1,0 +1,84 @@
+"""`create_proxy`: the proxy's app built from the settings, as `mocks.create_app` builds a mock's: its
+judge, its run (told to fuzz's reporters), its upstream and its store, the ledger when given."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+
+from mpesa_atm.fuzz.events import Listener
+from mpesa_atm.operations import Role, operations_of
+from mpesa_atm.proxy.app import Observer, ProxyApp
+from mpesa_atm.proxy.evidence import Run
+from mpesa_atm.proxy.forward import Upstream
+from mpesa_atm.proxy.judge import Judge
+from mpesa_atm.settings import Settings
+from mpesa_atm.transport import Network
+
+__all__ = ["create_proxy"]
+
+
+def create_proxy(
+    role: Role,
+    settings: Settings,
+    *,
+    upstream: str,
+    network: Network | None = None,
+    timeout: float | None = None,
+    strict: bool = False,
+    max_response_time: float | None = None,
+    listeners: Sequence[Listener] = (),
+    options: tuple[tuple[str, str], ...] = (),
+    ledger_of: Callable[[Any, Settings], Observer] | None = None,
+    judge: Judge | None = None,
+    out: Callable[[str], None] = print,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> ProxyApp:
+    """The proxy of `role` in front of `upstream`, its store the settings' `db`, the judgement across
+    exchanges `ledger_of(store, settings)`'s when given; `run` (the app's) tells `listeners` (fuzz's
+    reporters) of each exchange and, at `app.run.finish()`, of the end. `judge` may be one already
+    built for the role and paths (it takes a while to load the schema); `transport` reaches an
+    upstream in process (tests)."""
+    from mpesa_atm.fuzz.bounds import Bounds
+    from mpesa_atm.mocks.storage import open_store
+
+    judge = judge or Judge(
+        role, lambda operation_id: settings.paths[operation_id], max_response_time=max_response_time
+    )
+    run = Run(
+        role,
+        upstream,
+        checks=judge.check_names,
+        operations=[f"POST {settings.paths[op.id]}" for op in operations_of(role)],
+        strict=strict,
+        bounds=Bounds(max_response_time=max_response_time),
+        listeners=listeners,
+        options=options,
+        kept=settings.journal_limit,
+        across=ledger_of is not None,
+    )
+    if ledger_of is None:
+        run.note(
+            "the rules across exchanges (duplicates, a token paid once) are not judged: this build has"
+            " no ledger"
+        )
+    return ProxyApp(
+        role,
+        settings,
+        upstream=Upstream(
+            upstream,
+            network or Network(),
+            timeout if timeout is not None else settings.client_timeout,
+            transport=transport,
+        ),
+        judge=judge,
+        run=run,
+        open_store=lambda: open_store(
+            settings.db_path, journal_limit=settings.journal_limit, busy_timeout=settings.busy_timeout
+        ),
+        ledger_of=ledger_of,
+        errors=settings.proxy_errors,
+        out=out,
+    )

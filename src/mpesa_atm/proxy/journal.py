@@ -1,0 +1,84 @@
+"""The proxy's exchanges in the store's journal (the mocks' JournalRecord, direction `proxy`, so the
+workers of one store share them): what the client sent and got, and in the response's record the
+exchange's id, the upstream's status and the violations; and how `GET /_harness/journal` shows them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from mpesa_atm.masking import Secrets, masked, masked_body
+from mpesa_atm.operations import Role
+from mpesa_atm.proxy.findings import Finding
+
+__all__ = ["DIRECTION", "entries_shown", "record_of"]
+
+# The proxy's entries in the store's journal (the mocks' are "inbound" and "outbound").
+DIRECTION = "proxy"
+
+
+def record_of(
+    role: Role,
+    *,
+    exchange_id: str,
+    operation_id: str,
+    url: str,
+    request: bytes,
+    status: int,
+    upstream_status: int | None,
+    answer: bytes,
+    findings: Sequence[Finding],
+    milliseconds: float,
+    secrets: Secrets,
+) -> Any:
+    """The journal's record of one exchange, passwords masked by name and by value."""
+    from mpesa_atm.mocks.records import JournalRecord
+
+    kept = {
+        "exchange_id": exchange_id,
+        "upstream_status": upstream_status,
+        "answer": masked_body(answer),
+        "violations": [
+            {"check": f.check, "side": f.side, "severity": f.severity, "rule": f.rule, "title": f.title}
+            for f in findings
+        ],
+    }
+    return JournalRecord(
+        role=role,
+        direction=DIRECTION,
+        operation=operation_id,
+        method="POST",
+        url=secrets.masked(url),
+        status=status,
+        request=secrets.masked(json.dumps(masked_body(request))),
+        response=secrets.masked(json.dumps(kept)),
+        duration_ms=round(milliseconds, 3),
+    )
+
+
+def entries_shown(entries: Iterable[Any]) -> list[dict[str, Any]]:
+    """The proxy's entries among the store's (JournalEntry), newest first: each with what the client
+    got (`status`, `response`), what the upstream answered (`upstream_status`) and the violations."""
+    shown = []
+    for entry in entries:
+        if entry.direction != DIRECTION:
+            continue
+        kept = entry.response if isinstance(entry.response, dict) else {}
+        shown.append(
+            {
+                "id": entry.id,
+                "exchange_id": kept.get("exchange_id"),
+                "at": entry.at,
+                "operation": entry.operation,
+                "method": entry.method,
+                "url": entry.url,
+                "status": entry.status,
+                "upstream_status": kept.get("upstream_status"),
+                "request": masked(entry.request),
+                "response": kept.get("answer"),
+                "duration_ms": entry.duration_ms,
+                "violations": kept.get("violations", []),
+            }
+        )
+    return shown
