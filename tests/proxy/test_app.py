@@ -15,13 +15,21 @@ from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 
 from mpesa_atm.mocks import create_app
+from mpesa_atm.mocks.records import LEDGER_TABLES
 from mpesa_atm.proxy.app import VIOLATIONS_HEADER, ProxyApp
 from mpesa_atm.proxy.factory import create_proxy
 from mpesa_atm.proxy.findings import Exchange, Finding
 from mpesa_atm.proxy.judge import Judge
+from mpesa_atm.proxy.ledger import Ledger
 from mpesa_atm.settings import Settings
 from mpesa_atm.spec import OPERATION_PATHS
-from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION, DOCUMENT_REVERSAL, Running
+from tests.fixtures.mocks import (
+    DOCUMENT_GENERATION,
+    DOCUMENT_REDEMPTION,
+    DOCUMENT_REVERSAL,
+    FakeClock,
+    Running,
+)
 from tests.fixtures.tokens import seed_token
 
 UPSTREAM = "http://upstream.test"
@@ -239,7 +247,7 @@ def test_the_journal_and_violations_mask_passwords_by_name_and_by_value(
 def test_the_ledgers_findings_are_marked_and_counted(
     mock: Callable[[str], Mock], proxy: Callable[..., Proxied]
 ) -> None:
-    class Ledger:  # a stand-in with the ledger's interface: every repeat of a call is a new reference
+    class StandIn:  # a stand-in with the ledger's interface: every repeat of a call is a new reference
         def __init__(self, storage: Any, settings: Settings) -> None:
             self.seen: list[Exchange] = []
 
@@ -254,7 +262,7 @@ def test_the_ledgers_findings_are_marked_and_counted(
                 ),
             )
 
-    proxied = proxy("bank", mock("bank").app, ledger_of=Ledger)
+    proxied = proxy("bank", mock("bank").app, ledger_of=StandIn)
     proxied.post("token_generation", DOCUMENT_GENERATION)
     second = proxied.post("token_generation", DOCUMENT_GENERATION)
     assert second.headers[VIOLATIONS_HEADER] == "replay_is_duplicate"
@@ -290,7 +298,6 @@ def test_an_upstream_that_answers_too_late_is_a_502_with_request_time_out(
 def test_an_ipg_that_pays_a_token_twice_is_seen_by_the_ledger_as_it_happens(
     proxy: Callable[..., Proxied],
 ) -> None:
-    ledger = pytest.importorskip("mpesa_atm.proxy.ledger", reason="the judgement across exchanges")
 
     async def pays_every_time(scope: Scope, receive: Receive, send: Send) -> None:
         """An iPG written from the document that forgets what it paid: every redemption is 0."""
@@ -308,7 +315,7 @@ def test_an_ipg_that_pays_a_token_twice_is_seen_by_the_ledger_as_it_happens(
             scope, receive, send
         )
 
-    proxied = proxy("ipg", pays_every_time, ledger_of=ledger.Ledger)
+    proxied = proxy("ipg", pays_every_time, ledger_of=Ledger)
     first = proxied.post("token_redemption", DOCUMENT_REDEMPTION)
     again = proxied.post(
         "token_redemption", {**DOCUMENT_REDEMPTION, "input_ThirdPartyReference": "another-call"}
@@ -342,7 +349,6 @@ def test_a_warning_fails_the_run_and_is_refused_with_errors_only_when_strict(
 def test_a_bank_that_answers_a_repeat_with_a_new_reference_is_seen_by_the_ledger(
     proxy: Callable[..., Proxied],
 ) -> None:
-    ledger = pytest.importorskip("mpesa_atm.proxy.ledger", reason="the judgement across exchanges")
 
     async def new_every_time(scope: Scope, receive: Receive, send: Send) -> None:
         """A bank written from the document that forgets its calls: a repeat gets a new token."""
@@ -353,9 +359,21 @@ def test_a_bank_that_answers_a_repeat_with_a_new_reference_is_seen_by_the_ledger
             scope, receive, send
         )
 
-    proxied = proxy("bank", new_every_time, ledger_of=ledger.Ledger)
+    proxied = proxy("bank", new_every_time, ledger_of=Ledger)
     assert VIOLATIONS_HEADER.lower() not in proxied.post("token_generation", DOCUMENT_GENERATION).headers
     repeat = proxied.post("token_generation", DOCUMENT_GENERATION)
     assert repeat.headers[VIOLATIONS_HEADER] == "replay_is_duplicate"
     assert proxied.lines[1].endswith("VIOLATIONS replay_is_duplicate (upstream, failure)")
     assert proxied.app.run.finish().exit_code == 1
+
+
+def test_the_ledgers_rows_are_pruned_past_the_retention_while_the_proxy_runs(
+    mock: Callable[[str], Mock], proxy: Callable[..., Proxied], running: Running, clock: FakeClock
+) -> None:
+    proxied = proxy("bank", mock("bank").app, ledger_of=Ledger)
+    assert proxied.post("token_generation", DOCUMENT_GENERATION).json()["output_ResponseCode"] == "0"
+    pruning = proxied.app.pruning
+    assert pruning is not None and pruning.tables == LEDGER_TABLES
+    assert running.portal.call(pruning.prune) == 0  # within the retention: kept
+    clock.advance(days=proxied.app.settings.retention.days + 1)
+    assert running.portal.call(pruning.prune) >= 1  # the generation's rows, past it

@@ -17,8 +17,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -27,10 +26,12 @@ from starlette.types import Message, Receive, Scope, Send
 from mpesa_atm.codes import ResponseCode
 from mpesa_atm.fuzz.curl import curl_command
 from mpesa_atm.masking import PASSWORD_FIELD, Secrets, masked_text
+from mpesa_atm.mocks.records import LEDGER_TABLES
+from mpesa_atm.mocks.retention import Retention
 from mpesa_atm.operations import CONTROL_PREFIX, Role, operations_of
 from mpesa_atm.proxy.answers import Envelopes, Reply, no_answer, parsed, text
 from mpesa_atm.proxy.evidence import Run, line_of
-from mpesa_atm.proxy.findings import Exchange, Finding
+from mpesa_atm.proxy.findings import Call, Exchange, Finding
 from mpesa_atm.proxy.forward import Unanswered, Upstream, decoded
 from mpesa_atm.proxy.journal import DIRECTION, entries_shown, record_of
 from mpesa_atm.proxy.judge import Judge, Judged, Seen
@@ -83,6 +84,7 @@ class ProxyApp:
         self._ledger_of = ledger_of
         self.store: Any = None
         self.ledger: Observer | None = None
+        self.pruning: Retention | None = None
         self.by_path = {settings.paths[op.id]: op.id for op in operations_of(role)}
         self.served = ", ".join(f"POST {path}" for path in self.by_path)
         # The passwords masked by value (the configured ones) as well as input_Password by name.
@@ -128,7 +130,10 @@ class ProxyApp:
             if message["type"] == "lifespan.startup":
                 try:
                     self.store = self._open_store()
-                    self.ledger = self._ledger_of(self.store, self.settings) if self._ledger_of else None
+                    if self._ledger_of:  # its tables pruned as the mocks' are (the retention setting)
+                        self.ledger = self._ledger_of(self.store, self.settings)
+                        self.pruning = Retention(self.store, self.role, self.settings, tables=LEDGER_TABLES)
+                        self.pruning.start()
                     self.upstream.open()
                 except Exception as exc:
                     log.exception("the proxy could not start")
@@ -136,6 +141,8 @@ class ProxyApp:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.pruning is not None:
+                    await self.pruning.stop()
                 await self.upstream.close()
                 if self.store is not None:
                     self.store.close()
@@ -153,7 +160,7 @@ class ProxyApp:
             await self._envelope(send, 413, ResponseCode.FAILURE, f"the body is over {limit} bytes", b"")
             return
         path: str = scope["path"]
-        call = _Call(
+        call = Call(
             exchange_id=uuid.uuid4().hex,
             operation_id=operation_id,
             at=at,
@@ -228,7 +235,7 @@ class ProxyApp:
     async def _finish(
         self,
         send: Send,
-        call: _Call,
+        call: Call,
         wire: WireExchange,
         reply: Reply,
         judged: Judged,
@@ -292,7 +299,7 @@ class ProxyApp:
         )
 
     async def _journal_add(
-        self, call: _Call, wire: WireExchange, reply: Reply, findings: Sequence[Finding], milliseconds: float
+        self, call: Call, wire: WireExchange, reply: Reply, findings: Sequence[Finding], milliseconds: float
     ) -> None:
         if self.store is None:
             return
@@ -355,47 +362,3 @@ class ProxyApp:
         ]
         await send({"type": "http.response.start", "status": status, "headers": pairs})
         await send({"type": "http.response.body", "body": raw})
-
-
-@dataclass(frozen=True)
-class _Call:
-    """One call through the proxy, as it arrived: what the rest of its exchange is built from."""
-
-    exchange_id: str
-    operation_id: str
-    at: datetime  # the settings' clock
-    started: float  # perf_counter
-    url: str  # the upstream's
-    label: str  # "POST /token-redemption"
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-    request: dict[str, Any] | None  # the body, when it is a JSON object
-
-    def wire(
-        self,
-        status: int | None,
-        reason: str,
-        headers: Sequence[tuple[str, str]] = (),
-        body: bytes = b"",
-    ) -> WireExchange:
-        """The exchange as the reports show it: the request, and the upstream's answer (None: none)."""
-        elapsed = time.perf_counter() - self.started
-        return WireExchange(
-            self.at,
-            elapsed,
-            "POST",
-            self.url,
-            self.headers,
-            self.body,
-            status,
-            reason,
-            tuple(headers),
-            body,
-            self.label,
-        )
-
-    def exchange(self, role: Role, status: int, answer: dict[str, Any] | None, elapsed: float) -> Exchange:
-        """The exchange as the ledger reads it (`status` 0: no answer)."""
-        return Exchange(
-            self.exchange_id, role, self.operation_id, self.request, status, answer, self.at, elapsed
-        )

@@ -26,7 +26,6 @@ from mpesa_atm.transport import Network, add_network_options
 
 if TYPE_CHECKING:
     from mpesa_atm.fuzz.events import Listener
-    from mpesa_atm.proxy.app import Observer
 
 __all__ = ["DEFAULT_PORT", "register"]
 
@@ -149,15 +148,6 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _ledger() -> type[Observer] | None:
-    """The judgement across exchanges (proxy/ledger.py), when this build has it."""
-    try:
-        from mpesa_atm.proxy.ledger import Ledger  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
-    return cast("type[Observer]", Ledger)
-
-
 def _proxy(args: argparse.Namespace) -> int:
     settings = _checked(args)
     network = Network.from_args(args)
@@ -190,6 +180,7 @@ def _serve(
     from mpesa_atm import __version__
     from mpesa_atm.mocks.connection_limits import BoundedHttp
     from mpesa_atm.proxy.factory import create_proxy
+    from mpesa_atm.proxy.ledger import Ledger
 
     role: Role = args.role
     upstream_url = cast(str, settings.upstream)
@@ -209,7 +200,7 @@ def _serve(
         max_response_time=args.max_response_time,
         listeners=_listeners(args, console, listening),
         options=options,
-        ledger_of=_ledger(),
+        ledger_of=Ledger,
         out=_line,
     )
     run = app.run

@@ -61,8 +61,8 @@ def create_proxy(
     )
     if ledger_of is None:
         run.note(
-            "the rules across exchanges (duplicates, a token paid once) are not judged: this build has"
-            " no ledger"
+            "the rules across exchanges (duplicates, a token paid once) are not judged: this proxy was"
+            " made without a ledger"
         )
     return ProxyApp(
         role,

@@ -1,22 +1,24 @@
-"""What the proxy sees and what it finds: the two values its parts hand each other.
+"""What the proxy sees and what it finds: the values its parts hand each other.
 
-An `Exchange` is one call through the proxy as it was seen on the wire, parsed; a `Finding` is one
-break of a rule of `mpesa_atm.judgement` by one side of it: the client (its request breaks the
-document) or the upstream (its answer does, alone or read with earlier exchanges). The severity and
-the source of a finding are its rule's, as in `fuzz` and `verify`.
+A `Call` is one call as it arrived; an `Exchange` is that call through the proxy as it was seen on
+the wire, parsed; a `Finding` is one break of a rule of `mpesa_atm.judgement` by one side of it: the
+client (its request breaks the document) or the upstream (its answer does, alone or read with earlier
+exchanges). The severity and the source of a finding are its rule's, as in `fuzz` and `verify`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from mpesa_atm.judgement import RULES, Severity
 from mpesa_atm.operations import Role
+from mpesa_atm.reporting.exchange import Exchange as WireExchange
 
-__all__ = ["Exchange", "Finding", "Side"]
+__all__ = ["Call", "Exchange", "Finding", "Side"]
 
 # Who broke the rule: the client whose request the proxy forwarded, or the upstream that answered it.
 Side = Literal["client", "upstream"]
@@ -60,3 +62,47 @@ class Finding:
     @property
     def severity(self) -> Severity:
         return RULES[self.rule].severity
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call through the proxy, as it arrived: what the rest of its exchange is built from."""
+
+    exchange_id: str
+    operation_id: str
+    at: datetime  # the settings' clock
+    started: float  # perf_counter
+    url: str  # the upstream's
+    label: str  # "POST /token-redemption"
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    request: dict[str, Any] | None  # the body, when it is a JSON object
+
+    def wire(
+        self,
+        status: int | None,
+        reason: str,
+        headers: Sequence[tuple[str, str]] = (),
+        body: bytes = b"",
+    ) -> WireExchange:
+        """The exchange as the reports show it: the request, and the upstream's answer (None: none)."""
+        elapsed = time.perf_counter() - self.started
+        return WireExchange(
+            self.at,
+            elapsed,
+            "POST",
+            self.url,
+            self.headers,
+            self.body,
+            status,
+            reason,
+            tuple(headers),
+            body,
+            self.label,
+        )
+
+    def exchange(self, role: Role, status: int, answer: dict[str, Any] | None, elapsed: float) -> Exchange:
+        """The exchange as the ledger reads it (`status` 0: no answer)."""
+        return Exchange(
+            self.exchange_id, role, self.operation_id, self.request, status, answer, self.at, elapsed
+        )
