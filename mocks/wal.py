@@ -98,7 +98,6 @@ class Checkpointer:
         self._wake.set()
 
     def _run(self) -> None:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         # Its own lock file descriptor: flock excludes other descriptors, this process's too.
         lock = WriterLock(self.path, self.timeout)
         try:
@@ -108,7 +107,7 @@ class Checkpointer:
                 if self._stopped:
                     return
                 try:
-                    self._checkpoint(db, lock)
+                    self._pass(lock)
                 except StoreBusy:
                     pass  # writers kept the lock past the busy timeout: the next pass tries again
                 except sqlite3.OperationalError as exc:
@@ -118,8 +117,18 @@ class Checkpointer:
                     self.errors.log(exc)
                 self.passes += 1
         finally:
-            db.close()
             lock.close()
+
+    def _pass(self, lock: WriterLock) -> None:
+        """One pass on a connection of its own, closed after it (one every `every` commits): kept
+        open, one opened while the files could not be written (immutable, say) would stay
+        read-only, and hold the process's other connections to the file read-only with it (they
+        share its -shm mapping), so that the store could not heal."""
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            self._checkpoint(db, lock)
+        finally:
+            db.close()
 
     @staticmethod
     def _checkpoint(db: sqlite3.Connection, lock: WriterLock) -> None:

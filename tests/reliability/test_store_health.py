@@ -1,0 +1,192 @@
+"""Health tells the truth and the workers heal themselves: a SQLite store that cannot be written
+(its files made immutable, the workers killed and started again meanwhile) is answered -7 and
+/_harness/health 503, then 0 and 200 within seconds of the files being writable, with no restart;
+a store file deleted or moved away under a running mock takes nothing more, and says so."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.fixtures.servers import Served, wait_for
+
+pytestmark = pytest.mark.network
+
+MSISDN = "243843330333"
+HEAL_SECONDS = 15  # the issue's bound: 0 again within this of the cause being gone
+
+
+def _generation(transaction_id: str) -> dict[str, str]:
+    return {
+        "input_CustomerMSISDN": MSISDN,
+        "input_Amount": "150",
+        "input_Currency": "USD",
+        "input_TransactionID": transaction_id,
+    }
+
+
+async def _post_all(url: str, ids: list[str]) -> dict[str, str]:
+    """Each Token Generation's output_ResponseCode, sent 4 at a time on connections of their own (so
+    that both workers get some); AssertionError for a 5xx or an answer outside the envelope."""
+    codes: dict[str, str] = {}
+    limits = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        for start in range(0, len(ids), 4):
+            batch = ids[start : start + 4]
+            answers = await asyncio.gather(
+                *(client.post(f"{url}/token-generation", json=_generation(i)) for i in batch)
+            )
+            for transaction_id, answer in zip(batch, answers, strict=True):
+                assert answer.status_code < 500, f"{answer.status_code} {answer.text}"
+                codes[transaction_id] = answer.json()["output_ResponseCode"]
+    return codes
+
+
+def _ids(prefix: str, count: int) -> list[str]:
+    return [f"{prefix}{uuid.uuid4().hex[:12]}" for _ in range(count)]
+
+
+def _healths(url: str, count: int = 6) -> list[httpx.Response]:
+    """`count` asks of /_harness/health, each on a connection of its own (either worker answers)."""
+    return [httpx.get(f"{url}/_harness/health", timeout=10) for _ in range(count)]
+
+
+def _stored(db: Path) -> set[str]:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return {row[0] for row in conn.execute("SELECT transaction_id FROM bank_tokens")}
+
+
+def _workers(served: Served) -> set[int]:
+    """The uvicorn workers of a one-role `serve` (spawned children; not the resource tracker)."""
+    found = set()
+    for child in psutil.Process(served.process.pid).children():
+        with contextlib.suppress(psutil.ZombieProcess, psutil.NoSuchProcess):  # one just killed
+            if "spawn_main" in " ".join(child.cmdline()):
+                found.add(child.pid)
+    return found
+
+
+@pytest.fixture
+def immutable(tmp_path: Path) -> Iterator[Callable[[list[Path], bool], None]]:
+    """`immutable(files, on)`: chattr +i (or -i) on the files that exist. Skipped with the reason
+    where chattr cannot make a file immutable (not root, no chattr, a file system without the
+    flag), except on CI (CI=true), which runs as root on ext4; the flags are taken off at the end."""
+    on_ci = os.environ.get("CI") == "true"
+    probe = tmp_path / "probe"
+    probe.write_bytes(b"")
+    try:
+        tried = subprocess.run(["chattr", "+i", str(probe)], capture_output=True, text=True)
+        reason = tried.stderr.strip() or f"chattr exited {tried.returncode}"
+    except FileNotFoundError:
+        tried, reason = None, "no chattr (e2fsprogs)"
+    if tried is None or tried.returncode != 0:
+        if on_ci:
+            pytest.fail(f"CI=true, yet chattr +i failed: {reason}")
+        pytest.skip(f"files cannot be made immutable here: {reason}")
+    subprocess.run(["chattr", "-i", str(probe)], check=True)
+    flagged: set[Path] = set()
+
+    def chattr(files: list[Path], on: bool) -> None:
+        present = [str(f) for f in files if f.exists()]
+        subprocess.run(["chattr", "+i" if on else "-i", *present], check=True)
+        flagged.update(Path(f) for f in present) if on else flagged.difference_update(map(Path, present))
+
+    yield chattr
+    if flagged:  # else tmp_path could not be removed
+        subprocess.run(["chattr", "-i", *map(str, flagged)], check=False)
+
+
+def test_immutable_files_with_workers_restarted_answer_minus_7_then_0_once_writable(
+    serve, tmp_path, immutable
+):
+    db = tmp_path / "mock.sqlite3"
+    served = serve("--workers", "2", role="bank", db_path=db)
+    url = served.bank_url
+    wait_for(lambda: len(_workers(served)) == 2, "two workers")
+    before = asyncio.run(_post_all(url, _ids("BEFORE", 8)))
+    assert set(before.values()) == {"0"}
+    files = [db, Path(f"{db}-wal"), Path(f"{db}-shm")]
+
+    immutable(files, True)
+    first = _workers(served)
+    for pid in first:  # killed meanwhile: their replacements open the files while immutable
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: len(_workers(served) - first) == 2, "two new workers", timeout=15)
+    wait_for(lambda: served.process.poll() is not None or "cannot be written" in served.log(), "workers up")
+    assert served.process.poll() is None, f"the mock stopped:\n{served.log()}"
+
+    meanwhile = asyncio.run(_post_all(url, _ids("IMMUTABLE", 8)))
+    assert set(meanwhile.values()) == {"-7"}, meanwhile
+    for health in _healths(url):
+        assert (health.status_code, health.headers.get("retry-after")) == (503, "1"), health.text
+        assert "cannot be written" in health.json()["detail"], health.json()
+
+    immutable(files, False)
+    writable_at = time.monotonic()
+    healed: list[dict[str, str]] = []
+
+    def serving() -> bool:
+        codes = asyncio.run(_post_all(url, _ids("AFTER", 8)))
+        healed.append(codes)
+        return set(codes.values()) == {"0"} and all(h.status_code == 200 for h in _healths(url))
+
+    wait_for(serving, "0 and health 200 from both workers", timeout=HEAL_SECONDS)
+    took = time.monotonic() - writable_at
+    print(f"immutable files: 0 and health 200 again {took:.1f} s after chattr -i")
+    acknowledged = {i for codes in [before, meanwhile, *healed] for i, code in codes.items() if code == "0"}
+    assert acknowledged - _stored(db) == set(), "answered 0, not in the store"
+    assert served.log().count("Traceback") == 0, served.log()
+
+
+def test_a_deleted_store_file_acknowledges_nothing_and_health_says_why(serve, tmp_path):
+    db = tmp_path / "mock.sqlite3"
+    served = serve("--workers", "2", role="bank", db_path=db)
+    url = served.bank_url
+    before = asyncio.run(_post_all(url, _ids("BEFORE", 8)))
+    assert set(before.values()) == {"0"}
+
+    db.unlink()
+    after = asyncio.run(_post_all(url, _ids("DELETED", 16)))
+    health = _healths(url)
+    for answer in health:
+        assert (answer.status_code, answer.headers.get("retry-after")) == (503, "1"), answer.text
+        assert "was deleted while the mock ran" in answer.json()["detail"], answer.json()
+    served.stop()
+
+    restarted = serve(role="bank", db_path=db)  # a fresh store at the path
+    assert httpx.get(f"{restarted.bank_url}/_harness/health", timeout=10).status_code == 200
+    acknowledged = {i for i, code in after.items() if code == "0"}
+    assert acknowledged - _stored(db) == set(), "answered 0 after the deletion, not found after a restart"
+    assert set(after.values()) == {"-7"}, after  # nothing is written into a file that is gone
+
+
+def test_a_store_file_moved_away_and_back_is_refused_meanwhile_and_served_after(serve, tmp_path):
+    db = tmp_path / "mock.sqlite3"
+    served = serve("--workers", "2", role="bank", db_path=db)
+    url = served.bank_url
+    assert set(asyncio.run(_post_all(url, _ids("BEFORE", 4))).values()) == {"0"}
+
+    aside = tmp_path / "aside.sqlite3"
+    db.rename(aside)
+    db.write_bytes(b"")  # another file at the path: replaced
+    assert set(asyncio.run(_post_all(url, _ids("REPLACED", 8))).values()) == {"-7"}
+    for answer in _healths(url):
+        assert answer.status_code == 503 and "was replaced" in answer.json()["detail"], answer.text
+
+    aside.rename(db)  # the same file back: the cause is gone
+    assert all(answer.status_code == 200 for answer in _healths(url))
+    back = asyncio.run(_post_all(url, _ids("BACK", 8)))
+    assert set(back.values()) == {"0"}
+    assert set(back) - _stored(db) == set()
