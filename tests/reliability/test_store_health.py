@@ -20,9 +20,10 @@ import httpx
 import psutil
 import pytest
 
+from mpesa_atm.errors import StoreBusy
+from mpesa_atm.mocks.records import BankToken
+from mpesa_atm.mocks.store import Store
 from tests.fixtures.servers import Served, wait_for
-
-pytestmark = pytest.mark.network
 
 MSISDN = "243843330333"
 HEAL_SECONDS = 15  # the bound: 0 again within this of the cause being gone
@@ -108,6 +109,7 @@ def immutable(tmp_path: Path) -> Iterator[Callable[[list[Path], bool], None]]:
         subprocess.run(["chattr", "-i", *map(str, flagged)], check=False)
 
 
+@pytest.mark.network
 def test_immutable_files_with_workers_restarted_answer_minus_7_then_0_once_writable(
     serve, tmp_path, immutable
 ):
@@ -150,6 +152,7 @@ def test_immutable_files_with_workers_restarted_answer_minus_7_then_0_once_writa
     assert served.log().count("Traceback") == 0, served.log()
 
 
+@pytest.mark.network
 def test_a_deleted_store_file_acknowledges_nothing_and_health_says_why(serve, tmp_path):
     db = tmp_path / "mock.sqlite3"
     served = serve("--workers", "2", role="bank", db_path=db)
@@ -172,6 +175,7 @@ def test_a_deleted_store_file_acknowledges_nothing_and_health_says_why(serve, tm
     assert set(after.values()) == {"-7"}, after  # nothing is written into a file that is gone
 
 
+@pytest.mark.network
 def test_a_store_file_moved_away_and_back_is_refused_meanwhile_and_served_after(serve, tmp_path):
     db = tmp_path / "mock.sqlite3"
     served = serve("--workers", "2", role="bank", db_path=db)
@@ -190,3 +194,69 @@ def test_a_store_file_moved_away_and_back_is_refused_meanwhile_and_served_after(
     back = asyncio.run(_post_all(url, _ids("BACK", 8)))
     assert set(back.values()) == {"0"}
     assert set(back) - _stored(db) == set()
+
+
+# In process, without root: what the servers above rely on.
+
+
+def _add(n: int) -> Callable[..., None]:
+    return lambda tx: tx.add_bank_token_once(
+        BankToken(f"{n:032d}", f"T{n}", MSISDN, "1.00", "CDF", None, "x"), 0.0
+    )
+
+
+def test_a_worker_whose_store_cannot_be_opened_starts_and_opens_it_a_second_later(tmp_path):
+    path = tmp_path / "mock.sqlite3"
+    path.mkdir()  # SQLite cannot open a folder: "unable to open database file"
+    with pytest.raises(sqlite3.OperationalError):
+        Store(str(path))  # `serve` itself: one line, exit 2 (serve_store.py)
+    store = Store(str(path), open_later=True)  # a worker: it starts
+    try:
+        with pytest.raises(StoreBusy, match="unable to open"):
+            asyncio.run(store.in_next_write(_add(1)))
+        assert "unable to open" in (asyncio.run(store.health()) or "")
+        path.rmdir()  # the cause is gone...
+        with pytest.raises(StoreBusy):  # ...but the next try is a second after the last
+            asyncio.run(store.in_next_write(_add(2)))
+        time.sleep(1.05)
+        asyncio.run(store.in_next_write(_add(3)))
+        assert asyncio.run(store.health()) is None
+    finally:
+        store.close()
+
+
+def test_reads_outside_a_transaction_answer_the_stores_trouble_as_store_busy(tmp_path):
+    store = Store(str(tmp_path / "mock.sqlite3"))
+    try:
+        assert store._db is not None
+        store._db.set_progress_handler(lambda: 1, 1)  # every statement interrupted: OperationalError
+        for read in (store.fault_candidates("bank"), store.fault_list("bank"), store.modes_get("bank")):
+            with pytest.raises(StoreBusy, match="interrupted"):
+                asyncio.run(read)
+        with pytest.raises(StoreBusy, match="interrupted"):
+            asyncio.run(store.counts("bank"))
+        assert asyncio.run(store.health()) == "interrupted"  # until a write succeeds
+        store._db.set_progress_handler(None, 1)
+        asyncio.run(store.in_next_write(_add(1)))
+        assert asyncio.run(store.health()) is None
+    finally:
+        store.close()
+
+
+def test_a_deleted_file_takes_no_write_and_health_says_so_until_it_is_back(tmp_path):
+    path = tmp_path / "mock.sqlite3"
+    store = Store(str(path))
+    try:
+        asyncio.run(store.in_next_write(_add(1)))
+        path.rename(tmp_path / "aside")
+        with pytest.raises(StoreBusy, match="was deleted while the mock ran"):
+            asyncio.run(store.in_next_write(_add(2)))
+        assert "was deleted" in (asyncio.run(store.health()) or "")
+        (tmp_path / "aside").rename(path)
+        asyncio.run(store.in_next_write(_add(3)))
+        assert asyncio.run(store.health()) is None
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            rows = {row[0] for row in conn.execute("SELECT transaction_id FROM bank_tokens")}
+        assert rows == {"T1", "T3"}
+    finally:
+        store.close()
