@@ -156,11 +156,11 @@ class Store:
         self._locks = Coordination(path, busy_timeout)
         try:
             self._open()
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, sqlite3.Error, StoreBusy) as exc:
             if not open_later:
                 self._locks.close()
                 raise
-            self._reopen = f"cannot open {path}: {exc}"
+            self._reopen = str(exc) if isinstance(exc, StoreBusy) else f"cannot open {path}: {exc}"
             self._next_try = time.monotonic() + _HEAL_SECONDS
             self._troubles.log(StoreBusy(self._reopen))
         self._checkpointer: Checkpointer | None = None
@@ -181,13 +181,23 @@ class Store:
         silently, and such a connection stays read-only whatever becomes of the files).
 
         The old connection goes first: a process's connections to one file share its -shm mapping
-        (SQLite's unix VFS), so a new one opened beside a read-only one would be read-only too."""
+        (SQLite's unix VFS), so a new one opened beside a read-only one would be read-only too.
+        A worker serves the file it first opened, or none: StoreBusy when another is at the path
+        (a new store would start beside the old one's -wal, which other workers have open)."""
         path = self.path
         no_file = path == ":memory:" or path.startswith("file:")  # (a URI: not a path to stat)
+        gone = self._file_trouble()
+        if gone is not None:
+            raise StoreBusy(gone)
         if self._db is not None:
             self._db.close()
-            self._db = self._identity = None
+            self._db = None
         if not no_file and not os.path.exists(path):
+            if os.path.exists(f"{path}-wal"):  # a worker started after the file was deleted
+                raise StoreBusy(
+                    f"the database file {path} was deleted while the mock ran, and its -wal is still"
+                    f" there: restart the mock, or remove {path}-wal and {path}-shm"
+                )
             # Only a missing file: an os.close() of the database beside open connections of this
             # process would drop their POSIX locks on it (SQLite's own connections take care).
             _create_private(path)
@@ -201,7 +211,9 @@ class Store:
         except BaseException:
             db.close()
             raise
-        self._db, self._identity = db, identity
+        self._db = db
+        if self._identity is None:  # else the same file (checked above)
+            self._identity = identity
         self._reopen = unwritable
         if unwritable is not None:
             self._next_try = time.monotonic() + _HEAL_SECONDS
@@ -214,6 +226,9 @@ class Store:
             self._next_try = time.monotonic() + _HEAL_SECONDS
             try:
                 self._open()
+            except StoreBusy as exc:  # the file at the path is not this worker's to open
+                self._reopen = str(exc)
+                self._troubles.log(exc)
             except (OSError, sqlite3.Error) as exc:  # still not: the next use, a second on, tries again
                 self._reopen = f"cannot open {self.path}: {exc}"
                 self._troubles.log(StoreBusy(self._reopen))
@@ -242,6 +257,13 @@ class Store:
             return f"the database file {self.path} was replaced while the mock ran; restart the mock"
         return None
 
+    def _check_file(self) -> None:
+        """StoreBusy, told once, when the file at the path is not the one open."""
+        gone = self._file_trouble()
+        if gone is not None:
+            self._troubles.log(StoreBusy(gone))
+            raise StoreBusy(gone)
+
     async def health(self) -> str | None:
         """Why this worker cannot use the store now, or None. Cheap: an os.stat and the state the
         error paths left, so that it can be asked in a loop; while in trouble, at most once a
@@ -261,16 +283,15 @@ class Store:
     def _probe(self) -> None:
         """A write transaction that changes one page (the header's user_version, to the value it
         has), if the writer lock is free now; its outcome sets or clears `_trouble` as any write's."""
-        if not self._locks.database.try_acquire():
-            return  # another process is writing: the calls' writes will tell
-        try:
-            with self._committed() as db:
-                (version,) = db.execute("PRAGMA user_version").fetchone()
-                db.execute(f"PRAGMA user_version = {int(version)}")
-        except StoreBusy:
-            pass
-        finally:
-            self._locks.database.release()
+        with contextlib.suppress(StoreBusy):  # the outcome is in `_trouble`; a closed store: none
+            if not self._locks.database.try_acquire():
+                return  # another process is writing: the calls' writes will tell
+            try:
+                with self._committed() as db:
+                    (version,) = db.execute("PRAGMA user_version").fetchone()
+                    db.execute(f"PRAGMA user_version = {int(version)}")
+            finally:
+                self._locks.database.release()
 
     def close(self) -> None:
         """Closes the connection, the journal's files and the lock files; again, does nothing."""
@@ -296,12 +317,13 @@ class Store:
     @contextlib.contextmanager
     def _committed(self, *, config: bool = False) -> Iterator[sqlite3.Connection]:
         """One write transaction, committed when the block ends without error; the caller holds this
-        process's turn on the database's lock. Nothing is begun in a file deleted or replaced
-        under the mock (StoreBusy): checked once a transaction, which is once a turn for the calls."""
-        gone = self._file_trouble()
-        if gone is not None:
-            self._troubles.log(StoreBusy(gone))
-            raise StoreBusy(gone)
+        process's turn on the database's lock.
+
+        Nothing is acknowledged in a file deleted or replaced under the mock (StoreBusy): checked
+        before BEGIN and after COMMIT, once a transaction, which is once a turn for the calls; a
+        transaction the file was deleted under is committed into a file that is gone, and its
+        calls are answered -7 (not done) as the ones after it are."""
+        self._check_file()
         db = self._connection()
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -317,6 +339,7 @@ class Store:
                 raise
         except sqlite3.OperationalError as exc:
             raise self._failed(exc) from exc
+        self._check_file()
         self._trouble = self._reopen = None  # it writes: whatever failed before works again
         if self._troubles.seen:  # the spell of trouble is over: the next one is told anew
             log.warning("writing to the store succeeds again")

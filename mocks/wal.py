@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -124,7 +125,9 @@ class Checkpointer:
         open, one opened while the files could not be written (immutable, say) would stay
         read-only, and hold the process's other connections to the file read-only with it (they
         share its -shm mapping), so that the store could not heal."""
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # mode=rw: a file deleted under the mock is not made anew here (mocks/store.py refuses it)
+        uri = f"file:{urllib.parse.quote(self.path)}?mode=rw"
+        db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         try:
             self._checkpoint(db, lock)
         finally:

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -255,8 +256,38 @@ def test_a_deleted_file_takes_no_write_and_health_says_so_until_it_is_back(tmp_p
         (tmp_path / "aside").rename(path)
         asyncio.run(store.in_next_write(_add(3)))
         assert asyncio.run(store.health()) is None
+
+        def deleted_meanwhile(tx: Any) -> None:  # committed into a file gone by then: answered -7
+            _add(4)(tx)
+            path.rename(tmp_path / "aside")
+
+        with pytest.raises(StoreBusy, match="was deleted"):
+            asyncio.run(store.in_next_write(deleted_meanwhile))
+        (tmp_path / "aside").rename(path)
         with contextlib.closing(sqlite3.connect(path)) as conn:
             rows = {row[0] for row in conn.execute("SELECT transaction_id FROM bank_tokens")}
-        assert rows == {"T1", "T3"}
+        assert rows == {"T1", "T3", "T4"}  # a -7 may have kept its token, as docs/reliability.md says
     finally:
         store.close()
+
+
+def test_a_worker_started_after_the_file_was_deleted_makes_no_new_store_beside_its_wal(tmp_path):
+    """A new file beside the old one's -wal (still open in the other workers) would read the old
+    WAL's pages as its own: the worker refuses, and `serve` says why in one line (StoreError)."""
+    path = tmp_path / "mock.sqlite3"
+    running = Store(str(path))  # another worker, its -wal open
+    try:
+        asyncio.run(running.in_next_write(_add(1)))
+        path.unlink()
+        with pytest.raises(StoreBusy, match="its -wal is still there"):
+            Store(str(path))
+        late = Store(str(path), open_later=True)
+        try:
+            with pytest.raises(StoreBusy, match="was deleted while the mock ran"):
+                asyncio.run(late.in_next_write(_add(2)))
+            assert "its -wal is still there" in (asyncio.run(late.health()) or "")
+        finally:
+            late.close()
+        assert not path.exists()
+    finally:
+        running.close()
