@@ -195,8 +195,8 @@ class Store:
         if not no_file and not os.path.exists(path):
             if os.path.exists(f"{path}-wal"):  # a worker started after the file was deleted
                 raise StoreBusy(
-                    f"the database file {path} was deleted while the mock ran, and its -wal is still"
-                    f" there: restart the mock, or remove {path}-wal and {path}-shm"
+                    f"the database file {path} was deleted, and its -wal is still there: put the file"
+                    f" back, or remove {path}-wal and {path}-shm to start afresh"
                 )
             # Only a missing file: an os.close() of the database beside open connections of this
             # process would drop their POSIX locks on it (SQLite's own connections take care).
@@ -250,11 +250,17 @@ class Store:
         try:
             now = _identity(os.stat(self.path))
         except FileNotFoundError:
-            return f"the database file {self.path} was deleted while the mock ran; restart the mock"
+            return (
+                f"the database file {self.path} was deleted while the mock ran: put it back, or stop"
+                f" the mock and remove {self.path}-wal and {self.path}-shm to start afresh"
+            )
         except OSError as exc:
             return f"the database file {self.path} cannot be found: {exc}"
         if now != self._identity:
-            return f"the database file {self.path} was replaced while the mock ran; restart the mock"
+            return (
+                f"the database file {self.path} was replaced while the mock ran: put it back, or stop"
+                f" the mock and remove {self.path}-wal and {self.path}-shm before it starts again"
+            )
         return None
 
     def _check_file(self) -> None:

@@ -11,6 +11,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -166,9 +167,21 @@ def test_a_deleted_store_file_acknowledges_nothing_and_health_says_why(serve, tm
     health = _healths(url)
     for answer in health:
         assert (answer.status_code, answer.headers.get("retry-after")) == (503, "1"), answer.text
-        assert "was deleted while the mock ran" in answer.json()["detail"], answer.json()
+        assert "was deleted" in answer.json()["detail"], answer.json()
     served.stop()
 
+    wal = Path(f"{db}-wal")
+    if wal.exists():  # SQLite keeps the WAL of a file deleted under it: `serve` makes no store beside it
+        refused = subprocess.run(
+            [sys.executable, "-m", "mpesa_atm", "serve", "bank", "--port", "0", "--db", str(db)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert refused.returncode == 2, refused.stderr
+        assert "its -wal is still there" in refused.stderr and len(refused.stderr.splitlines()) == 1
+        wal.unlink()  # as the line says
+        Path(f"{db}-shm").unlink(missing_ok=True)
     restarted = serve(role="bank", db_path=db)  # a fresh store at the path
     assert httpx.get(f"{restarted.bank_url}/_harness/health", timeout=10).status_code == 200
     acknowledged = {i for i, code in after.items() if code == "0"}
@@ -283,7 +296,7 @@ def test_a_worker_started_after_the_file_was_deleted_makes_no_new_store_beside_i
             Store(str(path))
         late = Store(str(path), open_later=True)
         try:
-            with pytest.raises(StoreBusy, match="was deleted while the mock ran"):
+            with pytest.raises(StoreBusy, match="was deleted, and its -wal is still there"):
                 asyncio.run(late.in_next_write(_add(2)))
             assert "its -wal is still there" in (asyncio.run(late.health()) or "")
         finally:
