@@ -201,13 +201,6 @@ class Store:
             # Only a missing file: an os.close() of the database beside open connections of this
             # process would drop their POSIX locks on it (SQLite's own connections take care).
             _create_private(path)
-        elif not no_file and os.path.getsize(path) == 0 and os.path.exists(f"{path}-wal"):
-            # A WAL database's file holds its header from the start: an empty one beside a -wal
-            # was put in place of the database (the old WAL's pages would be read as its own).
-            raise StoreBusy(
-                f"the database file {path} was replaced by an empty file, and the old -wal is still"
-                f" there: put the file back, or remove {path}-wal and {path}-shm to start afresh"
-            )
         unwritable = None if no_file else _unwritable(path)
         db = connect(path, self._busy_timeout)
         try:
