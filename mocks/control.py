@@ -18,7 +18,7 @@ from mpesa_atm.mocks.faults import FaultRule, Faults
 from mpesa_atm.mocks.ipg import issued_token
 from mpesa_atm.mocks.provider_states import ProviderStates
 from mpesa_atm.mocks.records import IpgToken, JournalRecord
-from mpesa_atm.mocks.storage import Storage
+from mpesa_atm.mocks.storage import BUSY, Storage
 from mpesa_atm.mocks.values import new_third_party_reference, new_transaction_id
 from mpesa_atm.operations import Role, by_slug
 from mpesa_atm.settings import Settings
@@ -26,6 +26,7 @@ from mpesa_atm.settings import Settings
 __all__ = ["ControlHandlers"]
 
 Answer = tuple[dict[str, Any], int]
+Unhealthy = tuple[dict[str, Any], int, dict[str, str]]
 
 
 def _error(status: int, error: str, detail: str) -> Answer:
@@ -47,7 +48,14 @@ class ControlHandlers:
         self.provider_states = ProviderStates(role, store, settings)
         self.faults: Faults  # set by the app factory, which builds the fault layer
 
-    async def health(self) -> Answer:
+    async def health(self) -> Answer | Unhealthy:
+        """200 "ok", or 503 with the reason when this worker cannot use its store (written, read, or
+        its file gone): what a load balancer or a test waits on should not be told "ok" while every
+        call is answered -7. The worker's own view (another worker may differ for a moment)."""
+        trouble = await self.store.health()
+        if trouble is not None:
+            detail = f"{BUSY}: {trouble}; try again"
+            return {"error": "Service Unavailable", "detail": detail}, 503, {"Retry-After": "1"}
         return {"status": "ok", "role": self.role}, 200
 
     async def reset(self, username: str | None = None) -> Answer:

@@ -169,7 +169,13 @@ class WriterLock:
         """The lock file's first `size` bytes, mapped: memory all processes see, changed under the lock."""
         assert self.fd is not None
         if os.fstat(self.fd).st_size < size:
-            os.ftruncate(self.fd, size)  # another process doing the same at once: same size, no harm
+            # Allocated, not sparse (ftruncate): a page of the mapping written with no block behind
+            # it on a full disk is SIGBUS for the worker, where this is one ENOSPC at start
+            # (StoreBusy). Another process doing the same at once: same size, no harm.
+            try:
+                os.posix_fallocate(self.fd, 0, size)
+            except OSError as exc:
+                raise StoreBusy(f"cannot allocate {self.path}: {exc}") from exc
         return mmap.mmap(self.fd, size)
 
     def close(self) -> None:
@@ -215,8 +221,12 @@ class Coordination:
         self._mapping: mmap.mmap | None = None
         if path != ":memory:" and fcntl is not None:
             self.database = WriterLock(path, timeout)
-            self.journal = WriterLock(path, timeout, ".journal.lock")
-            self._mapping = self.database.shared_memory(SharedCounters.SIZE)
+            try:
+                self.journal = WriterLock(path, timeout, ".journal.lock")
+                self._mapping = self.database.shared_memory(SharedCounters.SIZE)
+            except BaseException:
+                self.close()
+                raise
         self.counters = SharedCounters(self._mapping)
 
     async def enter(self, slot: int, limit: int) -> bool:

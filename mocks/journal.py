@@ -90,6 +90,24 @@ def _write_whole(descriptor: int, data: bytes) -> None:
         raise
 
 
+def _cut_torn(descriptor: int) -> None:
+    """Cuts the file back to its last newline if it ends in part of a line: an append whose cut-back
+    failed too (_write_whole), by this process or another, left it so, and the next entry must not
+    continue that line. One lseek and a one-byte pread an append when the file is whole."""
+    end = os.lseek(descriptor, 0, os.SEEK_END)
+    if end == 0 or os.pread(descriptor, 1, end - 1) == b"\n":
+        return
+    start = end
+    while start > 0:
+        block = max(0, start - _BLOCK)
+        newline = os.pread(descriptor, start - block, block).rfind(b"\n")
+        if newline >= 0:
+            os.ftruncate(descriptor, block + newline + 1)
+            return
+        start = block
+    os.ftruncate(descriptor, 0)
+
+
 class Journal:
     """The journal files of one database (in memory for `:memory:`). Appending, rotating and
     clearing happen in the caller's turn on the journal's lock; so does taking a snapshot to read."""
@@ -212,8 +230,10 @@ class Journal:
         if opened is None or opened[0] != generation:  # none yet, or another process started a new one
             if opened is not None:
                 os.close(opened[1])
-            descriptor = os.open(self._paths[role][0], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            # Read too: _cut_torn reads the last byte
+            descriptor = os.open(self._paths[role][0], os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
             opened = self._files[role] = (generation, descriptor)
+        _cut_torn(opened[1])  # an OSError here: nothing of the append written
         _write_whole(opened[1], data)
 
     def _rotate(self, role: str) -> None:

@@ -184,6 +184,12 @@ class PostgresStore:
         once for this worker's own changes, within POLL_SECONDS for the others'."""
         return self._generation
 
+    async def health(self) -> str | None:
+        """None: a database out of reach is each call's -7 within the busy timeout, and health stays
+        200, the worker up (tests/reliability/test_shared_sandbox.py); what a SQLite store's health
+        watches (its file deleted, opened read-only) has no counterpart here."""
+        return None
+
     def _poll(self) -> None:
         errors = OncePerKind(f"the config poller of {self.label}")
         while not self._closed.wait(POLL_SECONDS):

@@ -46,6 +46,11 @@ class Storage(Protocol):
         """A number that changes whenever any worker changes fault rules or modes."""
         ...
 
+    async def health(self) -> str | None:
+        """Why this worker cannot use the store now (`/_harness/health` says it with a 503), or None.
+        Cheap enough to be asked in a loop: no write per call."""
+        ...
+
     async def write(self, work: Callable[[Transaction], T]) -> T:
         """`work` in a transaction of its own, now (the control API's writes), committed before this
         returns; its exception, after nothing was written."""
@@ -98,11 +103,12 @@ def open_store(
     """The store at `db`: a `postgresql://` URL (PostgresStore) or a SQLite path or `:memory:` (Store).
 
     ConfigError, in one line, when the PostgreSQL extra is not installed; StoreError when the
-    database cannot be reached, unless `reachable_later` (a mock's worker: it answers -7 meanwhile)."""
+    database cannot be reached, unless `reachable_later` (a mock's worker: it answers -7 meanwhile,
+    and a SQLite file that cannot be opened is opened when it can be)."""
     if not is_database_url(db):
         from mpesa_atm.mocks.store import Store
 
-        return Store(db, journal_limit=journal_limit, busy_timeout=busy_timeout)
+        return Store(db, journal_limit=journal_limit, busy_timeout=busy_timeout, open_later=reachable_later)
     try:
         from mpesa_atm.mocks.pg_store import PostgresStore
     except ImportError as exc:

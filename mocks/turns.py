@@ -134,14 +134,14 @@ class TurnWrites:
 
     def __init__(
         self,
-        db: sqlite3.Connection,
+        db: Callable[[], sqlite3.Connection],
         transaction: Callable[[], AbstractContextManager[Transaction]],
         append: Callable[[Sequence[JournalRecord]], None],
         *,
         database_lock: Lock | None = None,
         journal_lock: Lock | None = None,
     ) -> None:
-        self.db = db
+        self.db = db  # the store's connection now: it may open a new one (mocks/store.py)
         self._transaction = transaction
         self._append = append
         self._works: TurnQueue[Callable[[Transaction], Any]] = TurnQueue(self._run_works, database_lock)
@@ -182,7 +182,7 @@ class TurnWrites:
             return [(None, exc)] * len(works)
 
     def _in_savepoint(self, tx: Transaction, work: Callable[[Transaction], Any]) -> Outcome:
-        db = self.db
+        db = self.db()
         db.execute("SAVEPOINT work")
         try:
             value = work(tx)

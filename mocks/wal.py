@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -98,7 +99,6 @@ class Checkpointer:
         self._wake.set()
 
     def _run(self) -> None:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         # Its own lock file descriptor: flock excludes other descriptors, this process's too.
         lock = WriterLock(self.path, self.timeout)
         try:
@@ -108,7 +108,7 @@ class Checkpointer:
                 if self._stopped:
                     return
                 try:
-                    self._checkpoint(db, lock)
+                    self._pass(lock)
                 except StoreBusy:
                     pass  # writers kept the lock past the busy timeout: the next pass tries again
                 except sqlite3.OperationalError as exc:
@@ -118,8 +118,20 @@ class Checkpointer:
                     self.errors.log(exc)
                 self.passes += 1
         finally:
-            db.close()
             lock.close()
+
+    def _pass(self, lock: WriterLock) -> None:
+        """One pass on a connection of its own, closed after it (one every `every` commits): kept
+        open, one opened while the files could not be written (immutable, say) would stay
+        read-only, and hold the process's other connections to the file read-only with it (they
+        share its -shm mapping), so that the store could not heal."""
+        # mode=rw: a file deleted under the mock is not made anew here (mocks/store.py refuses it)
+        uri = f"file:{urllib.parse.quote(self.path)}?mode=rw"
+        db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        try:
+            self._checkpoint(db, lock)
+        finally:
+            db.close()
 
     @staticmethod
     def _checkpoint(db: sqlite3.Connection, lock: WriterLock) -> None:

@@ -289,3 +289,61 @@ def test_an_answer_the_journal_cannot_take_goes_out_as_minus_7(mocks, monkeypatc
     assert again["output_ResponseCode"] == "-3"
     (entry,) = mocks.bank.get("/_harness/journal").json()["entries"]
     assert entry["response"] == again
+
+
+def test_a_cut_back_that_fails_too_is_made_before_the_next_append(tmp_path, monkeypatch):
+    """The disk fails the append half way, then its cut-back: the next append (this process's or
+    another's) cuts the half line off first, so that no entry continues it."""
+    path = tmp_path / "torn.sqlite3"
+    store = Store(str(path))
+    real_write = os.write
+
+    def half(descriptor: int, data: Any) -> int:
+        monkeypatch.setattr(os, "write", failing)
+        return real_write(descriptor, bytes(data[: len(data) // 2]))
+
+    def failing(descriptor: int, data: Any) -> int:
+        raise OSError(errno.EIO, "Input/output error")
+
+    def no_truncate(descriptor: int, length: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    def record(i: int) -> JournalRecord:
+        body = json.dumps({"input_TransactionID": f"T{i}"})
+        return JournalRecord("bank", "inbound", "token_generation", "POST", "/", 200, body, "{}", 1.0)
+
+    journal = Path(f"{path}.journal-bank.jsonl")
+    try:
+        asyncio.run(store.journal_add_many([record(0)]))
+        monkeypatch.setattr(os, "write", half)
+        monkeypatch.setattr(os, "ftruncate", no_truncate)
+        with pytest.raises(StoreBusy):
+            asyncio.run(store.journal_add_many([record(1)]))
+        assert not journal.read_bytes().endswith(b"\n")  # the half line is there
+        monkeypatch.undo()
+        other = Store(str(path))  # another worker appends next
+        try:
+            asyncio.run(other.journal_add_many([record(2)]))
+        finally:
+            other.close()
+        asyncio.run(store.journal_add_many([record(3)]))
+        lines = journal.read_bytes().split(b"\n")
+        assert lines[-1] == b""
+        entries = [json.loads(line) for line in lines[:-1]]  # each line parses
+        assert [json.loads(e["request"])["input_TransactionID"] for e in entries] == ["T0", "T2", "T3"]
+    finally:
+        store.close()
+
+
+def test_the_lock_files_counters_are_allocated_and_a_full_disk_at_start_is_store_busy(tmp_path, monkeypatch):
+    """The counters every worker maps (mocks/coordination.py) have their block on disk: a sparse
+    page written through the mapping on a full disk would be SIGBUS for the worker."""
+    Store(str(tmp_path / "mock.sqlite3")).close()
+    assert os.stat(tmp_path / "mock.sqlite3.lock").st_blocks > 0
+
+    def full(descriptor: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(StoreBusy, match="No space left on device"):
+        Store(str(tmp_path / "other.sqlite3"))

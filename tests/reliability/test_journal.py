@@ -87,15 +87,28 @@ def test_a_reset_by_one_worker_clears_the_journal_the_other_appends_to(tmp_path)
         second.close()
 
 
-def test_a_torn_line_is_skipped_and_the_entries_around_it_are_read(tmp_path):
-    """A power cut can leave half a line; the next append then follows it on the same line."""
+def test_a_torn_line_is_cut_off_before_the_next_append(tmp_path):
+    """A power cut (or a cut-back the disk failed) can leave half a line: the next append cuts it
+    off first, so that no entry continues it."""
     store = Store(str(tmp_path / "torn.sqlite3"))
     try:
         append(store, record("whole"))
         with open(store._journal.paths("bank")[0], "ab") as file:
             file.write(b'{"id": 99, "at": "2026-')
-        append(store, record("lost with the torn line"), record("next"))
-        assert shown(store) == ["next", "whole"]
+        append(store, record("after the torn line"), record("next"))
+        assert shown(store) == ["next", "after the torn line", "whole"]
+    finally:
+        store.close()
+
+
+def test_a_torn_last_line_is_skipped_when_read(tmp_path):
+    """Half a line at the end, no append after it yet: the reader skips it."""
+    store = Store(str(tmp_path / "torn.sqlite3"))
+    try:
+        append(store, record("whole"))
+        with open(store._journal.paths("bank")[0], "ab") as file:
+            file.write(b'{"id": 99, "at": "2026-')
+        assert shown(store) == ["whole"]
     finally:
         store.close()
 

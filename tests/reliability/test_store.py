@@ -253,6 +253,7 @@ def test_calls_under_way_are_counted_across_processes_and_a_fresh_count_forgets_
 def test_a_checkpoint_that_fails_otherwise_than_busy_is_logged_once_and_the_next_pass_runs(
     tmp_path, monkeypatch, caplog
 ):
+    (tmp_path / "failing.sqlite3").touch()  # a pass opens the file, never makes it (a store does)
     checkpointer = Checkpointer(str(tmp_path / "failing.sqlite3"), timeout=1, every=1)
     failures = iter([sqlite3.DatabaseError("database disk image is malformed")] * 2 + [StoreBusy("held")])
 
