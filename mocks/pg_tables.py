@@ -1,5 +1,5 @@
 """The tables of the PostgreSQL store (mocks/pg_store.py) and its dialect of the shared statements
-(mocks/statements.py): the SQLite store's tables (mocks/store.py) in PostgreSQL's types, with an
+(mocks/statements.py): the SQLite store's tables (mocks/sqlite_tables.py) in PostgreSQL's types, with an
 index on `created_at` for retention, and the tables that hold on the database what SQLite's workers
 share in a lock file (the config version, calls under way) and the journal."""
 
