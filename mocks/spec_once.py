@@ -36,7 +36,7 @@ def validate_each_document_once() -> None:
     with _lock:
         if _installed:
             return
-        validate = OpenAPISpecification._validate_spec.__func__  # type: ignore[attr-defined]
+        validate = OpenAPISpecification._validate_spec.__func__
 
         def once(cls: type[OpenAPISpecification], spec: Any) -> None:
             key = _key(spec)
@@ -45,5 +45,5 @@ def validate_each_document_once() -> None:
             validate(cls, spec)  # raises InvalidSpecification for a document that breaks the schema
             _validated.add(key)
 
-        OpenAPISpecification._validate_spec = classmethod(once)  # type: ignore[method-assign,assignment]
+        OpenAPISpecification._validate_spec = classmethod(once)
         _installed = True
