@@ -231,3 +231,20 @@ def test_a_control_token_guards_the_fault_rules(proxy: Callable[..., Any]) -> No
         "/_harness/faults", json={"response_code": "-7"}, headers={"Authorization": "Bearer s3cret-token"}
     )
     assert allowed.status_code == 201
+
+
+def test_a_mock_of_the_role_on_the_same_store_keeps_its_rules_apart(
+    settings: Settings, running: Running, proxy: Callable[..., Any]
+) -> None:
+    ipg = running.start(create_app("ipg", settings))
+    ipg_client = running.client(ipg, base_url="http://ipg.test")
+    seed_token(ipg_client)
+    _, client, _ = proxy("ipg", ipg, db=Path(settings.db_path).stem)  # the mock's own file
+    add_fault(client, {"operation": "token_redemption", "response_code": "-8"})
+    assert ipg_client.get("/_harness/faults").json() == {"faults": []}
+    assert ipg_client.post("/_harness/reset").status_code == 200  # the mock's reset: its own rules
+    seed_token(ipg_client)
+    assert client.post(REDEMPTION, json=DOCUMENT_REDEMPTION).json()["output_ResponseCode"] == "-8"
+    assert journal(client)[0]["upstream_status"] is None  # the proxy's answer, never forwarded
+    # (The mock's own journal is not read here: on a shared store it lists the proxy's entries, whose
+    # direction its document does not know.)
