@@ -248,3 +248,19 @@ def test_a_mock_of_the_role_on_the_same_store_keeps_its_rules_apart(
     assert journal(client)[0]["upstream_status"] is None  # the proxy's answer, never forwarded
     # (The mock's own journal is not read here: on a shared store it lists the proxy's entries, whose
     # direction its document does not know.)
+
+
+def test_a_processed_malformed_answer_reaches_the_upstream_and_the_client_reads_half_a_body(
+    proxy: Callable[..., Any],
+) -> None:
+    bank = Bank()
+    _, client, _ = proxy("bank", bank)
+    add_fault(client, {"connection": "malformed", "processed": True, "times": 1})
+    broken = client.post(GENERATION, json=DOCUMENT_GENERATION)
+    assert broken.status_code == 200 and len(bank.calls) == 1
+    with pytest.raises(json.JSONDecodeError):
+        broken.json()
+    (entry,) = journal(client)
+    assert entry["status"] == 200 and entry["upstream_status"] == 200
+    assert entry["response"]["connection_fault"] == "malformed"
+    assert entry["response"]["sent"] == broken.text and entry["response"]["withheld"] == GENERATED
