@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mpesa_atm.mocks.faults import SLOT_KEY
 
-__all__ = ["ConnectionFaults", "Instead", "sent_instead"]
+__all__ = ["ConnectionFaults", "Instead", "breaking", "instead_of", "sent_instead"]
 
 _MALFORMED = b'{"output_ResponseCode": "0", "output_Respon'
 
@@ -38,20 +38,35 @@ class ConnectionFaults:
             return
         slot: dict[str, str] = {}
         scope[SLOT_KEY] = slot
-        dropped = False
+        broken: Send | None = None
 
         async def guarded_send(message: Message) -> None:
-            nonlocal dropped
+            nonlocal broken
             fault = slot.get("connection")
             if fault is None:
                 await send(message)
-            elif fault == "malformed":
-                await _send_malformed(send, message)
-            elif not dropped:
-                dropped = True
-                await _drop(send, reset=fault == "reset")
+                return
+            if broken is None:
+                broken = breaking(send, fault)
+            await broken(message)
 
         await self.app(scope, receive, guarded_send)
+
+
+def breaking(send: Send, fault: str) -> Send:
+    """`send` for an answer that `fault` (reset, empty, malformed) breaks: what the client gets
+    instead of it. The proxy's faults (proxy/faults.py) break their answers with it too."""
+    dropped = False
+
+    async def broken(message: Message) -> None:
+        nonlocal dropped
+        if fault == "malformed":
+            await _send_malformed(send, message)
+        elif not dropped:
+            dropped = True
+            await _drop(send, reset=fault == "reset")
+
+    return broken
 
 
 class Instead(NamedTuple):
@@ -68,6 +83,11 @@ def sent_instead(scope: Scope) -> Instead | None:
     fault = slot.get("connection") if slot else None
     if fault is None:
         return None
+    return instead_of(fault)
+
+
+def instead_of(fault: str) -> Instead:
+    """What the client gets when `fault` (reset, empty, malformed) breaks an answer."""
     if fault == "malformed":
         return Instead(fault, 200, _MALFORMED)
     return Instead(fault, None, None)

@@ -247,12 +247,22 @@ class Faults:
     """Decides, per API call, whether a fault applies, and applies it.
 
     Each worker keeps the modes and rules it read from the store until the store's config_version
-    says another change was made (by any worker): a call reads one shared counter, not the store."""
+    says another change was made (by any worker): a call reads one shared counter, not the store.
+    `key` names the rules' and modes' rows in the store: the role's by default (a mock's); the proxy
+    keeps its own (proxy/faults.py), so a mock of its role sharing the store never fires its rules."""
 
     def __init__(
-        self, role: Role, store: Storage, envelope: Envelope, defaults: Modes, *, hang_seconds: float = 30.0
+        self,
+        role: Role,
+        store: Storage,
+        envelope: Envelope,
+        defaults: Modes,
+        *,
+        hang_seconds: float = 30.0,
+        key: str | None = None,
     ) -> None:
         self.role = role
+        self.key = key or role
         self.store = store
         self.envelope = envelope
         self.defaults = defaults
@@ -264,8 +274,8 @@ class Faults:
         version = await self.store.config_version()
         if self._settings is None or self._settings.version != version:
             # Read after the version: a change made meanwhile shows as a newer version next call.
-            candidates = await self.store.fault_candidates(self.role)
-            modes = await self.store.modes_get(self.role)
+            candidates = await self.store.fault_candidates(self.key)
+            modes = await self.store.modes_get(self.key)
             rules = tuple(
                 (rule_id, FaultRule.parse(self.role, json.loads(spec)), remaining)
                 for rule_id, spec, remaining in candidates
@@ -277,32 +287,38 @@ class Faults:
     async def add(self, rule: FaultRule) -> FaultRule:
         stored = FaultRule(**{**rule.__dict__, "id": uuid.uuid4().hex})
         spec = json.dumps(stored.as_json())
-        await self.store.fault_add(self.role, stored.id, spec, stored.times, time.time())
+        await self.store.fault_add(self.key, stored.id, spec, stored.times, time.time())
         return stored
 
     async def rules(self) -> list[dict[str, Any]]:
         return [
             {**json.loads(spec), "remaining": remaining}
-            for spec, remaining in await self.store.fault_list(self.role)
+            for spec, remaining in await self.store.fault_list(self.key)
         ]
 
     async def delete(self, rule_id: str) -> bool:
-        return await self.store.fault_delete(self.role, rule_id)
+        return await self.store.fault_delete(self.key, rule_id)
 
     async def modes(self) -> Modes:
-        return self._modes(await self.store.modes_get(self.role))
+        return self._modes(await self.store.modes_get(self.key))
 
     def _modes(self, stored: Mapping[str, Any] | None) -> Modes:
         return Modes(**stored) if stored is not None else self.defaults
 
     async def set_modes(self, changes: Mapping[str, Any]) -> Modes:
         modes = Modes(**{**(await self.modes()).__dict__, **changes})
-        await self.store.modes_set(self.role, modes.as_json())
+        await self.store.modes_set(self.key, modes.as_json())
         if "max_concurrency" in changes:  # a fresh count, without the calls of a killed worker
             await self.store.calls_clear(self.role)
         return modes
 
     # Per call
+    async def decide(self, operation: str, body: Mapping[str, Any], header: str | None) -> FaultRule | None:
+        """The fault for one call, its firing claimed (the header's, a rule's, a magic MSISDN's when
+        the modes allow them), for a caller that applies it itself (the proxy); FaultError for a bad
+        header, StoreBusy when the store stays busy."""
+        return await self._decide(operation, body, header, await self._current())
+
     async def _decide(
         self, operation: str, body: Mapping[str, Any], header: str | None, settings: _Settings
     ) -> FaultRule | None:

@@ -7,7 +7,8 @@ journalled in the store, shown as a line on stdout, and answered with the upstre
 `--errors` a request that breaks the document is refused (400) and an answer that breaks it is
 replaced (502), each in the envelope naming the violation. No answer from the upstream is a 502 in the
 envelope. `GET /_harness/journal` and `GET /_harness/violations` show what went through, passwords
-masked; anything else is 404 in the envelope, as the mocks answer it.
+masked; `/_harness/faults` takes the mocks' fault rules, applied in passing (proxy/faults.py); anything
+else is 404 in the envelope, as the mocks answer it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -31,6 +32,7 @@ from mpesa_atm.mocks.retention import Retention
 from mpesa_atm.operations import CONTROL_PREFIX, Role, operations_of
 from mpesa_atm.proxy.answers import Envelopes, Reply, no_answer, parsed, text
 from mpesa_atm.proxy.evidence import Run, line_of
+from mpesa_atm.proxy.faults import FAULTS_PATH, Applied, ProxyFaults
 from mpesa_atm.proxy.findings import Call, Exchange, Finding
 from mpesa_atm.proxy.forward import Unanswered, Upstream, decoded
 from mpesa_atm.proxy.journal import DIRECTION, entries_shown, record_of
@@ -57,8 +59,9 @@ class Observer(Protocol):
 
 class ProxyApp:
     """The proxy of `role` in front of `upstream`. `store` (opened in the lifespan, from `open_store`)
-    keeps the journal; `observer` (made with it by `ledger_of`) judges across exchanges; `run` tells
-    fuzz's reporters; `out` writes each exchange's line."""
+    keeps the journal; `observer` (made with it by `ledger_of`) judges across exchanges; the fault
+    rules (`faults`: with it, ProxyFaults) break calls in passing; `run` tells fuzz's reporters; `out`
+    writes each exchange's line."""
 
     def __init__(
         self,
@@ -71,6 +74,7 @@ class ProxyApp:
         open_store: Callable[[], Any],
         ledger_of: Callable[[Any, Settings], Observer] | None,
         errors: bool = False,
+        faults: bool = True,
         out: Callable[[str], None] = print,
     ) -> None:
         self.role = role
@@ -84,6 +88,8 @@ class ProxyApp:
         self._ledger_of = ledger_of
         self.store: Any = None
         self.ledger: Observer | None = None
+        self.with_faults = faults
+        self.faults: ProxyFaults | None = None
         self.pruning: Retention | None = None
         self.by_path = {settings.paths[op.id]: op.id for op in operations_of(role)}
         self.served = ", ".join(f"POST {path}" for path in self.by_path)
@@ -116,8 +122,13 @@ class ProxyApp:
             await self._json(send, 200, {"entries": await self._journal()})
         elif scope["method"] in ("GET", "HEAD") and path == f"{CONTROL_PREFIX}/violations":
             await self._json(send, 200, {"violations": list(reversed(self.run.violations))})
+        elif self.faults is not None and (path == FAULTS_PATH or path.startswith(FAULTS_PATH + "/")):
+            await self.faults.serve(scope, receive, send, self._body)
         elif path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/"):
-            detail = f"the proxy serves GET {CONTROL_PREFIX}/journal and GET {CONTROL_PREFIX}/violations"
+            detail = (
+                f"the proxy serves GET {CONTROL_PREFIX}/journal, GET {CONTROL_PREFIX}/violations"
+                f" and {FAULTS_PATH}"
+            )
             await self._json(send, 404, {"error": "Not Found", "detail": detail})
         else:
             await self._envelope(
@@ -130,6 +141,8 @@ class ProxyApp:
             if message["type"] == "lifespan.startup":
                 try:
                     self.store = self._open_store()
+                    if self.with_faults:
+                        self.faults = ProxyFaults(self.role, self.store, self.settings, self.envelopes)
                     if self._ledger_of:  # its tables pruned as the mocks' are (the retention setting)
                         self.ledger = self._ledger_of(self.store, self.settings)
                         self.pruning = Retention(self.store, self.role, self.settings, tables=LEDGER_TABLES)
@@ -179,14 +192,19 @@ class ProxyApp:
             wire = call.wire(None, "refused by the proxy (--errors)")
             await self._finish(send, call, wire, self.envelopes.refusal(400, refused, body), client, None)
             return
-        outcome = await self.upstream.post(call.url, call.headers, body)
+        fault = await self.faults.decide(operation_id, call.request, scope) if self.faults else None
+        if fault is not None and not fault.forwards:  # the proxy's own answer: the upstream sees nothing
+            wire = call.wire(None, f"fault injected by the proxy: {fault.said}")
+            await self._finish(send, call, wire, fault.own(self.envelopes, body), client, None, fault)
+            return
+        headers = ProxyFaults.forwarded(call.headers) if self.faults else call.headers
+        outcome = await self.upstream.post(call.url, headers, body)
         if isinstance(outcome, Unanswered):
             wire = call.wire(None, outcome.reason)
             across = await self._observe(call.exchange(self.role, 0, None, wire.elapsed))
             judged = Judged((*client.findings, no_answer(outcome, call.exchange_id), *across), client.applied)
-            await self._finish(
-                send, call, wire, self.envelopes.unanswered(outcome, call.url, body), judged, None
-            )
+            reply = self.envelopes.unanswered(outcome, call.url, body)
+            await self._finish(send, call, wire, reply, judged, None, fault)
             return
         answer_body = decoded(outcome.body, outcome.headers)  # as the checks read it
         wire = call.wire(outcome.status, outcome.reason, outcome.headers, answer_body)
@@ -202,7 +220,7 @@ class ProxyApp:
             reply = self.envelopes.refusal(502, broken, body)
         else:
             reply = Reply(outcome.status, outcome.headers, outcome.body)
-        await self._finish(send, call, wire, reply, judged, answer)
+        await self._finish(send, call, wire, reply, judged, answer, fault)
 
     def _client_side(self, seen: Seen, exchange_id: str) -> tuple[Case | None, Judged]:
         """The request as a case, and the client's side of the judgement; a bug of the judge's lets
@@ -240,33 +258,69 @@ class ProxyApp:
         reply: Reply,
         judged: Judged,
         answer: dict[str, Any] | None,
+        fault: Applied | None = None,
     ) -> None:
         """Sends the client `reply` (with the header naming the checks that found something), then
         journals the exchange, tells the run and prints its line: the evidence is kept once the
-        answer is on its way, so that the client waits only for what decides the answer. `answer`:
-        the upstream's, parsed."""
+        answer is on its way (or broken by `fault`: kept all the same), so that the client waits only
+        for what decides the answer. `answer`: the upstream's, parsed."""
+        if fault is not None:
+            await fault.hold()
         findings = judged.findings
         headers = [(name, value) for name, value in reply.headers if name.lower() != "content-length"]
         headers.append(("content-length", str(len(reply.body))))
         marked = list(dict.fromkeys(f.check for f in findings))
         if marked:
             headers.append((VIOLATIONS_HEADER, ", ".join(marked)))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": reply.status,
-                "headers": [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in headers],
-            }
-        )
-        await send({"type": "http.response.body", "body": reply.body})
+        sending = fault.sending(send) if fault is not None else send
+        try:
+            await sending(
+                {
+                    "type": "http.response.start",
+                    "status": reply.status,
+                    "headers": [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in headers],
+                }
+            )
+            await sending({"type": "http.response.body", "body": reply.body})
+        finally:
+            await self._keep(call, wire, reply, judged, answer, fault)
+
+    async def _keep(
+        self,
+        call: Call,
+        wire: WireExchange,
+        reply: Reply,
+        judged: Judged,
+        answer: dict[str, Any] | None,
+        fault: Applied | None,
+    ) -> None:
+        """The exchange's evidence: journalled (what the client got, a broken answer as the mocks
+        journal it), told to the run, its line printed."""
         # A finding quotes what it received (an answer may echo a password): masked as the journal is.
         findings = tuple(
             dataclasses.replace(f, title=self._masked(f.title), message=self._masked(f.message))
-            for f in findings
+            for f in judged.findings
         )
         milliseconds = wire.elapsed * 1000
+        status, got = fault.journalled(reply) if fault is not None else (reply.status, reply.body)
+        said = fault.said if fault is not None else None
         try:
-            await self._journal_add(call, wire, reply, findings, milliseconds)
+            if self.store is not None:
+                record = record_of(
+                    self.role,
+                    exchange_id=call.exchange_id,
+                    operation_id=call.operation_id,
+                    url=call.url,
+                    request=call.body,
+                    status=status,
+                    upstream_status=wire.status,
+                    answer=got,
+                    findings=findings,
+                    milliseconds=milliseconds,
+                    secrets=self.secrets,
+                    fault=said,
+                )
+                await self.store.journal_in_next_write(record)
         except Exception:  # the journal is evidence, not the traffic
             log.exception("the journal could not take exchange %s", call.exchange_id)
         at = call.at.astimezone(UTC)
@@ -280,8 +334,9 @@ class ProxyApp:
             reproduce=self._curl(wire, call.request) if findings else "",
             at=at,
         )
-        shown_code = text(parsed(reply.body), "output_ResponseCode")  # what the client got
-        self.out(line_of(at, self.role, call.label, reply.status, shown_code, milliseconds, findings))
+        shown_code = text(parsed(got), "output_ResponseCode")  # what the client got
+        line = line_of(at, self.role, call.label, status, shown_code, milliseconds, findings)
+        self.out(line if said is None else f"{line} FAULT {said}")
 
     def _masked(self, words: str) -> str:
         """`words` with the configured passwords masked by value, and any input_Password's value."""
@@ -297,26 +352,6 @@ class ProxyApp:
         return curl_command(
             wire.url, body, media_type=media_type, secret=secret, options=self.upstream.network.curl_options()
         )
-
-    async def _journal_add(
-        self, call: Call, wire: WireExchange, reply: Reply, findings: Sequence[Finding], milliseconds: float
-    ) -> None:
-        if self.store is None:
-            return
-        record = record_of(
-            self.role,
-            exchange_id=call.exchange_id,
-            operation_id=call.operation_id,
-            url=call.url,
-            request=call.body,
-            status=reply.status,
-            upstream_status=wire.status,
-            answer=reply.body,
-            findings=findings,
-            milliseconds=milliseconds,
-            secrets=self.secrets,
-        )
-        await self.store.journal_in_next_write(record)
 
     async def _journal(self) -> list[dict[str, Any]]:
         if self.store is None:

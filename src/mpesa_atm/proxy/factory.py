@@ -35,12 +35,14 @@ def create_proxy(
     judge: Judge | None = None,
     out: Callable[[str], None] = print,
     transport: httpx.AsyncBaseTransport | None = None,
+    faults: bool = True,
 ) -> ProxyApp:
     """The proxy of `role` in front of `upstream`, its store the settings' `db`, the judgement across
     exchanges `ledger_of(store, settings)`'s when given; `run` (the app's) tells `listeners` (fuzz's
     reporters) of each exchange and, at `app.run.finish()`, of the end. `judge` may be one already
     built for the role and paths (it takes a while to load the schema); `transport` reaches an
-    upstream in process (tests)."""
+    upstream in process (tests); `faults`: the mocks' fault rules on the proxy (`/_harness/faults`,
+    the X-Mpesa-Atm-Fault header; proxy/faults.py), kept in the same store."""
     from mpesa_atm.fuzz.bounds import Bounds
     from mpesa_atm.mocks.storage import open_store
 
@@ -80,5 +82,6 @@ def create_proxy(
         ),
         ledger_of=ledger_of,
         errors=settings.proxy_errors,
+        faults=faults,
         out=out,
     )

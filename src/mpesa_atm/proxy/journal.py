@@ -25,20 +25,23 @@ def record_of(
     operation_id: str,
     url: str,
     request: bytes,
-    status: int,
+    status: int | None,
     upstream_status: int | None,
     answer: bytes,
     findings: Sequence[Finding],
     milliseconds: float,
     secrets: Secrets,
+    fault: str | None = None,
 ) -> Any:
-    """The journal's record of one exchange, passwords masked by name and by value."""
+    """The journal's record of one exchange, passwords masked by name and by value. `status` None:
+    the client got no status line (a connection fault); `fault`: the fault rule that applied, said."""
     from mpesa_atm.mocks.records import JournalRecord
 
     kept = {
         "exchange_id": exchange_id,
         "upstream_status": upstream_status,
         "answer": masked_body(answer),
+        "fault": fault,
         "violations": [
             {"check": f.check, "side": f.side, "severity": f.severity, "rule": f.rule, "title": f.title}
             for f in findings
@@ -59,7 +62,8 @@ def record_of(
 
 def entries_shown(entries: Iterable[Any]) -> list[dict[str, Any]]:
     """The proxy's entries among the store's (JournalEntry), newest first: each with what the client
-    got (`status`, `response`), what the upstream answered (`upstream_status`) and the violations."""
+    got (`status`, `response`), what the upstream answered (`upstream_status`), the violations and
+    the fault rule that applied (`fault`, null when none did)."""
     shown = []
     for entry in entries:
         if entry.direction != DIRECTION:
@@ -79,6 +83,7 @@ def entries_shown(entries: Iterable[Any]) -> list[dict[str, Any]]:
                 "response": kept.get("answer"),
                 "duration_ms": entry.duration_ms,
                 "violations": kept.get("violations", []),
+                "fault": kept.get("fault"),
             }
         )
     return shown
