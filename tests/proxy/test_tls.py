@@ -73,13 +73,9 @@ def tls_proxies(tmp_path: Path) -> Iterator[Callable[..., TlsProxy]]:
             proxy.process.wait()
 
 
-def _files(certs: Certificates, *names: str) -> list[str]:
-    return [str(getattr(certs, name)) for name in names]
-
-
 def _served(certs: Certificates) -> list[str]:
     """The proxy's own port over TLS, with the server certificate of the test's CA."""
-    return ["--tls-cert", *_files(certs, "server_cert"), "--tls-key", *_files(certs, "server_key")]
+    return ["--tls-cert", str(certs.server_cert), "--tls-key", str(certs.server_key)]
 
 
 @pytest.mark.network
@@ -99,7 +95,7 @@ def test_the_proxy_over_tls_says_https_and_brings_an_https_upstreams_answer_with
 
     assert answer.status_code == 200 and answer.json()["output_ResponseCode"] == "0", answer.text
     assert "x-mpesa-atm-violations" not in answer.headers
-    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):  # a stranger's CA
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):  # the default CAs
         httpx.post(f"{proxy.url}/token-generation", json=DOCUMENT_GENERATION, timeout=10)
     wait_for(lambda: "bank POST /token-generation 200 0 " in proxy.output(), "the exchange's line")
     assert proxy.stop(signal.SIGINT) == 0, proxy.output()
@@ -116,7 +112,7 @@ def test_mutual_tls_on_both_sides_refuses_a_client_without_a_certificate_of_the_
 ) -> None:
     # The upstream wants a client certificate too: the proxy presents its own with --cert and --key.
     upstream = serve_tls_app(create_app("bank", settings), client_ca=True)
-    mine = ["--cert", *_files(certs, "client_cert"), "--key", *_files(certs, "client_key")]
+    mine = ["--cert", str(certs.client_cert), "--key", str(certs.client_key)]
     proxy = tls_proxies(
         upstream, "--cacert", str(certs.ca), *mine, *_served(certs), "--tls-client-ca", str(certs.ca)
     ).ready()
