@@ -11,7 +11,6 @@ import ipaddress
 import os
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import time
@@ -21,12 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 from mpesa_atm import __version__
 from mpesa_atm.contracts.command import register as register_verify
-from mpesa_atm.errors import ConfigError, HarnessError, UsageError
+from mpesa_atm.errors import HarnessError, UsageError
 from mpesa_atm.fuzz.command import register as register_fuzz
 from mpesa_atm.operations import CONTROL_PREFIX, ROLES, Role, operations_of
 from mpesa_atm.passwords import hash_password
 from mpesa_atm.proxy.command import register as register_proxy
 from mpesa_atm.serve_store import check_fresh, kept_line, open_checked
+from mpesa_atm.serve_tls import TLS_SETTINGS, add_tls_flags, check_tls, tls_options
+from mpesa_atm.serve_tls import url as _url
 from mpesa_atm.settings import (
     ENV_PREFIX,
     KEEP_ALIVE_SECONDS,
@@ -46,8 +47,8 @@ __all__ = ["KEEP_ALIVE_SECONDS", "main"]
 
 ROLE_NAMES: dict[Role, str] = {"ipg": "iPG mock", "bank": "bank mock"}
 DEFAULT_PORTS: dict[Role, int] = {"ipg": 8001, "bank": 8002}
-# The settings `serve` takes from flags (settings.py declares them), and its HTTPS ones: its role
-# processes get their values from the variables of the same settings.
+# The settings `serve` takes from flags (settings.py declares them), and its HTTPS ones (serve_tls.py):
+# its role processes get their values from the variables of the same settings.
 _SERVE_SETTINGS = (
     "bank_url",
     "ipg_url",
@@ -58,7 +59,6 @@ _SERVE_SETTINGS = (
     "control_token_file",
     "max_body_bytes",
 )
-_TLS_SETTINGS = ("tls_cert", "tls_key", "tls_client_ca")
 # Library arguments whose flag is not their name with dashes (verify_provider's `paths`: --path).
 _FLAGS = {"paths": "--path", "publish": "--publish-results"}
 
@@ -70,11 +70,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _url(host: str, port: int, tls: bool = False) -> str:
-    shown = f"[{host}]" if ":" in host else host
-    return f"{'https' if tls else 'http'}://{shown}:{port}"
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -109,40 +104,6 @@ def _settings_for(args: argparse.Namespace) -> Settings:
     return load_settings(config_file=args.config, **flags_of(args))
 
 
-def _check_tls(settings: Settings) -> None:
-    """Loads the TLS files once, before anything listens: a file that cannot be used is one line."""
-    if settings.tls_cert is None:
-        return
-    from mpesa_atm.transport import load_cert_chain
-
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    what = f"TLS certificate {settings.tls_cert}" + (
-        f" and key {settings.tls_key}" if settings.tls_key else ""
-    )
-    load_cert_chain(context, settings.tls_cert, settings.tls_key, what, key_option="--tls-key")
-    if settings.tls_client_ca is not None:
-        try:
-            context.load_verify_locations(cafile=settings.tls_client_ca)
-        except OSError as exc:
-            raise ConfigError(f"TLS client CA {settings.tls_client_ca}: {exc.strerror or exc}") from None
-        except ssl.SSLError as exc:
-            raise ConfigError(
-                f"TLS client CA {settings.tls_client_ca}: no PEM certificate in it ({exc})"
-            ) from None
-
-
-def _tls_options(settings: Settings) -> dict[str, Any]:
-    """uvicorn's ssl_* options; with a client CA a client certificate is required (mutual TLS)."""
-    if settings.tls_cert is None:
-        return {}
-    return {
-        "ssl_certfile": settings.tls_cert,
-        "ssl_keyfile": settings.tls_key,
-        "ssl_ca_certs": settings.tls_client_ca,
-        "ssl_cert_reqs": ssl.CERT_REQUIRED if settings.tls_client_ca else ssl.CERT_NONE,
-    }
-
-
 def _validate(args: argparse.Namespace, settings: Settings, role: Role | None = None) -> Kept | None:
     """Refuses what cannot be served, in one line; with `role` (the process that serves it), what the
     store keeps of the role, after --fresh emptied it."""
@@ -157,7 +118,7 @@ def _validate(args: argparse.Namespace, settings: Settings, role: Role | None = 
         )
     check_fresh(settings.db_path, fresh=args.fresh, yes=args.yes)
     kept = open_checked(settings.db_path, role, fresh=args.fresh) if settings.db_path != ":memory:" else None
-    _check_tls(settings)
+    check_tls(settings)
     return kept
 
 
@@ -167,7 +128,7 @@ def _worker_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     if args.config:
         env[ENV_PREFIX + "CONFIG"] = str(Path(args.config).resolve())
-    env.update(variables_of(settings, _SERVE_SETTINGS + _TLS_SETTINGS))
+    env.update(variables_of(settings, _SERVE_SETTINGS + TLS_SETTINGS))
     return env
 
 
@@ -217,7 +178,7 @@ def _serve_one(args: argparse.Namespace, role: Role) -> int:
         # httptools' protocol (uvicorn[standard]) with the request head bounded in size and time, and
         # the worker's connections capped: uvicorn bounds none of them
         http=BoundedHttp,
-        **_tls_options(settings),
+        **tls_options(settings),
     )
     # What uvicorn.run does, on our socket.
     try:
@@ -360,10 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--yes", action="store_true", help="with --fresh on a PostgreSQL store: empty it for every instance"
     )
     add_flags(serve, *_SERVE_SETTINGS)
-    tls = serve.add_argument_group(
-        "HTTPS", "serve over TLS (also tls_cert, tls_key, tls_client_ca in the config)"
-    )
-    add_flags(tls, *_TLS_SETTINGS)
+    add_tls_flags(serve, "the mocks")
     serve.set_defaults(handler=_serve)
 
     hashing = commands.add_parser(

@@ -322,15 +322,15 @@ class Settings:
         flag="--access-log",
         help="one line per call on stdout: time, role, method, path, status, response code, ms (off)",
     )
-    # serve over HTTPS: the certificate (PEM, its key in it unless tls_key), and with tls_client_ca
-    # a client certificate signed by one of those CAs is required (mutual TLS).
+    # serve (the mocks, or the proxy) over HTTPS: the certificate (PEM, its key in it unless tls_key),
+    # and with tls_client_ca a client certificate signed by one of those CAs is required (mutual TLS).
     tls_cert: str | None = setting(
         None,
         FILE,
         file="tls_cert",
         variable="TLS_CERT",
         flag="--tls-cert",
-        help="the mocks' certificate (PEM; its key in it unless --tls-key)",
+        help="the certificate to serve (PEM; its key in it unless --tls-key)",
     )
     tls_key: str | None = setting(
         None,
@@ -398,7 +398,7 @@ class Settings:
         if len(set(self.paths.values())) < len(self.paths):
             raise ConfigError("paths: two operations at the same path")
         if self.tls_cert is None and (self.tls_key is not None or self.tls_client_ca is not None):
-            raise ConfigError("tls_key and tls_client_ca need tls_cert: the mock's own certificate")
+            raise ConfigError("tls_key and tls_client_ca need tls_cert: the server's own certificate")
         for name, how in _SETTINGS.items():  # the URLs last, as ever: the first problem is the one said
             if how.kind is URL:
                 how.check(name, getattr(self, name))

@@ -21,6 +21,7 @@ from mpesa_atm.errors import ConfigError, UsageError
 from mpesa_atm.operations import CONTROL_PREFIX, ROLES, Role, operations, operations_of
 from mpesa_atm.reporting.options import add_report_options
 from mpesa_atm.reporting.outputs import BeforeLastLine, OutputFiles
+from mpesa_atm.serve_tls import add_tls_flags, check_tls, tls_options, url
 from mpesa_atm.settings import ENV_PREFIX, Settings, add_flags, flags_of, load_settings
 from mpesa_atm.transport import Network, add_network_options
 
@@ -98,6 +99,7 @@ def register(commands: Any) -> None:
         " "
         f"name and the config file's banks' (prefer {ENV_PREFIX}PASSWORD: a flag shows in the process list)",
     )
+    add_tls_flags(proxy, "the proxy")
     add_network_options(proxy)
     proxy.set_defaults(handler=_proxy)
 
@@ -150,6 +152,7 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def _proxy(args: argparse.Namespace) -> int:
     settings = _checked(args)
+    check_tls(settings)  # its own port's files, as serve's: one line before anything is made
     network = Network.from_args(args)
     outputs = OutputFiles.check(
         [("--report", args.report), ("--har", args.har), ("--junit-xml", args.junit_xml)]
@@ -185,7 +188,7 @@ def _serve(
     role: Role = args.role
     upstream_url = cast(str, settings.upstream)
     host, port = sock.getsockname()[:2]
-    listening = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    listening = url(host, port, tls=settings.tls_cert is not None)
     options = (
         ("errors", "on" if settings.proxy_errors else "off"),
         *((("strict", "on"),) if args.strict else ()),
@@ -221,6 +224,7 @@ def _serve(
         http=BoundedHttp,
         server_header=False,  # the upstream's headers go through as they came
         date_header=False,
+        **tls_options(settings),  # with --tls-client-ca, a client without a certificate is refused
     )
     server = uvicorn.Server(config)
     # uvicorn raises the signal that stopped it again once it has shut down; a no-op handler of ours

@@ -139,10 +139,11 @@ class Upstream:
                 f"no answer within {self.timeout:g} s", ResponseCode.REQUEST_TIME_OUT, timed_out=True
             )
         except httpx.ConnectError as exc:
-            return Unanswered(_words(exc, "cannot connect"), ResponseCode.SYSTEM_TOO_BUSY)
+            return Unanswered(self._closed(exc, "cannot connect", url), ResponseCode.SYSTEM_TOO_BUSY)
         except httpx.TransportError as exc:  # closed, reset, malformed after the request went
             return Unanswered(
-                _words(exc, "the connection broke without an answer"), ResponseCode.REQUEST_TIME_OUT
+                self._closed(exc, "the connection broke without an answer", url),
+                ResponseCode.REQUEST_TIME_OUT,
             )
         return Answered(
             response.status_code,
@@ -150,6 +151,23 @@ class Upstream:
             tuple(end_to_end(response.headers.multi_items())),
             raw,
         )
+
+    def _closed(self, exc: BaseException, default: str, url: str) -> str:
+        """What went wrong; a connection to an https:// upstream closed without a word told what that
+        may mean (a server that wants a client certificate, or refuses ours, closes it so under TLS
+        1.3, after the handshake the client saw succeed), with the flag to give or check."""
+        words = _words(exc, default)
+        if words.startswith(_CLOSED):
+            return words + self.network.closed_hint(url)
+        return words
+
+
+# How _words says a connection closed or reset without a word of TLS (a TLS failure is worded as such).
+_CLOSED = (
+    "the connection broke without an answer",
+    "the connection was closed without an answer",
+    "connection reset by peer",
+)
 
 
 def _words(exc: BaseException, default: str) -> str:
