@@ -17,7 +17,7 @@ from mpesa_atm.errors import FaultError, StoreConflict, UnknownProviderState, Un
 from mpesa_atm.mocks.faults import FaultRule, Faults
 from mpesa_atm.mocks.ipg import issued_token
 from mpesa_atm.mocks.provider_states import ProviderStates
-from mpesa_atm.mocks.records import IpgToken, JournalRecord
+from mpesa_atm.mocks.records import MOCK_DIRECTIONS, IpgToken, JournalRecord
 from mpesa_atm.mocks.storage import BUSY, Storage
 from mpesa_atm.mocks.values import new_third_party_reference, new_transaction_id
 from mpesa_atm.operations import Role, by_slug
@@ -75,7 +75,10 @@ class ControlHandlers:
         if operation is not None:  # either spelling (the schema's enum has both); entries keep the id
             named = by_slug(operation)
             operation = named.id if named is not None else operation
-        entries = await self.store.journal(self.role, operation=operation, limit=limit)
+        # A proxy's exchanges on the same store are the proxy's to show.
+        entries = await self.store.journal(
+            self.role, operation=operation, limit=limit, directions=MOCK_DIRECTIONS
+        )
         return {"entries": [entry.as_json() for entry in entries]}, 200
 
     async def add_fault(self, body: dict[str, Any]) -> Answer:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -186,7 +186,12 @@ class Journal:
         return sources
 
     def entries(
-        self, snapshot: list[Source], role: str, operation: str | None, limit: int
+        self,
+        snapshot: list[Source],
+        role: str,
+        operation: str | None,
+        limit: int,
+        directions: Collection[str] | None = None,
     ) -> list[JournalEntry]:
         """Newest first, of the newest `self.limit` lines of `snapshot`, read from the files' ends:
         a read costs about the entries it returns (or looks through, for `operation`), not the
@@ -203,6 +208,8 @@ class Journal:
                 except ValueError:  # a line a power cut tore: not an entry
                     continue
                 if operation is not None and values["operation"] != operation:
+                    continue
+                if directions is not None and values["direction"] not in directions:
                     continue
                 values["request"] = loads_body(values["request"])
                 values["response"] = loads_body(values["response"])

@@ -28,7 +28,7 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -370,14 +370,23 @@ class PostgresStore:
                     )
 
     @_threaded
-    def journal(self, role: str, *, operation: str | None = None, limit: int = 100) -> list[JournalEntry]:
+    def journal(
+        self,
+        role: str,
+        *,
+        operation: str | None = None,
+        limit: int = 100,
+        directions: Collection[str] | None = None,
+    ) -> list[JournalEntry]:
         """Newest first, of the newest journal_limit entries."""
+        chosen = list(directions) if directions is not None else None
         with self._connection() as conn:
             rows = conn.execute(
                 "SELECT id, at, direction, operation, method, url, status, request, response, duration_ms"
                 " FROM (SELECT * FROM journal WHERE role = %s ORDER BY id DESC LIMIT %s) AS newest"
-                " WHERE %s::text IS NULL OR operation = %s ORDER BY id DESC LIMIT %s",
-                (role, self.journal_limit, operation, operation, limit),
+                " WHERE (%s::text IS NULL OR operation = %s) AND (%s::text[] IS NULL OR direction = ANY(%s))"
+                " ORDER BY id DESC LIMIT %s",
+                (role, self.journal_limit, operation, operation, chosen, chosen, limit),
             ).fetchall()
         return [
             JournalEntry(

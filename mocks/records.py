@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 __all__ = [
     "KEPT_AS",
     "LEDGER_TABLES",
+    "MOCK_DIRECTIONS",
     "ROLE_TABLES",
     "BankToken",
     "FirstAnswer",
@@ -35,6 +36,9 @@ KEPT_AS = {"bank_tokens": "tokens", "ipg_tokens": "tokens", "ipg_transactions": 
 # The tables of the proxy's judgement across exchanges (proxy/ledger.py): what it saw answered, not
 # what a mock decided, so neither role's reset nor its counts touch them.
 LEDGER_TABLES: tuple[str, ...] = ("ledger_answers", "ledger_tokens", "ledger_generations")
+# The journal entries of a mock: the calls it answered and those it made; a proxy on the same store
+# journals its exchanges as "proxy".
+MOCK_DIRECTIONS: tuple[str, ...] = ("inbound", "outbound")
 
 
 @dataclass(frozen=True)

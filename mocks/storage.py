@@ -14,7 +14,7 @@ transaction committed a conflicting row first), so it has no other effect.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Protocol, TypeVar
 
 from mpesa_atm.errors import ConfigError
@@ -93,8 +93,16 @@ class Storage(Protocol):
     async def journal_add_many(self, records: Sequence[JournalRecord]) -> None: ...
 
     async def journal(
-        self, role: str, *, operation: str | None = None, limit: int = 100
-    ) -> list[JournalEntry]: ...
+        self,
+        role: str,
+        *,
+        operation: str | None = None,
+        limit: int = 100,
+        directions: Collection[str] | None = None,
+    ) -> list[JournalEntry]:
+        """Newest first; only entries of `directions` when given (a mock's own: inbound and
+        outbound; a proxy's on the same store: proxy)."""
+        ...
 
 
 def open_store(

@@ -18,7 +18,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, TypeVar
 
 from mpesa_atm.errors import StoreBusy
@@ -446,12 +446,17 @@ class Store:
             self._journal_troubles.seen.clear()
 
     async def journal(
-        self, role: str, *, operation: str | None = None, limit: int = 100
+        self,
+        role: str,
+        *,
+        operation: str | None = None,
+        limit: int = 100,
+        directions: Collection[str] | None = None,
     ) -> list[JournalEntry]:
         """Newest first, of the newest journal_limit entries."""
         with self._locks.journal:  # a copy with no append or new file half done
             snapshot = self._journal.snapshot(role)
-        return self._journal.entries(snapshot, role, operation, limit)
+        return self._journal.entries(snapshot, role, operation, limit, directions)
 
 
 def _identity(stat: os.stat_result) -> tuple[int, int]:

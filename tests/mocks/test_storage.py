@@ -291,6 +291,20 @@ def test_the_journal_shows_every_writers_entries_newest_first(open_db):
     assert len(asyncio.run(first.journal("ipg", limit=1))) == 1
 
 
+def test_the_journal_shows_the_directions_asked_for(store):
+    """A mock shows its own entries (inbound, outbound), a proxy on the same store its own (proxy)."""
+    records = [
+        _record("ipg", "token_redemption", n)._replace(direction=direction)
+        for n, direction in enumerate(("inbound", "proxy", "outbound", "proxy"))
+    ]
+    asyncio.run(store.journal_add_many(records))
+    mine = asyncio.run(store.journal("ipg", directions=("inbound", "outbound")))
+    assert [entry.request for entry in mine] == [{"n": 2}, {"n": 0}]
+    proxied = asyncio.run(store.journal("ipg", directions=("proxy",), limit=1))
+    assert [entry.request for entry in proxied] == [{"n": 3}]
+    assert len(asyncio.run(store.journal("ipg"))) == 4
+
+
 def test_the_journal_keeps_about_its_limit(store):
     async def in_tens() -> None:
         for n in range(0, 300, 10):

@@ -231,6 +231,9 @@ def test_a_control_token_guards_the_fault_rules(proxy: Callable[..., Any]) -> No
         "/_harness/faults", json={"response_code": "-7"}, headers={"Authorization": "Bearer s3cret-token"}
     )
     assert allowed.status_code == 201
+    for view in ("/_harness/journal", "/_harness/violations"):  # what went through, passwords masked
+        assert client.get(view).status_code == 401
+        assert client.get(view, headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
 
 
 def test_a_mock_of_the_role_on_the_same_store_keeps_its_rules_apart(
@@ -246,8 +249,12 @@ def test_a_mock_of_the_role_on_the_same_store_keeps_its_rules_apart(
     seed_token(ipg_client)
     assert client.post(REDEMPTION, json=DOCUMENT_REDEMPTION).json()["output_ResponseCode"] == "-8"
     assert journal(client)[0]["upstream_status"] is None  # the proxy's answer, never forwarded
-    # (The mock's own journal is not read here: on a shared store it lists the proxy's entries, whose
-    # direction its document does not know.)
+    assert len(journal(client)) == 1  # its one exchange, none of the mock's entries
+    # The mock's journal shows its own calls, not the proxy's exchanges on the same store.
+    assert ipg_client.post(REDEMPTION, json=DOCUMENT_REDEMPTION).json()["output_ResponseCode"] == "0"
+    mocks = ipg_client.get("/_harness/journal")
+    assert mocks.status_code == 200, mocks.text
+    assert {entry["direction"] for entry in mocks.json()["entries"]} == {"inbound"}
 
 
 def test_a_processed_malformed_answer_reaches_the_upstream_and_the_client_reads_half_a_body(

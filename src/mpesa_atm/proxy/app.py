@@ -25,14 +25,13 @@ import orjson
 from starlette.types import Message, Receive, Scope, Send
 
 from mpesa_atm.codes import ResponseCode
-from mpesa_atm.fuzz.curl import curl_command
-from mpesa_atm.masking import PASSWORD_FIELD, Secrets, masked_text
+from mpesa_atm.masking import Secrets, masked_text
 from mpesa_atm.mocks.records import LEDGER_TABLES
 from mpesa_atm.mocks.retention import Retention
 from mpesa_atm.operations import CONTROL_PREFIX, Role, operations_of
 from mpesa_atm.proxy.answers import Envelopes, Reply, no_answer, parsed, text
-from mpesa_atm.proxy.evidence import Run, line_of
-from mpesa_atm.proxy.faults import FAULTS_PATH, Applied, ProxyFaults
+from mpesa_atm.proxy.evidence import Run, curl_of, line_of
+from mpesa_atm.proxy.faults import FAULTS_PATH, Applied, ProxyFaults, token_given
 from mpesa_atm.proxy.findings import Call, Exchange, Finding
 from mpesa_atm.proxy.forward import Unanswered, Upstream, decoded
 from mpesa_atm.proxy.journal import DIRECTION, entries_shown, record_of
@@ -44,6 +43,12 @@ if TYPE_CHECKING:
     from schemathesis import Case
 
 __all__ = ["DIRECTION", "VIOLATIONS_HEADER", "Observer", "ProxyApp"]
+
+_VIEWS = (f"{CONTROL_PREFIX}/journal", f"{CONTROL_PREFIX}/violations")
+_NEEDS_TOKEN = {
+    "error": "Unauthorized",
+    "detail": "the proxy's journal needs 'Authorization: Bearer <control token>'",
+}
 
 log = logging.getLogger("mpesa_atm.proxy")
 
@@ -118,10 +123,13 @@ class ProxyApp:
                 b"",
                 {"allow": "POST"},
             )
-        elif scope["method"] in ("GET", "HEAD") and path == f"{CONTROL_PREFIX}/journal":
-            await self._json(send, 200, {"entries": await self._journal()})
-        elif scope["method"] in ("GET", "HEAD") and path == f"{CONTROL_PREFIX}/violations":
-            await self._json(send, 200, {"violations": list(reversed(self.run.violations))})
+        elif scope["method"] in ("GET", "HEAD") and path in _VIEWS:
+            if not token_given(scope, self.settings.control_token):  # the journal's as the faults'
+                await self._json(send, 401, _NEEDS_TOKEN, {"www-authenticate": "Bearer"})
+            elif path == _VIEWS[0]:
+                await self._json(send, 200, {"entries": await self._journal()})
+            else:
+                await self._json(send, 200, {"violations": list(reversed(self.run.violations))})
         elif self.faults is not None and (path == FAULTS_PATH or path.startswith(FAULTS_PATH + "/")):
             await self.faults.serve(scope, receive, send, self._body)
         elif path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/"):
@@ -331,7 +339,7 @@ class ProxyApp:
             code=text(answer, "output_ResponseCode"),
             description=text(answer, "output_ResponseDesc"),
             findings=findings,
-            reproduce=self._curl(wire, call.request) if findings else "",
+            reproduce=curl_of(wire, call.request, self.upstream.network) if findings else "",
             at=at,
         )
         shown_code = text(parsed(got), "output_ResponseCode")  # what the client got
@@ -342,21 +350,11 @@ class ProxyApp:
         """`words` with the configured passwords masked by value, and any input_Password's value."""
         return self.secrets.masked(masked_text(words))
 
-    def _curl(self, wire: WireExchange, request: dict[str, Any] | None) -> str:
-        """The exchange's request as a curl command to the upstream, its password read from a variable."""
-        media_type = next(
-            (v for n, v in wire.request_headers if n.lower() == "content-type"), "application/json"
-        )
-        body: Any = request if request is not None else wire.request_body
-        secret = text(request, PASSWORD_FIELD)
-        return curl_command(
-            wire.url, body, media_type=media_type, secret=secret, options=self.upstream.network.curl_options()
-        )
-
     async def _journal(self) -> list[dict[str, Any]]:
         if self.store is None:
             return []
-        return entries_shown(await self.store.journal(self.role, limit=self.settings.journal_limit))
+        kept = await self.store.journal(self.role, limit=self.settings.journal_limit, directions=(DIRECTION,))
+        return entries_shown(kept)
 
     # The proxy's own answers ----------------------------------------------------------------------------
 

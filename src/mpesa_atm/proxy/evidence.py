@@ -20,6 +20,7 @@ from typing import Any
 from mpesa_atm.fuzz.bounds import Bounds
 from mpesa_atm.fuzz.checks import CHECKS
 from mpesa_atm.fuzz.collector import Collector
+from mpesa_atm.fuzz.curl import curl_command
 from mpesa_atm.fuzz.events import (
     CampaignFinished,
     CampaignStarted,
@@ -34,13 +35,15 @@ from mpesa_atm.fuzz.events import (
 from mpesa_atm.fuzz.page import CheckRow, HtmlReporter
 from mpesa_atm.fuzz.results import CampaignResult, SentCase
 from mpesa_atm.fuzz.results import Finding as CampaignFinding
+from mpesa_atm.masking import PASSWORD_FIELD
 from mpesa_atm.operations import Role
 from mpesa_atm.proxy.findings import Finding
 from mpesa_atm.proxy.judge import CLIENT_CHECK, CLIENT_CHECK_MEANING
 from mpesa_atm.reporting.exchange import Exchange as WireExchange
 from mpesa_atm.reporting.page import duration_text
+from mpesa_atm.transport import Network
 
-__all__ = ["NOTHING_WENT_THROUGH", "ProxyPage", "Run", "line_of"]
+__all__ = ["NOTHING_WENT_THROUGH", "ProxyPage", "Run", "curl_of", "line_of"]
 
 NOTHING_WENT_THROUGH = (
     "nothing went through the proxy: no client called the role's operations, so no rule was exercised"
@@ -252,3 +255,17 @@ class ProxyPage(HtmlReporter):
             ],
         )
         return context
+
+
+def curl_of(wire: WireExchange, request: dict[str, Any] | None, network: Network) -> str:
+    """The exchange's request as a curl command to the upstream, its password read from a variable."""
+    media_type = next((v for n, v in wire.request_headers if n.lower() == "content-type"), "application/json")
+    body: Any = request if request is not None else wire.request_body
+    secret = request.get(PASSWORD_FIELD) if isinstance(request, dict) else None
+    return curl_command(
+        wire.url,
+        body,
+        media_type=media_type,
+        secret=secret if isinstance(secret, str) else None,
+        options=network.curl_options(),
+    )

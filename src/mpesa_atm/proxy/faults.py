@@ -31,7 +31,7 @@ from mpesa_atm.operations import CONTROL_PREFIX, Role
 from mpesa_atm.proxy.answers import Envelopes, Reply, parsed
 from mpesa_atm.settings import Settings
 
-__all__ = ["FAULTS_PATH", "Applied", "ProxyFaults", "key_of"]
+__all__ = ["FAULTS_PATH", "Applied", "ProxyFaults", "key_of", "token_given"]
 
 FAULTS_PATH = f"{CONTROL_PREFIX}/faults"
 _BROKEN = ("reset", "empty", "malformed")  # "hang" holds the answer, then sends it
@@ -177,8 +177,7 @@ class ProxyFaults:
         await send({"type": "http.response.body", "body": raw})
 
     async def _control(self, scope: Scope, receive: Receive, body_of: BodyOf) -> Answer:
-        token = self.settings.control_token
-        if token and not _bearer_is(scope, token):
+        if not token_given(scope, self.settings.control_token):
             return 401, _error("Unauthorized", _NEEDS_TOKEN), (("www-authenticate", "Bearer"),)
         method, path = scope["method"], scope["path"]
         try:
@@ -222,8 +221,11 @@ def _error(error: str, detail: str) -> dict[str, str]:
     return {"error": error, "detail": detail}
 
 
-def _bearer_is(scope: Scope, token: str) -> bool:
-    """Whether the call carries `Authorization: Bearer <token>` (compared in constant time)."""
+def token_given(scope: Scope, token: str | None) -> bool:
+    """Whether the call may use the proxy's control routes: no control token is set, or it carries
+    `Authorization: Bearer <token>` (compared in constant time)."""
+    if not token:
+        return True
     for name, value in scope["headers"]:
         if name == b"authorization":
             scheme, _, given = bytes(value).partition(b" ")
