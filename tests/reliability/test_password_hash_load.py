@@ -83,4 +83,8 @@ def test_distinct_wrong_passwords_leave_health_answering_at_once(serve, tmp_path
     print(f"{BURST} wrong passwords in {seconds:.1f} s; health: {len(took)} asks, median {median:.3f} s,")
     print(f"slowest {', '.join(f'{t:.3f}' for t in took[-3:])} s")
     assert len(took) >= 5, "the burst ended before health was asked: nothing measured"
-    assert max(took) < HEALTH_BUDGET, f"/_harness/health took {max(took):.2f} s during the burst"
+    # Nineteen asks in twenty: on a loaded machine (CI runs four test workers on two cores) a process
+    # stalls now and then whatever its loop does (0.74 s once in 342 asks, the median 0.007 s); scrypt
+    # on the loop would hold most asks behind it.
+    slow = took[int(len(took) * 0.95)]
+    assert slow < HEALTH_BUDGET, f"/_harness/health took {slow:.2f} s or more in one ask of twenty"
