@@ -22,7 +22,7 @@ from tests.fixtures.seeds import seeds
 from tests.fuzz.lenient import PASSWORD, USERNAME, Partner, serving
 from tests.fuzz.partners import BROKEN
 
-SEEDS = seeds()  # five a Python, 15 across CI's three: tests/fixtures/seeds.py
+SEEDS = seeds()  # four a Python, others on each: tests/fixtures/seeds.py
 EXAMPLES = 8  # as test_lenient_partners: every phase runs, the seeds take seconds
 CREDENTIALS = Credentials(USERNAME, PASSWORD, "49272")
 # How a Documented: line ends: the document's section, or the harness's reading with its row.

@@ -27,7 +27,7 @@ from tests.fuzz.lenient import Partner, Refused, serving, serving_handler
 
 pytestmark = pytest.mark.usefixtures("fuzz_command_in_process")
 
-SEEDS = seeds()  # five a Python, 15 across CI's three: tests/fixtures/seeds.py
+SEEDS = seeds()  # four a Python, others on each: tests/fixtures/seeds.py
 TOKEN = {
     "bank_transaction_ref": "12345678123412341234123456789abc",
     "transaction_id": "BVA12369A",

@@ -16,7 +16,7 @@ from mpesa_atm.fuzz.tokens import Token
 from tests.fixtures.seeds import seeds
 from tests.fuzz.lenient import PASSWORD, USERNAME, Partner, serving
 
-SEEDS = seeds()  # five a Python, 15 across CI's three: tests/fixtures/seeds.py
+SEEDS = seeds()  # four a Python, others on each: tests/fixtures/seeds.py
 # Enough cases per seed for every phase to run (edges, boundaries, realistic, generated, lifecycles),
 # few enough for the seeds of each partner to take seconds.
 EXAMPLES = 8

@@ -19,7 +19,7 @@ from tests.fixtures.seeds import seeds
 from tests.fuzz.lenient import PASSWORD, USERNAME, Partner, serving
 from tests.fuzz.test_lenient_partners import _fresh
 
-SEEDS = seeds()  # five a Python, 15 across CI's three: tests/fixtures/seeds.py
+SEEDS = seeds()  # four a Python, others on each: tests/fixtures/seeds.py
 EXAMPLES = 4  # the lifecycles of a tokens file do not depend on it: few cases for the other phases
 CREDENTIALS = Credentials(USERNAME, PASSWORD, "49272")
 NOW = datetime.now(UTC)
