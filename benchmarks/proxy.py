@@ -115,6 +115,8 @@ class Side:
 
 @dataclass
 class Run:
+    """Both sides of one run, on the same bank mock, and how the proxy ended after SIGINT."""
+
     straight: Side
     proxied: Side
     proxy_first: bool
