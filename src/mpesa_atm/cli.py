@@ -22,6 +22,7 @@ from mpesa_atm import __version__
 from mpesa_atm.contracts.command import register as register_verify
 from mpesa_atm.errors import HarnessError, UsageError
 from mpesa_atm.fuzz.command import register as register_fuzz
+from mpesa_atm.listening import listen
 from mpesa_atm.operations import CONTROL_PREFIX, ROLES, Role, operations_of
 from mpesa_atm.passwords import hash_password
 from mpesa_atm.proxy.command import register as register_proxy
@@ -73,21 +74,8 @@ def _is_loopback(host: str) -> bool:
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    """A listening socket on host:port (port 0: one the system picks).
-
-    Bound and listening before the app is built: a client that connects while the mock starts waits
-    in the backlog instead of being refused, and the banner shows the real port."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-        sock.listen(2048)
-    except OSError as exc:
-        sock.close()
-        raise UsageError(f"cannot listen on {_url(host, port)}: {exc.strerror or exc}") from None
-    sock.set_inheritable(True)  # for the workers uvicorn starts, and the role processes of `serve`
-    return sock
+    """A listening socket on host:port that the workers uvicorn starts and the role processes inherit."""
+    return listen(host, port, _url(host, port), inheritable=True)
 
 
 def _die_with_parent() -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from mpesa_atm.argtypes import path_mapping, positive_seconds, whole_number
 from mpesa_atm.errors import ConfigError, UsageError
+from mpesa_atm.listening import listen
 from mpesa_atm.operations import CONTROL_PREFIX, ROLES, Role, operations, operations_of
 from mpesa_atm.reporting.options import add_report_options
 from mpesa_atm.reporting.outputs import BeforeLastLine, OutputFiles
@@ -135,21 +136,6 @@ def _checked(args: argparse.Namespace) -> Settings:
         raise UsageError(f"--path: {exc}") from None
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """A listening socket, bound before anything is built: the banner shows the real port, and a client
-    that connects while the proxy starts waits in the backlog."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-        sock.listen(2048)
-    except OSError as exc:
-        sock.close()
-        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    return sock
-
-
 def _proxy(args: argparse.Namespace) -> int:
     settings = _checked(args)
     check_tls(settings)  # its own port's files, as serve's: one line before anything is made
@@ -162,7 +148,7 @@ def _proxy(args: argparse.Namespace) -> int:
     open_checked(settings.db_path, None, fresh=False)  # its tables made, or one line saying why not
     if args.config:  # the connection limits read their settings from the environment, as serve's workers
         os.environ[ENV_PREFIX + "CONFIG"] = str(Path(args.config).resolve())
-    sock = _listen(args.host, args.port)
+    sock = listen(args.host, args.port, f"{args.host}:{args.port}")
     console = BeforeLastLine()
     try:
         return _serve(args, settings, network, sock, outputs, console)
