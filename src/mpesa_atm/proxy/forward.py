@@ -1,17 +1,23 @@
-"""The way to the upstream: one pooled httpx client per worker, the end-to-end headers passed on both
-ways (hop-by-hop ones dropped, RFC 9110 7.6.1), and what went wrong on the wire, in the words of the
-proxy's 502 (the mapping table's -7 when nothing reached the upstream, -6 when it may have)."""
+"""The way to the upstream: a pool of the worker's own connections (proxy/wire.py), or httpx where an
+environment proxy (HTTPS_PROXY) stands between or a test gives an in-process app; the end-to-end headers
+passed on both ways (hop-by-hop ones dropped, RFC 9110 7.6.1), and what went wrong on the wire, in the
+words of the proxy's 502 (the mapping table's -7 when nothing reached the upstream, -6 when it may
+have)."""
 
 from __future__ import annotations
 
 import socket
+import ssl
+import urllib.request
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 
 from mpesa_atm.codes import ResponseCode
+from mpesa_atm.proxy.wire import BrokenAnswer, NoAnswerInTime, NoConnection, Pool
 from mpesa_atm.transport import Network, tls_problem
 
 __all__ = ["HOP_BY_HOP", "Answered", "Unanswered", "Upstream", "decoded", "end_to_end"]
@@ -87,7 +93,7 @@ class Unanswered:
 
 class Upstream:
     """The upstream at `base_url`, reached as `network` says (--cacert, --cert/--key, -k, -H), each
-    request given `timeout` seconds. Opened in a worker's lifespan: httpx's pool is the worker's."""
+    request given `timeout` seconds. Opened in a worker's lifespan: the pool is the worker's."""
 
     def __init__(
         self,
@@ -101,8 +107,16 @@ class Upstream:
         self.timeout = timeout
         self.transport = transport  # None: the network's; a test's in-process app
         self._client: httpx.AsyncClient | None = None
+        self._pool: Pool | None = None
 
     def open(self) -> None:
+        target = urlsplit(self.base_url)
+        if self.transport is None and not _behind_a_proxy(target.scheme, target.hostname or ""):
+            verify = self.network.ssl_context()
+            if target.scheme == "https" and not isinstance(verify, ssl.SSLContext):
+                verify = httpx.create_ssl_context(verify=verify, trust_env=True)  # httpx's own trust
+            self._pool = Pool(target, verify if isinstance(verify, ssl.SSLContext) else None)
+            return
         self._client = httpx.AsyncClient(
             verify=self.network.ssl_context(),
             timeout=httpx.Timeout(self.timeout),
@@ -113,6 +127,9 @@ class Upstream:
         )
 
     async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -123,8 +140,30 @@ class Upstream:
     async def post(self, url: str, headers: Headers, body: bytes) -> Answered | Unanswered:
         """POSTs `body` with the client's end-to-end `headers` (and the network's -H), redirects not
         followed; the answer's bytes as they came (not decoded)."""
-        assert self._client is not None, "the upstream is opened in the worker's lifespan"
         sent = [*end_to_end(headers), *self.network.headers]
+        if self._pool is None:
+            return await self._post_httpx(url, sent, body)
+        parts = urlsplit(url)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        try:
+            raw = await self._pool.post(target, sent, body, self.timeout)
+        except NoConnection as exc:
+            if exc.timed_out:
+                return Unanswered("could not connect in time", ResponseCode.SYSTEM_TOO_BUSY, timed_out=True)
+            return Unanswered(self._closed(exc, "cannot connect", url), ResponseCode.SYSTEM_TOO_BUSY)
+        except NoAnswerInTime:
+            return Unanswered(
+                f"no answer within {self.timeout:g} s", ResponseCode.REQUEST_TIME_OUT, timed_out=True
+            )
+        except BrokenAnswer as exc:
+            words = tls_problem(exc) or str(exc)
+            if words.startswith(_CLOSED):
+                words += self.network.closed_hint(url)
+            return Unanswered(words, ResponseCode.REQUEST_TIME_OUT)
+        return Answered(raw.status, raw.reason, tuple(end_to_end(raw.headers)), raw.body)
+
+    async def _post_httpx(self, url: str, sent: list[tuple[str, str]], body: bytes) -> Answered | Unanswered:
+        assert self._client is not None, "the upstream is opened in the worker's lifespan"
         request = self._client.build_request("POST", url, headers=sent, content=body)
         try:
             response = await self._client.send(request, stream=True)
@@ -168,6 +207,15 @@ _CLOSED = (
     "the connection was closed without an answer",
     "connection reset by peer",
 )
+
+
+def _behind_a_proxy(scheme: str, host: str) -> bool:
+    """Whether the environment puts a proxy between (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, less
+    NO_PROXY): httpx then takes the way, as fuzz's and verify's clients do."""
+    proxies = urllib.request.getproxies_environment()
+    if not (proxies.get(scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass_environment(host, proxies)  # type: ignore[attr-defined]
 
 
 def _words(exc: BaseException, default: str) -> str:
