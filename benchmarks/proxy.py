@@ -12,6 +12,13 @@ is stopped with SIGINT, and its exit code (0 expected) and summary line are read
     python benchmarks/proxy.py                        # 3 runs of 10 s a side
     python benchmarks/proxy.py --check                # exit 1 unless the proxy adds <= 2 ms p50, <= 5 ms p99
     python benchmarks/proxy.py --duration 2 --repeat 1  # does it work (figures meaningless)
+    python benchmarks/proxy.py --rate 500             # paced: 500 calls a second in all, both sides
+
+By default wrk sends each connection's next call as soon as the last is answered (the issue's
+measure): the side that answers slower is also loaded less, and with 10 connections the added
+latency is mostly the proxy's time a call times the calls waiting. `--rate N` paces the same load on
+both sides (each connection waits 1000 * connections / N ms between its calls: wrk's delay()): what
+the proxy adds to a call at a load both sides carry. --check holds the issue's measure only.
 
 wrk is the Debian/Ubuntu package `wrk`; run as root, the script installs it when it is missing (as
 load.py does, whose helpers it imports).
@@ -231,11 +238,22 @@ def measure_side(
     )
 
 
-def measure(wrk: str, seconds: float, connections: int, proxy_first: bool, folder: Path) -> Run:
+def pacing(rate: float | None, connections: int) -> str:
+    """wrk's delay() for `rate` calls a second in all over `connections` connections ("" unpaced)."""
+    if not rate:
+        return ""
+    return f"function delay() return {1000 * connections / rate:.3f} end\n"
+
+
+def measure(
+    wrk: str, seconds: float, connections: int, proxy_first: bool, folder: Path, rate: float | None = None
+) -> Run:
     """One run: a new bank mock and a new proxy in front of it, both sides measured in turn (the proxy's
     first when `proxy_first`), then the proxy stopped with SIGINT and its verdict read."""
     script = folder / "generation.lua"
-    script.write_text(LUA % {"path": OPERATIONS[OPERATION][1], "kind": "generation"} + COUNTING)
+    script.write_text(
+        LUA % {"path": OPERATIONS[OPERATION][1], "kind": "generation"} + COUNTING + pacing(rate, connections)
+    )
     sides: dict[str, Side] = {}
     with contextlib.ExitStack() as stack:
         bank_url, bank = stack.enter_context(server("mock", "bank", WORKERS, folder / "bank.sqlite3"))
@@ -328,6 +346,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs, each on a new bank mock and proxy; medians shown"
     )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        metavar="N",
+        help="pace both sides at N calls a second in all (default: as fast as each side answers)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write every run as JSON")
     parser.add_argument(
         "--check",
@@ -338,19 +362,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.duration <= 0 or args.connections < 1:
         parser.error("--repeat and --connections take a whole number from 1, --duration seconds above 0")
+    if args.rate is not None and args.rate <= 0:
+        parser.error("--rate takes calls a second above 0")
+    if args.rate and args.check:
+        parser.error("--check holds the issue's measure, unpaced: give it without --rate")
     wrk = ensure_wrk()
     wrk_version = subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout.splitlines()[0]
     print(
         f"{platform.node()}: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start; "
         f"Python {platform.python_version()}; {wrk_version}\n"
-        f"wrk -t1 -c{args.connections}, {args.duration:g} s a side after {WARM_UP_S} s of warm-up; "
+        f"wrk -t1 -c{args.connections}, {args.duration:g} s a side after {WARM_UP_S} s of warm-up"
+        f"{f', paced at {args.rate:g} calls a second' if args.rate else ', unpaced'}; "
         f"bank mock with {WORKERS} worker, proxy with 1; {args.repeat} run(s), medians shown\n",
         flush=True,
     )
     runs: list[Run] = []
     for number in range(1, args.repeat + 1):
         with tempfile.TemporaryDirectory(prefix="mpesa-atm-proxy-bench-") as folder:
-            run = measure(wrk, args.duration, args.connections, number % 2 == 0, Path(folder))
+            run = measure(wrk, args.duration, args.connections, number % 2 == 0, Path(folder), args.rate)
         runs.append(run)
         print_run(number, run)
     print()
