@@ -9,10 +9,12 @@ import asyncio
 import gzip
 import socket
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 import pytest
 
 from mpesa_atm.codes import ResponseCode
+from mpesa_atm.proxy import wire
 from mpesa_atm.proxy.forward import Answered, Unanswered, Upstream
 from mpesa_atm.transport import Network
 
@@ -237,3 +239,35 @@ def test_an_environment_proxy_between_takes_httpx_as_fuzz_and_verify_do_unless_n
     assert (way("https://ipg.example"), way("http://ipg.example")) == ("httpx", "own")
     monkeypatch.setenv("NO_PROXY", "ipg.example")
     assert way("https://ipg.example") == "own"
+
+
+def test_a_pool_full_of_connections_the_upstream_closed_still_keeps_the_next_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(wire, "KEPT_IDLE", 2)
+    closing = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(ANSWER)
+
+    async def main() -> tuple[int, int]:
+        served: list[asyncio.StreamWriter] = []
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            served.append(writer)
+            await answering(closing, ANSWER)(reader, writer)
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        target = urlsplit(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+        pool = wire.Pool(target, None)
+        try:
+            # Two connections kept, then closed by the upstream while idle.
+            await asyncio.gather(*(pool.post("/", [], b"{}", 5) for _ in range(2)))
+            for writer in served:
+                writer.close()
+            await asyncio.sleep(0.1)
+            await pool.post("/", [], b"{}", 5)  # a new connection, kept though the pool was "full"
+            await pool.post("/", [], b"{}", 5)  # reuses it
+            return len(served), sum(not kept.closed for kept in pool._idle)
+        finally:
+            pool.close()
+            server.close()
+
+    assert asyncio.run(main()) == (3, 1)

@@ -210,10 +210,20 @@ class Pool:
         finally:
             timer.cancel()
             connection.waiter = None
-            if reused and len(self._idle) < KEPT_IDLE:
-                self._idle.append(connection)
+            if reused:
+                self._keep(connection)
             else:
                 connection.close()
+
+    def _keep(self, connection: _Connection) -> None:
+        """`connection` kept for the next call; those the upstream closed meanwhile are let go first
+        (they stay in the deque until then: a full one of them would keep no connection)."""
+        if len(self._idle) >= KEPT_IDLE:
+            self._idle = collections.deque(kept for kept in self._idle if not kept.closed)
+        if len(self._idle) < KEPT_IDLE:
+            self._idle.append(connection)
+        else:
+            connection.close()
 
     async def _connection(self, loop: asyncio.AbstractEventLoop, timeout: float) -> _Connection:
         while self._idle:
