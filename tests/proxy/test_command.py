@@ -128,7 +128,10 @@ def test_an_answer_without_its_envelope_is_seen_as_it_happens_and_ends_with_exit
     [
         (["proxy", "bank"], "give the partner's base URL with --upstream URL"),
         (["proxy", "bank", "--upstream", "ftp://x"], "is not an http:// or https:// URL"),
-        (["proxy", "bank", "--upstream", "http://x", "--workers", "2"], "--workers above 1 is not supported"),
+        (
+            ["proxy", "bank", "--upstream", "http://x", "--workers", "2", "--db", ":memory:"],
+            "--db :memory: cannot be shared by several workers",
+        ),
         (
             ["proxy", "ipg", "--upstream", "http://x", "--path", "token_generation=/g"],
             "no operation token_generation",
