@@ -266,9 +266,14 @@ def _serve(
             started = _run_workers(config, sock, Path(folder), run)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-    if not started:
+    if not started and args.workers == 1:
         raise ConfigError(
             "the proxy could not start: its store or the way to the upstream failed (see above)"
+        )
+    if not started:
+        raise ConfigError(
+            "no worker handed its exchanges over: none started (its store or the way to the upstream"
+            " failed, see above), or each was stopped before it had"
         )
     try:
         result = run.finish()
