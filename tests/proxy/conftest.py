@@ -1,4 +1,5 @@
-"""The proxy's tests share one judge a role per test process: the role's schema takes a while to load."""
+"""The proxy's tests share one judge a role per test process (the role's schema takes a while to load),
+and `proxies`, the fixture that starts `mpesa-atm proxy` processes."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pytest
 
 from mpesa_atm.proxy.judge import Judge
 from mpesa_atm.spec import OPERATION_PATHS
+from tests.proxy.processes import proxies  # noqa: F401 (the fixture, for the modules that start proxies)
 
 
 @pytest.fixture(scope="session")

@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import signal
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -23,59 +19,8 @@ from mpesa_atm.settings import Settings
 from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION
 from tests.fixtures.servers import wait_for
 from tests.fixtures.tokens import seed_token
+from tests.proxy.processes import Proxy
 from tests.proxy.test_app import answering
-
-_BANNER = re.compile(r"^mpesa-atm \S+: proxy of the (?:iPG|bank) on (http://\S+) ", re.MULTILINE)
-
-
-class Proxy:
-    """A `mpesa-atm proxy` process, its output in a file."""
-
-    def __init__(self, folder: Path, role: str, upstream: str, *args: str) -> None:
-        self.folder = folder
-        self.log = folder / f"proxy-{role}.log"
-        self.files = {name: folder / f"{role}.{name}" for name in ("html", "har", "xml")}
-        command = [
-            *("-m", "mpesa_atm", "proxy", role, "--upstream", upstream, "--port", "0"),
-            *("--db", str(folder / f"proxy-{role}.sqlite3")),
-            *("--report", str(self.files["html"]), "--har", str(self.files["har"])),
-            *("--junit-xml", str(self.files["xml"]), *args),
-        ]
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen([sys.executable, *command], stdout=out, stderr=subprocess.STDOUT)
-        self.url = ""
-
-    def ready(self) -> Proxy:
-        def banner() -> bool:
-            found = _BANNER.search(self.output())
-            assert self.process.poll() is None, self.output()
-            self.url = found.group(1) if found else ""
-            return bool(found)
-
-        wait_for(banner, "the proxy's banner", timeout=30)
-        return self
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGINT) -> int:
-        self.process.send_signal(sig)
-        return self.process.wait(30)
-
-
-@pytest.fixture
-def proxies(tmp_path: Path) -> Iterator[Callable[..., Proxy]]:
-    started: list[Proxy] = []
-
-    def start(role: str, upstream: str, *args: str) -> Proxy:
-        started.append(Proxy(tmp_path, role, upstream, *args))
-        return started[-1]
-
-    yield start
-    for proxy in started:
-        if proxy.process.poll() is None:
-            proxy.process.kill()
-            proxy.process.wait()
 
 
 @pytest.mark.network
@@ -128,7 +73,10 @@ def test_an_answer_without_its_envelope_is_seen_as_it_happens_and_ends_with_exit
     [
         (["proxy", "bank"], "give the partner's base URL with --upstream URL"),
         (["proxy", "bank", "--upstream", "ftp://x"], "is not an http:// or https:// URL"),
-        (["proxy", "bank", "--upstream", "http://x", "--workers", "2"], "--workers above 1 is not supported"),
+        (
+            ["proxy", "bank", "--upstream", "http://x", "--workers", "2", "--db", ":memory:"],
+            "--db :memory: cannot be shared by several workers",
+        ),
         (
             ["proxy", "ipg", "--upstream", "http://x", "--path", "token_generation=/g"],
             "no operation token_generation",

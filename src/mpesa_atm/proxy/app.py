@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -34,7 +35,7 @@ from mpesa_atm.proxy.evidence import Run, curl_of, line_of
 from mpesa_atm.proxy.faults import FAULTS_PATH, Applied, ProxyFaults, token_given
 from mpesa_atm.proxy.findings import Call, Exchange, Finding
 from mpesa_atm.proxy.forward import Unanswered, Upstream, decoded
-from mpesa_atm.proxy.journal import DIRECTION, entries_shown, record_of
+from mpesa_atm.proxy.journal import DIRECTION, entries_shown, record_of, violations_shown
 from mpesa_atm.proxy.judge import Judge, Judged, Seen
 from mpesa_atm.reporting.exchange import Exchange as WireExchange
 from mpesa_atm.settings import Settings
@@ -127,9 +128,9 @@ class ProxyApp:
             if not token_given(scope, self.settings.control_token):  # the journal's as the faults'
                 await self._json(send, 401, _NEEDS_TOKEN, {"www-authenticate": "Bearer"})
             elif path == _VIEWS[0]:
-                await self._json(send, 200, {"entries": await self._journal()})
+                await self._json(send, 200, {"entries": entries_shown(await self._journal())})
             else:
-                await self._json(send, 200, {"violations": list(reversed(self.run.violations))})
+                await self._json(send, 200, {"violations": violations_shown(await self._journal())})
         elif self.faults is not None and (path == FAULTS_PATH or path.startswith(FAULTS_PATH + "/")):
             await self.faults.serve(scope, receive, send, self._body)
         elif path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/"):
@@ -161,7 +162,13 @@ class ProxyApp:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
+                if self.run.hands_off:  # one of several workers: said, as it may be restarted
+                    self.out(f"  worker {os.getpid()} ready")
             elif message["type"] == "lifespan.shutdown":
+                try:  # a worker's of several: its exchanges handed over to the main process
+                    self.run.close()
+                except Exception:
+                    log.exception("the proxy could not hand its exchanges over")
                 if self.pruning is not None:
                     await self.pruning.stop()
                 await self.upstream.close()
@@ -312,6 +319,7 @@ class ProxyApp:
         milliseconds = wire.elapsed * 1000
         status, got = fault.journalled(reply) if fault is not None else (reply.status, reply.body)
         said = fault.said if fault is not None else None
+        reproduce = curl_of(wire, call.request, self.upstream.network) if findings else ""
         try:
             if self.store is not None:
                 record = record_of(
@@ -327,6 +335,7 @@ class ProxyApp:
                     milliseconds=milliseconds,
                     secrets=self.secrets,
                     fault=said,
+                    reproduce=reproduce,
                 )
                 await self.store.journal_in_next_write(record)
         except Exception:  # the journal is evidence, not the traffic
@@ -339,7 +348,7 @@ class ProxyApp:
             code=text(answer, "output_ResponseCode"),
             description=text(answer, "output_ResponseDesc"),
             findings=findings,
-            reproduce=curl_of(wire, call.request, self.upstream.network) if findings else "",
+            reproduce=reproduce,
             at=at,
         )
         shown_code = text(parsed(got), "output_ResponseCode")  # what the client got
@@ -350,11 +359,14 @@ class ProxyApp:
         """`words` with the configured passwords masked by value, and any input_Password's value."""
         return self.secrets.masked(masked_text(words))
 
-    async def _journal(self) -> list[dict[str, Any]]:
+    async def _journal(self) -> list[Any]:
+        """The proxy's entries the store keeps (the newest journal_limit), newest first: every worker's
+        and every proxy's of the role on the store."""
         if self.store is None:
             return []
-        kept = await self.store.journal(self.role, limit=self.settings.journal_limit, directions=(DIRECTION,))
-        return entries_shown(kept)
+        return list(
+            await self.store.journal(self.role, limit=self.settings.journal_limit, directions=(DIRECTION,))
+        )
 
     # The proxy's own answers ----------------------------------------------------------------------------
 

@@ -4,15 +4,23 @@ evidence (--report, --har, --junit-xml), prints the summary and exits with the v
 
 Exit 0 when nothing that went through broke the document (warnings allowed, unless --strict), 1 when
 something did, 2 for a usage error (one line) or when nothing went through the proxy at all.
+
+With `--workers N` uvicorn's supervisor runs N worker processes on the one listening socket, each
+building the app from the same arguments (`_worker_app`); they judge and journal into the store, so
+the judgement across exchanges and the views hold across them, and each hands its exchanges over to
+this process in a file when it stops (proxy/evidence.py's HandOff), for the one evidence of the run.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
@@ -28,6 +36,7 @@ from mpesa_atm.transport import Network, add_network_options
 
 if TYPE_CHECKING:
     from mpesa_atm.fuzz.events import Listener
+    from mpesa_atm.proxy.app import ProxyApp
 
 __all__ = ["DEFAULT_PORT", "register"]
 
@@ -70,7 +79,11 @@ def register(commands: Any) -> None:
         help=f"the upstream's own path of an operation ({', '.join(operations())}), served there too",
     )
     proxy.add_argument(
-        "--workers", type=whole_number(1), default=1, metavar="N", help="worker processes (only 1 for now)"
+        "--workers",
+        type=whole_number(1),
+        default=1,
+        metavar="N",
+        help="worker processes on the one port, judging across each other through the store (default 1)",
     )
     add_flags(proxy, "proxy_errors", "db_path")
     proxy.add_argument(
@@ -107,11 +120,6 @@ def register(commands: Any) -> None:
 
 def _checked(args: argparse.Namespace) -> Settings:
     """The settings, with what cannot be served refused in one line."""
-    if args.workers > 1:
-        raise UsageError(
-            "--workers above 1 is not supported by the proxy yet: run one worker (the judgement across "
-            "workers is kept in the store, the end-of-run evidence not yet)"
-        )
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port}: a port is a number from 0 to 65535")
     if args.timeout is not None and not args.timeout > 0:
@@ -129,6 +137,8 @@ def _checked(args: argparse.Namespace) -> Settings:
             f"--path: no operation {', '.join(unknown)} on the {args.role} side"
             f" (it has {', '.join(sorted(own))})"
         )
+    if args.workers > 1 and settings.db_path == ":memory:":
+        raise UsageError("--db :memory: cannot be shared by several workers; give a file")
     paths = {**settings.paths, **dict(args.path)}
     try:
         return settings.replace(paths=paths)
@@ -148,12 +158,56 @@ def _proxy(args: argparse.Namespace) -> int:
     open_checked(settings.db_path, None, fresh=False)  # its tables made, or one line saying why not
     if args.config:  # the connection limits read their settings from the environment, as serve's workers
         os.environ[ENV_PREFIX + "CONFIG"] = str(Path(args.config).resolve())
-    sock = listen(args.host, args.port, f"{args.host}:{args.port}")
+    sock = listen(args.host, args.port, f"{args.host}:{args.port}", inheritable=args.workers > 1)
     console = BeforeLastLine()
     try:
         return _serve(args, settings, network, sock, outputs, console)
     finally:
         sock.close()
+
+
+def _options(args: argparse.Namespace, settings: Settings) -> tuple[tuple[str, str], ...]:
+    return (
+        ("errors", "on" if settings.proxy_errors else "off"),
+        *((("strict", "on"),) if args.strict else ()),
+        *((("workers", str(args.workers)),) if args.workers > 1 else ()),
+    )
+
+
+def _app(
+    args: argparse.Namespace,
+    settings: Settings,
+    network: Network,
+    listeners: list[Listener],
+    hand_off: Path | None = None,
+) -> ProxyApp:
+    """The proxy's app as the arguments ask for it, with the ledger: this process's, or a worker's."""
+    from mpesa_atm.proxy.factory import create_proxy
+    from mpesa_atm.proxy.ledger import Ledger
+
+    return create_proxy(
+        args.role,
+        settings,
+        upstream=cast(str, settings.upstream),
+        network=network,
+        timeout=args.timeout,
+        strict=args.strict,
+        max_response_time=args.max_response_time,
+        listeners=listeners,
+        options=_options(args, settings),
+        ledger_of=Ledger,
+        out=_line,
+        hand_off=hand_off,
+        wires=bool(args.har),
+    )
+
+
+def _worker_app(arguments: dict[str, Any], folder: str) -> ProxyApp:
+    """A worker's app (uvicorn's factory, in the worker process): built from the main process's
+    arguments as it would build it, its run handing its exchanges over to `folder` when it stops."""
+    args = argparse.Namespace(**arguments)
+    settings = _checked(args)
+    return _app(args, settings, Network.from_args(args), [], Path(folder) / f"worker-{os.getpid()}.pickle")
 
 
 def _serve(
@@ -167,41 +221,78 @@ def _serve(
     import uvicorn
 
     from mpesa_atm import __version__
-    from mpesa_atm.mocks.connection_limits import BoundedHttp
-    from mpesa_atm.proxy.factory import create_proxy
-    from mpesa_atm.proxy.ledger import Ledger
+    from mpesa_atm.proxy.factory import run_of
 
     role: Role = args.role
     upstream_url = cast(str, settings.upstream)
     host, port = sock.getsockname()[:2]
     listening = url(host, port, tls=settings.tls_cert is not None)
-    options = (
-        ("errors", "on" if settings.proxy_errors else "off"),
-        *((("strict", "on"),) if args.strict else ()),
-    )
-    app = create_proxy(
-        role,
-        settings,
-        upstream=upstream_url,
-        network=network,
-        timeout=args.timeout,
-        strict=args.strict,
-        max_response_time=args.max_response_time,
-        listeners=_listeners(args, console, listening),
-        options=options,
-        ledger_of=Ledger,
-        out=_line,
-    )
-    run = app.run
+    listeners = _listeners(args, console, listening)
+    if args.workers == 1:
+        app: Any = _app(args, settings, network, listeners)
+        run = app.run
+    else:  # the workers build theirs; this process's run takes their exchanges at the end
+        folder = tempfile.mkdtemp(prefix="mpesa-atm-proxy-")
+        app = functools.partial(_worker_app, _arguments(args), folder)
+        run = run_of(
+            role,
+            settings,
+            upstream_url,
+            checks=(),
+            strict=args.strict,
+            max_response_time=args.max_response_time,
+            listeners=listeners,
+            options=_options(args, settings),
+        )
     paths = ", ".join(f"POST {settings.paths[op.id]}" for op in operations_of(role))
+    workers = f"; {args.workers} workers" if args.workers > 1 else ""
     _line(
         f"mpesa-atm {__version__}: proxy of {_ROLE_NAMES[role]} on {listening} ({paths}) -> {upstream_url}\n"
         f"  journal {listening}{CONTROL_PREFIX}/journal  violations {listening}{CONTROL_PREFIX}/violations; "
-        f"--errors {'on' if settings.proxy_errors else 'off'}; stop with Ctrl-C (SIGINT) or SIGTERM for"
-        " the verdict"
+        f"--errors {'on' if settings.proxy_errors else 'off'}{workers}; stop with Ctrl-C (SIGINT) or "
+        "SIGTERM for the verdict"
     )
-    config = uvicorn.Config(
+    config = _config(settings, app, args.workers)
+    if args.workers == 1:
+        server = uvicorn.Server(config)
+        # uvicorn raises the signal that stopped it again once it has shut down; a no-op handler of
+        # ours takes it, so the evidence is written after a SIGTERM as after a Ctrl-C.
+        for stop in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stop, lambda *_: None)
+        server.run(sockets=[sock])
+        started = server.started
+    else:
+        try:
+            started = _run_workers(config, sock, Path(folder), run)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    if not started and args.workers == 1:
+        raise ConfigError(
+            "the proxy could not start: its store or the way to the upstream failed (see above)"
+        )
+    if not started:
+        raise ConfigError(
+            "no worker handed its exchanges over: none started (its store or the way to the upstream"
+            " failed, see above), or each was stopped before it had"
+        )
+    try:
+        result = run.finish()
+    finally:
+        console.release(outputs.written())
+    sys.stdout.flush()
+    return result.exit_code
+
+
+def _config(settings: Settings, app: Any, workers: int) -> Any:
+    """uvicorn's Config of the proxy: `app` itself, or with several `workers` the factory each calls."""
+    import uvicorn
+
+    from mpesa_atm.mocks.connection_limits import BoundedHttp
+
+    return uvicorn.Config(
         app,
+        factory=workers > 1,
+        workers=workers,
         log_level="warning",
         access_log=False,
         lifespan="on",
@@ -212,22 +303,32 @@ def _serve(
         date_header=False,
         **tls_options(settings),  # with --tls-client-ca, a client without a certificate is refused
     )
-    server = uvicorn.Server(config)
-    # uvicorn raises the signal that stopped it again once it has shut down; a no-op handler of ours
-    # takes it, so the evidence is written after a SIGTERM as after a Ctrl-C.
-    for stop in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(stop, lambda *_: None)
-    server.run(sockets=[sock])
-    if not server.started:
-        raise ConfigError(
-            "the proxy could not start: its store or the way to the upstream failed (see above)"
+
+
+def _arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The arguments a worker builds its app from (pickled to it by uvicorn): all but the handler."""
+    return {name: value for name, value in vars(args).items() if not callable(value)}
+
+
+def _run_workers(config: Any, sock: socket.socket, folder: Path, run: Any) -> bool:
+    """Runs the workers until SIGINT or SIGTERM (uvicorn's supervisor stops each with SIGTERM and
+    waits for it: each hands its exchanges over as it stops), then gives them to `run`. False when
+    no worker handed anything over: none started."""
+    from uvicorn.supervisors import Multiprocess
+
+    from mpesa_atm.proxy.evidence import HandOff
+
+    Multiprocess(config, sockets=[sock]).run()
+    handed = [HandOff.read(path) for path in sorted(folder.glob("worker-*.pickle"))]
+    if not handed:
+        return False
+    if len(handed) < config.workers:
+        run.note(
+            f"{config.workers - len(handed)} of the {config.workers} workers handed no exchange over"
+            " (stopped otherwise than by SIGINT or SIGTERM): what they saw is in the journal only"
         )
-    try:
-        result = run.finish()
-    finally:
-        console.release(outputs.written())
-    sys.stdout.flush()
-    return result.exit_code
+    run.take(handed)
+    return True
 
 
 def _line(text: str) -> None:

@@ -3,16 +3,19 @@ exchange is a case sent, a request answered, its checks run and its findings; th
 campaign's (console summary, JUnit, HAR, the HTML page). The verdicts are `fuzz`'s
 (CampaignResult.verdict): a check no exchange exercised is not exercised, never passed.
 
-It also keeps the latest findings one by one, with the exchange each was found in, for
-`GET /_harness/violations`, and each exchange's line on stdout as it happens.
+With `--workers N` each worker's Run hands its exchanges over instead (`hand_off`: what `exchange`
+was told, kept small, pickled to a file of its own when the worker stops); the main process's Run
+takes every worker's (`take`) and tells its reporters, as one worker's Run would have.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import pickle
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -43,7 +46,7 @@ from mpesa_atm.reporting.exchange import Exchange as WireExchange
 from mpesa_atm.reporting.page import duration_text
 from mpesa_atm.transport import Network
 
-__all__ = ["NOTHING_WENT_THROUGH", "ProxyPage", "Run", "curl_of", "line_of"]
+__all__ = ["NOTHING_WENT_THROUGH", "HandOff", "ProxyPage", "Run", "Told", "curl_of", "line_of"]
 
 NOTHING_WENT_THROUGH = (
     "nothing went through the proxy: no client called the role's operations, so no rule was exercised"
@@ -83,9 +86,46 @@ def line_of(
     return shown
 
 
+@dataclass(frozen=True)
+class Told:
+    """What a worker's Run was told of one exchange (Run.exchange's arguments), for the main process's
+    Run to be told it in turn. `wire` is None when no --har asks for the exchanges themselves."""
+
+    wire: WireExchange | None
+    status: int | None
+    operation: str
+    applied: tuple[str, ...]
+    code: str | None
+    description: str | None
+    findings: tuple[Finding, ...]
+    reproduce: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class HandOff:
+    """A worker's run as it hands it over when it stops: the checks its Run began with, and each
+    exchange it was told of, in order."""
+
+    checks: tuple[str, ...]
+    told: tuple[Told, ...]
+
+    @classmethod
+    def read(cls, path: Path) -> HandOff:
+        """The hand-off a worker wrote (the main process's own temporary folder: pickle is safe)."""
+        with path.open("rb") as file:
+            handed = pickle.load(file)
+        if not isinstance(handed, HandOff):
+            raise TypeError(f"{path}: not a worker's hand-off")
+        return handed
+
+
 class Run:
     """One run of the proxy, as a campaign's result: its checks, what each exchange exercised and found.
-    `listeners` are fuzz's reporters (console, JUnit, HAR, page), told of each event as it happens."""
+    `listeners` are fuzz's reporters (console, JUnit, HAR, page), told of each event as it happens.
+
+    With `hand_off` (a worker's of several) the exchanges are only kept, each as a Told, and written
+    to that file by `close()` when the worker stops; `wires`: with each exchange itself (for --har)."""
 
     def __init__(
         self,
@@ -98,8 +138,9 @@ class Run:
         bounds: Bounds,
         listeners: Iterable[Listener] = (),
         options: tuple[tuple[str, str], ...] = (),
-        kept: int = 1000,
         across: bool = True,
+        hand_off: Path | None = None,
+        wires: bool = True,
     ) -> None:
         self.role = role
         if across:  # the ledger's checks, judged across exchanges
@@ -123,12 +164,19 @@ class Run:
         )
         self.collector = Collector(result, listeners)
         self._started = time.perf_counter()
-        self.violations: deque[dict[str, Any]] = deque(maxlen=kept)  # the latest, for /_harness/violations
+        self._hand_off = hand_off
+        self._wires = wires
+        self._told: list[Told] = []
         self.collector.emit(CampaignStarted(role, upstream, 0, 0, options))
 
     @property
     def result(self) -> CampaignResult:
         return self.collector.result
+
+    @property
+    def hands_off(self) -> bool:
+        """Whether this is a worker's run of several, handing its exchanges over when it stops."""
+        return self._hand_off is not None
 
     def note(self, text: str) -> None:
         self.collector.emit(Note(text))
@@ -139,7 +187,7 @@ class Run:
 
     def exchange(
         self,
-        wire: WireExchange,
+        wire: WireExchange | None,
         *,
         operation: str,
         applied: Sequence[str],
@@ -148,12 +196,25 @@ class Run:
         findings: Sequence[Finding],
         reproduce: str,
         at: datetime,
+        status: int | None = None,
     ) -> None:
         """Tells the reporters of one exchange: `applied` the checks that read it (those of the
-        ledger counted by what they need), `findings` what they found, `reproduce` its curl."""
+        ledger counted by what they need), `findings` what they found, `reproduce` its curl, `status`
+        the upstream's when there is no `wire`. A worker's run only keeps it, for the main process's
+        (a list's append: all the traffic waits for)."""
+        if self._hand_off is not None:
+            kept = wire if self._wires else None
+            status = wire.status if wire is not None else status
+            told = Told(
+                kept, status, operation, tuple(applied), code, description, tuple(findings), reproduce, at
+            )
+            self._told.append(told)
+            return
         collector = self.collector
         collector.emit(CaseSent(SentCase(operation, "proxy", "proxied", None)))
         collector.emit(RequestSent(wire))
+        if wire is not None:
+            status = wire.status
         across = [
             name for name, reads in _ACROSS.items() if name in self.result.checks and reads(self.role, code)
         ]
@@ -162,9 +223,7 @@ class Run:
                 self.result.checks = (*self.result.checks, finding.check)
                 self.result.needs[finding.check] = _needs(finding.check)
         checked = tuple(dict.fromkeys([*applied, *across, *(f.check for f in findings)]))
-        collector.emit(
-            CaseChecked(operation, checked, status=wire.status, code=code, description=description)
-        )
+        collector.emit(CaseChecked(operation, checked, status=status, code=code, description=description))
         for finding in findings:
             collector.emit(
                 FindingFound(
@@ -179,19 +238,37 @@ class Run:
                     )
                 )
             )
-            self.violations.append(
-                {
-                    "at": at.isoformat(timespec="milliseconds"),
-                    "exchange_ids": list(finding.exchange_ids),
-                    "operation": operation,
-                    "side": finding.side,
-                    "check": finding.check,
-                    "rule": finding.rule,
-                    "severity": finding.severity,
-                    "title": finding.title,
-                    "message": finding.message,
-                    "reproduce": reproduce,
-                }
+
+    def close(self) -> None:
+        """A worker's Run, when the worker stops: its exchanges handed over to the main process, in a
+        file written whole or not at all (renamed into place)."""
+        if self._hand_off is None:
+            return
+        handed = HandOff(self.result.checks, tuple(self._told))
+        partial = self._hand_off.with_name(self._hand_off.name + ".partial")
+        with partial.open("wb") as file:
+            pickle.dump(handed, file, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(partial, self._hand_off)
+
+    def take(self, handed: Sequence[HandOff]) -> None:
+        """The workers' exchanges told to this Run's reporters, in the order they happened across the
+        workers, as if one worker had seen them all; the checks are the workers' (all alike)."""
+        if handed:
+            checks = tuple(dict.fromkeys(name for one in handed for name in one.checks))
+            self.result.checks = checks
+            self.result.needs = {name: _needs(name) for name in checks}
+        everything = sorted((told for one in handed for told in one.told), key=lambda told: told.at)
+        for told in everything:
+            self.exchange(
+                told.wire,
+                operation=told.operation,
+                applied=told.applied,
+                code=told.code,
+                description=told.description,
+                findings=told.findings,
+                reproduce=told.reproduce,
+                at=told.at,
+                status=told.status,
             )
 
     def finish(self) -> CampaignResult:

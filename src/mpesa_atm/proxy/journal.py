@@ -1,6 +1,9 @@
 """The proxy's exchanges in the store's journal (the mocks' JournalRecord, direction `proxy`, so the
 workers of one store share them): what the client sent and got, and in the response's record the
-exchange's id, the upstream's status and the violations; and how `GET /_harness/journal` shows them."""
+exchange's id, the upstream's status and the violations (each with its message and the exchanges it
+reads, the exchange's curl once when there is any); and how `GET /_harness/journal` and
+`GET /_harness/violations` show them, whichever worker of whichever proxy of the role on the store
+journalled them."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from mpesa_atm.masking import Secrets, masked, masked_body
 from mpesa_atm.operations import Role
 from mpesa_atm.proxy.findings import Finding
 
-__all__ = ["DIRECTION", "entries_shown", "record_of"]
+__all__ = ["DIRECTION", "entries_shown", "record_of", "violations_shown"]
 
 # The proxy's entries in the store's journal (the mocks' are "inbound" and "outbound").
 DIRECTION = "proxy"
@@ -32,9 +35,11 @@ def record_of(
     milliseconds: float,
     secrets: Secrets,
     fault: str | None = None,
+    reproduce: str = "",
 ) -> Any:
     """The journal's record of one exchange, passwords masked by name and by value. `status` None:
-    the client got no status line (a connection fault); `fault`: the fault rule that applied, said."""
+    the client got no status line (a connection fault); `fault`: the fault rule that applied, said;
+    `reproduce`: the exchange's curl, kept when something was found (a few entries of many)."""
     from mpesa_atm.mocks.records import JournalRecord
 
     kept = {
@@ -43,10 +48,20 @@ def record_of(
         "answer": masked_body(answer),
         "fault": fault,
         "violations": [
-            {"check": f.check, "side": f.side, "severity": f.severity, "rule": f.rule, "title": f.title}
+            {
+                "check": f.check,
+                "side": f.side,
+                "severity": f.severity,
+                "rule": f.rule,
+                "title": f.title,
+                "message": f.message,
+                "exchange_ids": list(f.exchange_ids),
+            }
             for f in findings
         ],
     }
+    if findings:
+        kept["reproduce"] = reproduce
     return JournalRecord(
         role=role,
         direction=DIRECTION,
@@ -86,4 +101,28 @@ def entries_shown(entries: Iterable[Any]) -> list[dict[str, Any]]:
                 "fault": kept.get("fault"),
             }
         )
+    return shown
+
+
+def violations_shown(entries: Iterable[Any]) -> list[dict[str, Any]]:
+    """The violations found in the proxy's entries among the store's (JournalEntry, newest first),
+    newest first, each with the exchange it was found in: when, the operation, its curl."""
+    shown = []
+    for entry in entries:
+        kept = entry.response if entry.direction == DIRECTION and isinstance(entry.response, dict) else {}
+        for violation in reversed(kept.get("violations") or []):
+            shown.append(
+                {
+                    "at": entry.at,
+                    "exchange_ids": violation.get("exchange_ids", [kept.get("exchange_id")]),
+                    "operation": entry.operation,
+                    "side": violation.get("side"),
+                    "check": violation.get("check"),
+                    "rule": violation.get("rule"),
+                    "severity": violation.get("severity"),
+                    "title": violation.get("title"),
+                    "message": violation.get("message", ""),
+                    "reproduce": kept.get("reproduce", ""),
+                }
+            )
     return shown
