@@ -333,9 +333,9 @@ def bank_date_time_format(ctx: CheckContext, response: Response, case: Case) -> 
     if role_of(case) != "bank" or value is None:
         return True
     valid = bool(_DATE_TIME.match(value))
-    if valid:
+    if valid:  # strptime's "%Y%m%d %H%M%S" on these 15 characters, without its regular expressions
         try:
-            datetime.strptime(value, "%Y%m%d %H%M%S")
+            datetime(*(int(value[a:b]) for a, b in ((0, 4), (4, 6), (6, 8), (9, 11), (11, 13), (13, 15))))
         except ValueError:
             valid = False
     rule = _bank_rule(answer, value, "bank_date_time")

@@ -215,12 +215,21 @@ def steps(probe: Probe, *cases: Case) -> tuple[str, ...]:
 
 
 def answer_of(response: Response) -> dict[str, Any] | None:
-    """The answer's JSON object, or None when it is not one."""
-    try:
-        parsed = json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return parsed if isinstance(parsed, dict) else None
+    """The answer's JSON object (a copy of its fields, each caller's own), or None when it is not one."""
+    global _last_answer
+    content = response.content
+    last = _last_answer
+    if last[0] is not content:  # the checks of one answer read it one after the other: parsed once
+        try:
+            parsed = json.loads(content)
+        except (ValueError, UnicodeDecodeError):
+            parsed = None
+        last = _last_answer = (content, parsed if isinstance(parsed, dict) else None)
+    return dict(last[1]) if last[1] is not None else None
+
+
+# The body answer_of parsed last, held so that its id is not reused, and what it found in it.
+_last_answer: tuple[Any, dict[str, Any] | None] = (object(), None)
 
 
 def text(answer: Mapping[str, Any] | None, key: str) -> str | None:
