@@ -6,7 +6,8 @@ and valid and its answer the mock's `0`, as wrk sends them in `proxy.py`.
     python benchmarks/proxy_parts.py                 # both operations, 2,000 calls a piece, best of 5
     python benchmarks/proxy_parts.py --calls 500 --repeat 3 --operations token_generation
 
-Prints microseconds a call for each piece, and for the whole exchange through the app with an
+Prints microseconds of CPU a call for each piece (this process's CPU time: the other work of a busy
+machine counts less than in wall time), and for the whole exchange through the app with an
 upstream answering in process at once (`whole`: everything the proxy does a call but the HTTP of
 either side), so that the pieces can be held against their sum. The store's pieces (the ledger's
 transaction, the journal's write) are timed one call at a time, each its own commit, and ten at a
@@ -111,7 +112,7 @@ class InProcess:
 
 
 def best(times: list[float], calls: int) -> float:
-    """Microseconds a call: the fastest of the repeats (the least disturbed by the machine)."""
+    """Microseconds of CPU a call: the fastest of the repeats (the least disturbed by the machine)."""
     return min(times) / calls * 1e6
 
 
@@ -120,10 +121,10 @@ def timed(function: Callable[[int], Any], calls: int, repeat: int, start: int) -
     runs = []
     for r in range(repeat):
         base = start + r * calls
-        began = time.perf_counter()
+        began = time.process_time()
         for n in range(base, base + calls):
             function(n)
-        runs.append(time.perf_counter() - began)
+        runs.append(time.process_time() - began)
     return best(runs, calls), statistics.median(runs) / calls * 1e6
 
 
@@ -141,10 +142,10 @@ def timed_async(
         times = []
         for r in range(repeat):
             base = start + r * calls
-            began = time.perf_counter()
+            began = time.process_time()
             for n in range(base, base + calls, together):
                 await asyncio.gather(*(function(m) for m in range(n, n + together)))
-            times.append(time.perf_counter() - began)
+            times.append(time.process_time() - began)
         return times
 
     times = loop.run_until_complete(runs())

@@ -126,7 +126,12 @@ def operation_id_of(case: Case) -> str:
 
 def role_of(case: Case) -> Role | None:
     """The role whose operation `case` calls, or None for an operation that is not the API's."""
-    operation = operations().get(operation_id_of(case))
+    return _role(operation_id_of(case))
+
+
+@functools.cache
+def _role(operation_id: str) -> Role | None:
+    operation = operations().get(operation_id)
     return operation.role if operation else None
 
 
