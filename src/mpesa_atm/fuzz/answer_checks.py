@@ -335,7 +335,14 @@ def bank_date_time_format(ctx: CheckContext, response: Response, case: Case) -> 
     valid = bool(_DATE_TIME.match(value))
     if valid:  # strptime's "%Y%m%d %H%M%S" on these 15 characters, without its regular expressions
         try:
-            datetime(*(int(value[a:b]) for a, b in ((0, 4), (4, 6), (6, 8), (9, 11), (11, 13), (13, 15))))
+            datetime(
+                int(value[0:4]),
+                int(value[4:6]),
+                int(value[6:8]),
+                int(value[9:11]),
+                int(value[11:13]),
+                int(value[13:15]),
+            )
         except ValueError:
             valid = False
     rule = _bank_rule(answer, value, "bank_date_time")

@@ -149,7 +149,7 @@ class Judge:
         self.role = role
         schema = role_schema(role, path_of)
         self._operations = {op.id: schema[path_of(op.id)]["POST"] for op in operations_of(role)}
-        self._methods = {key: operation.method.upper() for key, operation in self._operations.items()}
+        self._methods: dict[str, Any] = {key: op.method.upper() for key, op in self._operations.items()}
         checks = [info for info in checks_for(role) if info.name in ANSWER_CHECKS]
         if max_response_time is not None:
             (timing,) = checks_for(role, ("response_time",))
