@@ -1,18 +1,22 @@
 """The answer's schema read first by its compiled validator (fuzz/answer_fields.py): what schema_problems
 finds is what jsonschema alone finds, for answers that keep the schema and answers that break it in
-each way it can be broken, and the compiled validator is the one that reads the answers to 200."""
+each way it can be broken, and the compiled validator is the one that reads the answers to 200. And
+answer_of, which parses an answer once for the checks that read it one after the other."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+import requests
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from jsonschema import Draft7Validator
+from schemathesis import Response
 
 from mpesa_atm.fuzz.answer_fields import _accepted, response_validator, schema_problems
+from mpesa_atm.fuzz.violations import answer_of
 
 ANSWERS = {
     "token_generation": {
@@ -108,3 +112,22 @@ def test_any_answer_is_judged_as_jsonschema_alone_judges_it(operation_id: str, d
     answer = data.draw(st.dictionaries(st.sampled_from(fields), _VALUES, max_size=len(fields)))
     answer = {**data.draw(st.sampled_from([{}, ANSWERS[operation_id]])), **answer}
     assert schema_problems(validator, answer) == schema_problems(_jsonschema_alone(validator), answer)
+
+
+def _response(content: Any) -> Response:
+    return Response(200, {}, content, requests.PreparedRequest(), 0.0, True)
+
+
+def test_each_check_reads_the_answer_it_is_given_and_its_own_copy() -> None:
+    first = _response(b'{"output_ResponseCode": "0"}')
+    read = answer_of(first)
+    assert read == {"output_ResponseCode": "0"}
+    read["output_ResponseCode"] = "-1"  # a check that changed what it read changes no other's
+    assert answer_of(first) == {"output_ResponseCode": "0"}
+    assert answer_of(_response(b'{"output_ResponseCode": "-3"}')) == {"output_ResponseCode": "-3"}
+    assert answer_of(_response(b"[]")) is None
+    changing = bytearray(b'{"output_ResponseCode": "0"}')
+    assert answer_of(_response(changing)) == {"output_ResponseCode": "0"}
+    changing[-3:-2] = b"7"
+    assert answer_of(_response(changing)) == {"output_ResponseCode": "7"}
+    assert answer_of(first) == {"output_ResponseCode": "0"}

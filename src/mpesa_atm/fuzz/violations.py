@@ -229,7 +229,9 @@ def answer_of(response: Response) -> dict[str, Any] | None:
             parsed = json.loads(content)
         except (ValueError, UnicodeDecodeError):
             parsed = None
-        last = _last_answer = (content, parsed if isinstance(parsed, dict) else None)
+        last = (content, parsed if isinstance(parsed, dict) else None)
+        if type(content) is bytes:  # immutable: the same object, the same answer
+            _last_answer = last
     return dict(last[1]) if last[1] is not None else None
 
 
