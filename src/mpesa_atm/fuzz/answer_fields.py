@@ -50,8 +50,7 @@ def response_validator(operation_id: str, status: int) -> Draft7Validator | None
     # proxy judges every answer in the path of real traffic).
     plain = inlined(document, schema)
     validator = Draft7Validator({"allOf": [plain]})
-    compiled = fastjsonschema.compile(_strict(plain)) if _portable(plain) else None
-    _COMPILED[id(validator)] = (validator, compiled)
+    _COMPILED[id(validator)] = (validator, _compiled(plain))
     return validator
 
 
@@ -91,6 +90,17 @@ def _strict(schema: Any) -> Any:
     if isinstance(schema, list):
         return [_strict(value) for value in schema]
     return schema
+
+
+def _compiled(schema: dict[str, Any]) -> Callable[[Any], Any] | None:
+    """`schema` compiled by fastjsonschema, or None when it may read it otherwise than jsonschema, or
+    cannot compile it (it also reads a `$` inside [] as the end of the string: a bad escape there)."""
+    if not _portable(schema):
+        return None
+    try:
+        return fastjsonschema.compile(_strict(schema))
+    except (fastjsonschema.JsonSchemaDefinitionException, re.error):
+        return None
 
 
 def _accepted(validator: Draft7Validator, answer: dict[str, Any]) -> bool:
