@@ -333,9 +333,16 @@ def bank_date_time_format(ctx: CheckContext, response: Response, case: Case) -> 
     if role_of(case) != "bank" or value is None:
         return True
     valid = bool(_DATE_TIME.match(value))
-    if valid:
+    if valid:  # strptime's "%Y%m%d %H%M%S" on these 15 characters, without its regular expressions
         try:
-            datetime.strptime(value, "%Y%m%d %H%M%S")
+            datetime(
+                int(value[0:4]),
+                int(value[4:6]),
+                int(value[6:8]),
+                int(value[9:11]),
+                int(value[11:13]),
+                int(value[13:15]),
+            )
         except ValueError:
             valid = False
     rule = _bank_rule(answer, value, "bank_date_time")

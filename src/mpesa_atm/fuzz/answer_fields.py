@@ -6,9 +6,11 @@ answer check reads): the Required output fields of every answer and the harness'
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import fastjsonschema
 from jsonschema import Draft7Validator
 from schemathesis import Case
 
@@ -46,7 +48,72 @@ def response_validator(operation_id: str, status: int) -> Draft7Validator | None
         return None
     # Its references inlined: resolving them on every answer was most of the validation's time (the
     # proxy judges every answer in the path of real traffic).
-    return Draft7Validator({"allOf": [inlined(document, schema)]})
+    plain = inlined(document, schema)
+    validator = Draft7Validator({"allOf": [plain]})
+    _COMPILED[id(validator)] = (validator, _compiled(plain))
+    return validator
+
+
+# The validators response_validator made, by identity, each with its schema compiled by fastjsonschema
+# when it can be: an answer the compiled one accepts, jsonschema accepts too, and only the answers it
+# refuses are read again by jsonschema, which words them.
+_COMPILED: dict[int, tuple[Draft7Validator, Callable[[Any], Any] | None]] = {}
+# The keywords that fastjsonschema reads as jsonschema does, with the values _portable lets through.
+_PORTABLE = frozenset({"type", "required", "properties", "additionalProperties", "enum", "minLength"})
+_PORTABLE |= {"maxLength", "pattern", "description", "example", "title"}
+
+
+def _portable(schema: Any) -> bool:
+    """Whether fastjsonschema accepts no instance of `schema` that jsonschema refuses: the keywords
+    are _PORTABLE, objects and strings only, the enums' values strings (Python's `in` would take 1 for
+    True), closed or open objects (a schema of the other fields is not looked into)."""
+    if not isinstance(schema, dict) or not _PORTABLE.issuperset(schema):
+        return False
+    return (
+        schema.get("type", "object") in ("object", "string")
+        and isinstance(schema.get("additionalProperties", True), bool)
+        and all(isinstance(value, str) for value in schema.get("enum", ()))
+        and all(_portable(sub) for sub in schema.get("properties", {}).values())
+    )
+
+
+def _strict(schema: Any) -> Any:
+    """`schema` with each pattern's final `$` read as the end of the string only (`\\Z`): Python's `$`
+    also matches before a final newline, so the compiled validator is never the laxer of the two."""
+    if isinstance(schema, dict):
+        return {
+            key: _strict(value)
+            if key != "pattern" or not isinstance(value, str)
+            else re.sub(r"(?<!\\)\$$", r"\\Z", value)
+            for key, value in schema.items()
+        }
+    if isinstance(schema, list):
+        return [_strict(value) for value in schema]
+    return schema
+
+
+def _compiled(schema: dict[str, Any]) -> Callable[[Any], Any] | None:
+    """`schema` compiled by fastjsonschema, or None when it may read it otherwise than jsonschema, or
+    cannot compile it (it also reads a `$` inside [] as the end of the string: a bad escape there)."""
+    if not _portable(schema):
+        return None
+    try:
+        return fastjsonschema.compile(_strict(schema))
+    except (fastjsonschema.JsonSchemaDefinitionException, re.error):
+        return None
+
+
+def _accepted(validator: Draft7Validator, answer: dict[str, Any]) -> bool:
+    """Whether the compiled schema of response_validator's `validator` accepts `answer`, which
+    jsonschema then accepts too; False when it refuses it, or has none: jsonschema says then."""
+    entry = _COMPILED.get(id(validator))
+    if entry is None or entry[0] is not validator or entry[1] is None:
+        return False
+    try:
+        entry[1](answer)
+    except fastjsonschema.JsonSchemaException:
+        return False
+    return True
 
 
 def schema_problems(
@@ -62,7 +129,10 @@ def schema_problems(
     gives_a_token = code in GIVES_A_TOKEN
     problems: list[tuple[str, str, str, str]] = []
     lacking: Iterator[str] = iter(())
-    for error in validator.iter_errors(dict(answer)):
+    instance = dict(answer)
+    if _accepted(validator, instance):
+        return problems
+    for error in validator.iter_errors(instance):
         keyword = str(error.validator)
         field = str(error.absolute_path[0]) if error.absolute_path else ""
         if keyword in ("allOf", "anyOf", "oneOf") or (field == "output_ResponseCode" and keyword == "enum"):

@@ -126,7 +126,12 @@ def operation_id_of(case: Case) -> str:
 
 def role_of(case: Case) -> Role | None:
     """The role whose operation `case` calls, or None for an operation that is not the API's."""
-    operation = operations().get(operation_id_of(case))
+    return _role(operation_id_of(case))
+
+
+@functools.cache
+def _role(operation_id: str) -> Role | None:
+    operation = operations().get(operation_id)
     return operation.role if operation else None
 
 
@@ -215,12 +220,23 @@ def steps(probe: Probe, *cases: Case) -> tuple[str, ...]:
 
 
 def answer_of(response: Response) -> dict[str, Any] | None:
-    """The answer's JSON object, or None when it is not one."""
-    try:
-        parsed = json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return parsed if isinstance(parsed, dict) else None
+    """The answer's JSON object (a copy of its fields, each caller's own), or None when it is not one."""
+    global _last_answer
+    content = response.content
+    last = _last_answer
+    if last[0] is not content:  # the checks of one answer read it one after the other: parsed once
+        try:
+            parsed = json.loads(content)
+        except (ValueError, UnicodeDecodeError):
+            parsed = None
+        last = (content, parsed if isinstance(parsed, dict) else None)
+        if type(content) is bytes:  # immutable: the same object, the same answer
+            _last_answer = last
+    return dict(last[1]) if last[1] is not None else None
+
+
+# The body answer_of parsed last, held so that its id is not reused, and what it found in it.
+_last_answer: tuple[Any, dict[str, Any] | None] = (object(), None)
 
 
 def text(answer: Mapping[str, Any] | None, key: str) -> str | None:

@@ -149,6 +149,7 @@ class Judge:
         self.role = role
         schema = role_schema(role, path_of)
         self._operations = {op.id: schema[path_of(op.id)]["POST"] for op in operations_of(role)}
+        self._methods: dict[str, Any] = {key: op.method.upper() for key, op in self._operations.items()}
         checks = [info for info in checks_for(role) if info.name in ANSWER_CHECKS]
         if max_response_time is not None:
             (timing,) = checks_for(role, ("response_time",))
@@ -167,7 +168,15 @@ class Judge:
         JSON) and its Content-Type."""
         media_type = _header(seen.request_headers, "content-type") or ""
         operation = self._operations[seen.operation_id]
-        return cast(Case, operation.Case(body=_request_body(seen.request_body), media_type=media_type))
+        # What operation.Case(body=..., media_type=...) makes, without its way through the schema's
+        # make_case (its headers copied twice, its media type looked at when it is given).
+        return Case(
+            operation,
+            self._methods[seen.operation_id],
+            operation.path,
+            body=_request_body(seen.request_body),
+            media_type=media_type,
+        )
 
     def client(self, seen: Seen, case: Case, exchange_id: str) -> Judged:
         """The client's request against the document: a failure where it breaks the document (not a JSON
