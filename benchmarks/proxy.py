@@ -63,8 +63,8 @@ HERE = Path(__file__).resolve().parent
 OPERATION = "token_generation"  # the bank's one operation, which the proxy of the bank forwards
 # The issue's target for the proxy at 10 connections on the reference machine (what --check holds).
 GOALS = {"added_p50_ms": 2.0, "added_p99_ms": 5.0}
-# One worker of the bank mock, as the proxy has one: with more, uvicorn's workers may split wrk's
-# connections unevenly (load.py measures such a point again; here the two sides would differ by it).
+# One worker of the bank mock, whatever the proxy's (--proxy-workers): with more, uvicorn's workers may
+# split wrk's connections unevenly (load.py measures such a point again; the two sides would differ).
 WORKERS = 1
 STOP_S = 60  # for the proxy to finish its calls and its verdict after SIGINT, then it is killed
 SUMMARY = re.compile(
@@ -162,14 +162,14 @@ class Proxy:
 
 
 @contextlib.contextmanager
-def proxy(upstream: str, folder: Path) -> Iterator[Proxy]:
+def proxy(upstream: str, folder: Path, workers: int = 1) -> Iterator[Proxy]:
     """`mpesa-atm proxy bank --upstream <upstream>` on a free loopback port, its store and its log (one
     line per exchange, then the verdict) in `folder`; stopped with SIGINT at the end, as CI stops it."""
     port = free_port()
     log = folder / "proxy.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MPESA_ATM_")}
     command = [sys.executable, "-m", "mpesa_atm", "proxy", "bank", "--upstream", upstream]
-    command += ["--port", str(port), "--db", str(folder / "proxy.sqlite3")]
+    command += ["--port", str(port), "--db", str(folder / "proxy.sqlite3"), "--workers", str(workers)]
     with log.open("wb") as out:
         process = subprocess.Popen(
             command, cwd=HERE, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -246,7 +246,13 @@ def pacing(rate: float | None, connections: int) -> str:
 
 
 def measure(
-    wrk: str, seconds: float, connections: int, proxy_first: bool, folder: Path, rate: float | None = None
+    wrk: str,
+    seconds: float,
+    connections: int,
+    proxy_first: bool,
+    folder: Path,
+    rate: float | None = None,
+    proxy_workers: int = 1,
 ) -> Run:
     """One run: a new bank mock and a new proxy in front of it, both sides measured in turn (the proxy's
     first when `proxy_first`), then the proxy stopped with SIGINT and its verdict read."""
@@ -257,7 +263,9 @@ def measure(
     sides: dict[str, Side] = {}
     with contextlib.ExitStack() as stack:
         bank_url, bank = stack.enter_context(server("mock", "bank", WORKERS, folder / "bank.sqlite3"))
-        proxied = stack.enter_context(proxy(bank_url, folder))  # stopped first, then the bank mock
+        proxied = stack.enter_context(
+            proxy(bank_url, folder, proxy_workers)
+        )  # stopped first, then the bank mock
         urls = {"straight": bank_url, "proxied": proxied.url}
         for name in ("proxied", "straight") if proxy_first else ("straight", "proxied"):
             sides[name] = measure_side(
@@ -352,6 +360,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="pace both sides at N calls a second in all (default: as fast as each side answers)",
     )
+    parser.add_argument(
+        "--proxy-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="the proxy's --workers (the bank mock keeps 1)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write every run as JSON")
     parser.add_argument(
         "--check",
@@ -360,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{GOALS['added_p99_ms']:g} ms at p99, answered every call 0 and reported no failure",
     )
     args = parser.parse_args(argv)
-    if args.repeat < 1 or args.duration <= 0 or args.connections < 1:
+    if args.repeat < 1 or args.duration <= 0 or args.connections < 1 or args.proxy_workers < 1:
         parser.error("--repeat and --connections take a whole number from 1, --duration seconds above 0")
     if args.rate is not None and args.rate <= 0:
         parser.error("--rate takes calls a second above 0")
@@ -373,13 +388,22 @@ def main(argv: list[str] | None = None) -> int:
         f"Python {platform.python_version()}; {wrk_version}\n"
         f"wrk -t1 -c{args.connections}, {args.duration:g} s a side after {WARM_UP_S} s of warm-up"
         f"{f', paced at {args.rate:g} calls a second' if args.rate else ', unpaced'}; "
-        f"bank mock with {WORKERS} worker, proxy with 1; {args.repeat} run(s), medians shown\n",
+        f"bank mock with {WORKERS} worker, proxy with {args.proxy_workers}; "
+        f"{args.repeat} run(s), medians shown\n",
         flush=True,
     )
     runs: list[Run] = []
     for number in range(1, args.repeat + 1):
         with tempfile.TemporaryDirectory(prefix="mpesa-atm-proxy-bench-") as folder:
-            run = measure(wrk, args.duration, args.connections, number % 2 == 0, Path(folder), args.rate)
+            run = measure(
+                wrk,
+                args.duration,
+                args.connections,
+                number % 2 == 0,
+                Path(folder),
+                args.rate,
+                args.proxy_workers,
+            )
         runs.append(run)
         print_run(number, run)
     print()
