@@ -297,8 +297,14 @@ def test_a_database_out_of_reach_is_answered_minus_7_in_the_envelope_never_a_500
 
 def _workers(served: Served) -> set[int]:
     """The uvicorn workers of a one-role `serve` (spawned children; not the resource tracker)."""
-    children = psutil.Process(served.process.pid).children()
-    return {child.pid for child in children if "spawn_main" in " ".join(child.cmdline())}
+    workers = set()
+    for child in psutil.Process(served.process.pid).children():
+        try:  # a worker just killed and not yet reaped is a zombie, whose command line is gone
+            if "spawn_main" in " ".join(child.cmdline()):
+                workers.add(child.pid)
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):
+            continue
+    return workers
 
 
 def test_a_worker_started_while_the_database_is_out_of_reach_serves_minus_7_and_heals_with_it(
