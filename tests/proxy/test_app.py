@@ -14,6 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 
+from mpesa_atm.errors import StoreBusy
 from mpesa_atm.mocks import create_app
 from mpesa_atm.mocks.records import LEDGER_TABLES
 from mpesa_atm.proxy.app import VIOLATIONS_HEADER, ProxyApp
@@ -377,3 +378,21 @@ def test_the_ledgers_rows_are_pruned_past_the_retention_while_the_proxy_runs(
     assert running.portal.call(pruning.prune) == 0  # within the retention: kept
     clock.advance(days=proxied.app.settings.retention.days + 1)
     assert running.portal.call(pruning.prune) >= 1  # the generation's rows, past it
+
+
+@pytest.mark.parametrize("view", ["/_harness/journal", "/_harness/violations"])
+def test_a_view_the_store_cannot_give_now_is_503_in_json_never_a_500(
+    mock: Callable[[str], Mock], proxy: Callable[..., Proxied], monkeypatch: pytest.MonkeyPatch, view: str
+) -> None:
+    proxied = proxy("bank", mock("bank").app)
+    assert proxied.post("token_generation", DOCUMENT_GENERATION).status_code == 200
+
+    async def busy(*args: Any, **kwargs: Any) -> list[Any]:
+        raise StoreBusy("the journal's lock is held by another process")
+
+    monkeypatch.setattr(proxied.app.store, "journal", busy)
+    answer = proxied.client.get(view)
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
+    assert "the journal's lock is held" in answer.json()["detail"]
+    monkeypatch.undo()
+    assert proxied.client.get(view).status_code == 200

@@ -26,6 +26,7 @@ import orjson
 from starlette.types import Message, Receive, Scope, Send
 
 from mpesa_atm.codes import ResponseCode
+from mpesa_atm.errors import StoreError
 from mpesa_atm.masking import Secrets, masked_text
 from mpesa_atm.mocks.records import LEDGER_TABLES
 from mpesa_atm.mocks.retention import Retention
@@ -127,10 +128,8 @@ class ProxyApp:
         elif scope["method"] in ("GET", "HEAD") and path in _VIEWS:
             if not token_given(scope, self.settings.control_token):  # the journal's as the faults'
                 await self._json(send, 401, _NEEDS_TOKEN, {"www-authenticate": "Bearer"})
-            elif path == _VIEWS[0]:
-                await self._json(send, 200, {"entries": entries_shown(await self._journal())})
             else:
-                await self._json(send, 200, {"violations": violations_shown(await self._journal())})
+                await self._view(send, path)
         elif self.faults is not None and (path == FAULTS_PATH or path.startswith(FAULTS_PATH + "/")):
             await self.faults.serve(scope, receive, send, self._body)
         elif path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/"):
@@ -358,6 +357,22 @@ class ProxyApp:
     def _masked(self, words: str) -> str:
         """`words` with the configured passwords masked by value, and any input_Password's value."""
         return self.secrets.masked(masked_text(words))
+
+    async def _view(self, send: Send, path: str) -> None:
+        """The journal or the violations, from the store; a store out of reach or busy past its wait
+        (another worker holding the journal's lock) is a 503 saying so, never a 500."""
+        try:
+            kept = await self._journal()
+        except StoreError as exc:
+            detail = f"the store cannot be read now: {exc}"
+            await self._json(
+                send, 503, {"error": "Service Unavailable", "detail": detail}, {"retry-after": "1"}
+            )
+            return
+        if path == _VIEWS[0]:
+            await self._json(send, 200, {"entries": entries_shown(kept)})
+        else:
+            await self._json(send, 200, {"violations": violations_shown(kept)})
 
     async def _journal(self) -> list[Any]:
         """The proxy's entries the store keeps (the newest journal_limit), newest first: every worker's
