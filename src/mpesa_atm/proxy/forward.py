@@ -156,10 +156,7 @@ class Upstream:
                 f"no answer within {self.timeout:g} s", ResponseCode.REQUEST_TIME_OUT, timed_out=True
             )
         except BrokenAnswer as exc:
-            words = tls_problem(exc) or str(exc)
-            if words.startswith(_CLOSED):
-                words += self.network.closed_hint(url)
-            return Unanswered(words, ResponseCode.REQUEST_TIME_OUT)
+            return Unanswered(self._hinted(tls_problem(exc) or str(exc), url), ResponseCode.REQUEST_TIME_OUT)
         return Answered(raw.status, raw.reason, tuple(end_to_end(raw.headers)), raw.body)
 
     async def _post_httpx(self, url: str, sent: list[tuple[str, str]], body: bytes) -> Answered | Unanswered:
@@ -192,10 +189,13 @@ class Upstream:
         )
 
     def _closed(self, exc: BaseException, default: str, url: str) -> str:
-        """What went wrong; a connection to an https:// upstream closed without a word told what that
-        may mean (a server that wants a client certificate, or refuses ours, closes it so under TLS
-        1.3, after the handshake the client saw succeed), with the flag to give or check."""
-        words = _words(exc, default)
+        """What went wrong with httpx's `exc`, in _words' words, hinted as _hinted says."""
+        return self._hinted(_words(exc, default), url)
+
+    def _hinted(self, words: str, url: str) -> str:
+        """`words`; a connection to an https:// upstream closed without a word told what that may
+        mean (a server that wants a client certificate, or refuses ours, closes it so under TLS 1.3,
+        after the handshake the client saw succeed), with the flag to give or check."""
         if words.startswith(_CLOSED):
             return words + self.network.closed_hint(url)
         return words

@@ -71,7 +71,6 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future[RawAnswer] | None = None
-        self.received = False  # a byte of the answer came
         self.keep_alive = False
         self._reset()
 
@@ -88,7 +87,6 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        self.received = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -166,7 +164,6 @@ class _Connection(asyncio.Protocol):
 
     def send(self, request: bytes) -> asyncio.Future[RawAnswer]:
         self._reset()
-        self.received = False
         self.keep_alive = False
         self.waiter = self.loop.create_future()
         assert self.transport is not None
