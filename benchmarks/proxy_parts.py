@@ -276,8 +276,11 @@ def pieces(operation: str, folder: Path, calls: int, repeat: int) -> Iterator[tu
             milliseconds=1.234,
             secrets=app.secrets,
             fault=None,
+            request_object=sample.request,
+            answer_object=answer,
         )
 
+    answer = parsed(answered.body)
     yield "record_of", *timed(record, calls, repeat, next_start())
     kept = record(0)
     yield (
@@ -380,7 +383,7 @@ def whole(operation: str, folder: Path, calls: int, repeat: int) -> tuple[float,
     loop.run_until_complete(lifespan())
     result = timed_async(loop, one, calls, repeat, 10**7, together=10)
     assert set(statuses) == {200}, set(statuses)
-    assert not app.run.violations, list(app.run.violations)[:1]
+    assert not app.run.collector.findings(), app.run.collector.findings()[:1]
     if app.pruning is not None:
         loop.run_until_complete(app.pruning.stop())
     tasks[0].cancel()
