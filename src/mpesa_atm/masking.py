@@ -144,11 +144,21 @@ class Secrets:
 
     def masked(self, text: str) -> str:
         """`text` with every spelling of a known password replaced by MASK."""
+        (shown,) = self.masked_all(text)
+        return shown
+
+    def masked_all(self, *texts: str) -> tuple[str, ...]:
+        """Each of `texts` masked as `masked` masks it, the passwords asked for once."""
         values = frozenset(self._known())
         if values != self._compiled_for:
             self._compiled_for, self._pattern = values, _pattern_of(values)
-        if self._pattern is None:
-            return text
-        if not _MAY_ENCODE.search(text) and not any(value in text for value in values):
-            return text  # no escape, no percent, no +: only a password as itself could be there
-        return self._pattern.sub(MASK, text)
+        pattern = self._pattern
+        if pattern is None:
+            return texts
+        # No escape, no percent, no +: only a password as itself could be in a text.
+        return tuple(
+            pattern.sub(MASK, text)
+            if _MAY_ENCODE.search(text) or any(value in text for value in values)
+            else text
+            for text in texts
+        )

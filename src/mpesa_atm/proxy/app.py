@@ -54,6 +54,13 @@ _NEEDS_TOKEN = {
 
 log = logging.getLogger("mpesa_atm.proxy")
 
+
+class _NotParsed:
+    """What a body parsed is when it is not known yet (None is a body that is no JSON object)."""
+
+
+_NOT_PARSED = _NotParsed()
+
 VIOLATIONS_HEADER = "X-Mpesa-Atm-Violations"
 
 
@@ -231,10 +238,14 @@ class ProxyApp:
         judged = Judged((*client.findings, *upstream.findings, *across), (*client.applied, *upstream.applied))
         broken = [f for f in (*upstream.findings, *across) if f.side == "upstream" and self.run.failing(f)]
         if self.errors and broken:
-            reply = self.envelopes.refusal(502, broken, body)
-        else:
-            reply = Reply(outcome.status, outcome.headers, outcome.body)
-        await self._finish(send, call, wire, reply, judged, answer, fault)
+            await self._finish(
+                send, call, wire, self.envelopes.refusal(502, broken, body), judged, answer, fault
+            )
+            return
+        reply = Reply(outcome.status, outcome.headers, outcome.body)
+        # The client gets the answer as it came: parsed already, unless it came compressed.
+        as_sent = answer if answer_body is outcome.body else _NOT_PARSED
+        await self._finish(send, call, wire, reply, judged, answer, fault, as_sent)
 
     def _client_side(self, seen: Seen, exchange_id: str) -> tuple[Case | None, Judged]:
         """The request as a case, and the client's side of the judgement; a bug of the judge's lets
@@ -273,11 +284,13 @@ class ProxyApp:
         judged: Judged,
         answer: dict[str, Any] | None,
         fault: Applied | None = None,
+        as_sent: dict[str, Any] | _NotParsed | None = _NOT_PARSED,
     ) -> None:
         """Sends the client `reply` (with the header naming the checks that found something), then
         journals the exchange, tells the run and prints its line: the evidence is kept once the
         answer is on its way (or broken by `fault`: kept all the same), so that the client waits only
-        for what decides the answer. `answer`: the upstream's, parsed."""
+        for what decides the answer. `answer`: the upstream's, parsed; `as_sent`: `reply`'s body
+        parsed (`parsed`), when it is known already."""
         if fault is not None:
             await fault.hold()
         findings = judged.findings
@@ -297,7 +310,7 @@ class ProxyApp:
             )
             await sending({"type": "http.response.body", "body": reply.body})
         finally:
-            await self._keep(call, wire, reply, judged, answer, fault)
+            await self._keep(call, wire, reply, judged, answer, fault, as_sent)
 
     async def _keep(
         self,
@@ -307,6 +320,7 @@ class ProxyApp:
         judged: Judged,
         answer: dict[str, Any] | None,
         fault: Applied | None,
+        as_sent: dict[str, Any] | _NotParsed | None,
     ) -> None:
         """The exchange's evidence: journalled (what the client got, a broken answer as the mocks
         journal it), told to the run, its line printed."""
@@ -317,6 +331,7 @@ class ProxyApp:
         )
         milliseconds = wire.elapsed * 1000
         status, got = fault.journalled(reply) if fault is not None else (reply.status, reply.body)
+        got_object = parsed(got) if fault is not None or isinstance(as_sent, _NotParsed) else as_sent
         said = fault.said if fault is not None else None
         reproduce = curl_of(wire, call.request, self.upstream.network) if findings else ""
         try:
@@ -335,6 +350,8 @@ class ProxyApp:
                     secrets=self.secrets,
                     fault=said,
                     reproduce=reproduce,
+                    request_object=call.request,
+                    answer_object=got_object,
                 )
                 await self.store.journal_in_next_write(record)
         except Exception:  # the journal is evidence, not the traffic
@@ -350,7 +367,7 @@ class ProxyApp:
             reproduce=reproduce,
             at=at,
         )
-        shown_code = text(parsed(got), "output_ResponseCode")  # what the client got
+        shown_code = text(got_object, "output_ResponseCode")  # what the client got
         line = line_of(at, self.role, call.label, status, shown_code, milliseconds, findings)
         self.out(line if said is None else f"{line} FAULT {said}")
 

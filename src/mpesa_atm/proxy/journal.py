@@ -11,6 +11,8 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import orjson
+
 from mpesa_atm.masking import Secrets, masked, masked_body
 from mpesa_atm.operations import Role
 from mpesa_atm.proxy.findings import Finding
@@ -36,16 +38,20 @@ def record_of(
     secrets: Secrets,
     fault: str | None = None,
     reproduce: str = "",
+    request_object: dict[str, Any] | None = None,
+    answer_object: dict[str, Any] | None = None,
 ) -> Any:
     """The journal's record of one exchange, passwords masked by name and by value. `status` None:
     the client got no status line (a connection fault); `fault`: the fault rule that applied, said;
-    `reproduce`: the exchange's curl, kept when something was found (a few entries of many)."""
+    `reproduce`: the exchange's curl, kept when something was found (a few entries of many).
+    `request_object`, `answer_object`: `request` and `answer` already parsed, when they are JSON
+    objects (the proxy parsed them to judge them): kept from those rather than parsed again."""
     from mpesa_atm.mocks.records import JournalRecord
 
     kept = {
         "exchange_id": exchange_id,
         "upstream_status": upstream_status,
-        "answer": masked_body(answer),
+        "answer": _kept(answer, answer_object),
         "fault": fault,
         "violations": [
             {
@@ -62,17 +68,50 @@ def record_of(
     }
     if findings:
         kept["reproduce"] = reproduce
+    url, request_text, response_text = secrets.masked_all(
+        url, _text(_kept(request, request_object)), _text(kept)
+    )
     return JournalRecord(
         role=role,
         direction=DIRECTION,
         operation=operation_id,
         method="POST",
-        url=secrets.masked(url),
+        url=url,
         status=status,
-        request=secrets.masked(json.dumps(masked_body(request))),
-        response=secrets.masked(json.dumps(kept)),
+        request=request_text,
+        response=response_text,
         duration_ms=round(milliseconds, 3),
     )
+
+
+def _kept(raw: bytes, parsed: dict[str, Any] | None) -> Any:
+    """A body as the journal keeps it (masking.masked_body), from its parsed object when there is one
+    that json would have parsed alike: orjson reads an integer past 64 bits as a float, so a body with
+    a number that is no int is parsed again as masked_body parses it (this API's fields are strings)."""
+    if parsed is None:
+        return masked_body(raw)
+    try:
+        if _has_float(parsed):
+            return masked_body(raw)
+        return masked(parsed)
+    except RecursionError:  # as masked_body says it
+        return masked_body(raw)
+
+
+def _has_float(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_has_float(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_float(item) for item in value)
+    return isinstance(value, float)
+
+
+def _text(value: Any) -> str:
+    """`value` as JSON text: orjson's, or json's for what orjson refuses (an integer past 64 bits)."""
+    try:
+        return orjson.dumps(value).decode()
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(value)
 
 
 def entries_shown(entries: Iterable[Any]) -> list[dict[str, Any]]:
