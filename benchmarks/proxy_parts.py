@@ -380,7 +380,7 @@ def whole(operation: str, folder: Path, calls: int, repeat: int) -> tuple[float,
     loop.run_until_complete(lifespan())
     result = timed_async(loop, one, calls, repeat, 10**7, together=10)
     assert set(statuses) == {200}, set(statuses)
-    assert not app.run.violations, list(app.run.violations)[:1]
+    assert not app.run.collector.findings(), app.run.collector.findings()[:1]
     if app.pruning is not None:
         loop.run_until_complete(app.pruning.stop())
     tasks[0].cancel()
