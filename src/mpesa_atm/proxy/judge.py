@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import requests
+from requests.structures import CaseInsensitiveDict
 from schemathesis import Case, CheckContext, Response
 from schemathesis.core.failures import Failure, FailureGroup
+from schemathesis.core.parameters import ParameterLocation
+from schemathesis.generation.overrides import StoredValue
 
 from mpesa_atm.fuzz.campaign import role_schema
 from mpesa_atm.fuzz.checks import FOLDED_UNDER, CheckInfo, ContractViolation, checks_for
@@ -111,6 +115,77 @@ def _request_schema(operation_id: str) -> dict[str, Any]:
     return schema
 
 
+# The slots of a schemathesis Case as _seen_case sets them, in its order; on a schemathesis whose Case
+# has others, Judge.case makes its cases by Case's own constructor.
+_CASE_SLOTS = (
+    "operation",
+    "method",
+    "path",
+    "id",
+    "path_parameters",
+    "headers",
+    "cookies",
+    "query",
+    "body",
+    "media_type",
+    "multipart_content_types",
+    "_meta",
+    "_auth",
+    "_has_explicit_auth",
+    "_auth_identity",
+    "_base_url",
+    "_components",
+    "_freeze_metadata",
+)
+_QUERY, _HEADER, _COOKIE, _PATH, _BODY = (
+    ParameterLocation.QUERY,
+    ParameterLocation.HEADER,
+    ParameterLocation.COOKIE,
+    ParameterLocation.PATH,
+    ParameterLocation.BODY,
+)
+
+
+def _seen_case(operation: Any, method: str, path: str, case_id: str, body: Any, media_type: str) -> Case:
+    """What `Case(operation, method, path, id=case_id, body=body, media_type=media_type)` makes, slot by
+    slot, without the work its constructor does for a case of any kind (store_components reads each of
+    the five containers through its location and copies it; the headers' class imported on each call):
+    here the four containers are empty and the body is the parsed request, so their stored states are
+    known. tests/proxy/test_judge_cost.py holds the two alike on every operation."""
+    case = Case.__new__(Case)
+    put = object.__setattr__
+    put(case, "operation", operation)
+    put(case, "method", method)
+    put(case, "path", path)
+    put(case, "id", case_id)
+    put(case, "path_parameters", {})
+    put(case, "headers", CaseInsensitiveDict())
+    put(case, "cookies", {})
+    put(case, "query", {})
+    put(case, "body", body)
+    put(case, "media_type", media_type)
+    put(case, "multipart_content_types", None)
+    put(case, "_meta", None)
+    put(case, "_auth", None)
+    put(case, "_has_explicit_auth", False)
+    put(case, "_auth_identity", None)
+    put(case, "_base_url", None)
+    stored = dict(body) if isinstance(body, dict) else body  # store_original_state of a parsed body
+    put(
+        case,
+        "_components",
+        {
+            _QUERY: StoredValue({}, False),
+            _HEADER: StoredValue({}, False),
+            _COOKIE: StoredValue({}, False),
+            _PATH: StoredValue({}, False),
+            _BODY: StoredValue(stored, False),
+        },
+    )
+    put(case, "_freeze_metadata", False)
+    return case
+
+
 def _schema_problem(operation_id: str, body: Any) -> str | None:
     """Why the harness's schema refuses `body` (parsed), in the mocks' one line; None when it does not."""
     from connexion.exceptions import BadRequestProblem
@@ -155,6 +230,10 @@ class Judge:
             (timing,) = checks_for(role, ("response_time",))
             checks.append(dataclasses.replace(timing, function=within(max_response_time)))
         self.checks: tuple[CheckInfo, ...] = tuple(checks)
+        # The cases' ids (nothing of the proxy reads them; schemathesis's random ones cost more than the
+        # rest of a case), and whether this schemathesis's Case is the one _seen_case knows.
+        self._ids = itertools.count(1)
+        self._direct = tuple(Case.__slots__) == _CASE_SLOTS
         for op in operations_of(role):  # the request validators built now, not on the first call
             _schema_problem(op.id, {})
 
@@ -168,15 +247,14 @@ class Judge:
         JSON) and its Content-Type."""
         media_type = _header(seen.request_headers, "content-type") or ""
         operation = self._operations[seen.operation_id]
+        method = self._methods[seen.operation_id]
+        body = _request_body(seen.request_body)
+        case_id = f"P{next(self._ids)}"
+        if self._direct:
+            return _seen_case(operation, method, operation.path, case_id, body, media_type)
         # What operation.Case(body=..., media_type=...) makes, without its way through the schema's
         # make_case (its headers copied twice, its media type looked at when it is given).
-        return Case(
-            operation,
-            self._methods[seen.operation_id],
-            operation.path,
-            body=_request_body(seen.request_body),
-            media_type=media_type,
-        )
+        return Case(operation, method, operation.path, id=case_id, body=body, media_type=media_type)
 
     def client(self, seen: Seen, case: Case, exchange_id: str) -> Judged:
         """The client's request against the document: a failure where it breaks the document (not a JSON
