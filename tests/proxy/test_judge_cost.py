@@ -5,15 +5,20 @@ operation are those of the facts read afresh, on every operation and on a reques
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from schemathesis import Case
+import requests
+from schemathesis import Case, Response
+from schemathesis.core.failures import Failure, FailureGroup
 
-from mpesa_atm.operations import ROLES, operations_of
+from mpesa_atm.fuzz import answer_checks, violations
+from mpesa_atm.operations import ROLES, operations, operations_of
 from mpesa_atm.proxy import judge as judge_module
 from mpesa_atm.proxy.judge import Judge, Seen
 from tests.fixtures.mocks import DOCUMENT_GENERATION, DOCUMENT_REDEMPTION
+from tests.proxy.test_judge import GENERATED, REDEEMED
 
 # Requests of each kind a client may send: what the document wants, a JSON object it refuses, other
 # JSON values, bytes that are no JSON, with and without a JSON Content-Type.
@@ -86,3 +91,108 @@ def test_the_cases_ids_are_unique(judges: dict[str, Judge]) -> None:
     judge = judges["bank"]
     seen = Seen("token_generation", (), b"{}")
     assert len({judge.case(seen).id for _ in range(100)}) == 100
+
+
+def _reference_facts(raw: Any) -> tuple[str, str | None, tuple[int, ...]]:
+    """The operation's facts as the checks read them on every call before they were kept: its
+    operationId, its role, its documented statuses."""
+    value = raw.get("operationId") if isinstance(raw, Mapping) else None
+    operation_id = value if isinstance(value, str) else ""
+    operation = operations().get(operation_id)
+    responses = raw.get("responses", {}) if isinstance(raw, Mapping) else {}
+    statuses = tuple(sorted(int(status) for status in responses if str(status).isdigit()))
+    return operation_id, operation.role if operation else None, statuses
+
+
+def _as_tuple(facts: violations.OperationFacts) -> tuple[str, str | None, tuple[int, ...]]:
+    return facts.operation_id, facts.role, facts.statuses
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_kept_facts_of_every_operation_are_those_read_afresh(judges: dict[str, Judge], role: str) -> None:
+    judge = judges[role]
+    for operation_id, operation in judge._operations.items():
+        case = judge.case(Seen(operation_id, (), b"{}"))
+        raw = operation.definition.raw
+        expected = _reference_facts(raw)
+        assert expected[0] == operation_id and expected[1] == role and 200 in expected[2]
+        violations._FACTS.clear()
+        assert _as_tuple(violations.facts_of(case)) == expected  # read
+        assert _as_tuple(violations.facts_of(case)) == expected  # kept
+        assert violations.operation_id_of(case) == operation_id and violations.role_of(case) == role
+    for raw in (
+        {},
+        {"operationId": 5},
+        {"operationId": "elsewhere", "responses": {"200": {}, "default": {}}},
+        [],
+    ):
+        assert _as_tuple(violations.read_facts(raw)) == _reference_facts(raw)
+
+
+# Answers of each kind: the document's, refusals, another status, outside the envelope, broken fields.
+ANSWERS: tuple[tuple[int, bytes], ...] = (
+    (200, json.dumps(GENERATED).encode()),
+    (200, json.dumps(REDEEMED).encode()),
+    (200, json.dumps({**REDEEMED, "output_ThirdPartyReference": "other"}).encode()),
+    (200, json.dumps({**GENERATED, "output_BankDateTime": "20190231 223210"}).encode()),
+    (200, json.dumps({**GENERATED, "output_BankTransactionRef": "short"}).encode()),
+    (200, json.dumps({"output_ResponseCode": "-1", "output_ResponseDesc": "Failure"}).encode()),
+    (200, json.dumps({"output_ResponseCode": "0", "output_ResponseDesc": "Duplicate"}).encode()),
+    (200, json.dumps({"output_ResponseCode": 0, "output_ResponseDesc": "Success"}).encode()),
+    (200, json.dumps({"output_ResponseCode": "7", "output_ResponseDesc": "Other"}).encode()),
+    (400, json.dumps({"output_ResponseCode": "-1", "output_ResponseDesc": "Failure"}).encode()),
+    (404, json.dumps(GENERATED).encode()),
+    (500, b"Internal Server Error"),
+    (200, b"[1]"),
+    (200, b"not json"),
+    (200, b""),
+)
+
+
+def _outcome(info: Any, response: Response, case: Case) -> tuple[Any, ...]:
+    """What a check decides: skipped (True), passed (None), or its failures as fuzz and the proxy read
+    them."""
+    try:
+        return ("returned", info.function(None, response, case), info.applies(case))
+    except FailureGroup as group:
+        return ("failed", *((f.title, f.message, getattr(f, "rule", None)) for f in group.exceptions))
+    except Failure as failure:
+        return ("failed", failure.title, failure.message, getattr(failure, "rule", None))
+
+
+def _response(status: int, answer: bytes) -> Response:
+    """A new answer object, as each exchange or call brings."""
+    headers = {"content-type": ["application/json"]}
+    return Response(status, headers, bytes(answer), requests.PreparedRequest(), 0.01, True)
+
+
+def _forget() -> None:
+    """Every fact the checks keep, forgotten: the next reading is afresh."""
+    violations._FACTS.clear()
+    violations._last_answer = (object(), None)
+    answer_checks._last_valid = (object(), None, None, None, False)
+    answer_checks._real_date_time.cache_clear()
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_check_decides_alike_with_its_facts_kept_or_read_afresh(
+    judges: dict[str, Judge], role: str
+) -> None:
+    judge = judges[role]
+    afresh: list[tuple[Case, int, bytes, list[tuple[Any, ...]]]] = []
+    for operation in operations_of(judge.role):
+        for body in BODIES:
+            for media_type in MEDIA_TYPES[:3]:
+                case = judge.case(Seen(operation.id, (("content-type", media_type),), body))
+                for status, answer in ANSWERS:
+                    outcomes = []
+                    for info in judge.checks:
+                        _forget()
+                        outcomes.append(_outcome(info, _response(status, answer), case))
+                    afresh.append((case, status, answer, outcomes))
+    # Then one answer after another, as the proxy and fuzz run them, each case after another case.
+    for _ in range(2):
+        for case, status, answer, outcomes in afresh:
+            one = _response(status, answer)
+            kept = [_outcome(info, one, case) for info in judge.checks]
+            assert kept == outcomes, (case.operation.label, case.body, case.media_type, status, answer)
