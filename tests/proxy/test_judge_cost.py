@@ -14,6 +14,7 @@ from schemathesis import Case, Response
 from schemathesis.core.failures import Failure, FailureGroup
 
 from mpesa_atm.fuzz import answer_checks, violations
+from mpesa_atm.fuzz.checks import FOLDED_UNDER
 from mpesa_atm.operations import ROLES, operations, operations_of
 from mpesa_atm.proxy import judge as judge_module
 from mpesa_atm.proxy.judge import Judge, Seen
@@ -196,3 +197,76 @@ def test_every_check_decides_alike_with_its_facts_kept_or_read_afresh(
             one = _response(status, answer)
             kept = [_outcome(info, one, case) for info in judge.checks]
             assert kept == outcomes, (case.operation.label, case.body, case.media_type, status, answer)
+
+
+def _response_slots(response: Response) -> dict[str, Any]:
+    return {name: getattr(response, name) for name in Response.__slots__}
+
+
+def _former_upstream(judge: Judge, seen: Seen, case: Case) -> tuple[tuple[Any, ...], tuple[str, ...]]:
+    """Judge.upstream as it was before it cost less: Response's constructor, every check's `applies`
+    asked; (check, rule, title, message) of each finding, and the checks that applied."""
+    response = Response(
+        seen.status,
+        judge_module._headers_by_name(seen.response_headers),
+        seen.response_body,
+        requests.PreparedRequest(),
+        seen.elapsed,
+        True,
+    )
+    applied: list[str] = []
+    failed: list[tuple[str, Failure]] = []
+    for info in judge.checks:
+        try:
+            skipped = info.function(None, response, case)  # type: ignore[arg-type]
+        except FailureGroup as group:
+            applied.append(info.name)
+            failed.extend((info.name, f) for f in group.exceptions if isinstance(f, Failure))
+            continue
+        except Failure as failure:
+            applied.append(info.name)
+            failed.append((info.name, failure))
+            continue
+        if not skipped and info.applies(case):
+            applied.append(info.name)
+    folded = {name for check, _ in failed for name in FOLDED_UNDER.get(check, ()) if name != check}
+    findings = tuple(
+        (f.check, f.rule, f.title, f.message)
+        for f in (judge_module._upstream_finding(check, failure, "x") for check, failure in failed)
+        if f.check not in folded
+    )
+    return findings, tuple(applied)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_upstreams_judgement_is_the_former_one(judges: dict[str, Judge], role: str) -> None:
+    judge = judges[role]
+    assert judge._direct_response, "this schemathesis's Response has other slots: made by its constructor"
+    for operation in operations_of(judge.role):
+        for body in BODIES:
+            for media_type in MEDIA_TYPES[:3]:
+                for status, answer in ANSWERS:
+                    for answer_type in ("application/json", "text/plain"):
+                        seen = Seen(
+                            operation.id,
+                            (("content-type", media_type),),
+                            body,
+                            status,
+                            (("Content-Type", answer_type), ("X-Other", "1"), ("x-other", "2")),
+                            answer,
+                            0.25,
+                        )
+                        case = judge.case(seen)
+                        response = judge_module._seen_response(seen, judge._request)
+                        expected = Response(
+                            status,
+                            judge_module._headers_by_name(seen.response_headers),
+                            answer,
+                            judge._request,
+                            0.25,
+                            True,
+                        )
+                        assert _response_slots(response) == _response_slots(expected)
+                        judged = judge.upstream(seen, case, "x")
+                        findings = tuple((f.check, f.rule, f.title, f.message) for f in judged.findings)
+                        assert (findings, judged.applied) == _former_upstream(judge, seen, case), seen
