@@ -9,6 +9,7 @@ A check returns True when it does not apply (schemathesis counts it as skipped),
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -24,16 +25,15 @@ from mpesa_atm.fuzz.answer_fields import (
     schema_problems,
 )
 from mpesa_atm.fuzz.violations import (
-    answer_of,
     describe,
     document_break,
     documented_code,
     excerpt,
+    facts_of,
     fail,
     is_valid_request,
     kind_of,
-    operation_id_of,
-    role_of,
+    shared_answer,
     shown,
     text,
 )
@@ -59,10 +59,20 @@ _REFERENCE = re.compile(r"^[!-~]{1,32}$")
 _DATE_TIME = re.compile(r"^[0-9]{8} [0-9]{6}$")
 
 
-def _documented_statuses(case: Case) -> tuple[int, ...]:
-    raw = case.operation.definition.raw
-    responses = raw.get("responses", {}) if isinstance(raw, Mapping) else {}
-    return tuple(sorted(int(status) for status in responses if str(status).isdigit()))
+def _valid_request(case: Case, response: Response) -> bool:
+    """is_valid_request(case), validated once for the checks of one answer that both ask it: kept for
+    the same answer to the same case with the same body and media type (held, so that no id is
+    reused); the checks do not change a case."""
+    global _last_valid
+    last = _last_valid
+    if last[0] is response and last[1] is case and last[2] is case.body and last[3] == case.media_type:
+        return last[4]
+    valid = is_valid_request(case)
+    _last_valid = (response, case, case.body, case.media_type, valid)
+    return valid
+
+
+_last_valid: tuple[Any, Any, Any, Any, bool] = (object(), None, None, None, False)
 
 
 def not_a_server_error(ctx: CheckContext, response: Response, case: Case) -> bool | None:
@@ -82,7 +92,7 @@ def not_a_server_error(ctx: CheckContext, response: Response, case: Case) -> boo
 
 def _code_of(response: Response) -> str:
     """The answer's output_ResponseCode as a message quotes it, or what the answer has instead."""
-    answer = answer_of(response)
+    answer = shared_answer(response)
     code = text(answer, "output_ResponseCode")
     return f"output_ResponseCode {shown(code)}" if code is not None else describe(None, answer)
 
@@ -90,9 +100,10 @@ def _code_of(response: Response) -> str:
 def status_code_conformance(ctx: CheckContext, response: Response, case: Case) -> bool | None:
     """The HTTP status is one of ours (200 for outcomes; 400, 408, 413, 415 for requests that cannot be
     read); the document names none."""
-    if role_of(case) is None or response.status_code >= 500:
+    facts = facts_of(case)
+    if facts.role is None or response.status_code >= 500:
         return True
-    ours = _documented_statuses(case)
+    ours = facts.statuses
     if ours and response.status_code not in ours:
         fail(
             "status_code_conformance",
@@ -108,7 +119,7 @@ def status_code_conformance(ctx: CheckContext, response: Response, case: Case) -
 
 def content_type_conformance(ctx: CheckContext, response: Response, case: Case) -> bool | None:
     """An answer in the envelope is labelled application/json."""
-    if role_of(case) is None or answer_of(response) is None:
+    if facts_of(case).role is None or shared_answer(response) is None:
         return True  # not JSON at all: json_envelope says so
     values = response.headers.get("content-type") or []
     media_type = (values[0] if values else "").split(";")[0].strip().lower()
@@ -128,9 +139,9 @@ def content_type_conformance(ctx: CheckContext, response: Response, case: Case) 
 def negative_data_rejection(ctx: CheckContext, response: Response, case: Case) -> bool | None:
     """A request the schema rejects is refused with an HTTP 4xx, as the harness does; the document
     names no statuses, so a refusal by output_ResponseCode alone (HTTP 200) is the partner's choice."""
-    if role_of(case) is None or is_valid_request(case) or response.status_code >= 500:
+    if facts_of(case).role is None or response.status_code >= 500 or _valid_request(case, response):
         return True
-    code = text(answer_of(response), "output_ResponseCode")
+    code = text(shared_answer(response), "output_ResponseCode")
     if 400 <= response.status_code < 500 or code is None or code == ResponseCode.SUCCESS:
         return None  # refused as ours are; or no envelope (json_envelope) or 0 (invalid_request_not_success)
     fail(
@@ -148,16 +159,16 @@ def response_schema_conformance(ctx: CheckContext, response: Response, case: Cas
     """The answer has the documented output fields as strings, whatever its code (failures: a field
     missing, or not a string); in the harness's formats and no others (warnings: the formats and the
     closed list are choices of ours). In a refusal an empty field passes."""
-    answer = answer_of(response)
-    role = role_of(case)
-    if role is None or answer is None or response.status_code >= 500:
+    answer = shared_answer(response)
+    facts = facts_of(case)
+    if facts.role is None or answer is None or response.status_code >= 500:
         return True  # no envelope: json_envelope says so; a 5xx: not_a_server_error
-    validator = response_validator(operation_id_of(case), response.status_code)
+    validator = response_validator(facts.operation_id, response.status_code)
     required_only = validator is None
     if validator is None:
         # A status the harness does not use (status_code_conformance warns): the answer is still one of
         # the API's, and the document's Required fields are those of every answer.
-        validator = response_validator(operation_id_of(case), 200)
+        validator = response_validator(facts.operation_id, 200)
         if validator is None or text(answer, "output_ResponseCode") is None:
             return True
     problems = schema_problems(validator, answer, required_only=required_only)
@@ -171,9 +182,9 @@ def response_schema_conformance(ctx: CheckContext, response: Response, case: Cas
 @schemathesis.check
 def json_envelope(ctx: CheckContext, response: Response, case: Case) -> bool | None:
     """Every answer is a JSON object carrying output_ResponseCode and output_ResponseDesc as strings."""
-    if role_of(case) is None:
+    if facts_of(case).role is None:
         return True
-    answer = answer_of(response)
+    answer = shared_answer(response)
     documented = "a JSON object with output_ResponseCode and output_ResponseDesc, strings"
     if answer is None:
         fail(
@@ -204,8 +215,8 @@ def json_envelope(ctx: CheckContext, response: Response, case: Case) -> bool | N
 @schemathesis.check
 def mapped_response_code(ctx: CheckContext, response: Response, case: Case) -> bool | None:
     """output_ResponseCode is one of the codes of the Response Code Mapping (section 4)."""
-    code = text(answer_of(response), "output_ResponseCode")
-    if role_of(case) is None or code is None:
+    code = text(shared_answer(response), "output_ResponseCode")
+    if facts_of(case).role is None or code is None:
         return True
     if code not in MAPPED_CODES:
         fail(
@@ -223,9 +234,9 @@ def mapped_response_code(ctx: CheckContext, response: Response, case: Case) -> b
 def description_matches_code(ctx: CheckContext, response: Response, case: Case) -> bool | None:
     """output_ResponseDesc is not another code's description in the Response Code Mapping (section 4):
     not "Success" on a refusal, not a refusal's description on 0, not "Duplicate" on -1."""
-    answer = answer_of(response)
+    answer = shared_answer(response)
     code = text(answer, "output_ResponseCode")
-    if role_of(case) is None or code not in MAPPED_CODES or text(answer, "output_ResponseDesc") is None:
+    if facts_of(case).role is None or code not in MAPPED_CODES or text(answer, "output_ResponseDesc") is None:
         return True
     contradiction = description_contradiction(answer)
     if contradiction is not None:
@@ -238,9 +249,9 @@ def invalid_request_not_success(ctx: CheckContext, response: Response, case: Cas
     """A request the schema rejects is never answered 0: a failure when a required field is missing, a
     reference is longer than the document's 32 characters or the body is not a JSON object; a warning
     when it breaks only the harness's formats or Content-Type."""
-    if role_of(case) is None or is_valid_request(case):
+    if facts_of(case).role is None or _valid_request(case, response):
         return True
-    code = text(answer_of(response), "output_ResponseCode")
+    code = text(shared_answer(response), "output_ResponseCode")
     if code != ResponseCode.SUCCESS:
         return None
     broken = document_break(case)
@@ -271,15 +282,16 @@ def invalid_request_not_success(ctx: CheckContext, response: Response, case: Cas
 @schemathesis.check
 def third_party_reference_echoed(ctx: CheckContext, response: Response, case: Case) -> bool | None:
     """iPG: output_ThirdPartyReference is the request's input_ThirdPartyReference."""
-    if role_of(case) != "ipg" or not isinstance(case.body, dict):
+    if facts_of(case).role != "ipg" or not isinstance(case.body, dict):
         return True
     sent = case.body.get("input_ThirdPartyReference")
-    echoed = text(answer_of(response), "output_ThirdPartyReference")
+    answer = shared_answer(response)
+    echoed = text(answer, "output_ThirdPartyReference")
     if not isinstance(sent, str) or not _REFERENCE.match(sent) or echoed is None:
         return True
     # An answer that gives something (0, or -3 with the first answer's reference) must echo; a refusal
     # may also leave it empty (it may have refused the request before reading it).
-    code = text(answer_of(response), "output_ResponseCode")
+    code = text(answer, "output_ResponseCode")
     gives = code in GIVES_A_TOKEN and response.status_code < 400
     allowed = {sent} if gives else {sent, ""}
     if echoed not in allowed:
@@ -307,9 +319,9 @@ def _bank_rule(answer: Mapping[str, Any] | None, value: str, rule: str) -> str |
 @schemathesis.check
 def bank_reference_length(ctx: CheckContext, response: Response, case: Case) -> bool | None:
     """Bank: output_BankTransactionRef has exactly 32 characters (a failure in an answer 0 or -3)."""
-    answer = answer_of(response)
+    answer = shared_answer(response)
     reference = text(answer, "output_BankTransactionRef")
-    if role_of(case) != "bank" or reference is None:
+    if facts_of(case).role != "bank" or reference is None:
         return True
     rule = _bank_rule(answer, reference, "bank_reference")
     if len(reference) != 32 and rule is not None:
@@ -324,27 +336,36 @@ def bank_reference_length(ctx: CheckContext, response: Response, case: Case) -> 
     return None
 
 
+@functools.lru_cache(maxsize=4096)
+def _real_date_time(value: str) -> bool:
+    """Whether `value` is a real calendar date and time written YYYYMMDD HHMMSS: strptime's
+    "%Y%m%d %H%M%S" on these 15 characters, without its regular expressions. Kept for the last values
+    asked (a bank's answers of one second carry the same one)."""
+    if not _DATE_TIME.match(value):
+        return False
+    try:
+        datetime(
+            int(value[0:4]),
+            int(value[4:6]),
+            int(value[6:8]),
+            int(value[9:11]),
+            int(value[11:13]),
+            int(value[13:15]),
+        )
+    except ValueError:
+        return False
+    return True
+
+
 @schemathesis.check
 def bank_date_time_format(ctx: CheckContext, response: Response, case: Case) -> bool | None:
     """Bank: output_BankDateTime is a real calendar date and time written YYYYMMDD HHMMSS (a failure in
     an answer 0 or -3)."""
-    answer = answer_of(response)
+    answer = shared_answer(response)
     value = text(answer, "output_BankDateTime")
-    if role_of(case) != "bank" or value is None:
+    if facts_of(case).role != "bank" or value is None:
         return True
-    valid = bool(_DATE_TIME.match(value))
-    if valid:  # strptime's "%Y%m%d %H%M%S" on these 15 characters, without its regular expressions
-        try:
-            datetime(
-                int(value[0:4]),
-                int(value[4:6]),
-                int(value[6:8]),
-                int(value[9:11]),
-                int(value[11:13]),
-                int(value[13:15]),
-            )
-        except ValueError:
-            valid = False
+    valid = _real_date_time(value)
     rule = _bank_rule(answer, value, "bank_date_time")
     if not valid and rule is not None:
         fail(

@@ -49,6 +49,7 @@ __all__ = [
     "ContractViolation",
     "Credentials",
     "Probe",
+    "any_case",
     "checks_for",
     "probing",
 ]
@@ -56,7 +57,8 @@ __all__ = [
 CheckFunction = Callable[[CheckContext, Response, Case], bool | None]
 
 
-def _any_case(case: Case) -> bool:
+def any_case(case: Case) -> bool:
+    """What says that a case a check did not skip exercised it, for most checks: any case did."""
     return True
 
 
@@ -71,7 +73,7 @@ class CheckInfo:
     needs: str = "an answer"  # what a case must bring for the check to apply, for a report's "why not"
     # Whether a case the check did not skip really exercised it (schemathesis's own checks pass,
     # rather than skip, a case they do not apply to).
-    applies: Callable[[Case], bool] = _any_case
+    applies: Callable[[Case], bool] = any_case
     # The rules of judgement.RULES its findings name: what it holds the partner to, and where from.
     rules: tuple[str, ...] = ()
 
@@ -227,7 +229,7 @@ def _catalogue() -> tuple[CheckInfo, ...]:
             function=function,
             findings=findings,
             needs=_NEEDS.get(function.__name__, "an answer"),
-            applies=_APPLIES.get(function.__name__, _any_case),
+            applies=_APPLIES.get(function.__name__, any_case),
             rules=_RULES_OF[function.__name__],
         )
         for function, roles, section, findings in _OWN

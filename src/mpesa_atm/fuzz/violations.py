@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar, NoReturn
 
 from schemathesis import Case, Response
@@ -25,6 +26,7 @@ __all__ = [
     "STATED_LIMITS",
     "WARNING",
     "ContractViolation",
+    "OperationFacts",
     "Severity",
     "answer_of",
     "contradicted_code",
@@ -33,14 +35,17 @@ __all__ = [
     "document_break",
     "documented_code",
     "excerpt",
+    "facts_of",
     "fail",
     "is_refusal",
     "is_valid_request",
     "kind_of",
     "operation_id_of",
+    "read_facts",
     "request_breaks_document",
     "required_fields",
     "role_of",
+    "shared_answer",
     "shown",
     "steps",
     "text",
@@ -117,16 +122,54 @@ _documented = documented  # fail()'s parameter of that name hides the function
 # Reading the case -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class OperationFacts:
+    """What the checks read of the operation a case calls, which depends on the operation alone: its
+    operationId ("" when it has none), its role (None for an operation that is not the API's), and
+    the HTTP statuses its definition documents, in order."""
+
+    operation_id: str
+    role: Role | None
+    statuses: tuple[int, ...]
+
+
+def read_facts(raw: Any) -> OperationFacts:
+    """The facts of an operation read afresh from its definition (`case.operation.definition.raw`)."""
+    value = raw.get("operationId") if isinstance(raw, Mapping) else None
+    operation_id = value if isinstance(value, str) else ""
+    responses = raw.get("responses", {}) if isinstance(raw, Mapping) else {}
+    statuses = tuple(sorted(int(status) for status in responses if str(status).isdigit()))
+    return OperationFacts(operation_id, _role(operation_id), statuses)
+
+
+# The facts of each operation definition read so far, by identity (each held, so that its id is not
+# reused): every check of every answer reads them, a dozen times an exchange in the proxy. An
+# operation's definition is not changed once a schema is loaded.
+_FACTS: dict[int, tuple[Any, OperationFacts]] = {}
+_MOST_FACTS = 1024  # more definitions than that (schemas loaded again and again): start afresh
+
+
+def facts_of(case: Case) -> OperationFacts:
+    """The facts of the operation `case` calls (read_facts), read once a definition."""
+    raw = case.operation.definition.raw
+    entry = _FACTS.get(id(raw))
+    if entry is not None and entry[0] is raw:
+        return entry[1]
+    facts = read_facts(raw)
+    if len(_FACTS) >= _MOST_FACTS:
+        _FACTS.clear()
+    _FACTS[id(raw)] = (raw, facts)
+    return facts
+
+
 def operation_id_of(case: Case) -> str:
     """The operationId of the operation `case` calls ("" when it has none)."""
-    raw = case.operation.definition.raw
-    value = raw.get("operationId") if isinstance(raw, Mapping) else None
-    return value if isinstance(value, str) else ""
+    return facts_of(case).operation_id
 
 
 def role_of(case: Case) -> Role | None:
     """The role whose operation `case` calls, or None for an operation that is not the API's."""
-    return _role(operation_id_of(case))
+    return facts_of(case).role
 
 
 @functools.cache
@@ -221,6 +264,13 @@ def steps(probe: Probe, *cases: Case) -> tuple[str, ...]:
 
 def answer_of(response: Response) -> dict[str, Any] | None:
     """The answer's JSON object (a copy of its fields, each caller's own), or None when it is not one."""
+    answer = shared_answer(response)
+    return dict(answer) if answer is not None else None
+
+
+def shared_answer(response: Response) -> Mapping[str, Any] | None:
+    """The answer's JSON object, or None when it is not one: the one parsed object that the checks of
+    one answer share, to be read and never changed (answer_of gives a copy to change)."""
     global _last_answer
     content = response.content
     last = _last_answer
@@ -232,7 +282,7 @@ def answer_of(response: Response) -> dict[str, Any] | None:
         last = (content, parsed if isinstance(parsed, dict) else None)
         if type(content) is bytes:  # immutable: the same object, the same answer
             _last_answer = last
-    return dict(last[1]) if last[1] is not None else None
+    return last[1]
 
 
 # The body answer_of parsed last, held so that its id is not reused, and what it found in it.

@@ -12,17 +12,22 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import requests
+from requests.structures import CaseInsensitiveDict
 from schemathesis import Case, CheckContext, Response
+from schemathesis.core import NOT_SET
 from schemathesis.core.failures import Failure, FailureGroup
+from schemathesis.core.parameters import ParameterLocation
+from schemathesis.generation.overrides import StoredValue
 
 from mpesa_atm.fuzz.campaign import role_schema
-from mpesa_atm.fuzz.checks import FOLDED_UNDER, CheckInfo, ContractViolation, checks_for
+from mpesa_atm.fuzz.checks import FOLDED_UNDER, CheckInfo, ContractViolation, any_case, checks_for
 from mpesa_atm.fuzz.response_time import within
 from mpesa_atm.fuzz.violations import document_break
 from mpesa_atm.judgement import RULES, documented
@@ -91,7 +96,10 @@ class Judged:
 
 
 def _header(headers: Headers, name: str) -> str | None:
-    return next((value for key, value in headers if key.lower() == name), None)
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return None
 
 
 def _request_body(raw: bytes) -> Any:
@@ -111,16 +119,95 @@ def _request_schema(operation_id: str) -> dict[str, Any]:
     return schema
 
 
-def _schema_problem(operation_id: str, body: Any) -> str | None:
-    """Why the harness's schema refuses `body` (parsed), in the mocks' one line; None when it does not."""
+# The slots of a schemathesis Case as _seen_case sets them, in its order; on a schemathesis whose Case
+# has others, Judge.case makes its cases by Case's own constructor.
+_CASE_SLOTS = (
+    "operation",
+    "method",
+    "path",
+    "id",
+    "path_parameters",
+    "headers",
+    "cookies",
+    "query",
+    "body",
+    "media_type",
+    "multipart_content_types",
+    "_meta",
+    "_auth",
+    "_has_explicit_auth",
+    "_auth_identity",
+    "_base_url",
+    "_components",
+    "_freeze_metadata",
+)
+_QUERY, _HEADER, _COOKIE, _PATH, _BODY = (
+    ParameterLocation.QUERY,
+    ParameterLocation.HEADER,
+    ParameterLocation.COOKIE,
+    ParameterLocation.PATH,
+    ParameterLocation.BODY,
+)
+
+
+def _seen_case(operation: Any, method: str, path: str, case_id: str, body: Any, media_type: str) -> Case:
+    """What `Case(operation, method, path, id=case_id, body=body, media_type=media_type)` makes, slot by
+    slot, without the work its constructor does for a case of any kind (store_components reads each of
+    the five containers through its location and copies it; the headers' class imported on each call):
+    here the four containers are empty and the body is the parsed request, so their stored states are
+    known. tests/proxy/test_judge_cost.py holds the two alike on every operation."""
+    case = Case.__new__(Case)
+    put = object.__setattr__
+    put(case, "operation", operation)
+    put(case, "method", method)
+    put(case, "path", path)
+    put(case, "id", case_id)
+    put(case, "path_parameters", {})
+    put(case, "headers", CaseInsensitiveDict())
+    put(case, "cookies", {})
+    put(case, "query", {})
+    put(case, "body", body)
+    put(case, "media_type", media_type)
+    put(case, "multipart_content_types", None)
+    put(case, "_meta", None)
+    put(case, "_auth", None)
+    put(case, "_has_explicit_auth", False)
+    put(case, "_auth_identity", None)
+    put(case, "_base_url", None)
+    stored = dict(body) if isinstance(body, dict) else body  # store_original_state of a parsed body
+    put(
+        case,
+        "_components",
+        {
+            _QUERY: StoredValue({}, False),
+            _HEADER: StoredValue({}, False),
+            _COOKIE: StoredValue({}, False),
+            _PATH: StoredValue({}, False),
+            _BODY: StoredValue(stored, False),
+        },
+    )
+    put(case, "_freeze_metadata", False)
+    return case
+
+
+@functools.cache
+def _body_checker() -> tuple[Callable[[dict[str, Any], Any], None], type[Exception]]:
+    """The mocks' check of a request body and the problem it raises, imported on the first request
+    (connexion takes a while to import), not on each."""
     from connexion.exceptions import BadRequestProblem
 
     from mpesa_atm.mocks.validation import check_body
 
+    return check_body, BadRequestProblem
+
+
+def _schema_problem(operation_id: str, body: Any) -> str | None:
+    """Why the harness's schema refuses `body` (parsed), in the mocks' one line; None when it does not."""
+    check_body, problem = _body_checker()
     try:
         check_body(_request_schema(operation_id), body)
-    except BadRequestProblem as exc:
-        return str(exc.detail)
+    except problem as exc:
+        return str(getattr(exc, "detail", exc))
     return None
 
 
@@ -155,6 +242,19 @@ class Judge:
             (timing,) = checks_for(role, ("response_time",))
             checks.append(dataclasses.replace(timing, function=within(max_response_time)))
         self.checks: tuple[CheckInfo, ...] = tuple(checks)
+        # What upstream() runs of each check: its name, its function, and what says whether a case it
+        # did not skip exercised it (None: any case does, nothing to ask).
+        self._runs = tuple(
+            (info.name, info.function, None if info.applies is any_case else info.applies) for info in checks
+        )
+        # The request of every answer's Response: no check of one answer reads it (the request is the
+        # case), so one empty PreparedRequest serves them all.
+        self._request = requests.PreparedRequest()
+        # The cases' ids (nothing of the proxy reads them; schemathesis's random ones cost more than the
+        # rest of a case), and whether this schemathesis's Case is the one _seen_case knows.
+        self._ids = itertools.count(1)
+        self._direct = tuple(Case.__slots__) == _CASE_SLOTS
+        self._direct_response = tuple(Response.__slots__) == _RESPONSE_SLOTS
         for op in operations_of(role):  # the request validators built now, not on the first call
             _schema_problem(op.id, {})
 
@@ -168,15 +268,14 @@ class Judge:
         JSON) and its Content-Type."""
         media_type = _header(seen.request_headers, "content-type") or ""
         operation = self._operations[seen.operation_id]
+        method = self._methods[seen.operation_id]
+        body = _request_body(seen.request_body)
+        case_id = f"P{next(self._ids)}"
+        if self._direct:
+            return _seen_case(operation, method, operation.path, case_id, body, media_type)
         # What operation.Case(body=..., media_type=...) makes, without its way through the schema's
         # make_case (its headers copied twice, its media type looked at when it is given).
-        return Case(
-            operation,
-            self._methods[seen.operation_id],
-            operation.path,
-            body=_request_body(seen.request_body),
-            media_type=media_type,
-        )
+        return Case(operation, method, operation.path, id=case_id, body=body, media_type=media_type)
 
     def client(self, seen: Seen, case: Case, exchange_id: str) -> Judged:
         """The client's request against the document: a failure where it breaks the document (not a JSON
@@ -207,33 +306,36 @@ class Judge:
     def upstream(self, seen: Seen, case: Case, exchange_id: str) -> Judged:
         """The upstream's answer by fuzz's checks of one answer; the findings a failed check's
         FOLDED_UNDER names for the same answer are left out, as `fuzz` leaves them out."""
-        response = Response(
-            seen.status,
-            _headers_by_name(seen.response_headers),
-            seen.response_body,
-            requests.PreparedRequest(),
-            seen.elapsed,
-            True,
-        )
+        if self._direct_response:
+            response = _seen_response(seen, self._request)
+        else:
+            response = Response(
+                seen.status,
+                _headers_by_name(seen.response_headers),
+                seen.response_body,
+                self._request,
+                seen.elapsed,
+                True,
+            )
         # These checks read the case and its answer only (fuzz/answer_checks.py): no context is used.
         context = cast(CheckContext, None)
         applied: list[str] = []
         failed: list[tuple[str, Failure]] = []
-        for info in self.checks:
+        for name, function, applies in self._runs:
             try:
-                skipped = info.function(context, response, case)
+                skipped = function(context, response, case)
             except FailureGroup as group:
-                applied.append(info.name)
-                failed.extend(
-                    (info.name, failure) for failure in group.exceptions if isinstance(failure, Failure)
-                )
+                applied.append(name)
+                failed.extend((name, failure) for failure in group.exceptions if isinstance(failure, Failure))
                 continue
             except Failure as failure:
-                applied.append(info.name)
-                failed.append((info.name, failure))
+                applied.append(name)
+                failed.append((name, failure))
                 continue
-            if not skipped and info.applies(case):
-                applied.append(info.name)
+            if not skipped and (applies is None or applies(case)):
+                applied.append(name)
+        if not failed:
+            return Judged((), tuple(applied))
         folded = {name for check, _ in failed for name in FOLDED_UNDER.get(check, ()) if name != check}
         findings = tuple(
             _upstream_finding(check, failure, exchange_id) for check, failure in failed if check not in folded
@@ -246,6 +348,50 @@ def _headers_by_name(headers: Headers) -> dict[str, list[str]]:
     for name, value in headers:
         by_name.setdefault(name.lower(), []).append(value)
     return by_name
+
+
+# The slots of a schemathesis Response as _seen_response sets them; on a schemathesis whose Response
+# has others, Judge.upstream makes its answers by Response's own constructor.
+_RESPONSE_SLOTS = (
+    "status_code",
+    "headers",
+    "content",
+    "content_size",
+    "request",
+    "elapsed",
+    "verify",
+    "_deserialized",
+    "message",
+    "http_version",
+    "encoding",
+    "stream_cut_short",
+    "_encoded_body",
+    "_override",
+)
+
+
+def _seen_response(seen: Seen, request: requests.PreparedRequest) -> Response:
+    """What `Response(seen.status, _headers_by_name(seen.response_headers), seen.response_body,
+    request, seen.elapsed, True)` makes, slot by slot, without lowercasing the headers' names twice
+    and checking each value is a list (they are, made here). tests/proxy/test_judge_cost.py holds
+    the two alike."""
+    response = Response.__new__(Response)
+    response.status_code = seen.status
+    response.headers = _headers_by_name(seen.response_headers)
+    content = seen.response_body
+    response.content = content
+    response.content_size = len(content or b"")
+    response.request = request
+    response.elapsed = seen.elapsed
+    response.verify = True
+    response._deserialized = NOT_SET
+    response._encoded_body = None
+    response.message = ""
+    response.http_version = "1.1"
+    response.encoding = None
+    response.stream_cut_short = False
+    response._override = None
+    return response
 
 
 def _upstream_finding(check: str, failure: Failure, exchange_id: str) -> Finding:
