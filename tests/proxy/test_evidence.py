@@ -97,3 +97,26 @@ def test_a_worker_that_saw_nothing_hands_over_nothing_and_no_workers_exchange_is
     main = _run(checks=())
     main.take([handed])
     assert main.finish().exit_code == 2  # nothing went through any worker
+
+
+def test_a_long_run_keeps_next_to_nothing_an_exchange() -> None:
+    """A proxy left in front of a UAT for days tells its run of millions of exchanges: without --har
+    or --report, the run keeps a count and a reference an exchange, not a case's record each."""
+    import gc
+    import tracemalloc
+
+    run = _run()
+    for second in range(100):  # the first of each kind made, and the lists grown past their start
+        _tell(run, second, "0")
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for second in range(2_000):
+            _tell(run, second, "0")
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert run.result.cases == 2_100
+    assert grown / 2_000 < 24, f"{grown / 2_000:.1f} bytes kept an exchange"

@@ -167,6 +167,7 @@ class Run:
         self._hand_off = hand_off
         self._wires = wires
         self._told: list[Told] = []
+        self._sent: dict[str, CaseSent] = {}
         self.collector.emit(CampaignStarted(role, upstream, 0, 0, options))
 
     @property
@@ -211,7 +212,10 @@ class Run:
             self._told.append(told)
             return
         collector = self.collector
-        collector.emit(CaseSent(SentCase(operation, "proxy", "proxied", None)))
+        sent = self._sent.get(operation)
+        if sent is None:  # one event an operation, told again: the run keeps a reference an exchange
+            sent = self._sent[operation] = CaseSent(SentCase(operation, "proxy", "proxied", None))
+        collector.emit(sent)
         collector.emit(RequestSent(wire))
         if wire is not None:
             status = wire.status
