@@ -78,7 +78,9 @@ def test_same_seed_sends_the_same_cases_and_another_seed_does_not(make_mocks, cr
     def run(seed, name):
         mocks = make_mocks(db_path=str(tmp_path / f"{name}.sqlite3"))
         target = Target("ipg", app=mocks.ipg_app, credentials=credentials)
-        return run_campaign(target, max_examples=15, seed=seed)
+        # 5 examples: every phase still runs, with its generated cases (a realistic amount drawn
+        # outside the seed, or the seed ignored, each failed this test at 5).
+        return run_campaign(target, max_examples=5, seed=seed)
 
     first, again, other = run(42, "first"), run(42, "again"), run(43, "other")
 

@@ -336,8 +336,10 @@ def test_a_fuzz_campaign_gets_the_same_answers_from_both_paths(twins, settings, 
         recorded.clear()
         source_settings = settings.replace(db_path=f"{settings.db_path}.{role}-source")
         source = running.start(create_app(role, source_settings))
+        # 10 examples: its edges and boundaries do not depend on it (a fast path that skipped the
+        # schema for a body with a non-ASCII string was caught by a generated case at 10).
         run_campaign(
-            Target(role, app=source, credentials=credentials), max_examples=25, seed=3, listeners=[listener]
+            Target(role, app=source, credentials=credentials), max_examples=10, seed=3, listeners=[listener]
         )
         assert len(recorded) > 50
         pair = twins(role)

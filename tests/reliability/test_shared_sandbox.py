@@ -213,7 +213,7 @@ def test_a_body_with_a_nul_byte_is_refused_and_journalled_beside_the_valid_calls
 def test_a_fuzz_campaign_finds_nothing_in_mocks_on_the_shared_store(two_instances, role, capsys):
     """The fuzzer's hostile and boundary cases against a mock on PostgreSQL, whose text and numbers
     refuse what SQLite takes (it found the NUL byte above)."""
-    code = main(["fuzz", role, "--url", two_instances[0].urls[role], "--max-examples", "30", "--seed", "3"])
+    code = main(["fuzz", role, "--url", two_instances[0].urls[role], "--max-examples", "10", "--seed", "3"])
     out = capsys.readouterr().out
     assert code == 0, out
 
