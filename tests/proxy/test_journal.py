@@ -23,7 +23,7 @@ BODIES = [
     b'{"n": 12.50, "m": [1e3, -0.0]}',
     b'{"n": NaN}',  # json reads it, orjson does not
     b'["input_Password", "' + PASSWORD.encode() + b'"]',  # JSON, not an object
-    b'input_Password=' + PASSWORD.encode() + b"&x=1",  # no JSON at all
+    b"input_Password=" + PASSWORD.encode() + b"&x=1",  # no JSON at all
     b'{"output_ResponseCode":"0","output_ResponseDesc":"Success","\xc3\xa9":"\xe2\x82\xac"}',
     b"",
 ]
