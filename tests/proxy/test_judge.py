@@ -161,3 +161,24 @@ def test_the_response_time_bound_fails_a_slow_answer_only_when_given() -> None:
     slow = seen("token_generation", DOCUMENT_GENERATION, GENERATED, elapsed=0.8)
     assert judged(timed, slow)[0] == [("response_time", "response_time", "upstream", "failure")]
     assert judged(timed, seen("token_generation", DOCUMENT_GENERATION, GENERATED, elapsed=0.2))[0] == []
+
+
+@pytest.mark.parametrize("role", ["bank", "ipg"])
+def test_a_new_judges_first_answers_compile_nothing(role: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the checks compile on first use (each answer schema) is compiled when the judge is built,
+    in a worker's start, not in its first calls (which it held for hundreds of ms under load)."""
+    from mpesa_atm.fuzz import answer_fields
+    from mpesa_atm.operations import operations_of
+
+    answer_fields.response_validator.cache_clear()  # as in a new worker
+    judge = Judge(role, OPERATION_PATHS.__getitem__)
+
+    def compiled_late(schema: Any) -> Any:
+        raise AssertionError("an answer schema compiled in a call, not at the judge's start")
+
+    monkeypatch.setattr(answer_fields, "_compiled", compiled_late)
+    for operation in operations_of(role):
+        for status, code, description in ((200, "0", "Success"), (400, "-1", "Failure")):
+            answer = json.dumps({"output_ResponseCode": code, "output_ResponseDesc": description}).encode()
+            exchange = seen(operation.id, {"input_Amount": "200"}, answer, status=status)
+            judged(judge, exchange)

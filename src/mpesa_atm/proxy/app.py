@@ -109,6 +109,7 @@ class ProxyApp:
         self.served = ", ".join(f"POST {path}" for path in self.by_path)
         # The passwords masked by value (the configured ones) as well as input_Password by name.
         self.secrets = Secrets.of_banks(settings.banks, settings.bank_password)
+        self.secrets.masked_all()  # their pattern compiled now, not in the first call
         self.envelopes = Envelopes(role, settings)
 
     # ASGI -----------------------------------------------------------------------------------------------
