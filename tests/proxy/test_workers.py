@@ -111,6 +111,17 @@ def _view(proxy: Proxy, stopped: int, path: str) -> Any:
     return answer.json()
 
 
+def _violations(proxy: Proxy, stopped: int) -> list[Any]:
+    """The violations a worker not `stopped` shows, asked again until there are some, as a client
+    asks: an exchange is journalled after its answer has left (docs/proxy.md), and the write of the
+    last one may still wait for the journal's lock that the other worker held when it was stopped."""
+    deadline = time.monotonic() + 10
+    while not (shown := _view(proxy, stopped, "/_harness/violations")["violations"]):
+        assert time.monotonic() < deadline, "no violation shown after 10 s"
+        time.sleep(0.1)  # both workers running: the pending write takes its turn
+    return list(shown)
+
+
 @pytest.mark.network
 @pytest.mark.parametrize(
     ("upstream", "stop"),
@@ -136,7 +147,7 @@ def test_two_workers_judge_a_repeat_across_each_other_and_the_evidence_counts_bo
     if broken:  # the repeat, judged by the second worker with the first worker's exchange
         assert answers[1].headers[VIOLATIONS_HEADER] == "replay_is_duplicate"
         for stopped in (first, second):  # either worker shows it, from the store
-            (violation,) = _view(proxy, stopped, "/_harness/violations")["violations"]
+            (violation,) = _violations(proxy, stopped)
             assert violation["check"] == "replay_is_duplicate" and len(violation["exchange_ids"]) == 2
             assert violation["reproduce"].startswith("curl ")
     else:
