@@ -27,7 +27,7 @@ import orjson
 from mpesa_atm.mocks.coordination import JOURNAL_FILES, LAST_JOURNAL_ID, SharedCounters
 from mpesa_atm.mocks.records import JournalEntry, JournalRecord, loads_body
 
-__all__ = ["Journal"]
+__all__ = ["Journal", "dumps"]
 
 ROLES = ("bank", "ipg")
 # Per role, two slots from JOURNAL_FILES: the generation of its current file (moved on by a
@@ -63,13 +63,13 @@ def _lines_backwards(sources: list[Source]) -> Iterator[bytes]:
             yield rest
 
 
-def _dumps(values: dict[str, Any]) -> bytes:
-    """A journal line: orjson, ten times as fast as json.dumps here (benchmarks/README.md); json for
-    what orjson refuses (a string that is no UTF-8 text; none comes here, it is the last resort)."""
+def dumps(value: Any) -> bytes:
+    """JSON for the journal: orjson, ten times as fast as json.dumps here (benchmarks/README.md); json
+    for what orjson refuses (an integer past 64 bits, a string that is no UTF-8 text)."""
     try:
-        return orjson.dumps(values)
+        return orjson.dumps(value)
     except orjson.JSONEncodeError:
-        return json.dumps(values).encode()
+        return json.dumps(value).encode()
 
 
 def _write_whole(descriptor: int, data: bytes) -> None:
@@ -133,7 +133,7 @@ class Journal:
         self.counters[LAST_JOURNAL_ID] = first + len(records) - 1
         lines: dict[str, list[bytes]] = {}
         for entry_id, r in enumerate(records, first):
-            line = _dumps(
+            line = dumps(
                 {
                     "id": entry_id,
                     "at": at,

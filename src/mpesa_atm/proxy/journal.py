@@ -7,13 +7,11 @@ journalled them."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import orjson
-
 from mpesa_atm.masking import Secrets, masked, masked_body
+from mpesa_atm.mocks.journal import dumps
 from mpesa_atm.operations import Role
 from mpesa_atm.proxy.findings import Finding
 
@@ -107,11 +105,8 @@ def _has_float(value: Any) -> bool:
 
 
 def _text(value: Any) -> str:
-    """`value` as JSON text: orjson's, or json's for what orjson refuses (an integer past 64 bits)."""
-    try:
-        return orjson.dumps(value).decode()
-    except (orjson.JSONEncodeError, TypeError):
-        return json.dumps(value)
+    """`value` as JSON text, as the journal writes its lines (mocks/journal.py's dumps)."""
+    return dumps(value).decode()
 
 
 def entries_shown(entries: Iterable[Any]) -> list[dict[str, Any]]:
