@@ -4,8 +4,9 @@ operation are those of the facts read afresh, on every operation and on a reques
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -61,31 +62,33 @@ def _curl(case: Case) -> str:
         return f"{type(exc).__name__}: {exc}"
 
 
-def _slots(case: Case) -> dict[str, Any]:
-    return {name: getattr(case, name) for name in Case.__slots__}
+def _slots(value: Case | Response) -> dict[str, Any]:
+    """Every slot of a schemathesis Case or Response, by name."""
+    return {name: getattr(value, name) for name in type(value).__slots__}
+
+
+def _requests(judge: Judge, media_types: tuple[str, ...] = MEDIA_TYPES) -> Iterator[tuple[str, bytes, str]]:
+    """(operation id, body, Content-Type) of a request of each kind on each of the judge's operations."""
+    return itertools.product((op.id for op in operations_of(judge.role)), BODIES, media_types)
 
 
 @pytest.mark.parametrize("role", ROLES)
 def test_the_judges_cases_are_those_of_schemathesiss_constructor(judges: dict[str, Judge], role: str) -> None:
     judge = judges[role]
     assert judge._direct, "this schemathesis's Case has other slots: cases are made by its constructor"
-    for operation in operations_of(judge.role):
-        for body in BODIES:
-            for media_type in MEDIA_TYPES:
-                headers = (("content-type", media_type),) if media_type else ()
-                seen = Seen(operation.id, headers, body)
-                case = judge.case(seen)
-                expected = _constructed(judge, seen, case.id)
-                assert type(case) is Case
-                assert _slots(case) == _slots(expected), (operation.id, body, media_type)
-                assert case == expected
-                assert case._override == expected._override
-                assert _curl(case) == _curl(expected)
-                # Each case its own containers: a change to one is no change to another's.
-                assert case.headers is not judge.case(seen).headers
-                assert case.body is not case._components[judge_module._BODY].value or not isinstance(
-                    case.body, dict
-                )
+    for operation_id, body, media_type in _requests(judge):
+        headers = (("content-type", media_type),) if media_type else ()
+        seen = Seen(operation_id, headers, body)
+        case = judge.case(seen)
+        expected = _constructed(judge, seen, case.id)
+        assert type(case) is Case
+        assert _slots(case) == _slots(expected), (operation_id, body, media_type)
+        assert case == expected
+        assert case._override == expected._override
+        assert _curl(case) == _curl(expected)
+        # Each case its own containers: a change to one is no change to another's.
+        assert case.headers is not judge.case(seen).headers
+        assert case.body is not case._components[judge_module._BODY].value or not isinstance(case.body, dict)
 
 
 def test_the_cases_ids_are_unique(judges: dict[str, Judge]) -> None:
@@ -181,26 +184,20 @@ def test_every_check_decides_alike_with_its_facts_kept_or_read_afresh(
 ) -> None:
     judge = judges[role]
     afresh: list[tuple[Case, int, bytes, list[tuple[Any, ...]]]] = []
-    for operation in operations_of(judge.role):
-        for body in BODIES:
-            for media_type in MEDIA_TYPES[:3]:
-                case = judge.case(Seen(operation.id, (("content-type", media_type),), body))
-                for status, answer in ANSWERS:
-                    outcomes = []
-                    for info in judge.checks:
-                        _forget()
-                        outcomes.append(_outcome(info, _response(status, answer), case))
-                    afresh.append((case, status, answer, outcomes))
+    for operation_id, body, media_type in _requests(judge, MEDIA_TYPES[:3]):
+        case = judge.case(Seen(operation_id, (("content-type", media_type),), body))
+        for status, answer in ANSWERS:
+            outcomes = []
+            for info in judge.checks:
+                _forget()
+                outcomes.append(_outcome(info, _response(status, answer), case))
+            afresh.append((case, status, answer, outcomes))
     # Then one answer after another, as the proxy and fuzz run them, each case after another case.
     for _ in range(2):
         for case, status, answer, outcomes in afresh:
             one = _response(status, answer)
             kept = [_outcome(info, one, case) for info in judge.checks]
             assert kept == outcomes, (case.operation.label, case.body, case.media_type, status, answer)
-
-
-def _response_slots(response: Response) -> dict[str, Any]:
-    return {name: getattr(response, name) for name in Response.__slots__}
 
 
 def _former_upstream(judge: Judge, seen: Seen, case: Case) -> tuple[tuple[Any, ...], tuple[str, ...]]:
@@ -242,31 +239,30 @@ def _former_upstream(judge: Judge, seen: Seen, case: Case) -> tuple[tuple[Any, .
 def test_the_upstreams_judgement_is_the_former_one(judges: dict[str, Judge], role: str) -> None:
     judge = judges[role]
     assert judge._direct_response, "this schemathesis's Response has other slots: made by its constructor"
-    for operation in operations_of(judge.role):
-        for body in BODIES:
-            for media_type in MEDIA_TYPES[:3]:
-                for status, answer in ANSWERS:
-                    for answer_type in ("application/json", "text/plain"):
-                        seen = Seen(
-                            operation.id,
-                            (("content-type", media_type),),
-                            body,
-                            status,
-                            (("Content-Type", answer_type), ("X-Other", "1"), ("x-other", "2")),
-                            answer,
-                            0.25,
-                        )
-                        case = judge.case(seen)
-                        response = judge_module._seen_response(seen, judge._request)
-                        expected = Response(
-                            status,
-                            judge_module._headers_by_name(seen.response_headers),
-                            answer,
-                            judge._request,
-                            0.25,
-                            True,
-                        )
-                        assert _response_slots(response) == _response_slots(expected)
-                        judged = judge.upstream(seen, case, "x")
-                        findings = tuple((f.check, f.rule, f.title, f.message) for f in judged.findings)
-                        assert (findings, judged.applied) == _former_upstream(judge, seen, case), seen
+    answer_types = ("application/json", "text/plain")
+    for (operation_id, body, media_type), (status, answer), answer_type in itertools.product(
+        _requests(judge, MEDIA_TYPES[:3]), ANSWERS, answer_types
+    ):
+        seen = Seen(
+            operation_id,
+            (("content-type", media_type),),
+            body,
+            status,
+            (("Content-Type", answer_type), ("X-Other", "1"), ("x-other", "2")),
+            answer,
+            0.25,
+        )
+        case = judge.case(seen)
+        response = judge_module._seen_response(seen, judge._request)
+        expected = Response(
+            status,
+            judge_module._headers_by_name(seen.response_headers),
+            answer,
+            judge._request,
+            0.25,
+            True,
+        )
+        assert _slots(response) == _slots(expected)
+        judged = judge.upstream(seen, case, "x")
+        findings = tuple((f.check, f.rule, f.title, f.message) for f in judged.findings)
+        assert (findings, judged.applied) == _former_upstream(judge, seen, case), seen
