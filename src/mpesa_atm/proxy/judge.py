@@ -29,7 +29,7 @@ from schemathesis.generation.overrides import StoredValue
 from mpesa_atm.fuzz.campaign import role_schema
 from mpesa_atm.fuzz.checks import FOLDED_UNDER, CheckInfo, ContractViolation, any_case, checks_for
 from mpesa_atm.fuzz.response_time import within
-from mpesa_atm.fuzz.violations import document_break
+from mpesa_atm.fuzz.violations import document_break, read_facts
 from mpesa_atm.judgement import RULES, documented
 from mpesa_atm.operations import Role, operations_of
 from mpesa_atm.proxy.findings import Finding, Side
@@ -266,16 +266,14 @@ class Judge:
         a quiet machine), and a worker started under load held its first calls for hundreds."""
         json_headers = (("content-type", "application/json"),)
         for op in operations_of(self.role):
-            _, post = operation_definition(op.id)
             fields = _request_schema(op.id).get("properties", {})
             request = json.dumps(dict.fromkeys(fields, "1")).encode()  # every field, the formats' misses
-            statuses = sorted(int(status) for status in post.get("responses", {}) if str(status).isdigit())
-            for status in statuses or [200]:
+            statuses = read_facts(self._operations[op.id].definition.raw).statuses  # as the checks read them
+            for status in statuses or (200,):
                 code, description = ("0", "Success") if status == 200 else ("-1", "Failure")
-                answer = b'{"output_ResponseCode":"%s","output_ResponseDesc":"%s"}' % (
-                    code.encode(),
-                    description.encode(),
-                )
+                answer = json.dumps(
+                    {"output_ResponseCode": code, "output_ResponseDesc": description}
+                ).encode()
                 seen = Seen(op.id, json_headers, request, status, json_headers, answer)
                 case = self.case(seen)
                 self.client(seen, case, "warm-up")
